@@ -1,0 +1,21 @@
+//! A fake Azure AI Foundry / Azure OpenAI upstream speaking the real wire formats (chat
+//! completions, Responses API, image generations, with Azure's SSE quirks and headers), for the
+//! proxy's integration tests and for benchmarks.
+
+mod body;
+mod formats;
+mod handler;
+mod ids;
+mod script;
+mod server;
+mod state;
+
+pub use formats::{
+    IMAGE_MAX_N, IMAGE_USAGE_INPUT_TOKENS, IMAGE_USAGE_OUTPUT_TOKENS_PER_IMAGE, PNG_BASE64,
+    SYSTEM_FINGERPRINT, USAGE_CACHED_TOKENS, USAGE_COMPLETION_TOKENS, USAGE_PROMPT_TOKENS,
+    USAGE_REASONING_TOKENS, USAGE_TOTAL_TOKENS, error_body,
+};
+pub use handler::MAX_BODY_BYTES;
+pub use script::{Behaviour, ScriptedReply};
+pub use server::{FakeFoundry, ServeOptions, serve};
+pub use state::RecordedRequest;

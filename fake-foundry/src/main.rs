@@ -1,0 +1,83 @@
+//! The `fake-foundry` binary: serves the fake on 127.0.0.1 for benchmarks and manual testing.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::ExitCode;
+
+use fake_foundry::{ServeOptions, serve};
+
+const USAGE: &str =
+    "usage: fake-foundry [--port N] [--latency-ms N] [--chunks N] [--gap-ms N] [--workers N]";
+
+struct Args {
+    port: u16,
+    options: ServeOptions,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        port: 0,
+        options: ServeOptions::default(),
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(String::new());
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |what: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{what}: not a number: {value:?}"))
+        };
+        let behaviour = &mut parsed.options.behaviour;
+        match flag.as_str() {
+            "--port" => {
+                parsed.port = u16::try_from(number("--port")?)
+                    .map_err(|_| format!("--port: out of range: {value}"))?;
+            }
+            "--latency-ms" => behaviour.latency_ms = number("--latency-ms")?,
+            "--chunks" => behaviour.stream_chunks = number("--chunks")? as usize,
+            "--gap-ms" => behaviour.chunk_gap_ms = number("--gap-ms")?,
+            "--workers" => parsed.options.workers = (number("--workers")? as usize).max(1),
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("fake-foundry: {message}");
+            }
+            eprintln!("{USAGE}");
+            return if message.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fake-foundry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> std::io::Result<()> {
+    let listener = TcpListener::bind(("127.0.0.1", args.port))?;
+    let addr = listener.local_addr()?;
+    actix_rt::System::new().block_on(async move {
+        let server = serve(listener, args.options)?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()?;
+        drop(stdout);
+        server.await
+    })
+}

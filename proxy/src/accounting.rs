@@ -1,0 +1,175 @@
+//! The one end-of-request hook: every request, however it ends, is counted in the statistics,
+//! added to the recent-requests record and logged once with its fields.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::RouteKey;
+use crate::recent::{Recent, RecentEntry};
+use crate::stats::{ErrorClass, Outcome, Stats};
+use crate::usage::Usage;
+
+/// What is known about one request, filled in as it proceeds.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub arrived: SystemTime,
+    pub started: Instant,
+    pub request_id: String,
+    pub route: RouteKey,
+    pub key_id: Option<Arc<str>>,
+    pub model: Option<String>,
+    pub deployment: Option<String>,
+    pub upstream: Option<String>,
+    pub stream: bool,
+    pub status: u16,
+    pub upstream_request_id: Option<String>,
+    pub ttfb: Option<Duration>,
+    pub usage: Option<Usage>,
+    pub attempts: u32,
+}
+
+impl RequestRecord {
+    pub fn new(request_id: String, route: RouteKey) -> Self {
+        RequestRecord {
+            arrived: SystemTime::now(),
+            started: Instant::now(),
+            request_id,
+            route,
+            key_id: None,
+            model: None,
+            deployment: None,
+            upstream: None,
+            stream: false,
+            status: 0,
+            upstream_request_id: None,
+            ttfb: None,
+            usage: None,
+            attempts: 0,
+        }
+    }
+}
+
+pub struct Accounting {
+    pub stats: Stats,
+    pub recent: Recent,
+}
+
+impl Accounting {
+    pub fn new(stats: Stats, recent: Recent) -> Arc<Self> {
+        Arc::new(Accounting { stats, recent })
+    }
+
+    /// Closes a request's books. `error` is a message safe to show operators (no secrets).
+    fn finish(&self, record: &RequestRecord, outcome: Outcome, error: Option<String>) {
+        let latency = record.started.elapsed();
+        // Requests refused before a model was known count only in the totals.
+        self.stats.record(
+            record.model.as_deref(),
+            record.key_id.as_deref(),
+            outcome,
+            record.usage,
+            latency,
+        );
+        let latency_ms = millis(latency);
+        let ttfb_ms = record.ttfb.map(millis);
+        let usage = record.usage.unwrap_or_default();
+        let (outcome_name, class) = match outcome {
+            Outcome::Succeeded => ("ok", None),
+            Outcome::Failed(class) => ("error", Some(class)),
+            Outcome::Cancelled => ("cancelled", None),
+        };
+        macro_rules! log_request {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = %record.request_id,
+                    client.key_id = record.key_id.as_deref(),
+                    model = record.model.as_deref(),
+                    deployment = record.deployment.as_deref(),
+                    upstream = record.upstream.as_deref(),
+                    route = record.route.as_str(),
+                    stream = record.stream,
+                    status = record.status,
+                    outcome = outcome_name,
+                    error.class = class.map(ErrorClass::as_str),
+                    error.message = error.as_deref(),
+                    upstream.request_id = record.upstream_request_id.as_deref(),
+                    upstream.ttfb_ms = ttfb_ms,
+                    attempts = record.attempts,
+                    latency_ms,
+                    tokens.prompt = usage.prompt_tokens,
+                    tokens.completion = usage.completion_tokens,
+                    tokens.cached = usage.cached_tokens,
+                    "request finished"
+                )
+            };
+        }
+        match class {
+            Some(
+                ErrorClass::Internal | ErrorClass::StreamInterrupted | ErrorClass::Upstream5xx,
+            ) => {
+                log_request!(error)
+            }
+            Some(_) => log_request!(warn),
+            None => log_request!(info),
+        }
+        self.recent.push(RecentEntry {
+            time_ms: record
+                .arrived
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(millis)
+                .unwrap_or(0),
+            time: humantime::format_rfc3339_millis(record.arrived).to_string(),
+            request_id: record.request_id.clone(),
+            upstream_request_id: record.upstream_request_id.clone(),
+            key_id: record.key_id.as_deref().map(str::to_string),
+            model: record.model.clone(),
+            deployment: record.deployment.clone(),
+            upstream: record.upstream.clone(),
+            route: record.route.as_str().to_string(),
+            stream: record.stream,
+            status: record.status,
+            latency_ms,
+            ttfb_ms,
+            usage: record.usage,
+            outcome: outcome_name,
+            error,
+        });
+    }
+}
+
+/// A request whose books are open: closed once with its outcome, or, if it is dropped first
+/// (the client went away), closed as cancelled.
+pub struct OpenRequest {
+    accounting: Arc<Accounting>,
+    pub record: RequestRecord,
+    closed: bool,
+}
+
+impl OpenRequest {
+    pub fn new(accounting: Arc<Accounting>, record: RequestRecord) -> Self {
+        OpenRequest {
+            accounting,
+            record,
+            closed: false,
+        }
+    }
+
+    pub fn close(&mut self, outcome: Outcome, error: Option<String>) {
+        if !std::mem::replace(&mut self.closed, true) {
+            self.accounting.finish(&self.record, outcome, error);
+        }
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.close(
+            Outcome::Cancelled,
+            Some("the client closed the connection".into()),
+        );
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,291 @@
+//! The config.json file as written: serde types with the original's key names and defaults.
+//! Unknown keys are captured in `extra` so a rewrite carries them through. Never validates.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub type Extra = Map<String, Value>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub auth: RawAuth,
+    pub api_keys: Vec<RawClientKey>,
+    pub upstreams: Vec<RawUpstream>,
+    pub models: Vec<RawModel>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawServer {
+    pub host: String,
+    pub port: u64,
+    pub admin_path: String,
+    pub admin_auth: RawAdminAuth,
+    pub caddy: RawCaddy,
+    pub image_compression: RawImageCompression,
+    pub upstream: RawUpstreamSettings,
+    pub ops: RawOps,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 3000,
+            admin_path: "/admin".into(),
+            admin_auth: RawAdminAuth::default(),
+            caddy: RawCaddy::default(),
+            image_compression: RawImageCompression::default(),
+            upstream: RawUpstreamSettings::default(),
+            ops: RawOps::default(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawAdminAuth {
+    pub enabled: bool,
+    pub username: String,
+    pub password: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawAdminAuth {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            username: "admin".into(),
+            password: "admin".into(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawCaddy {
+    pub enabled: bool,
+    pub domain: String,
+    pub email: String,
+    pub https_port: u64,
+    pub upstream_host: String,
+    pub upstream_port: u64,
+    pub transport: RawCaddyTransport,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawCaddy {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            domain: String::new(),
+            email: String::new(),
+            https_port: 443,
+            upstream_host: "127.0.0.1".into(),
+            upstream_port: 3000,
+            transport: RawCaddyTransport::default(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawCaddyTransport {
+    pub dial_timeout_ms: u64,
+    pub response_header_timeout_ms: u64,
+    pub keep_alive_timeout_ms: u64,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawCaddyTransport {
+    fn default() -> Self {
+        Self {
+            dial_timeout_ms: 5_000,
+            response_header_timeout_ms: 45_000,
+            keep_alive_timeout_ms: 120_000,
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawImageCompression {
+    pub enabled: bool,
+    pub max_size: u64,
+    pub quality: f64,
+    pub format: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawImageCompression {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_size: 1600,
+            quality: 0.85,
+            format: "jpeg".into(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawUpstreamSettings {
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub first_byte_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_retries: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub retry_statuses: Vec<u64>,
+    pub pool: RawPool,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawUpstreamSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 10_000,
+            request_timeout_ms: 900_000,
+            first_byte_timeout_ms: 300_000,
+            idle_timeout_ms: 900_000,
+            max_retries: 0,
+            retry_base_ms: 800,
+            retry_max_ms: 8_000,
+            retry_statuses: vec![408, 409, 425, 429, 500, 502, 503, 504],
+            pool: RawPool::default(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// Pool keys keep the original's (undici) names. `headersTimeoutMs`, `bodyTimeoutMs` and
+/// `pipelining` have no awc counterpart; they are optional so that only an explicit value is
+/// reported as ignored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawPool {
+    pub connections: u64,
+    pub keep_alive_timeout_ms: u64,
+    pub keep_alive_max_timeout_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipelining: Option<u64>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawPool {
+    fn default() -> Self {
+        Self {
+            connections: 64,
+            keep_alive_timeout_ms: 60_000,
+            keep_alive_max_timeout_ms: 300_000,
+            headers_timeout_ms: None,
+            body_timeout_ms: None,
+            pipelining: None,
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawOps {
+    pub host: String,
+    pub port: u64,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawOps {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 3002,
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawAuth {
+    pub mode: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub managed_identity_client_id: String,
+    pub scope: String,
+    pub api_key: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            mode: "servicePrincipal".into(),
+            tenant_id: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            managed_identity_client_id: String::new(),
+            scope: "https://cognitiveservices.azure.com/.default".into(),
+            api_key: String::new(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawClientKey {
+    pub id: String,
+    pub key: String,
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawUpstream {
+    pub name: String,
+    pub base_url: String,
+    pub routes: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<RawAuth>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawModel {
+    pub id: String,
+    pub upstream: String,
+    pub target_model: String,
+    pub routes: Map<String, Value>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}

@@ -1,0 +1,227 @@
+//! Errors the gateway answers itself, in the OpenAI error shape. Grouped by who is at fault:
+//! the downstream client (4xx), the upstream or Entra ID (5xx), or the gateway (500).
+//! Messages never carry a secret, a token or an upstream URL.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::stats::ErrorClass;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    // Downstream.
+    #[error("missing API key: send it as 'Authorization: Bearer <key>', 'api-key' or 'x-api-key'")]
+    MissingClientKey,
+    #[error("incorrect API key provided")]
+    InvalidClientKey,
+    #[error("this API key is disabled")]
+    DisabledClientKey,
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("request body must be a JSON object")]
+    BodyNotObject,
+    #[error("you must provide a model parameter")]
+    MissingModel,
+    #[error("model must be a string")]
+    ModelNotString,
+    #[error("the model '{0}' does not exist or you do not have access to it")]
+    ModelNotFound(String),
+
+    // Upstream.
+    #[error(
+        "upstream \"{upstream}\" is not configured: set upstreams[{index}].baseUrl to your Azure AI Foundry resource endpoint"
+    )]
+    UpstreamNotConfigured { upstream: String, index: usize },
+    #[error("could not connect to upstream \"{upstream}\": {reason}")]
+    UpstreamUnreachable { upstream: String, reason: String },
+    #[error("upstream \"{upstream}\" failed: {reason}")]
+    UpstreamBroken { upstream: String, reason: String },
+    #[error("upstream \"{upstream}\" did not answer within {what}")]
+    UpstreamTimeout { upstream: String, what: String },
+    #[error("could not authenticate to upstream \"{upstream}\" with auth.mode {mode}: {cause}")]
+    UpstreamAuthFailed {
+        upstream: String,
+        mode: String,
+        cause: String,
+    },
+    #[error("the gateway is shutting down")]
+    ShuttingDown,
+
+    // Gateway.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ProxyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::MissingClientKey | ProxyError::InvalidClientKey => "invalid_api_key",
+            ProxyError::DisabledClientKey => "api_key_disabled",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BodyRead(_) => "invalid_body",
+            ProxyError::InvalidJson(_) | ProxyError::BodyNotObject => "invalid_json",
+            ProxyError::MissingModel => "missing_required_parameter",
+            ProxyError::ModelNotString => "invalid_type",
+            ProxyError::ModelNotFound(_) => "model_not_found",
+            ProxyError::UpstreamNotConfigured { .. } => "upstream_not_configured",
+            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamBroken { .. } => "upstream_error",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
+            ProxyError::ShuttingDown => "shutting_down",
+            ProxyError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        if self.status_code().is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        }
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::MissingModel
+            | ProxyError::ModelNotString
+            | ProxyError::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProxyError::MissingClientKey
+            | ProxyError::InvalidClientKey
+            | ProxyError::DisabledClientKey => ErrorClass::Unauthorized,
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::BodyRead(_)
+            | ProxyError::InvalidJson(_)
+            | ProxyError::BodyNotObject
+            | ProxyError::MissingModel
+            | ProxyError::ModelNotString
+            | ProxyError::ModelNotFound(_) => ErrorClass::BadRequest,
+            ProxyError::UpstreamNotConfigured { .. } => ErrorClass::NotConfigured,
+            ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBroken { .. } => {
+                ErrorClass::Unreachable
+            }
+            ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
+            ProxyError::UpstreamAuthFailed { .. } => ErrorClass::UpstreamAuth,
+            ProxyError::ShuttingDown | ProxyError::Internal(_) => ErrorClass::Internal,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: &'a str,
+}
+
+impl ResponseError for ProxyError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingClientKey
+            | ProxyError::InvalidClientKey
+            | ProxyError::DisabledClientKey => StatusCode::UNAUTHORIZED,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyRead(_)
+            | ProxyError::InvalidJson(_)
+            | ProxyError::BodyNotObject
+            | ProxyError::MissingModel
+            | ProxyError::ModelNotString => StatusCode::BAD_REQUEST,
+            ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::UpstreamNotConfigured { .. } | ProxyError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::UpstreamUnreachable { .. }
+            | ProxyError::UpstreamBroken { .. }
+            | ProxyError::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        openai_error(
+            self.status_code(),
+            self.to_string(),
+            self.error_type(),
+            self.param(),
+            self.code(),
+        )
+    }
+}
+
+/// Builds an OpenAI-shaped error response; the one place that JSON is made.
+pub fn openai_error(
+    status: StatusCode,
+    message: String,
+    kind: &str,
+    param: Option<&str>,
+    code: &str,
+) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorEnvelope {
+        error: ErrorBody {
+            message,
+            kind,
+            param,
+            code,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(err: ProxyError) -> serde_json::Value {
+        let bytes = err
+            .error_response()
+            .into_body()
+            .try_into_bytes()
+            .expect("bytes");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[test]
+    fn unknown_model_is_404_model_not_found_with_param() {
+        let err = ProxyError::ModelNotFound("gpt-x".into());
+        assert_eq!(err.status_code(), StatusCode::NOT_FOUND);
+        let body = body_of(err);
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[test]
+    fn upstream_errors_are_server_errors_without_param() {
+        let body = body_of(ProxyError::UpstreamTimeout {
+            upstream: "u".into(),
+            what: "5s".into(),
+        });
+        assert_eq!(body["error"]["type"], "server_error");
+        assert!(body["error"]["param"].is_null());
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let body = body_of(ProxyError::Internal(anyhow::anyhow!("secret path /etc/x")));
+        assert_eq!(body["error"]["message"], "internal error");
+    }
+}

@@ -1,0 +1,245 @@
+//! The client-facing API. Handlers stay thin: load one snapshot, call the domain functions,
+//! map the result to a response. Every request is accounted exactly once.
+
+use std::sync::Arc;
+
+use actix_web::body::SizedStream;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+
+use crate::accounting::{Accounting, OpenRequest, RequestRecord};
+use crate::config::RouteKey;
+use crate::errors::{ProxyError, openai_error};
+use crate::headers::{self, REQUEST_ID};
+use crate::relay::{Relay, Watch};
+use crate::snapshot::{Shared, Snapshot};
+use crate::stats::{ErrorClass, Outcome};
+use crate::upstream::{self, UpstreamCall, UpstreamResponse};
+use crate::{request_body, routing};
+
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub accounting: Arc<Accounting>,
+    pub body_limit: usize,
+}
+
+pub async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    proxy(RouteKey::ChatCompletions, req, payload, state).await
+}
+
+pub async fn responses(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    proxy(RouteKey::Responses, req, payload, state).await
+}
+
+pub async fn images_generations(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    proxy(RouteKey::ImagesGenerations, req, payload, state).await
+}
+
+async fn proxy(
+    route: RouteKey,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let request_id = headers::request_id(req.headers());
+    let snapshot = state.shared.snapshot.load_full();
+    let mut open = OpenRequest::new(
+        state.accounting.clone(),
+        RequestRecord::new(request_id.clone(), route),
+    );
+    let result = forward(&req, payload, &state, &snapshot, &mut open).await;
+    let mut response = match result {
+        Ok((exchange, speaks)) => respond(exchange, speaks, &snapshot, open),
+        Err(err) => {
+            open.record.status = err.status_code().as_u16();
+            open.close(Outcome::Failed(err.class()), Some(err.to_string()));
+            err.error_response()
+        }
+    };
+    if let Ok(value) = request_id.parse() {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Authenticates, reads and rewrites the body, resolves the target and sends upstream.
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    snapshot: &Snapshot,
+    open: &mut OpenRequest,
+) -> Result<(UpstreamResponse, RouteKey), ProxyError> {
+    let record = &mut open.record;
+    record.key_id = Some(snapshot.client_keys.authenticate(req.headers())?);
+
+    let content_length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body = request_body::read_limited(payload, content_length, state.body_limit).await?;
+    let inspected = request_body::inspect(&body)?;
+    record.stream = inspected.stream;
+
+    let config = &snapshot.config;
+    let target = routing::resolve(config, &inspected.model, record.route, req.query_string())?;
+    let upstream = &config.upstreams[target.upstream];
+    record.model = Some(inspected.model.clone());
+    record.deployment = Some(target.deployment.clone());
+    record.upstream = Some(upstream.name.clone());
+
+    let upstream_body = request_body::rewrite(&body, &inspected, &target.deployment);
+    drop(body);
+    let settings = &config.server.upstream;
+    let exchange = upstream::send(UpstreamCall {
+        upstream_name: &upstream.name,
+        url: &target.url,
+        headers: &headers::upstream_request_headers(req.headers(), &record.request_id),
+        body: upstream_body,
+        settings,
+        credential: snapshot.credential(target.upstream),
+        deadline: (!inspected.stream).then(|| record.started + settings.request_timeout),
+    })
+    .await?;
+    record.attempts = exchange.attempts;
+    record.ttfb = Some(exchange.ttfb);
+    record.status = exchange.response.status().as_u16();
+    record.upstream_request_id = headers::upstream_request_id(exchange.response.headers());
+    Ok((exchange, target.speaks))
+}
+
+/// Passes the upstream status, useful headers and body through; the body is relayed, not read.
+fn respond(
+    exchange: UpstreamResponse,
+    speaks: RouteKey,
+    snapshot: &Snapshot,
+    open: OpenRequest,
+) -> HttpResponse {
+    let mut response = exchange.response;
+    let status = response.status();
+    let on_complete = if status.is_success() {
+        Outcome::Succeeded
+    } else if status.is_client_error() {
+        Outcome::Failed(ErrorClass::Upstream4xx)
+    } else {
+        Outcome::Failed(ErrorClass::Upstream5xx)
+    };
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let watch = Watch::for_content_type(content_type, speaks, status.is_success());
+    let is_stream = matches!(watch, Watch::Sse { .. });
+    let content_length = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| !is_stream);
+
+    let mut builder = HttpResponse::build(status);
+    headers::copy_response_headers(response.headers(), &mut builder);
+    if is_stream {
+        builder.insert_header(("x-accel-buffering", "no"));
+    }
+    let settings = &snapshot.config.server.upstream;
+    let deadline = (!open.record.stream).then(|| open.record.started + settings.request_timeout);
+    let relay = Relay::new(
+        response.take_payload(),
+        watch,
+        settings.idle_timeout,
+        deadline,
+        on_complete,
+        open,
+    );
+    match content_length {
+        Some(len) => builder.body(SizedStream::new(len, relay)),
+        None => builder.streaming(relay),
+    }
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ModelEntry<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+/// `GET /v1/models`: the configured model ids in the OpenAI list shape.
+pub async fn models(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ProxyError> {
+    let snapshot = state.shared.snapshot.load();
+    snapshot.client_keys.authenticate(req.headers())?;
+    let created = snapshot.loaded_at_ms / 1000;
+    let data = snapshot
+        .config
+        .models
+        .iter()
+        .map(|m| ModelEntry {
+            id: &m.id,
+            object: "model",
+            created,
+            owned_by: "azure-ai-foundry",
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ModelList {
+        object: "list",
+        data,
+    }))
+}
+
+/// `GET /healthz`: answers without a key and reveals nothing but liveness.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .json(serde_json::json!({"status": "ok"}))
+}
+
+/// Any other path: an OpenAI-shaped 404 (or 405 for a known path with the wrong method).
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let known = matches!(
+        req.path(),
+        "/v1/chat/completions"
+            | "/v1/responses"
+            | "/v1/images/generations"
+            | "/v1/models"
+            | "/healthz"
+    );
+    let (status, code) = if known {
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    } else {
+        (StatusCode::NOT_FOUND, "unknown_url")
+    };
+    openai_error(
+        status,
+        format!("Invalid URL ({} {})", req.method(), req.path()),
+        "invalid_request_error",
+        None,
+        code,
+    )
+}

@@ -1,0 +1,81 @@
+//! The ops listener (loopback by default): statistics as JSON and Prometheus text, recent
+//! requests with filters, config status and readiness. Never serves client traffic, never
+//! shows a secret.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::accounting::Accounting;
+use crate::recent::RecentQuery;
+use crate::snapshot::{ConfigStatus, Shared};
+use crate::stats::StatsData;
+
+pub struct OpsState {
+    pub shared: Arc<Shared>,
+    pub accounting: Arc<Accounting>,
+    pub started: Instant,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/stats", web::get().to(stats))
+        .route("/metrics", web::get().to(metrics))
+        .route("/requests", web::get().to(requests))
+        .route("/status", web::get().to(status))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn stats(state: web::Data<OpsState>) -> HttpResponse {
+    let data: StatsData = state.accounting.stats.snapshot();
+    HttpResponse::Ok().json(data)
+}
+
+async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+    let mut text = state.accounting.stats.prometheus();
+    let status = state.shared.status();
+    text.push_str("# HELP gateway_config_generation Configs applied since start\n# TYPE gateway_config_generation gauge\n");
+    text.push_str(&format!(
+        "gateway_config_generation {}\n",
+        status.generation
+    ));
+    text.push_str("# HELP gateway_config_rejected 1 while the config file on disk is invalid and an older one serves\n# TYPE gateway_config_rejected gauge\n");
+    text.push_str(&format!(
+        "gateway_config_rejected {}\n",
+        u8::from(status.rejected.is_some())
+    ));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
+async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "data": state.accounting.recent.query(&query) }))
+}
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    uptime_s: u64,
+    config: ConfigStatus,
+    models: usize,
+    upstreams: usize,
+    client_keys: usize,
+}
+
+async fn status(state: web::Data<OpsState>) -> HttpResponse {
+    let snapshot = state.shared.snapshot.load();
+    HttpResponse::Ok().json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        config: state.shared.status(),
+        models: snapshot.config.models.len(),
+        upstreams: snapshot.config.upstreams.len(),
+        client_keys: snapshot.config.client_keys.len(),
+    })
+}
+
+async fn readyz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+}

@@ -1,0 +1,183 @@
+//! A bounded record of recent requests. Errors are kept apart from successes so that a flood of
+//! successful traffic never evicts them. Holds no request or response content.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::usage::Usage;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentEntry {
+    /// Unix time in ms when the request arrived.
+    pub time_ms: u64,
+    pub time: String,
+    pub request_id: String,
+    pub upstream_request_id: Option<String>,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+    pub deployment: Option<String>,
+    pub upstream: Option<String>,
+    pub route: String,
+    pub stream: bool,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub ttfb_ms: Option<u64>,
+    pub usage: Option<Usage>,
+    /// "ok", "error" or "cancelled".
+    pub outcome: &'static str,
+    pub error: Option<String>,
+}
+
+impl RecentEntry {
+    fn is_error(&self) -> bool {
+        self.outcome == "error"
+    }
+}
+
+/// Filters of the recent-requests endpoint.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RecentQuery {
+    /// "error" for failures only, "ok" for the rest; absent for both.
+    pub level: Option<String>,
+    pub model: Option<String>,
+    pub request_id: Option<String>,
+    pub key_id: Option<String>,
+    /// Unix time in ms; only requests that arrived at or after it.
+    pub since: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+pub struct Recent {
+    capacity: usize,
+    ok: Mutex<VecDeque<RecentEntry>>,
+    errors: Mutex<VecDeque<RecentEntry>>,
+}
+
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+impl Recent {
+    pub fn new(capacity_each: usize) -> Recent {
+        Recent {
+            capacity: capacity_each,
+            ok: Mutex::new(VecDeque::with_capacity(capacity_each)),
+            errors: Mutex::new(VecDeque::with_capacity(capacity_each)),
+        }
+    }
+
+    pub fn push(&self, entry: RecentEntry) {
+        let ring = if entry.is_error() {
+            &self.errors
+        } else {
+            &self.ok
+        };
+        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() == self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(entry);
+    }
+
+    /// Matching entries, newest first.
+    pub fn query(&self, q: &RecentQuery) -> Vec<RecentEntry> {
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let level = q.level.as_deref().map(str::to_ascii_lowercase);
+        let want_errors = !matches!(level.as_deref(), Some("ok" | "info"));
+        let want_ok = !matches!(level.as_deref(), Some("error" | "errors"));
+        let matches = |e: &&RecentEntry| {
+            q.model
+                .as_deref()
+                .is_none_or(|m| e.model.as_deref() == Some(m))
+                && q.request_id.as_deref().is_none_or(|id| {
+                    e.request_id == id || e.upstream_request_id.as_deref() == Some(id)
+                })
+                && q.key_id
+                    .as_deref()
+                    .is_none_or(|k| e.key_id.as_deref() == Some(k))
+                && q.since.is_none_or(|since| e.time_ms >= since)
+        };
+        let mut out = Vec::new();
+        if want_errors {
+            let ring = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(ring.iter().rev().filter(matches).take(limit).cloned());
+        }
+        if want_ok {
+            let ring = self.ok.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(ring.iter().rev().filter(matches).take(limit).cloned());
+        }
+        out.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
+        out.truncate(limit);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(time_ms: u64, outcome: &'static str, model: &str) -> RecentEntry {
+        RecentEntry {
+            time_ms,
+            time: String::new(),
+            request_id: format!("r{time_ms}"),
+            upstream_request_id: None,
+            key_id: Some("k".into()),
+            model: Some(model.into()),
+            deployment: None,
+            upstream: None,
+            route: "chat/completions".into(),
+            stream: false,
+            status: 200,
+            latency_ms: 1,
+            ttfb_ms: None,
+            usage: None,
+            outcome,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn successes_never_evict_errors() {
+        let recent = Recent::new(3);
+        recent.push(entry(1, "error", "m"));
+        for t in 2..100 {
+            recent.push(entry(t, "ok", "m"));
+        }
+        let errors = recent.query(&RecentQuery {
+            level: Some("error".into()),
+            ..Default::default()
+        });
+        assert_eq!(errors.len(), 1);
+        assert_eq!(recent.query(&RecentQuery::default()).len(), 4);
+    }
+
+    #[test]
+    fn filters_apply_and_newest_comes_first() {
+        let recent = Recent::new(10);
+        recent.push(entry(1, "ok", "a"));
+        recent.push(entry(2, "ok", "b"));
+        recent.push(entry(3, "error", "a"));
+        let got = recent.query(&RecentQuery {
+            model: Some("a".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            got.iter().map(|e| e.time_ms).collect::<Vec<_>>(),
+            vec![3, 1]
+        );
+        let since = recent.query(&RecentQuery {
+            since: Some(2),
+            limit: Some(1),
+            ..Default::default()
+        });
+        assert_eq!(since[0].time_ms, 3);
+        assert_eq!(since.len(), 1);
+        let by_id = recent.query(&RecentQuery {
+            request_id: Some("r2".into()),
+            ..Default::default()
+        });
+        assert_eq!(by_id.len(), 1);
+    }
+}

@@ -1,0 +1,211 @@
+//! The upstream response body on its way to the client: forwarded chunk by chunk as it arrives
+//! (actix polls it only when the client can take more, so a slow client slows the upstream read
+//! instead of growing a buffer), watched for usage, bounded by the idle and total timeouts, and
+//! accounted exactly once however it ends. Never holds a body, never alters a byte it forwards.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_http::Payload;
+use actix_rt::time::{Sleep, sleep_until};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::accounting::OpenRequest;
+use crate::config::RouteKey;
+use crate::sse::{self, SseUsageScanner};
+use crate::stats::{ErrorClass, Outcome};
+use crate::usage::{self, JSON_TAIL_BYTES};
+
+/// What the relay looks at in the bytes it forwards.
+pub enum Watch {
+    /// An event stream in the format of the given route.
+    Sse {
+        scanner: SseUsageScanner,
+        speaks: RouteKey,
+    },
+    /// A JSON body: its last bytes are kept (as shared chunks, not copies) to read `usage`.
+    JsonTail {
+        chunks: VecDeque<Bytes>,
+        held: usize,
+    },
+    Nothing,
+}
+
+impl Watch {
+    pub fn for_content_type(content_type: &str, speaks: RouteKey, success: bool) -> Watch {
+        let content_type = content_type.to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            Watch::Sse {
+                scanner: SseUsageScanner::default(),
+                speaks,
+            }
+        } else if success && content_type.contains("json") {
+            Watch::JsonTail {
+                chunks: VecDeque::new(),
+                held: 0,
+            }
+        } else {
+            Watch::Nothing
+        }
+    }
+
+    fn observe(&mut self, chunk: &Bytes) {
+        match self {
+            Watch::Sse { scanner, .. } => scanner.feed(chunk),
+            Watch::JsonTail { chunks, held } => {
+                chunks.push_back(chunk.clone());
+                *held += chunk.len();
+                while chunks.len() > 1 && *held - chunks[0].len() >= JSON_TAIL_BYTES {
+                    if let Some(old) = chunks.pop_front() {
+                        *held -= old.len();
+                    }
+                }
+            }
+            Watch::Nothing => {}
+        }
+    }
+
+    fn usage(&self) -> Option<usage::Usage> {
+        match self {
+            Watch::Sse { scanner, .. } => scanner.usage(),
+            Watch::JsonTail { chunks, held } => {
+                let mut tail = Vec::with_capacity(*held);
+                for chunk in chunks {
+                    tail.extend_from_slice(chunk);
+                }
+                usage::from_json_tail(&tail)
+            }
+            Watch::Nothing => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RelayError(String);
+
+pub struct Relay {
+    payload: Payload,
+    watch: Watch,
+    idle_timeout: Duration,
+    last_chunk: Instant,
+    idle_timer: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Outcome when the body ends normally (decided by the upstream status).
+    on_complete: Outcome,
+    request: OpenRequest,
+    closed: bool,
+}
+
+impl Relay {
+    pub fn new(
+        payload: Payload,
+        watch: Watch,
+        idle_timeout: Duration,
+        deadline: Option<Instant>,
+        on_complete: Outcome,
+        request: OpenRequest,
+    ) -> Relay {
+        let now = Instant::now();
+        Relay {
+            payload,
+            watch,
+            idle_timeout,
+            last_chunk: now,
+            idle_timer: Box::pin(sleep_until((now + idle_timeout).into())),
+            deadline: deadline.map(|at| Box::pin(sleep_until(at.into()))),
+            on_complete,
+            request,
+            closed: false,
+        }
+    }
+
+    fn close_books(&mut self, outcome: Outcome, error: Option<String>) {
+        self.request.record.usage = self.watch.usage();
+        self.request.close(outcome, error);
+    }
+
+    /// Ends the body after a failure: an event stream gets one final error event in its own
+    /// format; any other body is cut, so the client sees it incomplete rather than wrong.
+    fn fail(
+        &mut self,
+        class: ErrorClass,
+        code: &str,
+        message: String,
+    ) -> Poll<Option<Result<Bytes, RelayError>>> {
+        self.closed = true;
+        self.close_books(Outcome::Failed(class), Some(message.clone()));
+        match &self.watch {
+            Watch::Sse { scanner, speaks } => {
+                let event = sse::error_event(*speaks, code, &message, scanner.mid_line());
+                Poll::Ready(Some(Ok(Bytes::from(event))))
+            }
+            _ => Poll::Ready(Some(Err(RelayError(message)))),
+        }
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, RelayError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.closed {
+            return Poll::Ready(None);
+        }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return this.fail(
+                ErrorClass::Timeout,
+                "upstream_timeout",
+                "the upstream response did not finish within the request timeout".into(),
+            );
+        }
+        match Pin::new(&mut this.payload).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                this.last_chunk = Instant::now();
+                this.watch.observe(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                tracing::debug!(error = %err, "upstream body failed");
+                this.fail(
+                    ErrorClass::StreamInterrupted,
+                    "upstream_stream_interrupted",
+                    "the upstream connection failed before the response was complete".into(),
+                )
+            }
+            Poll::Ready(None) => {
+                this.closed = true;
+                let outcome = this.on_complete;
+                this.close_books(outcome, None);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // The idle timer is moved only when it fires, not on every chunk.
+                loop {
+                    if this.idle_timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let due = this.last_chunk + this.idle_timeout;
+                    if Instant::now() >= due {
+                        let ms = this.idle_timeout.as_millis();
+                        return this.fail(
+                            ErrorClass::Timeout,
+                            "upstream_timeout",
+                            format!("the upstream sent nothing for {ms} ms"),
+                        );
+                    }
+                    this.idle_timer.as_mut().reset(due.into());
+                }
+            }
+        }
+    }
+}
+
+// Dropping a Relay before its end drops `payload`, which closes the upstream connection (the
+// Azure call stops), and `request`, which counts the request as cancelled.

@@ -1,0 +1,153 @@
+//! Hot reload of config.json: file events on its directory (debounced; atomic renames and
+//! in-place writes alike) plus a content-hash poll for mounts that deliver no events (SMB).
+//! A valid file swaps the snapshot; an invalid one is refused and the last good config serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::config::{self, Config};
+use crate::snapshot::{RejectedConfig, Shared, Snapshot};
+use crate::stats::now_ms;
+
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reads and validates the config file (blocking I/O and parsing: call off the reactor).
+pub fn read_config(path: &Path) -> anyhow::Result<(Config, String)> {
+    let bytes = std::fs::read(path)?;
+    let hash = sha256_hex(&bytes);
+    let config = config::load(&bytes)?;
+    Ok((config, hash))
+}
+
+pub fn log_ignored(config: &Config) {
+    for note in &config.ignored {
+        tracing::info!(note = %note, "config key has no effect");
+    }
+}
+
+/// Watches `path` until the returned handle is dropped or the process ends.
+pub struct ConfigWatcher {
+    _watcher: Option<notify::RecommendedWatcher>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ConfigWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration) -> ConfigWatcher {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(event) => {
+                event.paths.is_empty()
+                    || event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name() == file_name.as_deref())
+            }
+            Err(_) => true,
+        };
+        if relevant {
+            // A full channel already holds a pending reload; that one will read the latest file.
+            let _ = tx.try_send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(err) => {
+            tracing::warn!(error = %err, dir = %dir.display(), "file events unavailable; relying on polling");
+            None
+        }
+    };
+    let task = actix_rt::spawn(async move {
+        let mut ticker = actix_rt::time::interval(poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(()) = rx.recv() => {
+                    actix_rt::time::sleep(DEBOUNCE).await;
+                    while rx.try_recv().is_ok() {}
+                }
+                _ = ticker.tick() => {}
+            }
+            reload_if_changed(&path, &shared).await;
+        }
+    });
+    ConfigWatcher {
+        _watcher: watcher,
+        task,
+    }
+}
+
+/// Applies the file when its content differs from what was last applied or rejected.
+pub async fn reload_if_changed(path: &Path, shared: &Shared) {
+    let path_buf = path.to_path_buf();
+    let Ok(read) = tokio::task::spawn_blocking(move || std::fs::read(&path_buf)).await else {
+        return;
+    };
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            // Between an unlink and a rename the file may be briefly missing.
+            tracing::debug!(error = %err, "config file not readable");
+            return;
+        }
+    };
+    let hash = sha256_hex(&bytes);
+    {
+        let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        if status.sha256 == hash {
+            // Back to the content that is serving: nothing is rejected any more.
+            status.rejected = None;
+            return;
+        }
+        if status.rejected.as_ref().is_some_and(|r| r.sha256 == hash) {
+            return;
+        }
+    }
+    let parsed =
+        tokio::task::spawn_blocking(move || config::load(&bytes).map(Snapshot::build)).await;
+    let Ok(parsed) = parsed else { return };
+    let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
+    match parsed {
+        Ok(snapshot) => {
+            log_ignored(&snapshot.config);
+            status.generation += 1;
+            status.loaded_at_ms = snapshot.loaded_at_ms;
+            status.sha256 = hash;
+            status.rejected = None;
+            status.ignored_keys = snapshot.config.ignored.clone();
+            shared.snapshot.store(Arc::new(snapshot));
+            tracing::info!(generation = status.generation, "config reloaded");
+        }
+        Err(err) => {
+            tracing::error!(error = %err, path = %path.display(), "config file refused; the previous config keeps serving");
+            status.rejected = Some(RejectedConfig {
+                at_ms: now_ms(),
+                sha256: hash,
+                issues: err.issues(),
+            });
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The downstream request body: read under the size limit, inspected once for `model`, `stream`
+//! and `stream_options`, and rewritten by splicing bytes. Never re-serialises the JSON.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use actix_web::web;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::errors::ProxyError;
+
+/// Reads the whole request body, failing as soon as it passes `limit` bytes.
+pub async fn read_limited(
+    mut payload: web::Payload,
+    content_length: Option<usize>,
+    limit: usize,
+) -> Result<Bytes, ProxyError> {
+    if content_length.is_some_and(|len| len > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let mut body = BytesMut::with_capacity(content_length.unwrap_or(8 * 1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|err| ProxyError::BodyRead(err.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// What the gateway needs to know about a request body, with byte ranges for splicing.
+#[derive(Debug, PartialEq)]
+pub struct Inspected {
+    pub model: String,
+    /// The `model` value, quotes included.
+    pub model_span: Range<usize>,
+    pub stream: bool,
+    /// The whole `"stream_options": {...}` member, key included.
+    pub stream_options_member: Option<Range<usize>>,
+}
+
+/// Validates the body as a JSON object and finds its top-level members of interest.
+pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let found = de
+        .deserialize_map(TopLevel {
+            base: body.as_ptr() as usize,
+        })
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|err| {
+            if err.classify() == serde_json::error::Category::Data {
+                ProxyError::BodyNotObject
+            } else {
+                ProxyError::InvalidJson(err.to_string())
+            }
+        })?;
+
+    let (model_span, model_raw) = found.model.ok_or(ProxyError::MissingModel)?;
+    let model: String = serde_json::from_str(model_raw).map_err(|_| ProxyError::ModelNotString)?;
+    if model.trim().is_empty() {
+        return Err(ProxyError::MissingModel);
+    }
+    let stream = found.stream.is_some_and(|raw| raw == "true");
+    let stream_options_member = found.stream_options.map(|value| member_range(body, value));
+    Ok(Inspected {
+        model,
+        model_span,
+        stream,
+        stream_options_member,
+    })
+}
+
+/// The body to send upstream: `model` set to the deployment and, on a non-streaming request,
+/// `stream_options` removed. Returns the same bytes when nothing changes.
+pub fn rewrite(body: &Bytes, inspected: &Inspected, deployment: &str) -> Bytes {
+    let drop_options = if inspected.stream {
+        None
+    } else {
+        inspected.stream_options_member.clone()
+    };
+    if inspected.model == deployment && drop_options.is_none() {
+        return body.clone();
+    }
+    let model_json =
+        serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
+    let mut edits: Vec<(Range<usize>, &[u8])> =
+        vec![(inspected.model_span.clone(), model_json.as_bytes())];
+    if let Some(range) = drop_options {
+        edits.push((range, b""));
+    }
+    edits.sort_by_key(|(range, _)| range.start);
+    let mut out = BytesMut::with_capacity(body.len() + model_json.len());
+    let mut at = 0;
+    for (range, replacement) in edits {
+        out.extend_from_slice(&body[at..range.start]);
+        out.extend_from_slice(replacement);
+        at = range.end;
+    }
+    out.extend_from_slice(&body[at..]);
+    out.freeze()
+}
+
+/// Widens a member's value range to the whole member and one adjacent comma, so that removing
+/// it leaves valid JSON.
+fn member_range(body: &[u8], value: Range<usize>) -> Range<usize> {
+    let mut start = value.start;
+    // Back over whitespace, ':', whitespace, then the key string.
+    while start > 0 && body[start - 1].is_ascii_whitespace() {
+        start -= 1;
+    }
+    if start > 0 && body[start - 1] == b':' {
+        start -= 1;
+    }
+    while start > 0 && body[start - 1].is_ascii_whitespace() {
+        start -= 1;
+    }
+    if start > 0 && body[start - 1] == b'"' {
+        start -= 1;
+        while start > 0 {
+            start -= 1;
+            if body[start] == b'"' && !escaped(body, start) {
+                break;
+            }
+        }
+    }
+    let mut before = start;
+    while before > 0 && body[before - 1].is_ascii_whitespace() {
+        before -= 1;
+    }
+    if before > 0 && body[before - 1] == b',' {
+        return (before - 1)..value.end;
+    }
+    let mut end = value.end;
+    while end < body.len() && body[end].is_ascii_whitespace() {
+        end += 1;
+    }
+    if end < body.len() && body[end] == b',' {
+        end += 1;
+    }
+    start..end
+}
+
+fn escaped(body: &[u8], quote: usize) -> bool {
+    body[..quote]
+        .iter()
+        .rev()
+        .take_while(|b| **b == b'\\')
+        .count()
+        % 2
+        == 1
+}
+
+#[derive(Default)]
+struct Found<'a> {
+    model: Option<(Range<usize>, &'a str)>,
+    stream: Option<&'a str>,
+    stream_options: Option<Range<usize>>,
+}
+
+struct TopLevel {
+    base: usize,
+}
+
+impl TopLevel {
+    fn span(&self, raw: &RawValue) -> Range<usize> {
+        let start = raw.get().as_ptr() as usize - self.base;
+        start..start + raw.get().len()
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel {
+    type Value = Found<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
+        let mut found = Found::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "model" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    found.model = Some((self.span(raw), raw.get()));
+                }
+                "stream" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    found.stream = Some(raw.get());
+                }
+                "stream_options" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    found.stream_options = Some(self.span(raw));
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for TopLevel {
+    type Value = Found<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn rewritten(body: &str, deployment: &str) -> String {
+        let bytes = Bytes::copy_from_slice(body.as_bytes());
+        let inspected = inspect(&bytes).expect("inspect");
+        String::from_utf8(rewrite(&bytes, &inspected, deployment).to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn model_becomes_the_deployment_and_nothing_else_changes() {
+        let body = r#"{ "messages": [{"role":"user","content":"model \"x\""}],
+            "model" : "gpt-5-mini", "temperature": 0.10000000000000001, "n": null, "x": "undefined" }"#;
+        let out = rewritten(body, "dep-1");
+        assert_eq!(out, body.replace("\"gpt-5-mini\"", "\"dep-1\""));
+    }
+
+    #[test]
+    fn stream_options_is_removed_from_non_streaming_requests() {
+        for body in [
+            r#"{"model":"m","stream_options":{"include_usage":true},"stream":false}"#,
+            r#"{"stream_options": {"include_usage": true} , "model":"m"}"#,
+            r#"{"model":"m", "stream_options":{"a":"}\","}}"#,
+        ] {
+            let out = rewritten(body, "d");
+            let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+            assert!(json.get("stream_options").is_none(), "{out}");
+            assert_eq!(json["model"], "d");
+        }
+    }
+
+    #[test]
+    fn stream_options_is_kept_on_streaming_requests() {
+        let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
+        let json: Value = serde_json::from_str(&rewritten(body, "d")).expect("json");
+        assert_eq!(json["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn unchanged_body_is_not_copied() {
+        let bytes = Bytes::from_static(br#"{"model":"same"}"#);
+        let inspected = inspect(&bytes).expect("inspect");
+        let out = rewrite(&bytes, &inspected, "same");
+        assert_eq!(out.as_ptr(), bytes.as_ptr());
+    }
+
+    #[test]
+    fn escaped_model_names_are_decoded() {
+        let inspected = inspect(br#"{"model":"gpt\u002d5"}"#).expect("inspect");
+        assert_eq!(inspected.model, "gpt-5");
+    }
+
+    #[test]
+    fn deployment_names_are_json_escaped() {
+        let out = rewritten(r#"{"model":"m"}"#, "a\"b");
+        let json: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(json["model"], "a\"b");
+    }
+
+    #[test]
+    fn missing_model_is_an_error() {
+        assert!(matches!(
+            inspect(br#"{"messages":[]}"#),
+            Err(ProxyError::MissingModel)
+        ));
+        assert!(matches!(
+            inspect(br#"{"model":""}"#),
+            Err(ProxyError::MissingModel)
+        ));
+    }
+
+    #[test]
+    fn non_string_model_is_an_error() {
+        assert!(matches!(
+            inspect(br#"{"model":null}"#),
+            Err(ProxyError::ModelNotString)
+        ));
+        assert!(matches!(
+            inspect(br#"{"model":5}"#),
+            Err(ProxyError::ModelNotString)
+        ));
+    }
+
+    #[test]
+    fn malformed_json_says_where() {
+        let Err(ProxyError::InvalidJson(message)) = inspect(b"{\"model\": \"m\",\n \"x\": }")
+        else {
+            panic!("expected InvalidJson");
+        };
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn a_json_array_is_not_an_object() {
+        assert!(matches!(inspect(b"[1,2]"), Err(ProxyError::BodyNotObject)));
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(matches!(
+            inspect(br#"{"model":"m"} x"#),
+            Err(ProxyError::InvalidJson(_))
+        ));
+    }
+
+    #[test]
+    fn stream_flag_is_read() {
+        assert!(
+            inspect(br#"{"model":"m","stream":true}"#)
+                .expect("ok")
+                .stream
+        );
+        assert!(
+            !inspect(br#"{"model":"m","stream":false}"#)
+                .expect("ok")
+                .stream
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Model → upstream, deployment and URL: applies per-model route overrides, fills `{deployment}`
+//! (URL-encoded) and merges query strings. Pure: no I/O, no actix types.
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::config::{Config, RouteKey, RouteOverride};
+use crate::errors::ProxyError;
+
+/// Characters kept as they are in a path segment (RFC 3986 unreserved).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub upstream: usize,
+    pub deployment: String,
+    pub url: String,
+    /// The route the upstream path speaks (decides the stream format).
+    pub speaks: RouteKey,
+}
+
+pub fn resolve(
+    config: &Config,
+    model_id: &str,
+    route: RouteKey,
+    client_query: &str,
+) -> Result<Target, ProxyError> {
+    let model = config
+        .model(model_id)
+        .ok_or_else(|| ProxyError::ModelNotFound(model_id.to_string()))?;
+    let upstream = &config.upstreams[model.upstream];
+    if upstream.placeholder {
+        return Err(ProxyError::UpstreamNotConfigured {
+            upstream: upstream.name.clone(),
+            index: model.upstream,
+        });
+    }
+    let (path, speaks) = match model.routes.get(&route).or(model.any_route.as_ref()) {
+        None => (upstream.routes[&route].as_str(), route),
+        Some(RouteOverride::Route(other)) => (upstream.routes[other].as_str(), *other),
+        Some(RouteOverride::Path(path)) => (path.as_str(), RouteKey::guess_from_path(path)),
+    };
+    let encoded = utf8_percent_encode(&model.deployment, SEGMENT).to_string();
+    let path = path.replace("{deployment}", &encoded);
+    Ok(Target {
+        upstream: model.upstream,
+        deployment: model.deployment.clone(),
+        url: format!("{}{}", upstream.base_url, merge_query(&path, client_query)),
+        speaks,
+    })
+}
+
+/// Appends the client's query parameters to the route's, the route's own values winning.
+fn merge_query(path: &str, client_query: &str) -> String {
+    if client_query.is_empty() {
+        return path.to_string();
+    }
+    let (base, route_query) = path.split_once('?').unwrap_or((path, ""));
+    let route_names: Vec<&str> = route_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split('=').next().unwrap_or(p))
+        .collect();
+    let extra: Vec<&str> = client_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| !route_names.contains(&p.split('=').next().unwrap_or(p)))
+        .collect();
+    let mut out = String::with_capacity(path.len() + client_query.len() + 1);
+    out.push_str(base);
+    let parts: Vec<&str> = route_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .chain(extra)
+        .collect();
+    if !parts.is_empty() {
+        out.push('?');
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(models: serde_json::Value) -> Config {
+        crate::config::load(
+            json!({
+                "auth": {"mode": "apiKey", "apiKey": "x"},
+                "upstreams": [
+                    {"name": "a", "baseUrl": "https://a.example.com/",
+                     "routes": {"chat/completions": "/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21"}},
+                    {"name": "ph", "baseUrl": "https://YOUR-RESOURCE-NAME.openai.azure.com"}
+                ],
+                "models": models
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn model_resolves_to_upstream_route_with_encoded_deployment() {
+        let c = config(json!([{"id": "m", "upstream": "a", "targetModel": "my dep/1"}]));
+        let t = resolve(&c, "m", RouteKey::ChatCompletions, "").expect("target");
+        assert_eq!(
+            t.url,
+            "https://a.example.com/openai/deployments/my%20dep%2F1/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(t.deployment, "my dep/1");
+    }
+
+    #[test]
+    fn default_routes_are_foundry_v1() {
+        let c = config(json!([{"id": "m", "upstream": "a"}]));
+        let t = resolve(&c, "m", RouteKey::Responses, "").expect("target");
+        assert_eq!(t.url, "https://a.example.com/openai/v1/responses");
+        assert_eq!(t.speaks, RouteKey::Responses);
+    }
+
+    #[test]
+    fn override_by_route_key_changes_url_and_format() {
+        let c = config(
+            json!([{"id": "m", "upstream": "a", "routes": {"chat/completions": "responses"}}]),
+        );
+        let t = resolve(&c, "m", RouteKey::ChatCompletions, "").expect("target");
+        assert_eq!(t.url, "https://a.example.com/openai/v1/responses");
+        assert_eq!(t.speaks, RouteKey::Responses);
+    }
+
+    #[test]
+    fn star_override_applies_to_every_route() {
+        let c = config(
+            json!([{"id": "m", "upstream": "a", "routes": {"*": "/x/{deployment}/responses"}}]),
+        );
+        let t = resolve(&c, "m", RouteKey::ImagesGenerations, "").expect("target");
+        assert_eq!(t.url, "https://a.example.com/x/m/responses");
+        assert_eq!(t.speaks, RouteKey::Responses);
+    }
+
+    #[test]
+    fn client_query_is_kept_and_route_query_wins() {
+        let c = config(json!([{"id": "m", "upstream": "a"}]));
+        let t =
+            resolve(&c, "m", RouteKey::ChatCompletions, "api-version=1&foo=bar").expect("target");
+        assert!(
+            t.url.ends_with("?api-version=2024-10-21&foo=bar"),
+            "{}",
+            t.url
+        );
+        let t = resolve(&c, "m", RouteKey::Responses, "foo=bar").expect("target");
+        assert!(t.url.ends_with("/openai/v1/responses?foo=bar"), "{}", t.url);
+    }
+
+    #[test]
+    fn unknown_model_is_model_not_found() {
+        let c = config(json!([]));
+        assert!(matches!(
+            resolve(&c, "nope", RouteKey::ChatCompletions, ""),
+            Err(ProxyError::ModelNotFound(m)) if m == "nope"
+        ));
+    }
+
+    #[test]
+    fn placeholder_upstream_names_the_field_to_fix() {
+        let c = config(json!([{"id": "m", "upstream": "ph"}]));
+        let err = resolve(&c, "m", RouteKey::ChatCompletions, "").expect_err("placeholder");
+        assert!(err.to_string().contains("upstreams[1].baseUrl"), "{err}");
+    }
+}

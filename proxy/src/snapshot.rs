@@ -1,0 +1,81 @@
+//! Everything a request needs that changes together on reload (config, key table, upstream
+//! credentials), in one immutable snapshot behind an `ArcSwap`. A request loads it once.
+
+use std::sync::Mutex;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::client_keys::ClientKeyTable;
+use crate::config::{Config, ConfigIssue};
+use crate::credentials::UpstreamCredential;
+use crate::stats::now_ms;
+
+pub struct Snapshot {
+    pub config: Config,
+    pub client_keys: ClientKeyTable,
+    /// One per entry of `config.upstreams`, same order.
+    credentials: Vec<UpstreamCredential>,
+    pub loaded_at_ms: u64,
+}
+
+impl Snapshot {
+    pub fn build(config: Config) -> Snapshot {
+        let credentials = config
+            .upstreams
+            .iter()
+            .map(|u| UpstreamCredential::from_config(u.auth.as_ref().unwrap_or(&config.auth)))
+            .collect();
+        Snapshot {
+            client_keys: ClientKeyTable::new(&config.client_keys),
+            credentials,
+            config,
+            loaded_at_ms: now_ms(),
+        }
+    }
+
+    pub fn credential(&self, upstream: usize) -> &UpstreamCredential {
+        &self.credentials[upstream]
+    }
+}
+
+/// What the ops listener reports about the config file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConfigStatus {
+    pub path: String,
+    /// How many configs have been applied since start (1 = the one loaded at start).
+    pub generation: u64,
+    pub loaded_at_ms: u64,
+    pub sha256: String,
+    /// Set while the file on disk is invalid and an older config is serving.
+    pub rejected: Option<RejectedConfig>,
+    pub ignored_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedConfig {
+    pub at_ms: u64,
+    pub sha256: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub status: Mutex<ConfigStatus>,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, status: ConfigStatus) -> Shared {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            status: Mutex::new(status),
+        }
+    }
+
+    pub fn status(&self) -> ConfigStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}

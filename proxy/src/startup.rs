@@ -1,0 +1,233 @@
+//! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
+//! starts the config watcher and the stats snapshots, and runs until a stop signal.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::accounting::Accounting;
+use crate::handlers::{self, AppState};
+use crate::ops::{self, OpsState};
+use crate::recent::Recent;
+use crate::reload::{self, ConfigWatcher};
+use crate::settings::Settings;
+use crate::snapshot::{ConfigStatus, Shared, Snapshot};
+use crate::stats::Stats;
+
+/// Entries kept per ring (errors and successes) in the recent-requests record.
+const RECENT_PER_RING: usize = 500;
+
+pub struct Application {
+    api: Server,
+    ops: Server,
+    port: u16,
+    ops_port: u16,
+    accounting: Arc<Accounting>,
+    settings: Settings,
+    _watcher: ConfigWatcher,
+}
+
+/// Stops both listeners gracefully (in-flight requests and streams may finish).
+#[derive(Clone)]
+pub struct StopHandle {
+    api: ServerHandle,
+    ops: ServerHandle,
+}
+
+impl StopHandle {
+    pub async fn stop(&self) {
+        self.api.stop(true).await;
+        self.ops.stop(true).await;
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let path = settings.config_path.clone();
+        let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
+            .await?
+            .with_context(|| format!("loading {}", settings.config_path.display()))?;
+        reload::log_ignored(&config);
+        for (index, upstream) in config.upstreams.iter().enumerate() {
+            if upstream.placeholder {
+                tracing::warn!(
+                    upstream = %upstream.name,
+                    field = %format!("upstreams[{index}].baseUrl"),
+                    "upstream still has the placeholder endpoint; its models answer 503 until it is set"
+                );
+            }
+        }
+        let listen = settings
+            .listen
+            .clone()
+            .unwrap_or_else(|| join_host_port(&config.server.host, config.server.port));
+        let ops_listen = settings
+            .ops_listen
+            .clone()
+            .unwrap_or_else(|| join_host_port(&config.server.ops.host, config.server.ops.port));
+
+        let snapshot = Snapshot::build(config);
+        let status = ConfigStatus {
+            path: settings.config_path.display().to_string(),
+            generation: 1,
+            loaded_at_ms: snapshot.loaded_at_ms,
+            sha256,
+            rejected: None,
+            ignored_keys: snapshot.config.ignored.clone(),
+        };
+        let shared = Arc::new(Shared::new(snapshot, status));
+
+        let stats_path = settings.stats_path();
+        let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
+        let accounting = Accounting::new(stats, Recent::new(RECENT_PER_RING));
+
+        let api_listener = TcpListener::bind(&listen)
+            .with_context(|| format!("binding the API listener on {listen}"))?;
+        let port = api_listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            shared: shared.clone(),
+            accounting: accounting.clone(),
+            body_limit: settings.body_limit,
+        });
+        let mut api = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route(
+                    "/v1/chat/completions",
+                    web::post().to(handlers::chat_completions),
+                )
+                .route("/v1/responses", web::post().to(handlers::responses))
+                .route(
+                    "/v1/images/generations",
+                    web::post().to(handlers::images_generations),
+                )
+                .route("/v1/models", web::get().to(handlers::models))
+                .route("/healthz", web::get().to(handlers::healthz))
+                .default_service(web::to(handlers::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace.as_secs())
+        .backlog(4096)
+        .max_connection_rate(1024);
+        if let Some(workers) = settings.workers {
+            api = api.workers(workers);
+        }
+        let api = api.listen(api_listener)?.run();
+
+        let ops_listener = TcpListener::bind(&ops_listen)
+            .with_context(|| format!("binding the ops listener on {ops_listen}"))?;
+        let ops_port = ops_listener.local_addr()?.port();
+        let ops_ip = ops_listener.local_addr()?.ip();
+        if !ops_ip.is_loopback() {
+            tracing::warn!(address = %ops_listen, "the ops listener is reachable beyond loopback; it has no authentication");
+        }
+        let ops_state = web::Data::new(OpsState {
+            shared: shared.clone(),
+            accounting: accounting.clone(),
+            started: Instant::now(),
+        });
+        let ops = HttpServer::new(move || {
+            App::new()
+                .app_data(ops_state.clone())
+                .configure(ops::configure)
+        })
+        .disable_signals()
+        .shutdown_timeout(1)
+        .workers(1)
+        .listen(ops_listener)?
+        .run();
+
+        let watcher = reload::watch(settings.config_path.clone(), shared, settings.config_poll);
+        tracing::info!(api = %listen, port, ops = %format!("{ops_ip}:{ops_port}"), "proxy listening");
+        Ok(Application {
+            api,
+            ops,
+            port,
+            ops_port,
+            accounting,
+            settings,
+            _watcher: watcher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn ops_port(&self) -> u16 {
+        self.ops_port
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            api: self.api.handle(),
+            ops: self.ops.handle(),
+        }
+    }
+
+    /// Serves until SIGTERM/SIGINT or a `StopHandle`, then drains and writes the statistics.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let stop = self.stop_handle();
+        let signals = actix_rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: no new connections; in-flight requests may finish");
+            stop.stop().await;
+        });
+        let accounting = self.accounting.clone();
+        let flush_every = self.settings.stats_flush;
+        let flusher = actix_rt::spawn(async move {
+            let mut ticker = actix_rt::time::interval(flush_every);
+            loop {
+                ticker.tick().await;
+                persist(&accounting).await;
+            }
+        });
+        let (api, ops) = futures_util::future::join(self.api, self.ops).await;
+        signals.abort();
+        flusher.abort();
+        persist(&self.accounting).await;
+        tracing::info!("stopped");
+        api.context("API listener")?;
+        ops.context("ops listener")?;
+        Ok(())
+    }
+}
+
+async fn persist(accounting: &Arc<Accounting>) {
+    let accounting = accounting.clone();
+    match tokio::task::spawn_blocking(move || accounting.stats.persist()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
+        Err(err) => tracing::warn!(error = %err, "stats writer failed"),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

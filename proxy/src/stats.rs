@@ -1,0 +1,459 @@
+//! Usage statistics per model and per client key: requests, errors by class, cancellations,
+//! tokens and latency. Kept in memory, served as JSON and Prometheus text, and snapshotted to
+//! `stats.json` so that counters survive restarts. Never holds its lock across I/O.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::usage::Usage;
+
+/// Why a request did not succeed. Upstream statuses are split from failures of our own making.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Unauthorized,
+    BadRequest,
+    NotConfigured,
+    Upstream4xx,
+    Upstream5xx,
+    Unreachable,
+    Timeout,
+    UpstreamAuth,
+    StreamInterrupted,
+    Internal,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::BadRequest => "bad_request",
+            ErrorClass::NotConfigured => "not_configured",
+            ErrorClass::Upstream4xx => "upstream_4xx",
+            ErrorClass::Upstream5xx => "upstream_5xx",
+            ErrorClass::Unreachable => "unreachable",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::UpstreamAuth => "upstream_auth",
+            ErrorClass::StreamInterrupted => "stream_interrupted",
+            ErrorClass::Internal => "internal",
+        }
+    }
+}
+
+/// Upper bounds (ms) of the latency histogram buckets; the last bucket is unbounded.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    pub requests: u64,
+    pub succeeded: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub cancelled: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_tokens: u64,
+    pub latency_ms_sum: u64,
+    pub latency_ms_max: u64,
+    /// Counts per bucket of `LATENCY_BUCKETS_MS`, plus one for slower requests.
+    pub latency_buckets: Vec<u64>,
+}
+
+impl Counters {
+    fn add(&mut self, outcome: &Outcome, usage: Option<Usage>, latency: Duration) {
+        self.requests += 1;
+        match outcome {
+            Outcome::Succeeded => self.succeeded += 1,
+            Outcome::Failed(class) => {
+                *self.errors.entry(class.as_str().to_string()).or_default() += 1
+            }
+            Outcome::Cancelled => self.cancelled += 1,
+        }
+        if let Some(u) = usage {
+            self.prompt_tokens += u.prompt_tokens;
+            self.completion_tokens += u.completion_tokens;
+            self.total_tokens += u.total_tokens;
+            self.cached_tokens += u.cached_tokens;
+        }
+        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        self.latency_ms_sum = self.latency_ms_sum.saturating_add(ms);
+        self.latency_ms_max = self.latency_ms_max.max(ms);
+        if self.latency_buckets.len() != LATENCY_BUCKETS_MS.len() + 1 {
+            self.latency_buckets.resize(LATENCY_BUCKETS_MS.len() + 1, 0);
+        }
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.latency_buckets[bucket] += 1;
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(ErrorClass),
+    /// The downstream client went away before the response was complete.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatsData {
+    /// Unix time (ms) the counters were first started; kept across restarts.
+    pub since_ms: u64,
+    pub total: Counters,
+    pub by_model: BTreeMap<String, Counters>,
+    pub by_key: BTreeMap<String, Counters>,
+}
+
+pub struct Stats {
+    data: Mutex<StatsData>,
+    dirty: AtomicBool,
+    path: Option<PathBuf>,
+}
+
+impl Stats {
+    /// Counters loaded from `path` when it holds a snapshot, else fresh ones.
+    pub fn load(path: Option<PathBuf>) -> Stats {
+        let data = path
+            .as_deref()
+            .and_then(|p| match std::fs::read(p) {
+                Ok(bytes) => match serde_json::from_slice::<StatsData>(&bytes) {
+                    Ok(data) => Some(data),
+                    Err(err) => {
+                        tracing::warn!(path = %p.display(), error = %err, "stats snapshot unreadable; starting from zero");
+                        None
+                    }
+                },
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => {
+                    tracing::warn!(path = %p.display(), error = %err, "stats snapshot unreadable; starting from zero");
+                    None
+                }
+            })
+            .unwrap_or_else(|| StatsData {
+                since_ms: now_ms(),
+                ..StatsData::default()
+            });
+        Stats {
+            data: Mutex::new(data),
+            dirty: AtomicBool::new(false),
+            path,
+        }
+    }
+
+    pub fn record(
+        &self,
+        model: Option<&str>,
+        key_id: Option<&str>,
+        outcome: Outcome,
+        usage: Option<Usage>,
+        latency: Duration,
+    ) {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        data.total.add(&outcome, usage, latency);
+        if let Some(model) = model {
+            if let Some(c) = data.by_model.get_mut(model) {
+                c.add(&outcome, usage, latency);
+            } else {
+                let mut c = Counters::default();
+                c.add(&outcome, usage, latency);
+                data.by_model.insert(model.to_string(), c);
+            }
+        }
+        if let Some(key_id) = key_id {
+            if let Some(c) = data.by_key.get_mut(key_id) {
+                c.add(&outcome, usage, latency);
+            } else {
+                let mut c = Counters::default();
+                c.add(&outcome, usage, latency);
+                data.by_key.insert(key_id.to_string(), c);
+            }
+        }
+        drop(data);
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsData {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Writes the counters to their file if they changed since the last write. Blocking I/O:
+    /// call from a blocking thread.
+    pub fn persist(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&self.snapshot()).context("serialising stats")?;
+        write_atomically(path, &bytes).inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let data = self.snapshot();
+        let mut out = String::with_capacity(4096);
+        let groups: [(&str, &BTreeMap<String, Counters>); 2] =
+            [("model", &data.by_model), ("key_id", &data.by_key)];
+        metric_header(
+            &mut out,
+            "gateway_requests_total",
+            "counter",
+            "Requests handled",
+        );
+        for (label, map) in groups {
+            for (name, c) in map {
+                let _ = writeln!(
+                    out,
+                    "gateway_requests_total{{{label}=\"{}\"}} {}",
+                    escape(name),
+                    c.requests
+                );
+            }
+        }
+        metric_header(
+            &mut out,
+            "gateway_errors_total",
+            "counter",
+            "Failed requests by class",
+        );
+        for (label, map) in groups {
+            for (name, c) in map {
+                for (class, n) in &c.errors {
+                    let _ = writeln!(
+                        out,
+                        "gateway_errors_total{{{label}=\"{}\",class=\"{class}\"}} {n}",
+                        escape(name)
+                    );
+                }
+            }
+        }
+        metric_header(
+            &mut out,
+            "gateway_cancelled_total",
+            "counter",
+            "Requests the client abandoned",
+        );
+        for (label, map) in groups {
+            for (name, c) in map {
+                let _ = writeln!(
+                    out,
+                    "gateway_cancelled_total{{{label}=\"{}\"}} {}",
+                    escape(name),
+                    c.cancelled
+                );
+            }
+        }
+        metric_header(
+            &mut out,
+            "gateway_tokens_total",
+            "counter",
+            "Tokens reported by the upstream",
+        );
+        for (label, map) in groups {
+            for (name, c) in map {
+                for (kind, n) in [
+                    ("prompt", c.prompt_tokens),
+                    ("completion", c.completion_tokens),
+                    ("total", c.total_tokens),
+                    ("cached", c.cached_tokens),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "gateway_tokens_total{{{label}=\"{}\",kind=\"{kind}\"}} {n}",
+                        escape(name)
+                    );
+                }
+            }
+        }
+        metric_header(
+            &mut out,
+            "gateway_request_duration_seconds",
+            "histogram",
+            "Request latency until the response ended",
+        );
+        for (name, c) in &data.by_model {
+            let model = escape(name);
+            let mut cumulative = 0;
+            for (i, n) in c.latency_buckets.iter().enumerate() {
+                cumulative += n;
+                let le = LATENCY_BUCKETS_MS.get(i).map_or_else(
+                    || "+Inf".to_string(),
+                    |ms| format!("{}", *ms as f64 / 1000.0),
+                );
+                let _ = writeln!(
+                    out,
+                    "gateway_request_duration_seconds_bucket{{model=\"{model}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "gateway_request_duration_seconds_sum{{model=\"{model}\"}} {}",
+                c.latency_ms_sum as f64 / 1000.0
+            );
+            let _ = writeln!(
+                out,
+                "gateway_request_duration_seconds_count{{model=\"{model}\"}} {}",
+                c.requests
+            );
+        }
+        out
+    }
+}
+
+fn metric_header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Temp file in the same directory, fsync, rename over the target, fsync the directory: a
+/// reader sees the old file or the new one, never a half-written one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .context("path has no file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes).context("writing")?;
+        file.sync_all().context("fsync")?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(total: u64) -> Option<Usage> {
+        Some(Usage {
+            prompt_tokens: total - 1,
+            completion_tokens: 1,
+            total_tokens: total,
+            cached_tokens: 0,
+        })
+    }
+
+    #[test]
+    fn counts_per_model_and_key() {
+        let stats = Stats::load(None);
+        stats.record(
+            Some("m"),
+            Some("k"),
+            Outcome::Succeeded,
+            usage(10),
+            Duration::from_millis(30),
+        );
+        stats.record(
+            Some("m"),
+            Some("k2"),
+            Outcome::Failed(ErrorClass::Upstream5xx),
+            None,
+            Duration::from_millis(700),
+        );
+        stats.record(
+            Some("m"),
+            Some("k"),
+            Outcome::Cancelled,
+            None,
+            Duration::from_secs(1),
+        );
+        let data = stats.snapshot();
+        let m = &data.by_model["m"];
+        assert_eq!(
+            (m.requests, m.succeeded, m.cancelled, m.error_total()),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(m.total_tokens, 10);
+        assert_eq!(data.by_key["k"].requests, 2);
+        assert_eq!(data.by_key["k2"].errors["upstream_5xx"], 1);
+        assert_eq!(m.latency_buckets[0], 1);
+    }
+
+    #[test]
+    fn snapshot_survives_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stats.json");
+        let stats = Stats::load(Some(path.clone()));
+        stats.record(
+            Some("m"),
+            Some("k"),
+            Outcome::Succeeded,
+            usage(5),
+            Duration::from_millis(3),
+        );
+        stats.persist().expect("persist");
+        let again = Stats::load(Some(path));
+        assert_eq!(again.snapshot().by_model["m"].total_tokens, 5);
+        assert_eq!(again.snapshot().since_ms, stats.snapshot().since_ms);
+    }
+
+    #[test]
+    fn prometheus_text_has_counters_and_histogram() {
+        let stats = Stats::load(None);
+        stats.record(
+            Some("m\"x"),
+            Some("k"),
+            Outcome::Succeeded,
+            usage(4),
+            Duration::from_millis(60),
+        );
+        let text = stats.prometheus();
+        assert!(
+            text.contains("gateway_requests_total{model=\"m\\\"x\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gateway_tokens_total{key_id=\"k\",kind=\"total\"} 4"));
+        assert!(
+            text.contains("gateway_request_duration_seconds_bucket{model=\"m\\\"x\",le=\"0.1\"} 1")
+        );
+        assert!(text.contains("le=\"+Inf\"} 1"));
+    }
+}

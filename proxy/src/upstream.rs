@@ -1,0 +1,158 @@
+//! One upstream exchange up to the response head: signs, sends, bounds the wait for the first
+//! byte and retries what may be retried, all before any byte has reached the client.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use awc::error::{ConnectError, SendRequestError};
+use bytes::Bytes;
+
+use crate::config::UpstreamSettings;
+use crate::credentials::UpstreamCredential;
+use crate::errors::ProxyError;
+use crate::retry::{self, Decision};
+
+pub struct UpstreamCall<'a> {
+    pub upstream_name: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Bytes,
+    pub settings: &'a UpstreamSettings,
+    pub credential: &'a UpstreamCredential,
+    /// When the whole exchange must be over (non-streaming requests).
+    pub deadline: Option<Instant>,
+}
+
+pub struct UpstreamResponse {
+    pub response: awc::ClientResponse,
+    pub attempts: u32,
+    pub ttfb: Duration,
+}
+
+/// Sends the request, retrying per `settings`, and returns the response head.
+pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError> {
+    let client = crate::transport::client(call.settings);
+    let settings = call.settings;
+    let mut attempt = 0;
+    loop {
+        let auth =
+            call.credential
+                .authorize()
+                .await
+                .map_err(|err| ProxyError::UpstreamAuthFailed {
+                    upstream: call.upstream_name.to_string(),
+                    mode: call.credential.mode().to_string(),
+                    cause: err.cause,
+                })?;
+        let mut request = client.post(call.url).insert_header(auth);
+        for (name, value) in call.headers {
+            request = request.insert_header((name.clone(), value.clone()));
+        }
+        let sent_at = Instant::now();
+        let wait = match call.deadline {
+            Some(deadline) => settings
+                .first_byte_timeout
+                .min(deadline.saturating_duration_since(sent_at)),
+            None => settings.first_byte_timeout,
+        };
+        let outcome = actix_rt::time::timeout(wait, request.send_body(call.body.clone())).await;
+        let failure = match outcome {
+            Err(_elapsed) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    upstream: call.upstream_name.to_string(),
+                    what: format!(
+                        "{} ms (waiting for the response to start)",
+                        wait.as_millis()
+                    ),
+                });
+            }
+            Ok(Ok(response)) => {
+                let status = response.status().as_u16();
+                match retry::decide(attempt, status, response.headers(), settings) {
+                    Decision::PassThrough => {
+                        return Ok(UpstreamResponse {
+                            response,
+                            attempts: attempt + 1,
+                            ttfb: sent_at.elapsed(),
+                        });
+                    }
+                    Decision::RetryAfter(delay) => {
+                        tracing::debug!(
+                            status,
+                            delay_ms = delay.as_millis() as u64,
+                            attempt,
+                            "retrying upstream call"
+                        );
+                        drop(response);
+                        delay
+                    }
+                }
+            }
+            Ok(Err(err)) => {
+                let error = connect_failure(call.upstream_name, call.settings, err);
+                let retryable = matches!(
+                    error,
+                    ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. }
+                );
+                if !retryable || attempt >= settings.max_retries {
+                    return Err(error);
+                }
+                tracing::debug!(error = %error, attempt, "retrying upstream call after a connect failure");
+                retry::backoff(attempt, settings)
+            }
+        };
+        if call
+            .deadline
+            .is_some_and(|deadline| Instant::now() + failure >= deadline)
+        {
+            return Err(ProxyError::UpstreamTimeout {
+                upstream: call.upstream_name.to_string(),
+                what: format!(
+                    "{} ms (retries included)",
+                    settings.request_timeout.as_millis()
+                ),
+            });
+        }
+        actix_rt::time::sleep(failure).await;
+        attempt += 1;
+    }
+}
+
+/// Maps a send failure to the client-facing error; only connect-phase failures are retryable
+/// (the request never reached the upstream).
+fn connect_failure(
+    upstream: &str,
+    settings: &UpstreamSettings,
+    err: SendRequestError,
+) -> ProxyError {
+    let upstream = upstream.to_string();
+    match err {
+        SendRequestError::Connect(ConnectError::Timeout) => ProxyError::UpstreamTimeout {
+            upstream,
+            what: format!("{} ms (connecting)", settings.connect_timeout.as_millis()),
+        },
+        SendRequestError::Connect(err) => ProxyError::UpstreamUnreachable {
+            upstream,
+            reason: connect_reason(&err),
+        },
+        other => {
+            tracing::warn!(error = %other, upstream = %upstream, "upstream exchange failed");
+            ProxyError::UpstreamBroken {
+                upstream,
+                reason:
+                    "the connection failed while sending the request or reading the response head"
+                        .into(),
+            }
+        }
+    }
+}
+
+fn connect_reason(err: &ConnectError) -> String {
+    match err {
+        ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
+            "the host name does not resolve".into()
+        }
+        ConnectError::Io(io) => format!("{}", io.kind()),
+        other => other.to_string(),
+    }
+}
