@@ -60,6 +60,8 @@ fn serve_shared(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            // The handler streams `web::Payload` and enforces MAX_BODY_BYTES itself; this sets
+            // the same limit for any extractor that buffers.
             .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
             .default_service(web::to(handle))
     })

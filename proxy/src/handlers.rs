@@ -97,9 +97,12 @@ async fn forward(
     record.stream = inspected.stream;
 
     let config = &snapshot.config;
+    if config.model(&inspected.model).is_some() {
+        // Only configured ids become statistics keys; a client cannot grow the tables.
+        record.model = Some(inspected.model.clone());
+    }
     let target = routing::resolve(config, &inspected.model, record.route, req.query_string())?;
     let upstream = &config.upstreams[target.upstream];
-    record.model = Some(inspected.model.clone());
     record.deployment = Some(target.deployment.clone());
     record.upstream = Some(upstream.name.clone());
 
@@ -146,12 +149,12 @@ fn respond(
         .unwrap_or("");
     let watch = Watch::for_content_type(content_type, speaks, status.is_success());
     let is_stream = matches!(watch, Watch::Sse { .. });
-    let content_length = response
+    let upstream_length = response
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|_| !is_stream);
+        .and_then(|v| v.parse::<u64>().ok());
+    let content_length = upstream_length.filter(|_| !is_stream);
 
     let mut builder = HttpResponse::build(status);
     headers::copy_response_headers(response.headers(), &mut builder);
@@ -166,6 +169,7 @@ fn respond(
         settings.idle_timeout,
         deadline,
         on_complete,
+        upstream_length,
         open,
     );
     match content_length {

@@ -96,6 +96,9 @@ pub struct Relay {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Outcome when the body ends normally (decided by the upstream status).
     on_complete: Outcome,
+    /// The upstream's Content-Length, and the bytes received so far.
+    expected_len: Option<u64>,
+    received: u64,
     request: OpenRequest,
     closed: bool,
 }
@@ -107,6 +110,7 @@ impl Relay {
         idle_timeout: Duration,
         deadline: Option<Instant>,
         on_complete: Outcome,
+        expected_len: Option<u64>,
         request: OpenRequest,
     ) -> Relay {
         let now = Instant::now();
@@ -118,6 +122,8 @@ impl Relay {
             idle_timer: Box::pin(sleep_until((now + idle_timeout).into())),
             deadline: deadline.map(|at| Box::pin(sleep_until(at.into()))),
             on_complete,
+            expected_len,
+            received: 0,
             request,
             closed: false,
         }
@@ -126,6 +132,14 @@ impl Relay {
     fn close_books(&mut self, outcome: Outcome, error: Option<String>) {
         self.request.record.usage = self.watch.usage();
         self.request.close(outcome, error);
+    }
+
+    /// awc reports a connection closed mid-body as a normal end; the body's own framing tells.
+    fn truncated(&self) -> bool {
+        match &self.watch {
+            Watch::Sse { scanner, .. } => !scanner.ended(),
+            _ => self.expected_len.is_some_and(|len| self.received < len),
+        }
     }
 
     /// Ends the body after a failure: an event stream gets one final error event in its own
@@ -168,6 +182,7 @@ impl Stream for Relay {
         match Pin::new(&mut this.payload).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 this.last_chunk = Instant::now();
+                this.received += chunk.len() as u64;
                 this.watch.observe(&chunk);
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -179,6 +194,11 @@ impl Stream for Relay {
                     "the upstream connection failed before the response was complete".into(),
                 )
             }
+            Poll::Ready(None) if this.truncated() => this.fail(
+                ErrorClass::StreamInterrupted,
+                "upstream_stream_interrupted",
+                "the upstream connection closed before the response was complete".into(),
+            ),
             Poll::Ready(None) => {
                 this.closed = true;
                 let outcome = this.on_complete;

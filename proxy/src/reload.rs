@@ -49,7 +49,7 @@ impl Drop for ConfigWatcher {
     }
 }
 
-pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration) -> ConfigWatcher {
+pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration, events: bool) -> ConfigWatcher {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let file_name = path.file_name().map(|n| n.to_os_string());
     let dir = path
@@ -74,6 +74,7 @@ pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration) -> ConfigWatche
     })
     .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
     let watcher = match watcher {
+        Ok(_) if !events => None,
         Ok(w) => Some(w),
         Err(err) => {
             tracing::warn!(error = %err, dir = %dir.display(), "file events unavailable; relying on polling");

@@ -20,6 +20,8 @@ pub struct Settings {
     pub ops_listen: Option<String>,
     /// How often the config file is re-read in case no file event arrived (SMB mounts).
     pub config_poll: Duration,
+    /// Whether file-system events are watched as well (polling alone when false).
+    pub config_events: bool,
     pub stats_flush: Duration,
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub shutdown_grace: Duration,
@@ -39,6 +41,7 @@ impl Settings {
             listen: None,
             ops_listen: None,
             config_poll: Duration::from_secs(2),
+            config_events: true,
             stats_flush: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             workers: None,
@@ -67,6 +70,15 @@ impl Settings {
                 .parse()
                 .context("CONFIG_POLL_MS must be milliseconds")?;
             settings.config_poll = Duration::from_millis(ms.max(100));
+        }
+        if let Some(mode) = var("CONFIG_WATCH") {
+            settings.config_events = match mode.trim() {
+                "events" => true,
+                "poll" => false,
+                other => {
+                    anyhow::bail!("CONFIG_WATCH must be \"events\" or \"poll\", got {other:?}")
+                }
+            };
         }
         if let Some(secs) = var("SHUTDOWN_GRACE_SECS") {
             settings.shutdown_grace = Duration::from_secs(

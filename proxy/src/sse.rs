@@ -15,7 +15,16 @@ pub struct SseUsageScanner {
     partial: Vec<u8>,
     overflowed: bool,
     usage: Option<Usage>,
+    ended: bool,
 }
+
+/// Event names that end a Responses stream.
+const TERMINAL_EVENTS: [&[u8]; 4] = [
+    b"response.completed",
+    b"response.incomplete",
+    b"response.failed",
+    b"error",
+];
 
 #[derive(Deserialize)]
 struct EventProbe {
@@ -31,6 +40,12 @@ struct ResponseProbe {
 impl SseUsageScanner {
     pub fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    /// True once the stream's own end marker went by: `data: [DONE]` (chat), a terminal
+    /// `event:` (Responses) or an error event. A stream that stops without one was cut.
+    pub fn ended(&self) -> bool {
+        self.ended
     }
 
     /// True when the bytes seen so far end in the middle of a line.
@@ -58,7 +73,11 @@ impl SseUsageScanner {
         match memrchr(b'\n', rest) {
             Some(last) => {
                 let complete = &rest[..last];
-                if memmem::find(complete, b"\"usage\"").is_some() {
+                if memmem::find(complete, b"\"usage\"").is_some()
+                    || memmem::find(complete, b"[DONE]").is_some()
+                    || memmem::find(complete, b"event:").is_some()
+                    || memmem::find(complete, b"\"error\"").is_some()
+                {
                     for line in complete.split(|b| *b == b'\n') {
                         self.inspect_line(line);
                     }
@@ -83,10 +102,19 @@ impl SseUsageScanner {
 
     fn inspect_line(&mut self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(name) = line.strip_prefix(b"event:") {
+            self.ended |= TERMINAL_EVENTS.contains(&name.trim_ascii());
+            return;
+        }
         let Some(data) = line.strip_prefix(b"data:") else {
             return;
         };
-        if memmem::find(data, b"\"usage\"").is_none() {
+        let data = data.trim_ascii();
+        if data == b"[DONE]" || data.starts_with(b"{\"error\"") {
+            self.ended = true;
+            return;
+        }
+        if !has_usage_object(data) {
             return;
         }
         let Ok(event) = serde_json::from_slice::<EventProbe>(data) else {
@@ -97,6 +125,17 @@ impl SseUsageScanner {
             self.usage = Some(usage.into());
         }
     }
+}
+
+/// True when some `"usage"` key in `data` holds an object (most chunks carry `"usage":null`,
+/// which is not worth parsing).
+fn has_usage_object(data: &[u8]) -> bool {
+    memmem::find_iter(data, b"\"usage\"").any(|pos| {
+        let mut rest = data[pos + 7..]
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    })
 }
 
 /// The final event sent when a stream fails after bytes reached the client, in the format of
@@ -181,6 +220,23 @@ mod tests {
             s.feed(stream.as_bytes());
             assert_eq!(s.usage().map(|u| u.total_tokens), Some(9), "{kind}");
         }
+    }
+
+    #[test]
+    fn end_markers_are_recognised() {
+        for stream in [
+            &b"data: {}\n\ndata: [DONE]\n\n"[..],
+            b"event: response.completed\ndata: {}\n\n",
+            b"event: error\r\ndata: {}\r\n\r\n",
+            b"data: {\"error\":{\"message\":\"x\"}}\n\n",
+        ] {
+            let mut s = SseUsageScanner::default();
+            s.feed(stream);
+            assert!(s.ended(), "{}", String::from_utf8_lossy(stream));
+        }
+        let mut s = SseUsageScanner::default();
+        s.feed(b"event: response.output_text.delta\ndata: {\"delta\":\"[DONE]\"}\n\n");
+        assert!(!s.ended());
     }
 
     #[test]

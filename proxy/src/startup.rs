@@ -141,7 +141,12 @@ impl Application {
         .listen(ops_listener)?
         .run();
 
-        let watcher = reload::watch(settings.config_path.clone(), shared, settings.config_poll);
+        let watcher = reload::watch(
+            settings.config_path.clone(),
+            shared,
+            settings.config_poll,
+            settings.config_events,
+        );
         tracing::info!(api = %listen, port, ops = %format!("{ops_ip}:{ops_port}"), "proxy listening");
         Ok(Application {
             api,

@@ -40,6 +40,9 @@ pub fn client(settings: &UpstreamSettings) -> awc::Client {
 }
 
 fn build(key: &TransportKey) -> awc::Client {
+    // awc builds its TLS config from the process-wide rustls provider; ring is the one compiled
+    // in. A second install (another thread got there first) is refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let connector = awc::Connector::new()
         .connector(tcp_nodelay_connector())
         // awc's `timeout` covers name resolution and TCP connect, `handshake_timeout` the TLS

@@ -57,7 +57,12 @@ pub fn parse_raw(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
         let path = err.path().to_string();
         let inner = err.into_inner();
         ConfigError::Syntax(ConfigIssue {
-            path: if path == "." { "(root)".into() } else { path },
+            // "?" marks an unnamed map key, "." the document itself.
+            path: if path == "." || path == "?" {
+                "(root)".into()
+            } else {
+                path
+            },
             message: inner.to_string(),
         })
     })?;

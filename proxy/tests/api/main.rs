@@ -1,0 +1,12 @@
+//! Integration tests: the proxy on a random loopback port against the fake Foundry upstream.
+
+mod helpers;
+
+mod client_keys;
+mod endpoints;
+mod reload;
+mod retries;
+mod rewriting;
+mod stats;
+mod streaming;
+mod timeouts;

@@ -1,0 +1,104 @@
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn model_ids(app: &TestApp) -> Vec<String> {
+    let body: Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    body["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+async fn wait_for_model(app: &TestApp, id: &str, present: bool) -> bool {
+    wait_until(Duration::from_secs(5), || async {
+        model_ids(app).await.iter().any(|m| m == id) == present
+    })
+    .await
+}
+
+#[actix_web::test]
+async fn a_hand_edit_written_in_place_is_applied() {
+    let app = spawn_app().await;
+    let mut config = base_config(&app.fake);
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "added", "upstream": "fake"}));
+    std::fs::write(
+        &app.config_path,
+        serde_json::to_vec_pretty(&config).expect("json"),
+    )
+    .expect("write");
+    assert!(wait_for_model(&app, "added", true).await);
+    let status = app.ops_json("/status").await;
+    assert_eq!(status["config"]["generation"], 2);
+}
+
+#[actix_web::test]
+async fn an_atomic_rename_is_applied() {
+    let app = spawn_app().await;
+    let mut config = base_config(&app.fake);
+    config["apiKeys"][0]["status"] = json!("disabled");
+    write_config(&app.config_path, &config);
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            app.chat(chat_body(false)).await.status() == 401
+        })
+        .await,
+        "the disabled key kept working"
+    );
+}
+
+#[actix_web::test]
+async fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
+    let app = spawn_app().await;
+    let mut config = base_config(&app.fake);
+    config["models"][0]["upstream"] = json!("nowhere");
+    write_config(&app.config_path, &config);
+    let ok = wait_until(Duration::from_secs(5), || async {
+        app.ops_json("/status").await["config"]["rejected"].is_object()
+    })
+    .await;
+    assert!(ok, "the invalid file was not reported");
+    let status = app.ops_json("/status").await;
+    assert_eq!(
+        status["config"]["rejected"]["issues"][0]["path"],
+        "models[0].upstream"
+    );
+    assert_eq!(status["config"]["generation"], 1);
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+
+    std::fs::write(&app.config_path, b"{ not json").expect("write");
+    let ok = wait_until(Duration::from_secs(5), || async {
+        app.ops_json("/status").await["config"]["rejected"]["issues"][0]["path"] == "(root)"
+    })
+    .await;
+    assert!(ok, "the broken file was not reported");
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn polling_alone_picks_up_a_change() {
+    let app = spawn_app_with(Default::default(), |_| {}, |s| s.config_events = false).await;
+    let mut config = base_config(&app.fake);
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "polled", "upstream": "fake"}));
+    write_config(&app.config_path, &config);
+    assert!(wait_for_model(&app, "polled", true).await);
+}
