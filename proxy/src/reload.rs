@@ -56,30 +56,33 @@ pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration, events: bool) -
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => {
-                event.paths.is_empty()
-                    || event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name() == file_name.as_deref())
+    let watcher = if events {
+        let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = match &event {
+                Ok(event) => {
+                    event.paths.is_empty()
+                        || event
+                            .paths
+                            .iter()
+                            .any(|p| p.file_name() == file_name.as_deref())
+                }
+                Err(_) => true,
+            };
+            if relevant {
+                // A full channel already holds a pending reload; that one reads the latest file.
+                let _ = tx.try_send(());
             }
-            Err(_) => true,
-        };
-        if relevant {
-            // A full channel already holds a pending reload; that one will read the latest file.
-            let _ = tx.try_send(());
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+        match watched {
+            Ok(w) => Some(w),
+            Err(err) => {
+                tracing::warn!(error = %err, dir = %dir.display(), "file events unavailable; relying on polling");
+                None
+            }
         }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    let watcher = match watcher {
-        Ok(_) if !events => None,
-        Ok(w) => Some(w),
-        Err(err) => {
-            tracing::warn!(error = %err, dir = %dir.display(), "file events unavailable; relying on polling");
-            None
-        }
+    } else {
+        None
     };
     let task = actix_rt::spawn(async move {
         let mut ticker = actix_rt::time::interval(poll);

@@ -106,3 +106,13 @@ async fn a_non_streaming_body_cut_mid_way_is_not_completed() {
     let stats = app.wait_for_stats(|s| s["total"]["requests"] == 1).await;
     assert_eq!(stats["total"]["errors"]["stream_interrupted"], 1);
 }
+
+#[actix_web::test]
+async fn an_answer_slower_than_five_seconds_is_not_cut() {
+    let app = spawn_app().await;
+    app.fake.enqueue(ScriptedReply::With(Behaviour {
+        latency_ms: 5_500,
+        ..Behaviour::default()
+    }));
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+}

@@ -1,0 +1,185 @@
+//! The `proxy` binary as an operator runs it: environment settings, JSON logs, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fake_foundry::{Behaviour, FakeFoundry};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+struct Running {
+    child: Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+fn start_binary(config_path: &std::path::Path) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .env("CONFIG_PATH", config_path)
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "info")
+        .env("SHUTDOWN_GRACE_SECS", "10")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proxy binary starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let port = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a start-up log line");
+        let Ok(json) = serde_json::from_str::<Value>(&line) else {
+            panic!("log line is not JSON: {line}");
+        };
+        if json["message"] == "proxy listening" {
+            break json["port"].as_u64().expect("port") as u16;
+        }
+    };
+    Running { child, port, lines }
+}
+
+#[actix_web::test]
+async fn sigterm_lets_a_stream_finish_then_writes_stats() {
+    let fake = FakeFoundry::start_with(Behaviour {
+        stream_chunks: 10,
+        chunk_gap_ms: 100,
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    write_config(&config_path, &base_config(&fake));
+    let mut running = start_binary(&config_path);
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!(
+            "http://127.0.0.1:{}/v1/chat/completions",
+            running.port
+        ))
+        .bearer_auth(KEY)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let status = Command::new("kill")
+        .args(["-TERM", &running.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let text = response
+        .text()
+        .await
+        .expect("the stream finishes after SIGTERM");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    let exit = tokio::task::spawn_blocking(move || running.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let stats: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("stats.json")).expect("stats.json"))
+            .expect("json");
+    assert_eq!(stats["by_model"]["gpt-5-mini"]["succeeded"], 1);
+
+    let logged: Vec<String> = running.lines.try_iter().collect();
+    assert!(logged.iter().any(|l| l.contains("request finished")));
+    for line in &logged {
+        assert!(
+            !line.contains(KEY) && !line.contains(UPSTREAM_API_KEY),
+            "secret in log: {line}"
+        );
+        assert!(!line.contains("Say hi"), "prompt text in log: {line}");
+    }
+}
+
+#[actix_web::test]
+async fn an_invalid_config_at_start_up_exits_with_the_field_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    std::fs::write(
+        &config_path,
+        br#"{"models":[{"id":"m","upstream":"nowhere"}]}"#,
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .env("CONFIG_PATH", &config_path)
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("models[0].upstream: no upstream named \"nowhere\""),
+        "{stderr}"
+    );
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_does_not_grow_the_proxy_memory() {
+    use std::io::{Read, Write};
+    // 192 MB of events: far more than the socket buffers between the fake and the client.
+    let fake = FakeFoundry::start_with(Behaviour {
+        stream_chunks: 6000,
+        text: "abcdefghijklmnop".repeat(12 * 1024 * 1024),
+        ..Behaviour::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    write_config(&config_path, &base_config(&fake));
+    let mut running = start_binary(&config_path);
+    let pid = running.child.id();
+    let before = rss_kb(pid);
+
+    let port = running.port;
+    let body = serde_json::to_string(&chat_body(true)).expect("json");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        client,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut head = [0u8; 1024];
+    let n = client.read(&mut head).expect("response head");
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The client reads nothing more; give the proxy time to buffer if it would.
+    let mut peak = 0;
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kb(pid));
+    }
+    assert!(
+        peak < before + 32 * 1024,
+        "proxy RSS grew from {before} kB to {peak} kB"
+    );
+    drop(client);
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+}
