@@ -28,6 +28,7 @@ pub struct Application {
     ops_port: u16,
     accounting: Arc<Accounting>,
     settings: Settings,
+    signals: StopSignals,
     _watcher: ConfigWatcher,
 }
 
@@ -111,8 +112,7 @@ impl Application {
         })
         .disable_signals()
         .shutdown_timeout(settings.shutdown_grace.as_secs())
-        .backlog(4096)
-        .max_connection_rate(1024);
+        .backlog(4096);
         if let Some(workers) = settings.workers {
             api = api.workers(workers);
         }
@@ -147,6 +147,8 @@ impl Application {
             settings.config_poll,
             settings.config_events,
         );
+        // Registered before "listening" is logged, so a SIGTERM right after start-up drains too.
+        let signals = StopSignals::register()?;
         tracing::info!(api = %listen, port, ops = %format!("{ops_ip}:{ops_port}"), "proxy listening");
         Ok(Application {
             api,
@@ -155,6 +157,7 @@ impl Application {
             ops_port,
             accounting,
             settings,
+            signals,
             _watcher: watcher,
         })
     }
@@ -177,8 +180,9 @@ impl Application {
     /// Serves until SIGTERM/SIGINT or a `StopHandle`, then drains and writes the statistics.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let stop = self.stop_handle();
+        let mut stop_signals = self.signals;
         let signals = actix_rt::spawn(async move {
-            wait_for_signal().await;
+            stop_signals.recv().await;
             tracing::info!("stopping: no new connections; in-flight requests may finish");
             stop.stop().await;
         });
@@ -211,20 +215,25 @@ async fn persist(accounting: &Arc<Accounting>) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM (container stop) and SIGINT (Ctrl-C).
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }
