@@ -24,6 +24,8 @@ pub struct RequestRecord {
     pub status: u16,
     pub upstream_request_id: Option<String>,
     pub ttfb: Option<Duration>,
+    /// When a non-streaming exchange must be over.
+    pub deadline: Option<Instant>,
     pub usage: Option<Usage>,
     pub attempts: u32,
 }
@@ -43,6 +45,7 @@ impl RequestRecord {
             status: 0,
             upstream_request_id: None,
             ttfb: None,
+            deadline: None,
             usage: None,
             attempts: 0,
         }
@@ -104,11 +107,7 @@ impl Accounting {
             };
         }
         match class {
-            Some(
-                ErrorClass::Internal | ErrorClass::StreamInterrupted | ErrorClass::Upstream5xx,
-            ) => {
-                log_request!(error)
-            }
+            Some(ErrorClass::StreamInterrupted | ErrorClass::Upstream5xx) => log_request!(error),
             Some(_) => log_request!(warn),
             None => log_request!(info),
         }

@@ -1,5 +1,5 @@
 //! Errors the gateway answers itself, in the OpenAI error shape. Grouped by who is at fault:
-//! the downstream client (4xx), the upstream or Entra ID (5xx), or the gateway (500).
+//! the downstream client (4xx), or the upstream and its credential (5xx).
 //! Messages never carry a secret, a token or an upstream URL.
 
 use actix_web::http::StatusCode;
@@ -49,12 +49,6 @@ pub enum ProxyError {
         mode: String,
         cause: String,
     },
-    #[error("the gateway is shutting down")]
-    ShuttingDown,
-
-    // Gateway.
-    #[error("internal error")]
-    Internal(#[source] anyhow::Error),
 }
 
 impl ProxyError {
@@ -73,8 +67,6 @@ impl ProxyError {
             ProxyError::UpstreamBroken { .. } => "upstream_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
-            ProxyError::ShuttingDown => "shutting_down",
-            ProxyError::Internal(_) => "internal_error",
         }
     }
 
@@ -113,7 +105,6 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
             ProxyError::UpstreamAuthFailed { .. } => ErrorClass::UpstreamAuth,
-            ProxyError::ShuttingDown | ProxyError::Internal(_) => ErrorClass::Internal,
         }
     }
 }
@@ -145,14 +136,11 @@ impl ResponseError for ProxyError {
             | ProxyError::MissingModel
             | ProxyError::ModelNotString => StatusCode::BAD_REQUEST,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            ProxyError::UpstreamNotConfigured { .. } | ProxyError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::UpstreamNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. }
             | ProxyError::UpstreamBroken { .. }
             | ProxyError::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -217,11 +205,5 @@ mod tests {
         });
         assert_eq!(body["error"]["type"], "server_error");
         assert!(body["error"]["param"].is_null());
-    }
-
-    #[test]
-    fn internal_errors_hide_their_cause() {
-        let body = body_of(ProxyError::Internal(anyhow::anyhow!("secret path /etc/x")));
-        assert_eq!(body["error"]["message"], "internal error");
     }
 }

@@ -2,6 +2,7 @@
 //! map the result to a response. Every request is accounted exactly once.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
@@ -109,6 +110,8 @@ async fn forward(
     let upstream_body = request_body::rewrite(&body, &inspected, &target.deployment);
     drop(body);
     let settings = &config.server.upstream;
+    // The request timeout covers the upstream exchange, not the client's upload.
+    record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
     let exchange = upstream::send(UpstreamCall {
         upstream_name: &upstream.name,
         url: &target.url,
@@ -116,7 +119,7 @@ async fn forward(
         body: upstream_body,
         settings,
         credential: snapshot.credential(target.upstream),
-        deadline: (!inspected.stream).then(|| record.started + settings.request_timeout),
+        deadline: record.deadline,
     })
     .await?;
     record.attempts = exchange.attempts;
@@ -162,7 +165,7 @@ fn respond(
         builder.insert_header(("x-accel-buffering", "no"));
     }
     let settings = &snapshot.config.server.upstream;
-    let deadline = (!open.record.stream).then(|| open.record.started + settings.request_timeout);
+    let deadline = open.record.deadline;
     let relay = Relay::new(
         response.take_payload(),
         watch,

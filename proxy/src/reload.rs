@@ -31,9 +31,20 @@ pub fn read_config(path: &Path) -> anyhow::Result<(Config, String)> {
     Ok((config, hash))
 }
 
-pub fn log_ignored(config: &Config) {
+/// Logs what an operator should know about a config that loads: keys without effect and
+/// upstreams still on the placeholder endpoint.
+pub fn log_notes(config: &Config) {
     for note in &config.ignored {
         tracing::info!(note = %note, "config key has no effect");
+    }
+    for (index, upstream) in config.upstreams.iter().enumerate() {
+        if upstream.placeholder {
+            tracing::warn!(
+                upstream = %upstream.name,
+                field = %format!("upstreams[{index}].baseUrl"),
+                "upstream still has the placeholder endpoint; its models answer 503 until it is set"
+            );
+        }
     }
 }
 
@@ -136,7 +147,7 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
     let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
     match parsed {
         Ok(snapshot) => {
-            log_ignored(&snapshot.config);
+            log_notes(&snapshot.config);
             status.generation += 1;
             status.loaded_at_ms = snapshot.loaded_at_ms;
             status.sha256 = hash;

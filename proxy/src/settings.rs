@@ -88,7 +88,12 @@ impl Settings {
             );
         }
         if let Some(n) = var("PROXY_WORKERS") {
-            settings.workers = Some(n.trim().parse().context("PROXY_WORKERS must be a number")?);
+            let workers: usize = n.trim().parse().context("PROXY_WORKERS must be a number")?;
+            anyhow::ensure!(
+                (1..=512).contains(&workers),
+                "PROXY_WORKERS must be between 1 and 512, got {workers}"
+            );
+            settings.workers = Some(workers);
         }
         Ok(settings)
     }

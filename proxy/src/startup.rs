@@ -52,16 +52,7 @@ impl Application {
         let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
             .await?
             .with_context(|| format!("loading {}", settings.config_path.display()))?;
-        reload::log_ignored(&config);
-        for (index, upstream) in config.upstreams.iter().enumerate() {
-            if upstream.placeholder {
-                tracing::warn!(
-                    upstream = %upstream.name,
-                    field = %format!("upstreams[{index}].baseUrl"),
-                    "upstream still has the placeholder endpoint; its models answer 503 until it is set"
-                );
-            }
-        }
+        reload::log_notes(&config);
         let listen = settings
             .listen
             .clone()
@@ -82,6 +73,7 @@ impl Application {
         };
         let shared = Arc::new(Shared::new(snapshot, status));
 
+        tokio::task::spawn_blocking(crate::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
         let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
         let accounting = Accounting::new(stats, Recent::new(RECENT_PER_RING));

@@ -28,7 +28,6 @@ pub enum ErrorClass {
     Timeout,
     UpstreamAuth,
     StreamInterrupted,
-    Internal,
 }
 
 impl ErrorClass {
@@ -43,7 +42,6 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::UpstreamAuth => "upstream_auth",
             ErrorClass::StreamInterrupted => "stream_interrupted",
-            ErrorClass::Internal => "internal",
         }
     }
 }

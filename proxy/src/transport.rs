@@ -1,7 +1,8 @@
 //! The awc client of each worker thread: pooled keep-alive connections with TCP_NODELAY and
-//! rustls. Rebuilt only when the transport settings change; never one client per request.
+//! rustls (system roots plus the compiled-in Mozilla roots). Rebuilt only when the transport settings change; never one client per request.
 
 use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
 
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
@@ -40,10 +41,8 @@ pub fn client(settings: &UpstreamSettings) -> awc::Client {
 }
 
 fn build(key: &TransportKey) -> awc::Client {
-    // awc builds its TLS config from the process-wide rustls provider; ring is the one compiled
-    // in. A second install (another thread got there first) is refused harmlessly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let connector = awc::Connector::new()
+        .rustls_0_23(tls_config())
         .connector(tcp_nodelay_connector())
         // awc's `timeout` covers name resolution and TCP connect, `handshake_timeout` the TLS
         // handshake: together they are the connect phase and nothing after it.
@@ -59,6 +58,35 @@ fn build(key: &TransportKey) -> awc::Client {
         .disable_redirects()
         .no_default_headers()
         .finish()
+}
+
+/// Loads the trusted roots (blocking file reads) so no request pays for it.
+pub fn load_tls_roots() {
+    tls_config();
+}
+
+/// Trusted roots: the system store (where an operator adds a corporate CA) plus the Mozilla
+/// roots compiled in (so a slim image without ca-certificates still reaches Azure).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+            tracing::debug!(system_roots = added, "TLS roots loaded");
+            let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
 }
 
 fn tcp_nodelay_connector()

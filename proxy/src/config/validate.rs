@@ -54,15 +54,10 @@ fn join_issues(issues: &[ConfigIssue]) -> String {
 pub fn parse_raw(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
+        let path = readable_path(&err.path().to_string());
         let inner = err.into_inner();
         ConfigError::Syntax(ConfigIssue {
-            // "?" marks an unnamed map key, "." the document itself.
-            path: if path == "." || path == "?" {
-                "(root)".into()
-            } else {
-                path
-            },
+            path,
             message: inner.to_string(),
         })
     })?;
@@ -73,6 +68,20 @@ pub fn parse_raw(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
         })
     })?;
     Ok(raw)
+}
+
+/// serde_path_to_error writes "." for the document and "?" for a key it could not read (a
+/// syntax error); the known part of the path is kept and the rest left to line and column.
+fn readable_path(path: &str) -> String {
+    let known: Vec<&str> = path
+        .split('.')
+        .take_while(|segment| !segment.is_empty() && *segment != "?")
+        .collect();
+    if known.is_empty() {
+        "(root)".into()
+    } else {
+        known.join(".")
+    }
 }
 
 const PLACEHOLDER_MARKERS: [&str; 2] = ["your-resource-name", "your_resource_name"];
@@ -362,7 +371,7 @@ fn check_upstream_settings(check: &mut Checker, raw: &RawConfig) -> UpstreamSett
             "{pp}.bodyTimeoutMs is not used: {p}.idleTimeoutMs bounds the gap between body chunks"
         ));
     }
-    if pool.pipelining.is_some_and(|n| n > 1) {
+    if pool.pipelining.is_some_and(|n| n != 1) {
         check.ignored.push(format!(
             "{pp}.pipelining is not used: requests are never pipelined on one connection"
         ));
@@ -748,6 +757,14 @@ mod tests {
         let err = super::super::load(b"{\n  \"server\": {,\n}").expect_err("invalid");
         assert!(matches!(err, ConfigError::Syntax(_)));
         assert!(err.to_string().contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_keeps_the_known_part_of_the_path() {
+        let err = super::super::load(b"{\"server\": {\"port\": 1, oops}}").expect_err("invalid");
+        assert_eq!(err.issues()[0].path, "server");
+        let err = super::super::load(b"{ oops").expect_err("invalid");
+        assert_eq!(err.issues()[0].path, "(root)");
     }
 
     #[test]
