@@ -58,3 +58,33 @@ impl UpstreamCredential {
         }
     }
 }
+
+/// The outcome of acquiring a credential once, for the admin UI's "verify" button. Never holds
+/// the token or key itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    pub mode: AuthMode,
+    pub ok: bool,
+    /// When the acquired token expires (Unix ms); `None` for an api-key.
+    pub expires_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Acquires a credential for `auth` as the proxy would and reports the result.
+pub async fn verify(auth: &AuthConfig) -> Verification {
+    let credential = UpstreamCredential::from_config(auth);
+    match credential.authorize().await {
+        Ok(_) => Verification {
+            mode: auth.mode,
+            ok: true,
+            expires_at_ms: None,
+            error: None,
+        },
+        Err(err) => Verification {
+            mode: auth.mode,
+            ok: false,
+            expires_at_ms: None,
+            error: Some(err.cause),
+        },
+    }
+}

@@ -192,7 +192,8 @@ pub struct OpsListen {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum AuthMode {
     ServicePrincipal,
     ManagedIdentity,
