@@ -141,12 +141,12 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
             return;
         }
     }
-    let parsed =
-        tokio::task::spawn_blocking(move || config::load(&bytes).map(Snapshot::build)).await;
+    let parsed = tokio::task::spawn_blocking(move || config::load(&bytes)).await;
     let Ok(parsed) = parsed else { return };
-    let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
     match parsed {
-        Ok(snapshot) => {
+        Ok(config) => {
+            let snapshot = Snapshot::build(config, &shared.credentials);
+            let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
             log_notes(&snapshot.config);
             status.generation += 1;
             status.loaded_at_ms = snapshot.loaded_at_ms;
@@ -158,6 +158,7 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
         }
         Err(err) => {
             tracing::error!(error = %err, path = %path.display(), "config file refused; the previous config keeps serving");
+            let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
             status.rejected = Some(RejectedConfig {
                 at_ms: now_ms(),
                 sha256: hash,

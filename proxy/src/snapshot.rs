@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::client_keys::ClientKeyTable;
 use crate::config::{Config, ConfigIssue};
-use crate::credentials::UpstreamCredential;
+use crate::credentials::{CredentialRegistry, UpstreamCredential};
 use crate::stats::now_ms;
 
 pub struct Snapshot {
@@ -20,12 +20,15 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(config: Config) -> Snapshot {
-        let credentials = config
+    /// Builds the snapshot of `config`, taking credentials from `registry` (call within the
+    /// async runtime: a new token cache starts fetching at once).
+    pub fn build(config: Config, registry: &CredentialRegistry) -> Snapshot {
+        let auths: Vec<_> = config
             .upstreams
             .iter()
-            .map(|u| UpstreamCredential::from_config(u.auth.as_ref().unwrap_or(&config.auth)))
+            .map(|u| u.auth.as_ref().unwrap_or(&config.auth))
             .collect();
+        let credentials = registry.credentials_for(&auths);
         Snapshot {
             client_keys: ClientKeyTable::new(&config.client_keys),
             credentials,
@@ -62,13 +65,19 @@ pub struct RejectedConfig {
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub status: Mutex<ConfigStatus>,
+    pub credentials: CredentialRegistry,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, status: ConfigStatus) -> Shared {
+    pub fn new(
+        snapshot: Snapshot,
+        status: ConfigStatus,
+        credentials: CredentialRegistry,
+    ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             status: Mutex::new(status),
+            credentials,
         }
     }
 

@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::accounting::Accounting;
+use crate::credentials::CredentialRegistry;
 use crate::handlers::{self, AppState};
 use crate::ops::{self, OpsState};
 use crate::recent::Recent;
@@ -62,7 +63,8 @@ impl Application {
             .clone()
             .unwrap_or_else(|| join_host_port(&config.server.ops.host, config.server.ops.port));
 
-        let snapshot = Snapshot::build(config);
+        let credentials = CredentialRegistry::default();
+        let snapshot = Snapshot::build(config, &credentials);
         let status = ConfigStatus {
             path: settings.config_path.display().to_string(),
             generation: 1,
@@ -71,7 +73,7 @@ impl Application {
             rejected: None,
             ignored_keys: snapshot.config.ignored.clone(),
         };
-        let shared = Arc::new(Shared::new(snapshot, status));
+        let shared = Arc::new(Shared::new(snapshot, status, credentials));
 
         tokio::task::spawn_blocking(crate::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();

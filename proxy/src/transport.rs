@@ -67,7 +67,7 @@ pub fn load_tls_roots() {
 
 /// Trusted roots: the system store (where an operator adds a corporate CA) plus the Mozilla
 /// roots compiled in (so a slim image without ca-certificates still reaches Azure).
-fn tls_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

@@ -34,6 +34,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
     let client = crate::transport::client(call.settings);
     let settings = call.settings;
     let mut attempt = 0;
+    let mut fresh_credential_tried = false;
     loop {
         let auth =
             call.credential
@@ -44,6 +45,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                     mode: call.credential.mode().to_string(),
                     cause: err.cause,
                 })?;
+        let used_credential = auth.1.clone();
         let mut request = client.post(call.url).insert_header(auth);
         for (name, value) in call.headers {
             request = request.insert_header((name.clone(), value.clone()));
@@ -68,6 +70,15 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
             }
             Ok(Ok(response)) => {
                 let status = response.status().as_u16();
+                // A refused token is replaced once, before any byte reached the client.
+                if status == 401
+                    && !fresh_credential_tried
+                    && call.credential.reject(&used_credential)
+                {
+                    fresh_credential_tried = true;
+                    drop(response);
+                    continue;
+                }
                 match retry::decide(attempt, status, response.headers(), settings) {
                     Decision::PassThrough => {
                         return Ok(UpstreamResponse {

@@ -245,6 +245,9 @@ pub struct AuthConfig {
     pub managed_identity_client_id: String,
     pub scope: String,
     pub api_key: Secret,
+    /// Entra ID authority for the token request; empty means `AZURE_AUTHORITY_HOST` or the
+    /// public cloud (https://login.microsoftonline.com).
+    pub authority_host: String,
 }
 
 #[derive(Debug, Clone)]

@@ -238,6 +238,8 @@ pub struct RawAuth {
     pub managed_identity_client_id: String,
     pub scope: String,
     pub api_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub authority_host: String,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -252,6 +254,7 @@ impl Default for RawAuth {
             managed_identity_client_id: String::new(),
             scope: "https://cognitiveservices.azure.com/.default".into(),
             api_key: String::new(),
+            authority_host: String::new(),
             extra: Extra::new(),
         }
     }

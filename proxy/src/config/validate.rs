@@ -457,6 +457,13 @@ fn check_auth(check: &mut Checker, path: &str, a: &RawAuth) -> AuthConfig {
             "must be an absolute https URL such as https://cognitiveservices.azure.com/.default",
         );
     }
+    let authority_host = a.authority_host.trim().trim_end_matches('/').to_string();
+    if !authority_host.is_empty() && !is_scope(&authority_host) {
+        check.fail(
+            format!("{path}.authorityHost"),
+            "must be an https URL such as https://login.microsoftonline.us, or empty for the public cloud",
+        );
+    }
     AuthConfig {
         mode,
         tenant_id: a.tenant_id.trim().to_string(),
@@ -465,9 +472,11 @@ fn check_auth(check: &mut Checker, path: &str, a: &RawAuth) -> AuthConfig {
         managed_identity_client_id: a.managed_identity_client_id.trim().to_string(),
         scope: a.scope.trim().to_string(),
         api_key: Secret::new(a.api_key.trim()),
+        authority_host,
     }
 }
 
+/// An absolute https URL with a host (token scopes and authority hosts).
 fn is_scope(scope: &str) -> bool {
     url::Url::parse(scope.trim()).is_ok_and(|u| u.scheme() == "https" && u.host().is_some())
 }

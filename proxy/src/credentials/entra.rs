@@ -1,0 +1,253 @@
+//! Entra ID token sources, one per `auth.mode`, built on `azure_identity`. A fresh credential
+//! object is built for every fetch so that the crate's own cache never hands back a token this
+//! gateway has decided to replace. Errors name the mode and cause, never a secret or a token.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use azure_identity::{
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions,
+    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
+};
+
+use super::http::TokenHttpClient;
+use crate::config::{AuthConfig, AuthMode};
+
+/// A token as the cache keeps it.
+pub struct EntraToken {
+    pub token: String,
+    pub expires_at: SystemTime,
+}
+
+/// The links of the `default` chain, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    EnvironmentSecret,
+    WorkloadIdentity,
+    ManagedIdentity,
+    AzureCli,
+}
+
+impl Link {
+    const CHAIN: [Link; 4] = [
+        Link::EnvironmentSecret,
+        Link::WorkloadIdentity,
+        Link::ManagedIdentity,
+        Link::AzureCli,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Link::EnvironmentSecret => "environment client secret",
+            Link::WorkloadIdentity => "workload identity",
+            Link::ManagedIdentity => "managed identity",
+            Link::AzureCli => "Azure CLI",
+        }
+    }
+}
+
+/// How long one link of the default chain may take before the next is tried (outside Azure the
+/// managed-identity probe would otherwise retry for over a minute).
+const CHAIN_LINK_TIMEOUT: Duration = Duration::from_secs(8);
+
+pub struct EntraSource {
+    auth: AuthConfig,
+    /// The link of the default chain that last worked; tried first next time.
+    chosen: Mutex<Option<Link>>,
+}
+
+impl EntraSource {
+    pub fn new(auth: AuthConfig) -> EntraSource {
+        EntraSource {
+            auth,
+            chosen: Mutex::new(None),
+        }
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        self.auth.mode
+    }
+
+    /// Fetches a new token for `auth.scope`.
+    pub async fn fetch(&self) -> Result<EntraToken, String> {
+        match self.auth.mode {
+            AuthMode::ServicePrincipal if !has_client_secret(&self.auth) => {
+                self.fetch_default_chain().await
+            }
+            AuthMode::ServicePrincipal => {
+                let credential = ClientSecretCredential::new(
+                    &self.auth.tenant_id,
+                    self.auth.client_id.clone(),
+                    Secret::new(self.auth.client_secret.expose().to_string()),
+                    Some(ClientSecretCredentialOptions {
+                        client_options: self.client_options(),
+                    }),
+                )
+                .map_err(describe)?;
+                self.token_from(credential).await
+            }
+            AuthMode::ManagedIdentity => self.token_from(self.managed_identity()?).await,
+            AuthMode::WorkloadIdentity => self.token_from(self.workload_identity()?).await,
+            AuthMode::AzureCli => self.token_from(self.azure_cli()?).await,
+            AuthMode::Default => self.fetch_default_chain().await,
+            AuthMode::ApiKey => Err("auth.mode apiKey uses no Entra ID token".into()),
+        }
+    }
+
+    async fn fetch_default_chain(&self) -> Result<EntraToken, String> {
+        let chosen = *self.chosen.lock().unwrap_or_else(|e| e.into_inner());
+        let order = chosen
+            .into_iter()
+            .chain(Link::CHAIN.into_iter().filter(|l| Some(*l) != chosen));
+        let mut skipped = Vec::new();
+        for link in order {
+            let attempt = match self.link_credential(link) {
+                Ok(credential) => {
+                    match tokio::time::timeout(CHAIN_LINK_TIMEOUT, self.token_from(credential))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(format!(
+                            "no answer within {} s",
+                            CHAIN_LINK_TIMEOUT.as_secs()
+                        )),
+                    }
+                }
+                Err(reason) => Err(reason),
+            };
+            match attempt {
+                Ok(token) => {
+                    *self.chosen.lock().unwrap_or_else(|e| e.into_inner()) = Some(link);
+                    return Ok(token);
+                }
+                Err(reason) => skipped.push(format!("{}: {reason}", link.name())),
+            }
+        }
+        Err(format!(
+            "no credential in the default chain worked ({})",
+            skipped.join("; ")
+        ))
+    }
+
+    fn link_credential(&self, link: Link) -> Result<Arc<dyn TokenCredential>, String> {
+        match link {
+            Link::EnvironmentSecret => {
+                let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+                let (Some(tenant), Some(client), Some(secret)) = (
+                    var("AZURE_TENANT_ID"),
+                    var("AZURE_CLIENT_ID"),
+                    var("AZURE_CLIENT_SECRET"),
+                ) else {
+                    return Err(
+                        "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET are not all set"
+                            .into(),
+                    );
+                };
+                let credential = ClientSecretCredential::new(
+                    &tenant,
+                    client,
+                    Secret::new(secret),
+                    Some(ClientSecretCredentialOptions {
+                        client_options: self.client_options(),
+                    }),
+                )
+                .map_err(describe)?;
+                Ok(credential)
+            }
+            Link::WorkloadIdentity => {
+                if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_none() {
+                    return Err("AZURE_FEDERATED_TOKEN_FILE is not set".into());
+                }
+                Ok(self.workload_identity()?)
+            }
+            Link::ManagedIdentity => Ok(self.managed_identity()?),
+            Link::AzureCli => Ok(self.azure_cli()?),
+        }
+    }
+
+    fn managed_identity(&self) -> Result<Arc<dyn TokenCredential>, String> {
+        let id = &self.auth.managed_identity_client_id;
+        let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+            user_assigned_id: (!id.is_empty()).then(|| UserAssignedId::ClientId(id.clone())),
+            client_options: self.client_options(),
+            ..Default::default()
+        }))
+        .map_err(describe)?;
+        Ok(credential)
+    }
+
+    fn workload_identity(&self) -> Result<Arc<dyn TokenCredential>, String> {
+        let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let credential = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+            credential_options: ClientAssertionCredentialOptions {
+                client_options: self.client_options(),
+                ..Default::default()
+            },
+            client_id: non_empty(&self.auth.client_id),
+            tenant_id: non_empty(&self.auth.tenant_id),
+            ..Default::default()
+        }))
+        .map_err(describe)?;
+        Ok(credential)
+    }
+
+    fn azure_cli(&self) -> Result<Arc<dyn TokenCredential>, String> {
+        let credential = AzureCliCredential::new(Some(AzureCliCredentialOptions {
+            tenant_id: (!self.auth.tenant_id.is_empty()).then(|| self.auth.tenant_id.clone()),
+            ..Default::default()
+        }))
+        .map_err(describe)?;
+        Ok(credential)
+    }
+
+    fn client_options(&self) -> ClientOptions {
+        let cloud = (!self.auth.authority_host.is_empty()).then(|| {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = self.auth.authority_host.clone();
+            Arc::new(CloudConfiguration::Custom(custom))
+        });
+        ClientOptions {
+            transport: Some(Transport::new(TokenHttpClient::shared())),
+            // The token cache retries with its own backoff; a failed call returns at once.
+            retry: RetryOptions::none(),
+            cloud,
+            ..Default::default()
+        }
+    }
+
+    async fn token_from(&self, credential: Arc<dyn TokenCredential>) -> Result<EntraToken, String> {
+        let token = credential
+            .get_token(&[self.auth.scope.as_str()], None)
+            .await
+            .map_err(|err| describe(err))?;
+        let expires_at = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(u64::try_from(token.expires_on.unix_timestamp()).unwrap_or(0));
+        Ok(EntraToken {
+            token: token.token.secret().to_string(),
+            expires_at,
+        })
+    }
+}
+
+fn has_client_secret(auth: &AuthConfig) -> bool {
+    !auth.tenant_id.is_empty() && !auth.client_id.is_empty() && !auth.client_secret.is_empty()
+}
+
+/// An azure_core error as one line for operators, bounded in length.
+fn describe(err: azure_core::Error) -> String {
+    let mut text = err.to_string().replace(['\n', '\r'], " ");
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}

@@ -1,0 +1,164 @@
+//! How the gateway signs an upstream call: one small interface over every `auth.mode`. API keys
+//! are a fixed header; Entra ID modes go through a token cache shared by every snapshot that
+//! uses the same auth settings, so a reload that leaves them alone keeps the cached token.
+//! Never logs or returns a credential's value.
+
+mod entra;
+mod http;
+mod token_cache;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
+
+use crate::config::{AuthConfig, AuthMode};
+use entra::EntraSource;
+pub use token_cache::TokenCache;
+
+/// A credential failure, described without secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{cause}")]
+pub struct CredentialError {
+    pub cause: String,
+}
+
+#[derive(Clone)]
+pub enum UpstreamCredential {
+    /// The `api-key` header of `auth.mode: "apiKey"`.
+    ApiKey(HeaderValue),
+    /// An Entra ID bearer token.
+    Entra(Arc<TokenCache>),
+    /// Settings that cannot sign anything (reported on use).
+    Broken { mode: AuthMode, cause: String },
+}
+
+impl UpstreamCredential {
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            UpstreamCredential::ApiKey(_) => AuthMode::ApiKey,
+            UpstreamCredential::Entra(cache) => cache.mode(),
+            UpstreamCredential::Broken { mode, .. } => *mode,
+        }
+    }
+
+    /// The header that signs one upstream request.
+    pub async fn authorize(&self) -> Result<(HeaderName, HeaderValue), CredentialError> {
+        match self {
+            UpstreamCredential::ApiKey(value) => {
+                Ok((HeaderName::from_static("api-key"), value.clone()))
+            }
+            UpstreamCredential::Entra(cache) => Ok((AUTHORIZATION, cache.header().await?)),
+            UpstreamCredential::Broken { cause, .. } => Err(CredentialError {
+                cause: cause.clone(),
+            }),
+        }
+    }
+
+    /// The upstream answered 401 to `used`: drops it. True when a retry with a fresh credential
+    /// can help (an Entra token; a fixed api-key would only be refused again).
+    pub fn reject(&self, used: &HeaderValue) -> bool {
+        match self {
+            UpstreamCredential::Entra(cache) => {
+                cache.reject(used);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+fn api_key_credential(auth: &AuthConfig) -> UpstreamCredential {
+    match HeaderValue::from_str(auth.api_key.expose()) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            UpstreamCredential::ApiKey(value)
+        }
+        Err(_) => UpstreamCredential::Broken {
+            mode: auth.mode,
+            cause: "auth.apiKey holds characters not allowed in a header".into(),
+        },
+    }
+}
+
+/// The token caches in use, keyed by their auth settings. A reload asks for the credentials of
+/// the new config: unchanged settings get the same cache (and its token) back.
+#[derive(Default)]
+pub struct CredentialRegistry {
+    caches: Mutex<HashMap<AuthConfig, Arc<TokenCache>>>,
+}
+
+impl CredentialRegistry {
+    /// Credentials for each of `auths`; caches no longer asked for are released (requests still
+    /// holding an older snapshot keep theirs until they end). Call within the async runtime.
+    pub fn credentials_for(&self, auths: &[&AuthConfig]) -> Vec<UpstreamCredential> {
+        let mut caches = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = HashMap::with_capacity(auths.len());
+        let credentials = auths
+            .iter()
+            .map(|auth| {
+                if auth.mode == AuthMode::ApiKey {
+                    return api_key_credential(auth);
+                }
+                let cache = kept
+                    .get(*auth)
+                    .or_else(|| caches.get(*auth))
+                    .cloned()
+                    .unwrap_or_else(|| TokenCache::start(EntraSource::new((*auth).clone())));
+                kept.insert((*auth).clone(), cache.clone());
+                UpstreamCredential::Entra(cache)
+            })
+            .collect();
+        *caches = kept;
+        credentials
+    }
+}
+
+/// The outcome of acquiring a credential once, for the admin UI's "verify" button. Never holds
+/// the token or key itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verification {
+    pub mode: AuthMode,
+    pub ok: bool,
+    /// When the acquired token expires (Unix ms); `None` for an api-key.
+    pub expires_at_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// How long `verify` waits for a token.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Acquires a credential for `auth` as the proxy would (a fresh token, not a cached one) and
+/// reports the result.
+pub async fn verify(auth: &AuthConfig) -> Verification {
+    let report = |result: Result<Option<SystemTime>, String>| match result {
+        Ok(expires) => Verification {
+            mode: auth.mode,
+            ok: true,
+            expires_at_ms: expires
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64),
+            error: None,
+        },
+        Err(error) => Verification {
+            mode: auth.mode,
+            ok: false,
+            expires_at_ms: None,
+            error: Some(error),
+        },
+    };
+    if auth.mode == AuthMode::ApiKey {
+        return report(match api_key_credential(auth) {
+            UpstreamCredential::Broken { cause, .. } => Err(cause),
+            _ if auth.api_key.is_empty() => Err("auth.apiKey is empty".into()),
+            _ => Ok(None),
+        });
+    }
+    let source = EntraSource::new(auth.clone());
+    let fetched = match tokio::time::timeout(VERIFY_TIMEOUT, source.fetch()).await {
+        Ok(result) => result.map(|token| Some(token.expires_at)),
+        Err(_) => Err(format!("no token within {} s", VERIFY_TIMEOUT.as_secs())),
+    };
+    report(fetched)
+}
