@@ -16,7 +16,7 @@ use crate::body::PacedBody;
 use crate::formats::{self, Sse, error_body, json_string};
 use crate::ids;
 use crate::script::{Delivery, Overrides, Plan, Queued, StatusReply};
-use crate::state::{AuthFailure, Shared};
+use crate::state::{AuthFailure, Shared, TokenVerdict};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -86,7 +86,8 @@ pub async fn handle(
     shared: web::Data<Shared>,
 ) -> HttpResponse {
     let (body, too_large) = read_body(&req, payload).await;
-    shared.record(&req, body.clone());
+    let verdict = shared.check_token(&req);
+    shared.record(&req, body.clone(), verdict.subject());
     let mut response = if too_large {
         json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,7 +95,7 @@ pub async fn handle(
             "The request body is too large.",
         )
     } else {
-        answer(&req, &body, &shared).await
+        answer(&req, &body, &shared, &verdict).await
     };
     add_azure_headers(response.headers_mut());
     response
@@ -142,11 +143,16 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> (Bytes, bool
     (body, false)
 }
 
-async fn answer(req: &HttpRequest, body: &Bytes, shared: &Shared) -> HttpResponse {
+async fn answer(
+    req: &HttpRequest,
+    body: &Bytes,
+    shared: &Shared,
+    verdict: &TokenVerdict,
+) -> HttpResponse {
     let Some(route) = route(req) else {
         return json_error(StatusCode::NOT_FOUND, "404", "Resource not found");
     };
-    match shared.check_auth(req) {
+    match shared.check_auth(req, verdict) {
         Ok(()) => {}
         Err(AuthFailure::Bearer) => {
             return json_error(StatusCode::UNAUTHORIZED, "401", BEARER_DENIED);

@@ -1,15 +1,19 @@
 //! A fake Azure AI Foundry / Azure OpenAI upstream speaking the real wire formats (chat
-//! completions, Responses API, image generations, with Azure's SSE quirks and headers), for the
-//! proxy's integration tests and for benchmarks.
+//! completions, Responses API, image generations, with Azure's SSE quirks and headers), and a fake
+//! Microsoft Entra ID issuing the tokens it can require, for the proxy's integration tests and for
+//! benchmarks.
 
 mod body;
+pub mod entra;
 mod formats;
 mod handler;
 mod ids;
 mod script;
 mod server;
 mod state;
+mod tls;
 
+pub use entra::{FakeEntra, TokenChecker};
 pub use formats::{
     IMAGE_MAX_N, IMAGE_USAGE_INPUT_TOKENS, IMAGE_USAGE_OUTPUT_TOKENS_PER_IMAGE, PNG_BASE64,
     SYSTEM_FINGERPRINT, USAGE_CACHED_TOKENS, USAGE_COMPLETION_TOKENS, USAGE_PROMPT_TOKENS,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 
+use crate::entra::TokenChecker;
 use crate::handler::{MAX_BODY_BYTES, handle};
 use crate::script::{Behaviour, Queued, ScriptedReply};
 use crate::state::{RecordedRequest, Shared};
@@ -178,6 +179,15 @@ impl FakeFoundry {
     /// When `Some`, requests without `Authorization: Bearer <token>` get a 401.
     pub fn set_required_bearer(&self, token: Option<String>) {
         self.shared.set_required_bearer(token);
+    }
+
+    /// When `Some`, requests must carry `Authorization: Bearer <token>` with a token the checker
+    /// accepts (issued by its [`crate::FakeEntra`], unexpired, not revoked), or get Azure
+    /// OpenAI's 401. The subject of each accepted token is kept in
+    /// [`RecordedRequest::token_subject`]. Applies on top of [`FakeFoundry::set_required_bearer`]
+    /// and [`FakeFoundry::set_required_api_key`].
+    pub fn set_token_checker(&self, checker: Option<TokenChecker>) {
+        self.shared.set_token_checker(checker);
     }
 
     /// When `Some`, requests without `api-key: <key>` get a 401.

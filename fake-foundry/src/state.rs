@@ -1,5 +1,6 @@
 //! State shared by the server workers and the test's handle: the request log, the scripted-reply
-//! queue, the credentials required, and the stream counters.
+//! queue, the credentials required (a fixed key or bearer, or tokens a fake Entra issued), and the
+//! stream counters.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,6 +10,7 @@ use actix_web::HttpRequest;
 use bytes::Bytes;
 
 use crate::body::StreamStats;
+use crate::entra::TokenChecker;
 use crate::formats::Completion;
 use crate::script::{Behaviour, Queued};
 
@@ -21,6 +23,9 @@ pub struct RecordedRequest {
     /// Every header in arrival order, names lowercase, values decoded lossily as UTF-8.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// With a token checker set ([`crate::FakeFoundry::set_token_checker`]): the subject of the
+    /// accepted bearer token. `None` when no checker is set or the token was refused.
+    pub token_subject: Option<String>,
 }
 
 impl RecordedRequest {
@@ -47,7 +52,7 @@ impl RecordedRequest {
         })
     }
 
-    fn capture(req: &HttpRequest, body: Bytes) -> Self {
+    fn capture(req: &HttpRequest, body: Bytes, token_subject: Option<String>) -> Self {
         let query = req.query_string();
         Self {
             method: req.method().as_str().to_owned(),
@@ -64,6 +69,26 @@ impl RecordedRequest {
                 })
                 .collect(),
             body,
+            token_subject,
+        }
+    }
+}
+
+/// What the token checker made of a request's bearer token.
+pub(crate) enum TokenVerdict {
+    /// No checker is set.
+    Unchecked,
+    /// The token is valid; its subject.
+    Accepted(String),
+    /// Missing, unknown, expired or revoked.
+    Refused,
+}
+
+impl TokenVerdict {
+    pub fn subject(&self) -> Option<String> {
+        match self {
+            TokenVerdict::Accepted(subject) => Some(subject.clone()),
+            TokenVerdict::Unchecked | TokenVerdict::Refused => None,
         }
     }
 }
@@ -91,6 +116,9 @@ pub(crate) struct Shared {
     auth_required: AtomicBool,
     bearer: RwLock<Option<String>>,
     api_key: RwLock<Option<String>>,
+    /// Whether `checker` is set, readable without taking its lock.
+    checking: AtomicBool,
+    checker: RwLock<Option<TokenChecker>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,12 +142,14 @@ impl Shared {
             auth_required: AtomicBool::new(false),
             bearer: RwLock::default(),
             api_key: RwLock::default(),
+            checking: AtomicBool::new(false),
+            checker: RwLock::default(),
         }
     }
 
-    pub fn record(&self, req: &HttpRequest, body: Bytes) {
+    pub fn record(&self, req: &HttpRequest, body: Bytes, token_subject: Option<String>) {
         if self.record {
-            let recorded = RecordedRequest::capture(req, body);
+            let recorded = RecordedRequest::capture(req, body, token_subject);
             let mut requests = lock(&self.requests);
             requests.push(recorded);
             self.request_count.store(requests.len(), Ordering::SeqCst);
@@ -162,6 +192,31 @@ impl Shared {
         self.update_auth_required();
     }
 
+    pub fn set_token_checker(&self, checker: Option<TokenChecker>) {
+        let mut slot = self.checker.write().unwrap_or_else(PoisonError::into_inner);
+        self.checking.store(checker.is_some(), Ordering::SeqCst);
+        *slot = checker;
+    }
+
+    /// Checks the bearer token with the token checker, when one is set.
+    pub fn check_token(&self, req: &HttpRequest) -> TokenVerdict {
+        if !self.checking.load(Ordering::SeqCst) {
+            return TokenVerdict::Unchecked;
+        }
+        let Some(checker) = self
+            .checker
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
+            return TokenVerdict::Unchecked;
+        };
+        bearer_token(req)
+            .and_then(|token| std::str::from_utf8(token).ok())
+            .and_then(|token| checker.check(token))
+            .map_or(TokenVerdict::Refused, TokenVerdict::Accepted)
+    }
+
     fn update_auth_required(&self) {
         let required = self
             .bearer
@@ -176,22 +231,20 @@ impl Shared {
         self.auth_required.store(required, Ordering::SeqCst);
     }
 
-    /// Checks each configured credential: `Authorization: Bearer <token>` and `api-key: <key>`.
-    pub fn check_auth(&self, req: &HttpRequest) -> Result<(), AuthFailure> {
+    /// Checks each configured credential: the token checker's `verdict`, `Authorization: Bearer
+    /// <token>` and `api-key: <key>`.
+    pub fn check_auth(&self, req: &HttpRequest, verdict: &TokenVerdict) -> Result<(), AuthFailure> {
+        if matches!(verdict, TokenVerdict::Refused) {
+            return Err(AuthFailure::Bearer);
+        }
         if !self.auth_required.load(Ordering::SeqCst) {
             return Ok(());
         }
         let headers = req.headers();
-        if let Some(token) = &*self.bearer.read().unwrap_or_else(PoisonError::into_inner) {
-            let presented = headers
-                .get("authorization")
-                .map(|v| v.as_bytes())
-                .and_then(|v| v.split_at_checked(7))
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
-                .map(|(_, credential)| credential);
-            if presented != Some(token.as_bytes()) {
-                return Err(AuthFailure::Bearer);
-            }
+        if let Some(token) = &*self.bearer.read().unwrap_or_else(PoisonError::into_inner)
+            && bearer_token(req) != Some(token.as_bytes())
+        {
+            return Err(AuthFailure::Bearer);
         }
         let key = self.api_key.read().unwrap_or_else(PoisonError::into_inner);
         let presented = headers.get("api-key").map(|v| v.as_bytes());
@@ -203,4 +256,14 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// The credential of `Authorization: Bearer <credential>` (scheme case-insensitive).
+fn bearer_token(req: &HttpRequest) -> Option<&[u8]> {
+    req.headers()
+        .get("authorization")
+        .map(|v| v.as_bytes())
+        .and_then(|v| v.split_at_checked(7))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"bearer "))
+        .map(|(_, credential)| credential)
 }

@@ -22,8 +22,11 @@ impl TokenHttpClient {
         static CLIENT: std::sync::OnceLock<Arc<dyn HttpClient>> = std::sync::OnceLock::new();
         CLIENT
             .get_or_init(|| {
+                let mut tls = (*crate::transport::tls_config()).clone();
+                // Token requests are few and small: HTTP/1.1 only.
+                tls.alpn_protocols = vec![b"http/1.1".to_vec()];
                 let client = reqwest::Client::builder()
-                    .use_preconfigured_tls((*crate::transport::tls_config()).clone())
+                    .use_preconfigured_tls(tls)
                     .connect_timeout(Duration::from_secs(10))
                     .timeout(Duration::from_secs(60))
                     .build()

@@ -14,7 +14,7 @@ use crate::config::AuthMode;
 
 /// Longest a single token fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// A token this close to expiry is not handed out.
+/// A token this close to expiry is not handed out (a tenth of the lifetime for short tokens).
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -24,6 +24,8 @@ const REFRESHER_MAX_SLEEP: Duration = Duration::from_secs(60);
 struct Token {
     header: HeaderValue,
     expires_at: Instant,
+    /// Handed out until then; a little before `expires_at` so it does not expire in flight.
+    usable_until: Instant,
     expires_at_system: SystemTime,
     refresh_at: Instant,
 }
@@ -174,7 +176,7 @@ fn usable(state: &State) -> Option<&Token> {
     state
         .token
         .as_ref()
-        .filter(|t| Instant::now() + EXPIRY_MARGIN < t.expires_at)
+        .filter(|t| Instant::now() < t.usable_until)
 }
 
 /// Refresh when a quarter of the lifetime or five minutes remain, whichever comes first, but
@@ -203,6 +205,7 @@ fn to_cached(token: EntraToken, requested_at: Instant) -> Result<Token, String> 
     Ok(Token {
         header,
         expires_at,
+        usable_until: expires_at - EXPIRY_MARGIN.min(lifetime / 10),
         expires_at_system: token.expires_at,
         refresh_at,
     })

@@ -4,6 +4,7 @@ mod helpers;
 
 mod client_keys;
 mod endpoints;
+mod entra;
 mod process;
 mod reload;
 mod retries;

@@ -9,14 +9,36 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-struct Running {
-    child: Child,
-    port: u16,
-    lines: std::sync::mpsc::Receiver<String>,
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+    pub lines: std::sync::mpsc::Receiver<String>,
 }
 
-fn start_binary(config_path: &std::path::Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proxy"))
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_binary(config_path: &std::path::Path) -> Running {
+    start_binary_with(config_path, &[])
+}
+
+/// Starts the binary with extra environment variables (credentials, CA file, PATH).
+pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proxy"));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .env("CONFIG_PATH", config_path)
         .env("PROXY_LISTEN", "127.0.0.1:0")
         .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
@@ -86,10 +108,13 @@ async fn sigterm_lets_a_stream_finish_then_writes_stats() {
         .expect("the stream finishes after SIGTERM");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 
-    let exit = tokio::task::spawn_blocking(move || running.child.wait())
-        .await
-        .expect("join")
-        .expect("wait");
+    let (exit, running) = tokio::task::spawn_blocking(move || {
+        let exit = running.child.wait();
+        (exit, running)
+    })
+    .await
+    .expect("join");
+    let exit = exit.expect("wait");
     assert!(exit.success(), "{exit:?}");
     let stats: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("stats.json")).expect("stats.json"))
@@ -152,7 +177,7 @@ async fn a_client_that_stops_reading_does_not_grow_the_proxy_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
     write_config(&config_path, &base_config(&fake));
-    let mut running = start_binary(&config_path);
+    let running = start_binary(&config_path);
     let pid = running.child.id();
     let before = rss_kb(pid);
 
@@ -180,6 +205,4 @@ async fn a_client_that_stops_reading_does_not_grow_the_proxy_memory() {
         "proxy RSS grew from {before} kB to {peak} kB"
     );
     drop(client);
-    let _ = running.child.kill();
-    let _ = running.child.wait();
 }
