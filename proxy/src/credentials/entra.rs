@@ -175,7 +175,6 @@ impl EntraSource {
         let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
             user_assigned_id: (!id.is_empty()).then(|| UserAssignedId::ClientId(id.clone())),
             client_options: self.client_options(),
-            ..Default::default()
         }))
         .map_err(describe)?;
         Ok(credential)
@@ -186,7 +185,6 @@ impl EntraSource {
         let credential = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
             credential_options: ClientAssertionCredentialOptions {
                 client_options: self.client_options(),
-                ..Default::default()
             },
             client_id: non_empty(&self.auth.client_id),
             tenant_id: non_empty(&self.auth.tenant_id),
@@ -224,7 +222,7 @@ impl EntraSource {
         let token = credential
             .get_token(&[self.auth.scope.as_str()], None)
             .await
-            .map_err(|err| describe(err))?;
+            .map_err(describe)?;
         let expires_at = SystemTime::UNIX_EPOCH
             + Duration::from_secs(u64::try_from(token.expires_on.unix_timestamp()).unwrap_or(0));
         Ok(EntraToken {

@@ -48,7 +48,10 @@ impl EntraSetup {
             ("IDENTITY_ENDPOINT", self.entra.identity_endpoint()),
             ("IDENTITY_HEADER", self.entra.identity_header()),
             // No `az` and no Azure variables from the machine running the tests.
-            ("PATH", self.dir.path().display().to_string() + ":/usr/bin:/bin"),
+            (
+                "PATH",
+                self.dir.path().display().to_string() + ":/usr/bin:/bin",
+            ),
             ("AZURE_CLIENT_ID", String::new()),
             ("AZURE_TENANT_ID", String::new()),
             ("AZURE_CLIENT_SECRET", String::new()),
@@ -93,7 +96,11 @@ async fn managed_identity_tokens_sign_upstream_calls_and_are_fetched_once() {
     }
     assert_eq!(s.entra.token_requests(), 1);
     let received = s.fake.requests();
-    assert!(received.iter().all(|r| r.token_subject.as_deref().is_some_and(|t| t.starts_with("managed-identity"))));
+    assert!(received.iter().all(|r| {
+        r.token_subject
+            .as_deref()
+            .is_some_and(|t| t.starts_with("managed-identity"))
+    }));
     assert!(received.iter().all(|r| r.header("api-key").is_none()));
 }
 
@@ -115,7 +122,10 @@ async fn a_service_principal_uses_the_client_credentials_flow_over_tls() {
     );
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &running, "gpt-5-mini").await.status(), 200);
-    assert_eq!(s.fake.requests()[0].token_subject.as_deref(), Some("client-a"));
+    assert_eq!(
+        s.fake.requests()[0].token_subject.as_deref(),
+        Some("client-a")
+    );
 }
 
 #[actix_web::test]
@@ -141,20 +151,27 @@ async fn a_wrong_client_secret_is_a_clear_502_without_the_secret() {
 #[actix_web::test]
 async fn workload_identity_exchanges_the_federated_token_file() {
     let s = setup().await;
-    s.entra.register_federated("tenant-w", "client-w", "federated-assertion-1");
+    s.entra
+        .register_federated("tenant-w", "client-w", "federated-assertion-1");
     let token_file = s.dir.path().join("federated-token");
     std::fs::write(&token_file, "federated-assertion-1").expect("token file");
     let running = s.start(
         json!({"mode": "workloadIdentity", "authorityHost": s.entra.authority_host()}),
         &[
-            ("AZURE_FEDERATED_TOKEN_FILE", token_file.display().to_string()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
             ("AZURE_CLIENT_ID", "client-w".into()),
             ("AZURE_TENANT_ID", "tenant-w".into()),
         ],
     );
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &running, "gpt-5-mini").await.status(), 200);
-    assert_eq!(s.fake.requests()[0].token_subject.as_deref(), Some("client-w"));
+    assert_eq!(
+        s.fake.requests()[0].token_subject.as_deref(),
+        Some("client-w")
+    );
 }
 
 #[actix_web::test]
@@ -169,7 +186,10 @@ async fn azure_cli_mode_uses_the_signed_in_account() {
         ),
     )
     .expect("az script");
-    std::process::Command::new("chmod").args(["+x", &az.display().to_string()]).status().expect("chmod");
+    std::process::Command::new("chmod")
+        .args(["+x", &az.display().to_string()])
+        .status()
+        .expect("chmod");
     let running = s.start(json!({"mode": "azureCli"}), &[]);
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &running, "gpt-5-mini").await.status(), 200);
@@ -182,23 +202,40 @@ async fn the_default_chain_takes_the_first_credential_that_works() {
     let running = s.start(json!({"mode": "servicePrincipal"}), &[]);
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &running, "gpt-5-mini").await.status(), 200);
-    assert!(s.fake.requests()[0].token_subject.as_deref().is_some_and(|t| t.starts_with("managed-identity")));
+    assert!(
+        s.fake.requests()[0]
+            .token_subject
+            .as_deref()
+            .is_some_and(|t| t.starts_with("managed-identity"))
+    );
 }
 
 #[actix_web::test]
 async fn the_default_chain_reports_why_each_credential_was_skipped() {
     let s = setup().await;
     // A managed-identity endpoint that refuses connections, and no `az` on PATH.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let running = s.start(
         json!({"mode": "default"}),
-        &[("IDENTITY_ENDPOINT", format!("http://127.0.0.1:{closed}/msi/token"))],
+        &[(
+            "IDENTITY_ENDPOINT",
+            format!("http://127.0.0.1:{closed}/msi/token"),
+        )],
     );
     let http = reqwest::Client::new();
     let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
     assert_eq!(status, 502);
     let message = error["message"].as_str().expect("message");
-    for link in ["environment client secret", "workload identity", "managed identity", "Azure CLI"] {
+    for link in [
+        "environment client secret",
+        "workload identity",
+        "managed identity",
+        "Azure CLI",
+    ] {
         assert!(message.contains(link), "{link} missing from: {message}");
     }
 }
@@ -221,9 +258,14 @@ async fn a_token_expiring_during_steady_traffic_is_refreshed_once_without_a_fail
             refresh_sent_at = Some(latencies.len());
         }
     }
-    assert_eq!(s.entra.token_requests(), 2, "one refresh in 4.5 s of a 6 s token");
+    assert_eq!(
+        s.entra.token_requests(),
+        2,
+        "one refresh in 4.5 s of a 6 s token"
+    );
     // Latency of the requests around the refresh against the whole run.
-    let around = refresh_sent_at.map(|i| latencies[i.saturating_sub(20)..(i + 20).min(latencies.len())].to_vec());
+    let around = refresh_sent_at
+        .map(|i| latencies[i.saturating_sub(20)..(i + 20).min(latencies.len())].to_vec());
     let mut sorted = latencies.clone();
     sorted.sort();
     let p99 = sorted[sorted.len() * 99 / 100];
@@ -259,7 +301,11 @@ async fn an_upstream_401_drops_the_token_and_retries_once_with_a_fresh_one() {
     let burst = (0..50).map(|_| chat(&http, &running, "gpt-5-mini"));
     let responses = futures_util::future::join_all(burst).await;
     assert!(responses.iter().all(|r| r.status() == 200));
-    assert_eq!(s.entra.token_requests(), 2, "one fresh token for the whole burst");
+    assert_eq!(
+        s.entra.token_requests(),
+        2,
+        "one fresh token for the whole burst"
+    );
 }
 
 #[actix_web::test]
@@ -271,7 +317,12 @@ async fn the_token_service_down_is_a_502_then_recovers_without_a_restart() {
     let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
     assert_eq!(status, 502);
     assert_eq!(error["code"], "upstream_auth_failed");
-    assert!(error["message"].as_str().expect("message").contains("managedIdentity"));
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("managedIdentity")
+    );
     s.entra.set_down(false);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -299,13 +350,24 @@ async fn two_upstreams_in_two_tenants_use_their_own_credentials() {
     write_config(&path, &config);
     let running = start_binary_with(
         &path,
-        &[("SSL_CERT_FILE", s.ca_file.clone()), ("PATH", "/usr/bin:/bin".into())],
+        &[
+            ("SSL_CERT_FILE", s.ca_file.clone()),
+            ("PATH", "/usr/bin:/bin".into()),
+        ],
     );
     let http = reqwest::Client::new();
     assert_eq!(chat(&http, &running, "gpt-5-mini").await.status(), 200);
     assert_eq!(chat(&http, &running, "legacy-model").await.status(), 200);
-    let subjects: Vec<_> = s.fake.requests().into_iter().map(|r| r.token_subject).collect();
-    assert_eq!(subjects, vec![Some("client-1".to_string()), Some("client-2".to_string())]);
+    let subjects: Vec<_> = s
+        .fake
+        .requests()
+        .into_iter()
+        .map(|r| r.token_subject)
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![Some("client-1".to_string()), Some("client-2".to_string())]
+    );
 }
 
 #[actix_web::test]
@@ -321,21 +383,39 @@ async fn a_reload_keeps_the_token_unless_the_auth_block_changed() {
     assert_eq!(s.entra.token_requests(), 1);
 
     let mut config = s.config(auth.clone());
-    config["models"].as_array_mut().expect("models").push(json!({"id": "added", "upstream": "fake"}));
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "added", "upstream": "fake"}));
     write_config(&s.config_path(), &config);
-    let reloaded = wait_until(Duration::from_secs(5), || async { chat(&http, &running, "added").await.status() == 200 }).await;
+    let reloaded = wait_until(Duration::from_secs(5), || async {
+        chat(&http, &running, "added").await.status() == 200
+    })
+    .await;
     assert!(reloaded);
-    assert_eq!(s.entra.token_requests(), 1, "an unrelated edit fetched a new token");
+    assert_eq!(
+        s.entra.token_requests(),
+        1,
+        "an unrelated edit fetched a new token"
+    );
 
     let mut changed = auth;
     changed["clientId"] = json!("client-b");
     changed["clientSecret"] = json!("secret-b");
     let mut config = s.config(changed);
-    config["models"].as_array_mut().expect("models").push(json!({"id": "added", "upstream": "fake"}));
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "added", "upstream": "fake"}));
     write_config(&s.config_path(), &config);
     let switched = wait_until(Duration::from_secs(5), || async {
         chat(&http, &running, "gpt-5-mini").await.status() == 200
-            && s.fake.requests().last().and_then(|r| r.token_subject.clone()).as_deref() == Some("client-b")
+            && s.fake
+                .requests()
+                .last()
+                .and_then(|r| r.token_subject.clone())
+                .as_deref()
+                == Some("client-b")
     })
     .await;
     assert!(switched, "the new credential was not used");
