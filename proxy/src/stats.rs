@@ -168,22 +168,10 @@ impl Stats {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
         data.total.add(&outcome, usage, latency);
         if let Some(model) = model {
-            if let Some(c) = data.by_model.get_mut(model) {
-                c.add(&outcome, usage, latency);
-            } else {
-                let mut c = Counters::default();
-                c.add(&outcome, usage, latency);
-                data.by_model.insert(model.to_string(), c);
-            }
+            bump(&mut data.by_model, model, &outcome, usage, latency);
         }
         if let Some(key_id) = key_id {
-            if let Some(c) = data.by_key.get_mut(key_id) {
-                c.add(&outcome, usage, latency);
-            } else {
-                let mut c = Counters::default();
-                c.add(&outcome, usage, latency);
-                data.by_key.insert(key_id.to_string(), c);
-            }
+            bump(&mut data.by_key, key_id, &outcome, usage, latency);
         }
         drop(data);
         self.dirty.store(true, Ordering::Relaxed);
@@ -315,6 +303,23 @@ impl Stats {
             );
         }
         out
+    }
+}
+
+/// Adds to the counters of `name`, allocating its key only the first time it is seen.
+fn bump(
+    map: &mut BTreeMap<String, Counters>,
+    name: &str,
+    outcome: &Outcome,
+    usage: Option<Usage>,
+    latency: Duration,
+) {
+    if let Some(counters) = map.get_mut(name) {
+        counters.add(outcome, usage, latency);
+    } else {
+        let mut counters = Counters::default();
+        counters.add(outcome, usage, latency);
+        map.insert(name.to_string(), counters);
     }
 }
 
