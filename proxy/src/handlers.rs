@@ -14,15 +14,17 @@ use crate::accounting::{Accounting, OpenRequest, RequestRecord};
 use crate::config::RouteKey;
 use crate::errors::{ProxyError, openai_error};
 use crate::headers::{self, REQUEST_ID};
+use crate::images::ImageService;
 use crate::relay::{Relay, Watch};
 use crate::snapshot::{Shared, Snapshot};
 use crate::stats::{ErrorClass, Outcome};
 use crate::upstream::{self, UpstreamCall, UpstreamResponse};
-use crate::{request_body, routing};
+use crate::{images, request_body, routing};
 
 pub struct AppState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
+    pub images: Arc<ImageService>,
     pub body_limit: usize,
 }
 
@@ -107,8 +109,18 @@ async fn forward(
     record.deployment = Some(target.deployment.clone());
     record.upstream = Some(upstream.name.clone());
 
-    let upstream_body = request_body::rewrite(&body, &inspected, &target.deployment);
-    drop(body);
+    let compression = &config.server.image_compression;
+    // Without images to compress, the body goes out as the client's buffer around the new
+    // `model`, not as a copy.
+    let upstream_body = if compression.enabled && images::may_hold_images(&body) {
+        let rewritten = request_body::rewrite(&body, &inspected, &target.deployment);
+        drop(body);
+        images::compress_request_images(rewritten, compression, &state.images)
+            .await
+            .into()
+    } else {
+        request_body::splice(&body, &inspected, &target.deployment)
+    };
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);

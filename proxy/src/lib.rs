@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod errors;
 pub mod handlers;
 pub mod headers;
+pub mod images;
 pub mod ops;
 pub mod recent;
 pub mod relay;

@@ -9,6 +9,8 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
 use crate::accounting::Accounting;
+use crate::images::ImageService;
+use crate::images::stats::ImageStatsData;
 use crate::recent::RecentQuery;
 use crate::snapshot::{ConfigStatus, Shared};
 use crate::stats::StatsData;
@@ -16,6 +18,7 @@ use crate::stats::StatsData;
 pub struct OpsState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
+    pub images: Arc<ImageService>,
     pub started: Instant,
 }
 
@@ -27,13 +30,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
+#[derive(Serialize)]
+struct StatsBody {
+    #[serde(flatten)]
+    usage: StatsData,
+    images: ImageStatsData,
+}
+
 async fn stats(state: web::Data<OpsState>) -> HttpResponse {
-    let data: StatsData = state.accounting.stats.snapshot();
-    HttpResponse::Ok().json(data)
+    HttpResponse::Ok().json(StatsBody {
+        usage: state.accounting.stats.snapshot(),
+        images: state.images.stats().snapshot(),
+    })
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     let mut text = state.accounting.stats.prometheus();
+    text.push_str(&state.images.stats().prometheus());
     let status = state.shared.status();
     text.push_str("# HELP gateway_config_generation Configs applied since start\n# TYPE gateway_config_generation gauge\n");
     text.push_str(&format!(

@@ -70,6 +70,9 @@ pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration, events: bool) -
     let watcher = if events {
         let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let relevant = match &event {
+                // Opening or reading the file changes nothing; the reload's own read of it would
+                // otherwise trigger the next reload, ten times a second for ever.
+                Ok(event) if is_read_only(&event.kind) => false,
                 Ok(event) => {
                     event.paths.is_empty()
                         || event
@@ -113,6 +116,16 @@ pub fn watch(path: PathBuf, shared: Arc<Shared>, poll: Duration, events: bool) -
         _watcher: watcher,
         task,
     }
+}
+
+fn is_read_only(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(
+        kind,
+        notify::EventKind::Access(
+            AccessKind::Read | AccessKind::Open(_) | AccessKind::Close(AccessMode::Read)
+        )
+    )
 }
 
 /// Applies the file when its content differs from what was last applied or rejected.

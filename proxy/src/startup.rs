@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::accounting::Accounting;
 use crate::credentials::CredentialRegistry;
 use crate::handlers::{self, AppState};
+use crate::images::ImageService;
 use crate::ops::{self, OpsState};
 use crate::recent::Recent;
 use crate::reload::{self, ConfigWatcher};
@@ -21,6 +22,11 @@ use crate::stats::Stats;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.
 const RECENT_PER_RING: usize = 500;
+
+/// Pending connections the API listener queues. `TcpListener::bind` queues 128, which a burst
+/// of new clients overflows (their SYNs are dropped and retried a second later), and
+/// `HttpServer::backlog` applies only to addresses the server binds itself.
+const API_BACKLOG: u32 = 4096;
 
 pub struct Application {
     api: Server,
@@ -79,13 +85,18 @@ impl Application {
         let stats_path = settings.stats_path();
         let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
         let accounting = Accounting::new(stats, Recent::new(RECENT_PER_RING));
+        let image_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let images = Arc::new(
+            ImageService::new(image_threads).context("starting the image worker threads")?,
+        );
 
-        let api_listener = TcpListener::bind(&listen)
+        let api_listener = bind_with_backlog(&listen, API_BACKLOG)
             .with_context(|| format!("binding the API listener on {listen}"))?;
         let port = api_listener.local_addr()?.port();
         let state = web::Data::new(AppState {
             shared: shared.clone(),
             accounting: accounting.clone(),
+            images: images.clone(),
             body_limit: settings.body_limit,
         });
         let mut api = HttpServer::new(move || {
@@ -105,8 +116,9 @@ impl Application {
                 .default_service(web::to(handlers::not_found))
         })
         .disable_signals()
-        .shutdown_timeout(settings.shutdown_grace.as_secs())
-        .backlog(4096);
+        // Each SSE event leaves at once instead of waiting for the client's ACK of the last.
+        .tcp_nodelay(true)
+        .shutdown_timeout(settings.shutdown_grace.as_secs());
         if let Some(workers) = settings.workers {
             api = api.workers(workers);
         }
@@ -122,6 +134,7 @@ impl Application {
         let ops_state = web::Data::new(OpsState {
             shared: shared.clone(),
             accounting: accounting.clone(),
+            images,
             started: Instant::now(),
         });
         let ops = HttpServer::new(move || {
@@ -230,6 +243,31 @@ impl StopSignals {
             _ = self.int.recv() => {}
         }
     }
+}
+
+/// Binds the first address `listen` resolves to that can be bound, with `backlog` pending
+/// connections.
+fn bind_with_backlog(listen: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let mut last_error = None;
+    for addr in listen.to_socket_addrs()? {
+        let socket = if addr.is_ipv4() {
+            actix_rt::net::TcpSocket::new_v4()?
+        } else {
+            actix_rt::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr) {
+            Ok(()) => return socket.listen(backlog)?.into_std(),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
 }
 
 fn join_host_port(host: &str, port: u16) -> String {

@@ -1,8 +1,13 @@
 //! One upstream exchange up to the response head: signs, sends, bounds the wait for the first
 //! byte and retries what may be retried, all before any byte has reached the client.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
@@ -10,13 +15,19 @@ use bytes::Bytes;
 use crate::config::UpstreamSettings;
 use crate::credentials::UpstreamCredential;
 use crate::errors::ProxyError;
+use crate::request_body::UpstreamBody;
 use crate::retry::{self, Decision};
+
+/// awc copies the body it is given into its write buffer before writing it, so a body is handed
+/// over in slices of at most this size: the buffer stays this small instead of growing to the
+/// size of the body (megabytes with images) on every request.
+const BODY_SLICE: usize = 64 * 1024;
 
 pub struct UpstreamCall<'a> {
     pub upstream_name: &'a str,
     pub url: &'a str,
     pub headers: &'a [(HeaderName, HeaderValue)],
-    pub body: Bytes,
+    pub body: UpstreamBody,
     pub settings: &'a UpstreamSettings,
     pub credential: &'a UpstreamCredential,
     /// When the whole exchange must be over (non-streaming requests).
@@ -57,7 +68,12 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                 .min(deadline.saturating_duration_since(sent_at)),
             None => settings.first_byte_timeout,
         };
-        let outcome = actix_rt::time::timeout(wait, request.send_body(call.body.clone())).await;
+        let sending = if call.body.len() <= BODY_SLICE {
+            request.send_body(call.body.clone().into_bytes())
+        } else {
+            request.send_body(SlicedBody::new(&call.body))
+        };
+        let outcome = actix_rt::time::timeout(wait, sending).await;
         let failure = match outcome {
             Err(_elapsed) => {
                 return Err(ProxyError::UpstreamTimeout {
@@ -165,5 +181,44 @@ fn connect_reason(err: &ConnectError) -> String {
         }
         ConnectError::Io(io) => format!("{}", io.kind()),
         other => other.to_string(),
+    }
+}
+
+/// A body of several parts, yielded in slices of at most [`BODY_SLICE`] bytes, with its length
+/// known up front (so it is sent with `Content-Length`).
+struct SlicedBody {
+    parts: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl SlicedBody {
+    fn new(body: &UpstreamBody) -> SlicedBody {
+        SlicedBody {
+            parts: body.parts().iter().cloned().collect(),
+            len: body.len() as u64,
+        }
+    }
+}
+
+impl MessageBody for SlicedBody {
+    type Error = Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Sized(self.len)
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Infallible>>> {
+        let this = self.get_mut();
+        let Some(part) = this.parts.front_mut() else {
+            return Poll::Ready(None);
+        };
+        let slice = part.split_to(part.len().min(BODY_SLICE));
+        if part.is_empty() {
+            this.parts.pop_front();
+        }
+        Poll::Ready(Some(Ok(slice)))
     }
 }

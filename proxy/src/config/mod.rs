@@ -6,7 +6,7 @@ pub mod raw;
 mod validate;
 
 pub use model::*;
-pub use validate::{ConfigError, ConfigIssue, parse_raw, validate};
+pub use validate::{ConfigError, ConfigIssue, is_domain_name, is_email, parse_raw, validate};
 
 /// Parses and validates config.json bytes in one step.
 pub fn load(bytes: &[u8]) -> Result<Config, ConfigError> {

@@ -5,6 +5,7 @@ mod helpers;
 mod client_keys;
 mod endpoints;
 mod entra;
+mod images;
 mod process;
 mod reload;
 mod retries;

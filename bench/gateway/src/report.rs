@@ -1,0 +1,672 @@
+//! Turns the figures into the "## Gateway" section of docs/benchmarks.md (between its own
+//! markers, so other sections of the file are left as they are) and checks them against the
+//! targets of the issue.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::load::Dist;
+use crate::scenarios::{
+    IdleRow, ImageResult, LatencyResult, ManyStreamsResult, ReloadResult, SLOW_UPSTREAM_MS,
+    STREAM_CHUNKS, STREAM_GAP_MS, StreamResult, ThroughputRow, Via,
+};
+
+const BEGIN: &str = "<!-- gateway:begin -->";
+const END: &str = "<!-- gateway:end -->";
+const INTRO: &str = "# Benchmarks\n\nMeasured performance of the gateway; each section says how and on what machine.\n";
+
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub date: String,
+    pub load_start: String,
+    pub load_end: String,
+    pub rustc: String,
+    pub caddy: String,
+    pub open_files: Option<u64>,
+}
+
+impl Machine {
+    pub fn read() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(|| "unknown".into(), |(_, v)| v.trim().to_string());
+        let memory_gib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kib| kib / 1024.0 / 1024.0);
+        let date = std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            date,
+            load_start: load_average(),
+            load_end: String::new(),
+            rustc: std::env::var("RUSTC_VERSION").unwrap_or_else(|_| "rustc".into()),
+            caddy: String::new(),
+            open_files: crate::processes::open_files_limit(),
+        }
+    }
+}
+
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Default)]
+pub struct Results {
+    pub latency: Option<LatencyResult>,
+    pub throughput: Vec<ThroughputRow>,
+    pub streaming: Vec<StreamResult>,
+    pub many_streams: Vec<ManyStreamsResult>,
+    pub idle: Vec<IdleRow>,
+    pub reload: Option<ReloadResult>,
+    pub image: Option<ImageResult>,
+    pub errors: Vec<String>,
+}
+
+/// One target of the issue and whether this run met it.
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+fn us(ns: u64) -> String {
+    let us = ns as f64 / 1000.0;
+    if us.abs() >= 100.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+fn us_signed(ns: i64) -> String {
+    let us = ns as f64 / 1000.0;
+    if us.abs() >= 100.0 {
+        format!("{us:+.0} µs")
+    } else {
+        format!("{us:+.1} µs")
+    }
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn diff(a: u64, b: u64) -> i64 {
+    a as i64 - b as i64
+}
+
+fn find(rows: &[(Via, Dist)], via: Via) -> Option<&Dist> {
+    rows.iter().find(|(v, _)| *v == via).map(|(_, d)| d)
+}
+
+pub fn verdicts(results: &Results) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    if let Some(lat) = &results.latency
+        && let (Some(d), Some(p)) = (find(&lat.rows, Via::Direct), find(&lat.rows, Via::Proxy))
+    {
+        let p50 = diff(p.q(0.5), d.q(0.5));
+        let p99 = diff(p.q(0.99), d.q(0.99));
+        out.push(Verdict {
+            target: "added latency p50 ≤ 100 µs, p99 ≤ 300 µs (one request at a time)".into(),
+            measured: format!("p50 {}, p99 {}", us_signed(p50), us_signed(p99)),
+            met: p50 <= 100_000 && p99 <= 300_000,
+        });
+    }
+    let at32 = |via: Via| {
+        results
+            .throughput
+            .iter()
+            .find(|r| r.connections == 32 && r.via == via && r.upstream_ms == 0)
+    };
+    if let (Some(d), Some(p)) = (at32(Via::Direct), at32(Via::Proxy)) {
+        let ratio = p.run.rps() / d.run.rps().max(1e-9);
+        out.push(Verdict {
+            target: "at 32 connections, at least half the direct throughput".into(),
+            measured: format!(
+                "{:.0} vs {:.0} req/s: {:.2} of direct",
+                p.run.rps(),
+                d.run.rps(),
+                ratio
+            ),
+            met: ratio >= 0.5,
+        });
+    }
+    let stream = |via: Via| results.streaming.iter().find(|r| r.via == via);
+    if let (Some(d), Some(p)) = (stream(Via::Direct), stream(Via::Proxy)) {
+        let added = diff(p.event_delay.q(0.99), d.event_delay.q(0.99));
+        let gap_ns = STREAM_GAP_MS * 1_000_000;
+        out.push(Verdict {
+            target: "per-chunk delay added ≤ 1 ms at p99; no chunk held back".into(),
+            measured: format!(
+                "p99 {}, slowest event {} (chunks are {STREAM_GAP_MS} ms apart); {} streams failed",
+                us_signed(added),
+                us(p.event_delay.max()),
+                p.failures.total()
+            ),
+            met: added <= 1_000_000 && p.event_delay.max() < gap_ns && p.failures.total() == 0,
+        });
+    }
+    if let Some(p) = results.many_streams.iter().find(|r| r.via == Via::Proxy) {
+        let rss = p
+            .processes
+            .iter()
+            .find(|x| x.name == "proxy")
+            .map_or(0, |x| x.rss_peak_kib);
+        out.push(Verdict {
+            target: format!(
+                "{} concurrent streams all complete in ≤ 100 MB RSS",
+                p.started
+            ),
+            measured: format!(
+                "{} of {} complete, proxy peak RSS {}",
+                p.completed,
+                p.started,
+                mib(rss)
+            ),
+            met: p.completed == p.started && rss * 1024 <= 100 * 1000 * 1000,
+        });
+    }
+    for row in &results.idle {
+        if let Some(kib) = row.rss_kib
+            && (row.name == "proxy" || row.name == "control")
+            && row.note.contains("start")
+        {
+            out.push(Verdict {
+                target: format!("idle RSS ≤ 20 MB ({})", row.name),
+                measured: mib(kib),
+                met: kib * 1024 <= 20 * 1000 * 1000,
+            });
+        }
+    }
+    if let Some(r) = &results.reload {
+        out.push(Verdict {
+            target: "zero failed requests during reloads".into(),
+            measured: format!(
+                "{} failed of {}; {} reloads applied",
+                r.run.failures.total(),
+                r.run.ok + r.run.failures.total(),
+                r.applied
+            ),
+            met: r.run.failures.total() == 0 && r.applied > 0,
+        });
+    }
+    out
+}
+
+pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{BEGIN}\n## Gateway\n");
+    let _ = writeln!(
+        s,
+        "The proxy measured against the fake upstream it fronts, and Caddy + proxy (the full \
+         stack) against the proxy alone, all in one run of `{command}`."
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(s, "### Machine and method\n");
+    let _ = writeln!(
+        s,
+        "- Machine: {}, {} cores, {:.0} GiB; Linux {}; {}. Load average (1, 5, 15 min) {} at \
+         the start, {} at the end.",
+        machine.cpu,
+        machine.cores,
+        machine.memory_gib,
+        machine.kernel,
+        machine.date,
+        machine.load_start,
+        machine.load_end
+    );
+    let _ = writeln!(
+        s,
+        "- Built with {}, release profile. Caddy: {}.",
+        machine.rustc,
+        if machine.caddy.is_empty() {
+            "not run"
+        } else {
+            &machine.caddy
+        }
+    );
+    let _ = writeln!(
+        s,
+        "- Processes, all on the same {} cores and none pinned: `fake-foundry` (2 workers), \
+         `proxy` (default workers: one per core; default log level, a JSON line per request \
+         written to /dev/null), Caddy (`reverse_proxy` with `flush_interval -1`), and the load \
+         generator `gateway-bench` (tokio, {} threads, its own HTTP/1.1 keep-alive client).",
+        machine.cores, machine.cores
+    );
+    let _ = writeln!(
+        s,
+        "- Proxy config: `auth.mode` `apiKey`, `server.upstream.pool.connections` 0, image \
+         compression on (the default; a body without images costs it two substring searches). The client sends model `bench`, which the proxy \
+         maps to deployment `bench-deployment`, so every body is rewritten. Requests are a small \
+         chat completion (about 250 bytes; the answer about 600 bytes, no delay in the fake)."
+    );
+    let _ = writeln!(
+        s,
+        "- \"Added\" figures subtract quantiles of the direct path from the same quantiles \
+         through the gateway, measured in the same run. Latency runs from writing the request \
+         to reading the last byte of the answer."
+    );
+    if let Some(limit) = machine.open_files {
+        let _ = writeln!(s, "- Open files limit of the run: {limit}.");
+    }
+    let _ = writeln!(s);
+
+    let verdicts = verdicts(results);
+    if !verdicts.is_empty() {
+        let _ = writeln!(s, "### Targets\n");
+        let _ = writeln!(s, "| target | this run | |\n| --- | --- | --- |");
+        for v in &verdicts {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                v.target,
+                v.measured,
+                if v.met { "met" } else { "**missed**" }
+            );
+        }
+        let _ = writeln!(s);
+    }
+
+    if let Some(lat) = &results.latency {
+        render_latency(&mut s, lat);
+    }
+    if !results.throughput.is_empty() {
+        render_throughput(&mut s, &results.throughput);
+    }
+    if !results.streaming.is_empty() {
+        render_streaming(&mut s, &results.streaming);
+    }
+    if !results.many_streams.is_empty() {
+        render_many(&mut s, &results.many_streams);
+    }
+    if !results.idle.is_empty() {
+        let _ = writeln!(s, "### 5. Idle memory (RSS)\n");
+        let _ = writeln!(s, "| binary | RSS | when |\n| --- | ---: | --- |");
+        for row in &results.idle {
+            let rss = row.rss_kib.map_or_else(|| "not measured".into(), mib);
+            let _ = writeln!(s, "| {} | {} | {} |", row.name, rss, row.note);
+        }
+        let _ = writeln!(s);
+    }
+    if let Some(r) = &results.reload {
+        render_reload(&mut s, r, &results.throughput);
+    }
+    if let Some(img) = &results.image {
+        render_image(&mut s, img);
+    }
+    if !results.errors.is_empty() {
+        let _ = writeln!(s, "### Not measured\n");
+        for e in &results.errors {
+            let _ = writeln!(s, "- {e}");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "{END}");
+    s
+}
+
+fn render_latency(s: &mut String, lat: &LatencyResult) {
+    let n = lat.rows.first().map_or(0, |(_, d)| d.len());
+    let _ = writeln!(s, "### 1. Added latency, one request at a time\n");
+    let _ = writeln!(
+        s,
+        "{n} non-streaming requests per path on one keep-alive connection, in 10 interleaved \
+         rounds. Failed requests: {}.\n",
+        lat.failures.describe()
+    );
+    let _ = writeln!(
+        s,
+        "| path | p50 | p90 | p99 | mean |\n| --- | ---: | ---: | ---: | ---: |"
+    );
+    for (via, d) in &lat.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            via.label(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99)),
+            us(d.mean())
+        );
+    }
+    let mut added = |label: &str, a: Via, b: Via| {
+        if let (Some(x), Some(y)) = (find(&lat.rows, a), find(&lat.rows, b)) {
+            let _ = writeln!(
+                s,
+                "| **{label}** | **{}** | {} | **{}** | {} |",
+                us_signed(diff(x.q(0.5), y.q(0.5))),
+                us_signed(diff(x.q(0.9), y.q(0.9))),
+                us_signed(diff(x.q(0.99), y.q(0.99))),
+                us_signed(diff(x.mean(), y.mean()))
+            );
+        }
+    };
+    added("added by the proxy", Via::Proxy, Via::Direct);
+    added("added by Caddy", Via::Caddy, Via::Proxy);
+    let _ = writeln!(s);
+}
+
+fn render_throughput(s: &mut String, all: &[ThroughputRow]) {
+    let _ = writeln!(s, "### 2. Throughput, non-streaming\n");
+    let _ = writeln!(
+        s,
+        "Each connection sends its next request as soon as the last is answered, for a fixed \
+         time after a warm-up. CPU is user + system time of each process during the run, \
+         divided by the successful requests. With no delay in the fake, every process competes \
+         for the same 2 cores and the figures measure CPU cost; with a {SLOW_UPSTREAM_MS} ms \
+         upstream, they measure what the gateway holds back when the upstream is not free.\n"
+    );
+    let mut delays: Vec<u64> = all.iter().map(|r| r.upstream_ms).collect();
+    delays.dedup();
+    for delay in delays {
+        let rows: Vec<&ThroughputRow> = all.iter().filter(|r| r.upstream_ms == delay).collect();
+        render_throughput_table(s, &rows, delay);
+    }
+}
+
+fn render_throughput_table(s: &mut String, rows: &[&ThroughputRow], delay: u64) {
+    let secs = rows.first().map_or(0.0, |r| r.run.elapsed.as_secs_f64());
+    let what = if delay == 0 {
+        "no delay in the fake".to_string()
+    } else {
+        format!("the fake answers after {delay} ms")
+    };
+    let _ = writeln!(s, "**{what}** ({secs:.0} s per row):\n");
+    let _ = writeln!(
+        s,
+        "| connections | path | req/s | of direct | p50 | p99 | p99 vs direct | failed | CPU µs/request: fake · proxy · Caddy · load generator |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for row in rows {
+        let direct = rows
+            .iter()
+            .find(|r| r.connections == row.connections && r.via == Via::Direct);
+        let (ratio, p99_ratio) = direct.map_or((String::new(), String::new()), |d| {
+            (
+                format!("{:.2}", row.run.rps() / d.run.rps().max(1e-9)),
+                format!(
+                    "{:.2}×",
+                    row.run.latency.q(0.99) as f64 / d.run.latency.q(0.99).max(1) as f64
+                ),
+            )
+        });
+        let per_request = |name: &str| {
+            row.cpu
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("–".to_string(), |(_, secs)| {
+                    format!("{:.0}", secs * 1e6 / (row.run.ok.max(1) as f64))
+                })
+        };
+        let caddy = if row.via == Via::Caddy {
+            per_request("caddy")
+        } else {
+            "–".into()
+        };
+        let proxy = if row.via == Via::Direct {
+            "–".into()
+        } else {
+            per_request("proxy")
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} · {} · {} · {} |",
+            row.connections,
+            row.via.label(),
+            row.run.rps(),
+            ratio,
+            us(row.run.latency.q(0.5)),
+            us(row.run.latency.q(0.99)),
+            p99_ratio,
+            row.run.failures.total(),
+            per_request("fake-foundry"),
+            proxy,
+            caddy,
+            per_request("load generator")
+        );
+    }
+    let _ = writeln!(s);
+}
+
+fn render_streaming(s: &mut String, rows: &[StreamResult]) {
+    let _ = writeln!(
+        s,
+        "### 3. Streaming: {STREAM_CHUNKS} chunks {STREAM_GAP_MS} ms apart, 32 concurrent streams\n"
+    );
+    let events = rows.first().map_or(0, |r| r.events_per_stream);
+    let _ = writeln!(
+        s,
+        "A timing relay in front of the fake notes when each SSE event leaves it; the client \
+         notes when the same event arrives ({events} events per stream). The event delay is \
+         the time between the two, over every event of every stream; the relay is on every \
+         path, so its own cost cancels out of the added figures. The 32 connections start \
+         spread over the length of one stream, as independent clients would, and each starts \
+         its next stream when the last ends. TTFB runs from writing the request to the first \
+         byte of the response.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| path | streams | failed | TTFB p50 | TTFB p99 | event delay p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.via.label(),
+            r.streams,
+            r.failures.total() + r.unmatched as u64,
+            us(r.ttfb.q(0.5)),
+            us(r.ttfb.q(0.99)),
+            us(r.event_delay.q(0.5)),
+            us(r.event_delay.q(0.99)),
+            us(r.event_delay.max())
+        );
+    }
+    let find = |via: Via| rows.iter().find(|r| r.via == via);
+    let mut added = |label: &str, a: Via, b: Via| {
+        if let (Some(x), Some(y)) = (find(a), find(b)) {
+            let _ = writeln!(
+                s,
+                "| **{label}** | | | **{}** | {} | **{}** | **{}** | |",
+                us_signed(diff(x.ttfb.q(0.5), y.ttfb.q(0.5))),
+                us_signed(diff(x.ttfb.q(0.99), y.ttfb.q(0.99))),
+                us_signed(diff(x.event_delay.q(0.5), y.event_delay.q(0.5))),
+                us_signed(diff(x.event_delay.q(0.99), y.event_delay.q(0.99)))
+            );
+        }
+    };
+    added("added by the proxy", Via::Proxy, Via::Direct);
+    added("added by Caddy", Via::Caddy, Via::Proxy);
+    let _ = writeln!(s);
+}
+
+fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
+    let started = rows.first().map_or(0, |r| r.started);
+    let _ = writeln!(s, "### 4. {started} concurrent streams, chunks 1 s apart\n");
+    let _ = writeln!(
+        s,
+        "All streams start together on their own connections. RSS is sampled every 100 ms; \
+         CPU is the average over the run, in percent of one core.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| path | complete | failed | wall time | process | RSS before | RSS peak | CPU |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+    );
+    for r in rows {
+        let relevant: Vec<_> = r
+            .processes
+            .iter()
+            .filter(|p| match r.via {
+                Via::Direct => p.name == "fake-foundry",
+                Via::Proxy => p.name != "caddy",
+                Via::Caddy => true,
+            })
+            .collect();
+        for (i, p) in relevant.iter().enumerate() {
+            let head = if i == 0 {
+                format!(
+                    "{} | {} of {} | {} | {:.1} s",
+                    r.via.label(),
+                    r.completed,
+                    r.started,
+                    r.failures.total(),
+                    r.elapsed.as_secs_f64()
+                )
+            } else {
+                " | | | ".into()
+            };
+            let _ = writeln!(
+                s,
+                "| {head} | {} | {} | {} | {:.0} % |",
+                p.name,
+                mib(p.rss_before_kib),
+                mib(p.rss_peak_kib),
+                p.cpu_seconds * 100.0 / r.elapsed.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    let _ = writeln!(s);
+}
+
+fn render_reload(s: &mut String, r: &ReloadResult, throughput: &[ThroughputRow]) {
+    let _ = writeln!(s, "### 6. Hot reload under load\n");
+    let baseline = throughput
+        .iter()
+        .find(|t| t.connections == r.connections && t.via == Via::Proxy && t.upstream_ms == 0)
+        .map_or_else(|| "–".into(), |t| format!("{:.0}", t.run.rps()));
+    let _ = writeln!(
+        s,
+        "Scenario 2's load through the proxy ({} connections) while config.json is rewritten \
+         ten times a second (temporary file and rename, as the admin UI writes it; each write \
+         changes the model list).\n",
+        r.connections
+    );
+    let _ = writeln!(
+        s,
+        "| duration | requests | failed | config writes | reloads applied | config refused | req/s | req/s without reloads |\n| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+    );
+    let _ = writeln!(
+        s,
+        "| {:.1} s | {} | {} | {} | {} | {} | {:.0} | {} |",
+        r.run.elapsed.as_secs_f64(),
+        r.run.ok + r.run.failures.total(),
+        r.run.failures.describe(),
+        r.writes,
+        r.applied,
+        if r.rejected { "yes" } else { "no" },
+        r.run.rps(),
+        baseline
+    );
+    let _ = writeln!(s);
+}
+
+fn render_image(s: &mut String, img: &ImageResult) {
+    let _ = writeln!(s, "### 7. A request carrying a 2 MB image\n");
+    let _ = writeln!(
+        s,
+        "A chat request with one {}×{} photo-like JPEG of {:.2} MB inline as a base64 data URL \
+         (request body {:.2} MB), sent one at a time; {} requests per row after 2 warm-up \
+         requests. Compression uses the default settings (longest edge 1600, JPEG quality 0.85).\n",
+        img.width,
+        img.height,
+        img.image_bytes as f64 / 1e6,
+        img.body_bytes as f64 / 1e6,
+        img.rows.first().map_or(0, |r| r.latency.len())
+    );
+    let direct = img.rows.iter().find(|r| r.via == Via::Direct);
+    let _ = writeln!(
+        s,
+        "| path | p50 | max | added p50 vs direct | failed |\n| --- | ---: | ---: | ---: | ---: |"
+    );
+    for r in &img.rows {
+        let added = direct.map_or_else(String::new, |d| {
+            if r.via == Via::Direct {
+                String::new()
+            } else {
+                let d = diff(r.latency.q(0.5), d.latency.q(0.5));
+                let sign = if d < 0 { "−" } else { "+" };
+                format!("{sign}{}", ms(d.unsigned_abs()))
+            }
+        });
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            r.label,
+            ms(r.latency.q(0.5)),
+            ms(r.latency.max()),
+            added,
+            r.failures.total()
+        );
+    }
+    if let Some((before, after)) = img.compressed {
+        let _ = writeln!(
+            s,
+            "\nWith compression on, the proxy forwarded {:.2} MB of image data instead of {:.2} MB \
+             (its own counters, over the requests above).",
+            after as f64 / 1e6,
+            before as f64 / 1e6
+        );
+    }
+    if let Some(note) = &img.note {
+        let _ = writeln!(s, "\nNote: {note}.");
+    }
+    let _ = writeln!(s);
+}
+
+/// Puts `section` in place of the previous one in `path` (or at its end), leaving every other
+/// section as it is.
+pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
+    let mut doc = std::fs::read_to_string(path).unwrap_or_else(|_| INTRO.to_string());
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(start), Some(end)) if end > start => {
+            let mut stop = end + END.len();
+            if doc[stop..].starts_with('\n') {
+                stop += 1;
+            }
+            doc.replace_range(start..stop, section);
+        }
+        _ => {
+            let trimmed = doc.trim_end().len();
+            doc.truncate(trimmed);
+            doc.push_str("\n\n");
+            doc.push_str(section);
+        }
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temp = path.with_extension("md.tmp");
+    std::fs::write(&temp, doc)?;
+    std::fs::rename(&temp, path)?;
+    Ok(())
+}

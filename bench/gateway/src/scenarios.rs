@@ -1,0 +1,681 @@
+//! The scenarios of the benchmark. Each one measures the same load direct to the fake, through
+//! the proxy and (when Caddy runs) through Caddy and the proxy, in the same run, and returns
+//! raw figures; the report turns them into tables.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+use crate::client;
+use crate::load::{self, Dist, Failures, Run, StreamRun, Until};
+use crate::processes::{Child, Usage};
+use crate::stack::{self, CLIENT_KEY, ConfigVariant, DEPLOYMENT, Stack};
+
+/// Where a request goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Straight to the fake upstream.
+    Direct,
+    /// Through the proxy.
+    Proxy,
+    /// Through Caddy, then the proxy.
+    Caddy,
+}
+
+impl Via {
+    pub fn label(self) -> &'static str {
+        match self {
+            Via::Direct => "direct to the fake",
+            Via::Proxy => "proxy",
+            Via::Caddy => "Caddy + proxy",
+        }
+    }
+}
+
+/// How long and how hard each scenario runs.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    pub sequential_requests: usize,
+    pub throughput_secs: u64,
+    pub slow_upstream_secs: u64,
+    pub stream_secs: u64,
+    pub long_streams: usize,
+    pub long_stream_chunks: usize,
+    pub reload_secs: u64,
+    pub image_requests: usize,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            sequential_requests: 5000,
+            throughput_secs: 5,
+            slow_upstream_secs: 3,
+            stream_secs: 5,
+            long_streams: 1000,
+            long_stream_chunks: 10,
+            reload_secs: 5,
+            image_requests: 20,
+        }
+    }
+
+    pub fn quick() -> Plan {
+        Plan {
+            sequential_requests: 1000,
+            throughput_secs: 2,
+            slow_upstream_secs: 1,
+            stream_secs: 2,
+            long_streams: 1000,
+            long_stream_chunks: 3,
+            reload_secs: 2,
+            image_requests: 5,
+        }
+    }
+}
+
+const STREAM_TEXT: &str = "Gateways sit between clients and models: they check keys, map model \
+names to deployments, and pass every streamed token through as soon as it arrives.";
+
+const MESSAGES: &str = r#""messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In one sentence: why put a gateway in front of Azure AI Foundry?"}],"temperature":0.2"#;
+
+pub struct Bench<'a> {
+    pub stack: &'a mut Stack,
+    pub plan: Plan,
+}
+
+impl Bench<'_> {
+    pub fn vias(&self) -> Vec<Via> {
+        let mut vias = vec![Via::Direct, Via::Proxy];
+        if self.stack.caddy.is_some() {
+            vias.push(Via::Caddy);
+        }
+        vias
+    }
+
+    fn addr(&self, via: Via, tapped: bool) -> SocketAddr {
+        match via {
+            Via::Direct if tapped => self.stack.tap.addr,
+            Via::Direct => self.stack.fake_addr,
+            Via::Proxy => self.stack.proxy_addr,
+            Via::Caddy => self
+                .stack
+                .caddy
+                .as_ref()
+                .map_or(self.stack.proxy_addr, |(_, addr)| *addr),
+        }
+    }
+
+    /// Processes whose CPU and memory are read: the fake, the proxy, Caddy.
+    fn children(&self) -> Vec<&Child> {
+        let mut out = vec![&self.stack.fake, &self.stack.proxy];
+        if let Some((caddy, _)) = &self.stack.caddy {
+            out.push(caddy);
+        }
+        out
+    }
+}
+
+/// A chat completions request as the client at `via` sends it. `extra` is appended to the
+/// JSON body (starting with a comma).
+pub fn chat_request(
+    via: Via,
+    addr: SocketAddr,
+    tapped: bool,
+    extra: &str,
+    request_id: Option<&str>,
+) -> Vec<u8> {
+    let model = match via {
+        Via::Direct => DEPLOYMENT,
+        _ if tapped => stack::TAPPED_MODEL,
+        _ => stack::MODEL,
+    };
+    let body = format!(r#"{{"model":"{model}",{MESSAGES}{extra}}}"#);
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let mut headers = vec![("content-type", "application/json")];
+    let path = match via {
+        Via::Direct => {
+            headers.push(("api-key", "bench-azure-key"));
+            "/openai/v1/chat/completions"
+        }
+        _ => {
+            headers.push(("authorization", bearer.as_str()));
+            "/v1/chat/completions"
+        }
+    };
+    if let Some(id) = request_id {
+        headers.push(("x-request-id", id));
+    }
+    client::request("POST", addr, path, &headers, body.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Added latency, one request at a time.
+
+pub struct LatencyResult {
+    pub rows: Vec<(Via, Dist)>,
+    pub failures: Failures,
+}
+
+pub async fn latency(bench: &mut Bench<'_>) -> LatencyResult {
+    let vias = bench.vias();
+    let rounds = 10;
+    let per_round = bench.plan.sequential_requests / rounds;
+    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); vias.len()];
+    let mut failures = Failures::default();
+    for &via in &vias {
+        let addr = bench.addr(via, false);
+        let request = chat_request(via, addr, false, "", None);
+        failures.merge(load::sequential(addr, &request, 300).await.failures);
+    }
+    // Interleaved rounds, so that a slow moment of the machine hits every path alike.
+    for _ in 0..rounds {
+        for (i, &via) in vias.iter().enumerate() {
+            let addr = bench.addr(via, false);
+            let request = chat_request(via, addr, false, "", None);
+            let run = load::sequential(addr, &request, per_round).await;
+            failures.merge(run.failures);
+            samples[i].extend_from_slice(run.latency.samples());
+        }
+    }
+    LatencyResult {
+        rows: vias
+            .into_iter()
+            .zip(samples)
+            .map(|(via, s)| (via, Dist::new(s)))
+            .collect(),
+        failures,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Throughput at 32 and 256 connections.
+
+pub struct ThroughputRow {
+    /// The fake's delay before each answer.
+    pub upstream_ms: u64,
+    pub connections: usize,
+    pub via: Via,
+    pub run: Run,
+    /// CPU seconds per process during the run: fake, proxy, Caddy, load generator.
+    pub cpu: Vec<(&'static str, f64)>,
+}
+
+/// The fake's delay in the second throughput run: an upstream that is not free.
+pub const SLOW_UPSTREAM_MS: u64 = 20;
+
+/// Closed loops at each of `connections`, with the fake answering after `upstream_ms`.
+pub async fn throughput(
+    bench: &mut Bench<'_>,
+    connections: &[usize],
+    upstream_ms: u64,
+    duration: Duration,
+) -> Vec<ThroughputRow> {
+    let mut rows = Vec::new();
+    let extra = if upstream_ms > 0 {
+        format!(r#","fake":{{"latency_ms":{upstream_ms}}}"#)
+    } else {
+        String::new()
+    };
+    for &conns in connections {
+        for via in bench.vias() {
+            let addr = bench.addr(via, false);
+            let request = Arc::new(chat_request(via, addr, false, &extra, None));
+            let warm = (duration / 5).max(Duration::from_millis(500));
+            load::closed_loop(addr, request.clone(), conns, warm).await;
+            let before = cpu_snapshot(bench);
+            let run = load::closed_loop(addr, request, conns, duration).await;
+            let after = cpu_snapshot(bench);
+            let cpu = cpu_delta(&before, &after);
+            eprintln!(
+                "  {upstream_ms:>2} ms upstream, {conns:>3} connections, {:<20} {:>8.0} req/s  p99 {:>7} µs  failed {}",
+                via.label(),
+                run.rps(),
+                run.latency.q(0.99) / 1000,
+                run.failures.total()
+            );
+            rows.push(ThroughputRow {
+                upstream_ms,
+                connections: conns,
+                via,
+                run,
+                cpu,
+            });
+        }
+    }
+    rows
+}
+
+fn cpu_snapshot(bench: &Bench<'_>) -> Vec<(&'static str, Usage)> {
+    let mut out: Vec<_> = bench
+        .children()
+        .into_iter()
+        .map(|c| (c.name, c.usage()))
+        .collect();
+    out.push(("load generator", Usage::of_self()));
+    out
+}
+
+fn cpu_delta(
+    before: &[(&'static str, Usage)],
+    after: &[(&'static str, Usage)],
+) -> Vec<(&'static str, f64)> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((name, b), (_, a))| (*name, a.cpu_seconds_since(b)))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Streaming: time to first byte and the delay of each event.
+
+pub struct StreamResult {
+    pub via: Via,
+    pub streams: usize,
+    pub events_per_stream: usize,
+    pub failures: Failures,
+    pub ttfb: Dist,
+    /// From the event leaving the fake (seen by the tap) to its arrival at the client.
+    pub event_delay: Dist,
+    /// Events of which the tap saw no match (should be none).
+    pub unmatched: usize,
+}
+
+pub const STREAM_CHUNKS: usize = 20;
+pub const STREAM_GAP_MS: u64 = 5;
+
+fn stream_extra(chunks: usize, gap_ms: u64) -> String {
+    format!(
+        r#","stream":true,"fake":{{"stream_chunks":{chunks},"chunk_gap_ms":{gap_ms},"text":"{STREAM_TEXT}"}}"#
+    )
+}
+
+/// Events in one stream of `chunks` chunks, counted on a direct request.
+pub async fn events_per_stream(bench: &Bench<'_>, chunks: usize) -> anyhow::Result<usize> {
+    let addr = bench.addr(Via::Direct, false);
+    let request = chat_request(Via::Direct, addr, false, &stream_extra(chunks, 0), None);
+    let mut conn = client::Connection::open(addr).await?;
+    let mut counter = crate::events::EventCounter::default();
+    let mut events = 0;
+    let response = conn
+        .exchange(&request, |piece, _| events += counter.feed(piece))
+        .await?;
+    anyhow::ensure!(
+        response.status == 200,
+        "a direct stream answered {}",
+        response.status
+    );
+    Ok(events)
+}
+
+pub async fn streaming(bench: &mut Bench<'_>) -> anyhow::Result<Vec<StreamResult>> {
+    let expected = events_per_stream(bench, STREAM_CHUNKS).await?;
+    let extra = stream_extra(STREAM_CHUNKS, STREAM_GAP_MS);
+    let mut results = Vec::new();
+    for via in bench.vias() {
+        let addr = bench.addr(via, true);
+        let extra = extra.clone();
+        let request_for: load::RequestFor =
+            Arc::new(move |id: &str| chat_request(via, addr, true, &extra, Some(id)));
+        // Independent clients: the streams start spread over the length of one stream.
+        let stagger = Duration::from_millis(STREAM_GAP_MS * STREAM_CHUNKS as u64);
+        let warm = Until::Elapsed(Duration::from_millis(500));
+        load::streams(
+            addr,
+            request_for.clone(),
+            "warm",
+            32,
+            warm,
+            stagger,
+            expected,
+        )
+        .await;
+        bench.stack.tap.clear();
+        let until = Until::Elapsed(Duration::from_secs(bench.plan.stream_secs));
+        let run = load::streams(addr, request_for, "s3", 32, until, stagger, expected).await;
+        let result = match_events(bench, via, run, expected);
+        eprintln!(
+            "  {:<20} {} streams, ttfb p50 {} µs, event delay p50 {} µs p99 {} µs max {} µs",
+            via.label(),
+            result.streams,
+            result.ttfb.q(0.5) / 1000,
+            result.event_delay.q(0.5) / 1000,
+            result.event_delay.q(0.99) / 1000,
+            result.event_delay.max() / 1000
+        );
+        results.push(result);
+    }
+    Ok(results)
+}
+
+fn match_events(bench: &Bench<'_>, via: Via, run: StreamRun, expected: usize) -> StreamResult {
+    let mut ttfb = Vec::with_capacity(run.streams.len());
+    let mut delays = Vec::with_capacity(run.streams.len() * expected);
+    let mut unmatched = 0;
+    for stream in &run.streams {
+        ttfb.push((stream.first_byte - stream.sent).as_nanos() as u64);
+        match bench.stack.tap.take(&stream.id) {
+            Some(left) if left.len() == stream.events.len() => {
+                for (arrived, left) in stream.events.iter().zip(&left) {
+                    delays.push(arrived.saturating_duration_since(*left).as_nanos() as u64);
+                }
+            }
+            _ => unmatched += stream.events.len(),
+        }
+    }
+    StreamResult {
+        via,
+        streams: run.streams.len(),
+        events_per_stream: expected,
+        failures: run.failures,
+        ttfb: Dist::new(ttfb),
+        event_delay: Dist::new(delays),
+        unmatched,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A thousand concurrent streams.
+
+pub struct ManyStreamsResult {
+    pub via: Via,
+    pub started: usize,
+    pub completed: usize,
+    pub failures: Failures,
+    pub elapsed: Duration,
+    /// Per process: RSS before, peak RSS during, CPU seconds, in KiB and seconds.
+    pub processes: Vec<ProcessLoad>,
+}
+
+pub struct ProcessLoad {
+    pub name: &'static str,
+    pub rss_before_kib: u64,
+    pub rss_peak_kib: u64,
+    pub cpu_seconds: f64,
+}
+
+pub async fn many_streams(bench: &mut Bench<'_>) -> anyhow::Result<Vec<ManyStreamsResult>> {
+    let chunks = bench.plan.long_stream_chunks;
+    let count = bench.plan.long_streams;
+    let expected = events_per_stream(bench, chunks).await?;
+    let extra = stream_extra(chunks, 1000);
+    let mut results = Vec::new();
+    for via in bench.vias() {
+        let addr = bench.addr(via, false);
+        let extra = extra.clone();
+        let request_for: load::RequestFor =
+            Arc::new(move |id: &str| chat_request(via, addr, false, &extra, Some(id)));
+        let pids: Vec<(&'static str, u32)> =
+            bench.children().iter().map(|c| (c.name, c.pid())).collect();
+        let before: Vec<Usage> = pids.iter().map(|(_, pid)| Usage::of(*pid)).collect();
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let sampler = {
+            let (pids, sampling) = (pids.clone(), sampling.clone());
+            tokio::spawn(async move {
+                let mut peaks = vec![0u64; pids.len()];
+                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                    for (peak, (_, pid)) in peaks.iter_mut().zip(&pids) {
+                        *peak = (*peak).max(Usage::of(*pid).rss_kib);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                peaks
+            })
+        };
+        let run = load::streams(
+            addr,
+            request_for,
+            "s4",
+            count,
+            Until::OneEach,
+            Duration::ZERO,
+            expected,
+        )
+        .await;
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        let peaks = sampler.await.unwrap_or_default();
+        let after: Vec<Usage> = pids.iter().map(|(_, pid)| Usage::of(*pid)).collect();
+        let processes = pids
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| ProcessLoad {
+                name,
+                rss_before_kib: before[i].rss_kib,
+                rss_peak_kib: peaks.get(i).copied().unwrap_or(0).max(after[i].rss_kib),
+                cpu_seconds: after[i].cpu_seconds_since(&before[i]),
+            })
+            .collect();
+        eprintln!(
+            "  {:<20} {} of {count} streams complete in {:.1} s, failures: {}",
+            via.label(),
+            run.streams.len(),
+            run.elapsed.as_secs_f64(),
+            run.failures.describe()
+        );
+        results.push(ManyStreamsResult {
+            via,
+            started: count,
+            completed: run.streams.len(),
+            failures: run.failures,
+            elapsed: run.elapsed,
+            processes,
+        });
+        // Let the closed connections go before the next path.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(results)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Idle memory.
+
+pub struct IdleRow {
+    pub name: String,
+    pub rss_kib: Option<u64>,
+    pub note: String,
+}
+
+pub fn idle_row(name: &str, child: &Child, note: &str) -> IdleRow {
+    IdleRow {
+        name: name.into(),
+        rss_kib: Some(child.rss_kib()),
+        note: note.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. Hot reload under load.
+
+pub struct ReloadResult {
+    pub run: Run,
+    pub writes: u64,
+    pub applied: u64,
+    pub rejected: bool,
+    pub connections: usize,
+}
+
+pub async fn reload_under_load(bench: &mut Bench<'_>) -> anyhow::Result<ReloadResult> {
+    let connections = 32;
+    let via = Via::Proxy;
+    let addr = bench.addr(via, false);
+    let request = Arc::new(chat_request(via, addr, false, "", None));
+    let duration = Duration::from_secs(bench.plan.reload_secs);
+    let generation_before = bench.stack.generation().await?;
+    let stack = &mut *bench.stack;
+    let writer = async {
+        let mut writes = 0u64;
+        let mut variant = stack.config();
+        let end = Instant::now() + duration;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while Instant::now() < end {
+            tick.tick().await;
+            variant.revision += 1;
+            if stack.write_config(variant).is_ok() {
+                writes += 1;
+            }
+        }
+        writes
+    };
+    let (run, writes) = tokio::join!(
+        load::closed_loop(addr, request, connections, duration),
+        writer
+    );
+    // The last write may still be in the debounce window.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let generation_after = bench.stack.generation().await?;
+    let status = bench.stack.ops_json("/status").await?;
+    Ok(ReloadResult {
+        run,
+        writes,
+        applied: generation_after.saturating_sub(generation_before),
+        rejected: !status["config"]["rejected"].is_null(),
+        connections,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. A request with a 2 MB image.
+
+pub struct ImageResult {
+    pub image_bytes: usize,
+    pub width: u32,
+    pub height: u32,
+    pub body_bytes: usize,
+    pub rows: Vec<ImageRow>,
+    /// Image bytes the proxy received and forwarded with compression on (its /stats).
+    pub compressed: Option<(u64, u64)>,
+    pub note: Option<String>,
+}
+
+pub struct ImageRow {
+    pub label: String,
+    pub via: Via,
+    pub latency: Dist,
+    pub failures: Failures,
+}
+
+/// A photo-like JPEG of about 2 MB: smooth gradients with fine noise, as a camera makes.
+pub fn photo_jpeg() -> anyhow::Result<(Vec<u8>, u32, u32)> {
+    let (width, height) = (2400u32, 1800u32);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let noise = (seed % 23) as i32 - 11;
+        let fx = x as f32 / width as f32;
+        let fy = y as f32 / height as f32;
+        let wave = ((fx * 18.0).sin() * (fy * 11.0).cos() * 40.0) as i32;
+        let r = 90 + (fx * 120.0) as i32 + wave + noise;
+        let g = 70 + (fy * 140.0) as i32 - wave / 2 + noise;
+        let b = 160 - (fx * fy * 120.0) as i32 + wave / 3 + noise;
+        image::Rgb([
+            r.clamp(0, 255) as u8,
+            g.clamp(0, 255) as u8,
+            b.clamp(0, 255) as u8,
+        ])
+    });
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+    img.write_with_encoder(encoder)
+        .context("encoding the test JPEG")?;
+    Ok((out, width, height))
+}
+
+pub async fn image_request(bench: &mut Bench<'_>) -> anyhow::Result<ImageResult> {
+    let (jpeg, width, height) = photo_jpeg()?;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg);
+    let n = bench.plan.image_requests;
+    let mut rows = Vec::new();
+    let mut note = None;
+
+    rows.push(measure_image(bench, "direct to the fake", Via::Direct, &b64, n).await);
+    let mut compressed = None;
+    let off = ConfigVariant {
+        image_compression: false,
+        ..bench.stack.config()
+    };
+    let on = ConfigVariant {
+        image_compression: true,
+        ..off
+    };
+    let switched = async {
+        bench.stack.apply_config(off).await?;
+        rows.push(measure_image(bench, "proxy, compression off", Via::Proxy, &b64, n).await);
+        bench.stack.apply_config(on).await?;
+        let stats_before = bench.stack.ops_json("/stats").await?;
+        rows.push(measure_image(bench, "proxy, compression on", Via::Proxy, &b64, n).await);
+        let stats_after = bench.stack.ops_json("/stats").await?;
+        let field = |v: &serde_json::Value, k: &str| v["images"][k].as_u64().unwrap_or(0);
+        let before = field(&stats_after, "bytes_before") - field(&stats_before, "bytes_before");
+        let after = field(&stats_after, "bytes_after") - field(&stats_before, "bytes_after");
+        if before > 0 {
+            compressed = Some((before, after));
+        }
+        if bench.stack.caddy.is_some() {
+            rows.push(
+                measure_image(bench, "Caddy + proxy, compression on", Via::Caddy, &b64, n).await,
+            );
+        }
+        anyhow::Ok(())
+    };
+    if let Err(err) = switched.await {
+        note = Some(format!("compression could not be switched: {err:#}"));
+    }
+    if compressed.is_none() && note.is_none() {
+        note = Some("the proxy reported no compressed image".into());
+    }
+    let body_bytes = image_chat_request(Via::Proxy, bench.stack.proxy_addr, &b64).len();
+    Ok(ImageResult {
+        image_bytes: jpeg.len(),
+        width,
+        height,
+        body_bytes,
+        rows,
+        compressed,
+        note,
+    })
+}
+
+async fn measure_image(bench: &Bench<'_>, label: &str, via: Via, b64: &str, n: usize) -> ImageRow {
+    let addr = bench.addr(via, false);
+    let request = image_chat_request(via, addr, b64);
+    let warm = load::sequential(addr, &request, 2).await;
+    let run = load::sequential(addr, &request, n).await;
+    let mut failures = warm.failures;
+    failures.merge(run.failures);
+    ImageRow {
+        label: label.to_string(),
+        via,
+        latency: run.latency,
+        failures,
+    }
+}
+
+fn image_chat_request(via: Via, addr: SocketAddr, b64: &str) -> Vec<u8> {
+    let model = match via {
+        Via::Direct => DEPLOYMENT,
+        _ => stack::MODEL,
+    };
+    let body = format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":[{{"type":"text","text":"What is in this picture?"}},{{"type":"image_url","image_url":{{"url":"data:image/jpeg;base64,{b64}","detail":"high"}}}}]}}],"max_tokens":50}}"#
+    );
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let (path, auth) = match via {
+        Via::Direct => (
+            "/openai/v1/chat/completions",
+            ("api-key", "bench-azure-key"),
+        ),
+        _ => ("/v1/chat/completions", ("authorization", bearer.as_str())),
+    };
+    client::request(
+        "POST",
+        addr,
+        path,
+        &[("content-type", "application/json"), auth],
+        body.as_bytes(),
+    )
+}

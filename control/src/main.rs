@@ -1,0 +1,10 @@
+use control::settings::Settings;
+use control::startup::Application;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    proxy::telemetry::init();
+    let settings = Settings::from_env()?;
+    let app = Application::build(settings).await?;
+    app.run_until_stopped().await
+}

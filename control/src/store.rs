@@ -1,0 +1,543 @@
+//! config.json on disk: reading it with its ETag, and the only writer of it. A save validates
+//! with the proxy's own schema code, refuses a stale `If-Match`, keeps the previous file as
+//! `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
+//! half-written file. Blocking: call from a blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use proxy::config::raw::RawConfig;
+use proxy::config::{self, Config, ConfigError, ConfigIssue};
+use proxy::reload::sha256_hex;
+
+use crate::errors::AdminError;
+use crate::masking::unmask;
+
+/// The ETag of a config file that does not exist yet.
+pub const ABSENT_ETAG: &str = "\"absent\"";
+
+/// What the admin UI's login is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCredentials {
+    /// `server.adminAuth.enabled: false`: no login.
+    Open,
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// config.json exists but cannot be read as a config: nobody can log in until it is
+    /// fixed by hand, so a damaged file never falls back to a default password.
+    Locked,
+}
+
+impl AdminCredentials {
+    pub fn from_raw(raw: &RawConfig) -> AdminCredentials {
+        let auth = &raw.server.admin_auth;
+        if !auth.enabled {
+            AdminCredentials::Open
+        } else if auth.username.trim().is_empty() || auth.password.is_empty() {
+            AdminCredentials::Locked
+        } else {
+            AdminCredentials::Basic {
+                username: auth.username.clone(),
+                password: auth.password.clone(),
+            }
+        }
+    }
+
+    /// The shipped `admin`/`admin` (or any user with password `admin`) is still in place.
+    pub fn is_default_password(&self) -> bool {
+        matches!(self, AdminCredentials::Basic { password, .. } if password == DEFAULT_PASSWORD)
+    }
+}
+
+pub const DEFAULT_PASSWORD: &str = "admin";
+
+/// config.json as it is on disk now.
+#[derive(Debug, Clone)]
+pub struct OnDisk {
+    pub etag: String,
+    /// SHA-256 of the bytes, as the proxy reports it for the config it serves.
+    pub sha256: Option<String>,
+    pub modified_ms: Option<u64>,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    Missing,
+    /// Not JSON, or a value of the wrong type: only the problem is known.
+    Unparseable(ConfigIssue),
+    Parsed {
+        raw: Box<RawConfig>,
+        /// The validated config, or every rule it breaks.
+        validated: Result<Box<Config>, Vec<ConfigIssue>>,
+    },
+}
+
+impl OnDisk {
+    pub fn issues(&self) -> Vec<ConfigIssue> {
+        match &self.content {
+            Content::Missing => vec![ConfigIssue {
+                path: "(file)".into(),
+                message: "config.json does not exist; saving creates it".into(),
+            }],
+            Content::Unparseable(issue) => vec![issue.clone()],
+            Content::Parsed {
+                validated: Err(issues),
+                ..
+            } => issues.clone(),
+            Content::Parsed { .. } => Vec::new(),
+        }
+    }
+
+    pub fn raw(&self) -> Option<&RawConfig> {
+        match &self.content {
+            Content::Parsed { raw, .. } => Some(raw),
+            _ => None,
+        }
+    }
+
+    pub fn valid(&self) -> Option<&Config> {
+        match &self.content {
+            Content::Parsed {
+                validated: Ok(config),
+                ..
+            } => Some(config),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a save.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub etag: String,
+    pub sha256: String,
+    pub raw: RawConfig,
+    /// False when the submitted config was byte-for-byte the file already on disk.
+    pub changed: bool,
+}
+
+pub struct ConfigStore {
+    path: PathBuf,
+    backup_path: PathBuf,
+    write_lock: Mutex<()>,
+    /// The last valid config seen on disk (defaults until there is one).
+    last_good: ArcSwap<Config>,
+    last_good_sha256: ArcSwap<Option<String>>,
+    credentials: ArcSwap<AdminCredentials>,
+}
+
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", &sha256_hex(bytes)[..32])
+}
+
+impl ConfigStore {
+    /// Opens the store and reads the file once.
+    pub fn open(path: PathBuf) -> anyhow::Result<ConfigStore> {
+        let file_name = path
+            .file_name()
+            .context("CONFIG_PATH has no file name")?
+            .to_string_lossy()
+            .into_owned();
+        let backup_path = path.with_file_name(format!("{file_name}.bak"));
+        let defaults = config::validate(RawConfig::default())
+            .map_err(|e| anyhow::anyhow!("the default config is invalid: {e}"))?;
+        let store = ConfigStore {
+            path,
+            backup_path,
+            write_lock: Mutex::new(()),
+            credentials: ArcSwap::from_pointee(AdminCredentials::from_raw(&defaults.raw)),
+            last_good: ArcSwap::from_pointee(defaults),
+            last_good_sha256: ArcSwap::from_pointee(None),
+        };
+        let on_disk = store.read()?;
+        match &on_disk.content {
+            Content::Missing => {}
+            Content::Unparseable(_) => store.credentials.store(Arc::new(AdminCredentials::Locked)),
+            Content::Parsed { raw, validated } => {
+                store
+                    .credentials
+                    .store(Arc::new(AdminCredentials::from_raw(raw)));
+                if let Ok(config) = validated {
+                    store.adopt(config, on_disk.sha256.clone());
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn backup_path(&self) -> &Path {
+        &self.backup_path
+    }
+
+    /// Reads and validates the file as it is now.
+    pub fn read(&self) -> anyhow::Result<OnDisk> {
+        let bytes = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                return Ok(OnDisk {
+                    etag: ABSENT_ETAG.into(),
+                    sha256: None,
+                    modified_ms: None,
+                    content: Content::Missing,
+                });
+            }
+            Err(err) => {
+                return Err(err).with_context(|| format!("reading {}", self.path.display()));
+            }
+        };
+        let modified_ms = fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        Ok(OnDisk {
+            etag: etag_of(&bytes),
+            sha256: Some(sha256_hex(&bytes)),
+            modified_ms,
+            content: parse(&bytes),
+        })
+    }
+
+    /// The last valid config seen on disk.
+    pub fn last_good(&self) -> Arc<Config> {
+        self.last_good.load_full()
+    }
+
+    pub fn credentials(&self) -> Arc<AdminCredentials> {
+        self.credentials.load_full()
+    }
+
+    fn adopt(&self, config: &Config, sha256: Option<String>) {
+        self.credentials
+            .store(Arc::new(AdminCredentials::from_raw(&config.raw)));
+        self.last_good.store(Arc::new(config.clone()));
+        self.last_good_sha256.store(Arc::new(sha256));
+    }
+
+    /// Re-reads the file; adopts it when it is valid and differs from the last good one.
+    /// Returns whether the last good config changed.
+    pub fn refresh(&self) -> anyhow::Result<bool> {
+        let on_disk = self.read()?;
+        let Some(config) = on_disk.valid() else {
+            return Ok(false);
+        };
+        if **self.last_good_sha256.load() == on_disk.sha256 {
+            return Ok(false);
+        }
+        self.adopt(config, on_disk.sha256.clone());
+        Ok(true)
+    }
+
+    /// Validates `submitted` and writes it, unless the file changed since the client read it
+    /// (`if_match` is the ETag it read; `None` overwrites whatever is there). Masked secrets
+    /// in `submitted` keep the values on disk.
+    pub fn save(
+        &self,
+        mut submitted: RawConfig,
+        if_match: Option<&str>,
+    ) -> Result<Saved, AdminError> {
+        self.locked_update(|current| {
+            if let Some(expected) = if_match
+                && expected != current.etag
+            {
+                return Err(AdminError::Conflict {
+                    current_etag: current.etag.clone(),
+                });
+            }
+            let issues = unmask(&mut submitted, current.raw());
+            Ok((submitted, issues))
+        })
+    }
+
+    /// Validates `submitted` as a save would, without writing it.
+    pub fn check(&self, mut submitted: RawConfig) -> anyhow::Result<Vec<ConfigIssue>> {
+        let current = self.read()?;
+        let mut issues = unmask(&mut submitted, current.raw());
+        let bytes = serialize(&normalize(submitted))?;
+        if let Err(err) = config::load(&bytes) {
+            issues.extend(err.issues());
+        }
+        Ok(issues)
+    }
+
+    /// Applies `change` to the config on disk and writes the result (client keys). The file
+    /// on disk must be valid.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut RawConfig) -> Result<T, AdminError>,
+    ) -> Result<(Saved, T), AdminError> {
+        let mut outcome = None;
+        let saved = self.locked_update(|current| {
+            let Some(config) = current.valid() else {
+                return Err(AdminError::InvalidConfig(current.issues()));
+            };
+            let mut raw = config.raw.clone();
+            outcome = Some(change(&mut raw)?);
+            Ok((raw, Vec::new()))
+        })?;
+        let outcome = outcome.ok_or_else(|| {
+            AdminError::Internal("updating the config", anyhow::anyhow!("no outcome"))
+        })?;
+        Ok((saved, outcome))
+    }
+
+    fn locked_update(
+        &self,
+        next: impl FnOnce(&OnDisk) -> Result<(RawConfig, Vec<ConfigIssue>), AdminError>,
+    ) -> Result<Saved, AdminError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self
+            .read()
+            .map_err(AdminError::internal("reading config.json"))?;
+        let (raw, mut issues) = next(&current)?;
+        let raw = normalize(raw);
+        let bytes = serialize(&raw).map_err(AdminError::internal("serializing the config"))?;
+        let validated = match config::load(&bytes) {
+            Ok(validated) if issues.is_empty() => validated,
+            Ok(_) => return Err(AdminError::InvalidConfig(issues)),
+            Err(err) => {
+                issues.extend(err.issues());
+                return Err(AdminError::InvalidConfig(issues));
+            }
+        };
+        let sha256 = sha256_hex(&bytes);
+        let etag = etag_of(&bytes);
+        if current.sha256.as_deref() == Some(sha256.as_str()) {
+            self.adopt(&validated, Some(sha256.clone()));
+            return Ok(Saved {
+                etag,
+                sha256,
+                raw,
+                changed: false,
+            });
+        }
+        if let Ok(previous) = fs::read(&self.path) {
+            write_atomically(&self.backup_path, &previous)
+                .map_err(AdminError::internal("writing config.json.bak"))?;
+        }
+        write_atomically(&self.path, &bytes)
+            .map_err(AdminError::internal("writing config.json"))?;
+        self.adopt(&validated, Some(sha256.clone()));
+        tracing::info!(sha256 = %sha256, "config.json written");
+        Ok(Saved {
+            etag,
+            sha256,
+            raw,
+            changed: true,
+        })
+    }
+}
+
+fn parse(bytes: &[u8]) -> Content {
+    match config::parse_raw(bytes) {
+        Err(ConfigError::Syntax(issue)) => Content::Unparseable(issue),
+        Err(ConfigError::Invalid(issues)) => {
+            Content::Unparseable(issues.into_iter().next().unwrap_or(ConfigIssue {
+                path: "(root)".into(),
+                message: "unreadable".into(),
+            }))
+        }
+        Ok(raw) => {
+            let validated = config::validate(raw.clone())
+                .map(Box::new)
+                .map_err(|e| e.issues());
+            Content::Parsed {
+                raw: Box::new(raw),
+                validated,
+            }
+        }
+    }
+}
+
+/// What control writes is explicit: a key without `status` is written as active.
+fn normalize(mut raw: RawConfig) -> RawConfig {
+    for key in &mut raw.api_keys {
+        if key.status.is_none() {
+            key.status = Some("active".into());
+        }
+    }
+    raw
+}
+
+fn serialize(raw: &RawConfig) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(raw)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// Replaces `path` with `bytes`: a temporary file in the same directory, fsync, rename,
+/// directory fsync. The file keeps its permissions; a new one is readable by its owner only.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path
+        .file_name()
+        .context("path has no file name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let permissions = fs::metadata(path).ok().map(|m| m.permissions());
+    let result = (|| {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes).context("writing")?;
+        if let Some(permissions) = permissions {
+            file.set_permissions(permissions)
+                .context("copying permissions")?;
+        }
+        file.sync_all().context("fsync")?;
+        drop(file);
+        fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+        // Some network file systems cannot fsync a directory; the rename is done either way.
+        if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::debug!(error = %err, "directory fsync not supported");
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store_with(content: &serde_json::Value) -> (tempfile::TempDir, ConfigStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        fs::write(&path, content.to_string()).expect("write");
+        let store = ConfigStore::open(path).expect("opens");
+        (dir, store)
+    }
+
+    fn raw_of(value: serde_json::Value) -> RawConfig {
+        config::parse_raw(value.to_string().as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn a_save_with_a_stale_etag_is_a_conflict() {
+        let (_dir, store) = store_with(&json!({}));
+        let result = store.save(raw_of(json!({"server": {"port": 4000}})), Some("\"stale\""));
+        assert!(matches!(result, Err(AdminError::Conflict { .. })));
+    }
+
+    #[test]
+    fn a_save_keeps_the_previous_file_as_backup() {
+        let (_dir, store) = store_with(&json!({"server": {"port": 4000}}));
+        let before = fs::read(store.path()).expect("read");
+        let etag = etag_of(&before);
+        let saved = store
+            .save(raw_of(json!({"server": {"port": 4001}})), Some(&etag))
+            .expect("saves");
+        assert!(saved.changed);
+        assert_eq!(fs::read(store.backup_path()).expect("backup"), before);
+        let after: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).expect("read")).expect("json");
+        assert_eq!(after["server"]["port"], 4001);
+    }
+
+    #[test]
+    fn an_invalid_config_is_refused_and_the_file_is_untouched() {
+        let (_dir, store) = store_with(&json!({}));
+        let before = fs::read(store.path()).expect("read");
+        let result = store.save(
+            raw_of(json!({"models": [{"id": "m", "upstream": "nope"}]})),
+            None,
+        );
+        let Err(AdminError::InvalidConfig(issues)) = result else {
+            panic!("expected invalid config, got {result:?}");
+        };
+        assert_eq!(issues[0].path, "models[0].upstream");
+        assert_eq!(fs::read(store.path()).expect("read"), before);
+    }
+
+    #[test]
+    fn unknown_keys_survive_a_save() {
+        let (_dir, store) = store_with(&json!({}));
+        store
+            .save(
+                raw_of(json!({"note": "kept", "server": {"custom": {"x": 1}}})),
+                None,
+            )
+            .expect("saves");
+        let after: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).expect("read")).expect("json");
+        assert_eq!(after["note"], "kept");
+        assert_eq!(after["server"]["custom"]["x"], 1);
+    }
+
+    #[test]
+    fn an_unparseable_file_locks_the_login() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        fs::write(&path, "{ not json").expect("write");
+        let store = ConfigStore::open(path).expect("opens");
+        assert_eq!(*store.credentials(), AdminCredentials::Locked);
+    }
+
+    #[test]
+    fn a_missing_file_reads_as_absent_and_a_save_creates_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        let store = ConfigStore::open(path.clone()).expect("opens");
+        assert_eq!(store.read().expect("read").etag, ABSENT_ETAG);
+        store
+            .save(RawConfig::default(), Some(ABSENT_ETAG))
+            .expect("saves");
+        assert!(path.exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_rewritten_file_keeps_its_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_dir, store) = store_with(&json!({}));
+        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o640)).expect("chmod");
+        store
+            .save(raw_of(json!({"server": {"port": 1234}})), None)
+            .expect("saves");
+        let mode = fs::metadata(store.path())
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+    }
+
+    #[test]
+    fn keys_without_status_are_written_as_active() {
+        let (_dir, store) = store_with(&json!({}));
+        store
+            .save(raw_of(json!({"apiKeys": [{"id": "a", "key": "k"}]})), None)
+            .expect("saves");
+        let after: serde_json::Value =
+            serde_json::from_slice(&fs::read(store.path()).expect("read")).expect("json");
+        assert_eq!(after["apiKeys"][0]["status"], "active");
+    }
+}

@@ -1,0 +1,231 @@
+//! Admin login, throttling, cross-site protection and what is served where.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{
+    ADMIN_PASSWORD, ADMIN_USER, StackOptions, spawn_stack, spawn_stack_with, wait_until,
+};
+
+#[actix_web::test]
+async fn the_admin_api_without_credentials_asks_for_basic_auth() {
+    let stack = spawn_stack().await;
+    let response = stack
+        .http
+        .get(stack.admin_url("config"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unauthorized");
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_wrong_password_is_refused_and_the_right_one_accepted() {
+    let stack = spawn_stack().await;
+    let wrong = stack
+        .http
+        .get(stack.admin_url("session"))
+        .basic_auth(ADMIN_USER, Some("nope"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(wrong.status(), 401);
+    let prefix = stack
+        .http
+        .get(stack.admin_url("session"))
+        .basic_auth(ADMIN_USER, Some(&ADMIN_PASSWORD[..5]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(prefix.status(), 401);
+    let right = stack.get("session").send().await.expect("request");
+    assert_eq!(right.status(), 200);
+    let session: Value = right.json().await.expect("json");
+    assert_eq!(session["user"], ADMIN_USER);
+    assert_eq!(session["default_password"], false);
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn repeated_failures_lock_the_address_out_until_the_lockout_ends() {
+    let stack = spawn_stack().await;
+    let attempt = |password: &'static str| {
+        stack
+            .http
+            .get(stack.admin_url("session"))
+            .basic_auth(ADMIN_USER, Some(password))
+            .header("x-forwarded-for", "203.0.113.7")
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("guess").await.expect("request").status(), 401);
+    }
+    let locked = attempt("guess").await.expect("request");
+    assert_eq!(locked.status(), 429);
+    assert!(locked.headers().contains_key("retry-after"));
+    // Even the right password is refused while locked out: guessing cannot go on.
+    assert_eq!(
+        attempt(ADMIN_PASSWORD).await.expect("request").status(),
+        429
+    );
+    // Another address is not affected.
+    let other = stack
+        .http
+        .get(stack.admin_url("session"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other.status(), 200);
+    let unlocked = wait_until(Duration::from_secs(5), || async {
+        attempt(ADMIN_PASSWORD)
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(unlocked, "the lockout never ended");
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_default_password_is_flagged_in_the_session() {
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(|c| c["server"]["adminAuth"]["password"] = "admin".into()),
+        ..StackOptions::default()
+    })
+    .await;
+    let session: Value = stack
+        .http
+        .get(stack.admin_url("session"))
+        .basic_auth(ADMIN_USER, Some("admin"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(session["default_password"], true);
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_ui_and_its_assets_need_the_login_and_carry_a_strict_csp() {
+    let stack = spawn_stack().await;
+    for path in ["/admin/", "/admin/assets/app.js"] {
+        let anonymous = stack
+            .http
+            .get(format!("{}{path}", stack.control))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(anonymous.status(), 401, "{path}");
+        let page = stack
+            .http
+            .get(format!("{}{path}", stack.control))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(page.status(), 200, "{path}");
+        let csp = page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{csp}"
+        );
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+    }
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_admin_path_redirects_to_its_slash_and_other_paths_are_not_found() {
+    let stack = spawn_stack().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let bare = client
+        .get(format!("{}/admin", stack.control))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(bare.status(), 308);
+    assert_eq!(bare.headers()["location"], "/admin/");
+    for path in ["/", "/v1/models", "/administrator", "/adminx/api/config"] {
+        let response = stack
+            .http
+            .get(format!("{}{path}", stack.control))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_state_changing_call_without_the_marker_header_is_refused() {
+    let stack = spawn_stack().await;
+    let (config, etag) = stack.config().await;
+    let response = stack
+        .http
+        .put(stack.admin_url("config"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .header("if-match", &etag)
+        .json(&config)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "cross_site_request");
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_write_from_another_origin_or_site_is_refused() {
+    let stack = spawn_stack().await;
+    let (config, etag) = stack.config().await;
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "null"),
+    ] {
+        let response = stack
+            .http
+            .put(stack.admin_url("config"))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .header("x-requested-with", "test")
+            .header("if-match", &etag)
+            .header(header, value)
+            .json(&config)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 403, "{header}: {value}");
+    }
+    // A same-origin write with the marker goes through.
+    let ok = stack
+        .write(Method::POST, "config/validate")
+        .json(&config)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(ok.status(), 200);
+    stack.shutdown().await;
+}

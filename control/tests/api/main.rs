@@ -1,0 +1,11 @@
+//! Integration tests: control in front of a real proxy and a fake Foundry, each on a random
+//! loopback port; Caddy and headless Chromium where installed (CI installs both).
+
+mod helpers;
+
+mod auth;
+mod browser;
+mod caddy;
+mod config;
+mod keys;
+mod operations;

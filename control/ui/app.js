@@ -1,0 +1,1236 @@
+'use strict';
+// The admin UI: one page per hash (#overview, #models, ...), one draft of config.json that the
+// forms and the raw JSON editor both edit, saved with If-Match through control's API.
+
+(() => {
+  const BASE = location.pathname.endsWith('/') ? location.pathname : location.pathname.replace(/[^/]*$/, '');
+  const MASK = '********';
+  const ROUTES = ['chat/completions', 'responses', 'images/generations'];
+
+  const S = {
+    session: null,
+    server: null,      // GET /api/config: { etag, config, issues, ... }
+    draft: null,       // what the forms and the JSON editor edit
+    json: null,        // { text, base, syntaxError }
+    issues: [],
+    page: null,
+    timers: {},
+    keys: [],
+    tester: null,
+  };
+
+  // ---------- i18n ----------
+  const DICT = window.GATEWAY_I18N || { en: {} };
+  function lang() {
+    const stored = localStorage.getItem('gateway.lang');
+    if (stored && DICT[stored]) return stored;
+    return (navigator.language || '').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+  }
+  function t(key, params) {
+    let s = (DICT[lang()] || {})[key];
+    if (s === undefined) s = DICT.en[key];
+    if (s === undefined) s = key;
+    if (params) for (const [k, v] of Object.entries(params)) s = s.split('{' + k + '}').join(String(v));
+    return s;
+  }
+  function applyI18n(root = document) {
+    root.querySelectorAll('[data-i18n]').forEach((el) => { el.textContent = t(el.dataset.i18n); });
+    root.querySelectorAll('[data-i18n-placeholder]').forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
+    document.documentElement.lang = lang() === 'zh' ? 'zh-CN' : 'en';
+    document.title = t('brand');
+  }
+
+  // ---------- DOM ----------
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = v;
+      else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else if (k === 'value') el.value = v;
+      else if (k === 'checked') el.checked = v;
+      else el.setAttribute(k, v === true ? '' : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  function badge(text, kind) { return h('span', { class: 'badge ' + (kind || '') }, text); }
+  function fact(dl, label, value) {
+    dl.append(h('dt', {}, label), h('dd', {}, value instanceof Node ? value : (value ?? '—')));
+  }
+
+  let toastTimer = null;
+  function toast(message, kind) {
+    const el = $('#toast');
+    el.textContent = message;
+    el.className = 'toast ' + (kind || '');
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.hidden = true; }, kind === 'bad' ? 8000 : 4000);
+  }
+
+  function dialog(title, body, buttons) {
+    const d = $('#dialog');
+    $('#dialog-title').textContent = title;
+    clear($('#dialog-body')).append(...[].concat(body));
+    const actions = clear($('#dialog-actions'));
+    return new Promise((resolve) => {
+      for (const b of buttons) {
+        actions.append(h('button', {
+          class: 'button ' + (b.kind || ''), value: b.value, type: 'submit',
+          onclick: () => resolve(b.value),
+        }, b.label));
+      }
+      d.addEventListener('cancel', () => resolve(null), { once: true });
+      d.showModal();
+    });
+  }
+
+  // ---------- formatting ----------
+  const nf = () => new Intl.NumberFormat(lang() === 'zh' ? 'zh-CN' : 'en');
+  const num = (n) => (n === undefined || n === null ? '—' : nf().format(n));
+  function when(ms) {
+    if (!ms) return '—';
+    return new Date(ms).toLocaleString(lang() === 'zh' ? 'zh-CN' : 'en');
+  }
+  function ago(ms) {
+    if (!ms) return '—';
+    const s = Math.round((Date.now() - ms) / 1000);
+    if (s < 60) return t('time.secondsAgo', { n: Math.max(0, s) });
+    if (s < 3600) return t('time.minutesAgo', { n: Math.round(s / 60) });
+    if (s < 86400) return t('time.hoursAgo', { n: Math.round(s / 3600) });
+    return when(ms);
+  }
+  function duration(ms) {
+    if (ms === undefined || ms === null || ms === '' || Number.isNaN(Number(ms))) return '';
+    ms = Number(ms);
+    if (ms < 1000) return ms + ' ms';
+    if (ms < 60000) return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + ' s';
+    if (ms < 3600000) return (ms / 60000).toFixed(ms % 60000 ? 1 : 0) + ' min';
+    return (ms / 3600000).toFixed(ms % 3600000 ? 1 : 0) + ' h';
+  }
+  function uptime(s) {
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min';
+    if (s < 86400) return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+    return Math.floor(s / 86400) + ' d ' + Math.floor((s % 86400) / 3600) + ' h';
+  }
+  const clone = (v) => JSON.parse(JSON.stringify(v));
+
+  // ---------- API ----------
+  class ApiError extends Error {
+    constructor(status, body) {
+      const err = body && body.error;
+      super((err && err.message) || (typeof body === 'string' && body) || ('HTTP ' + status));
+      this.status = status;
+      this.code = err && err.code;
+      this.issues = (err && err.issues) || [];
+      this.etag = err && err.etag;
+    }
+  }
+  function apiUrl(path) { return new URL(BASE + 'api/' + path, location.origin); }
+  async function api(method, path, body, headers) {
+    const init = { method, credentials: 'same-origin', headers: Object.assign({ 'X-Requested-With': 'gateway-admin' }, headers || {}) };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      init.headers['Content-Type'] = 'application/json';
+    }
+    const res = await fetch(apiUrl(path), init);
+    const type = res.headers.get('content-type') || '';
+    const data = type.includes('json') ? await res.json().catch(() => null) : await res.text();
+    if (!res.ok) throw new ApiError(res.status, data);
+    return { data, res };
+  }
+
+  // ---------- config paths ----------
+  function parsePath(path) {
+    const out = [];
+    const re = /([^.[\]]+)|\[(\d+)\]|\["((?:[^"\\]|\\.)*)"\]/g;
+    let m;
+    while ((m = re.exec(path))) {
+      if (m[1] !== undefined) out.push(m[1]);
+      else if (m[2] !== undefined) out.push(Number(m[2]));
+      else out.push(JSON.parse('"' + m[3] + '"'));
+    }
+    return out;
+  }
+  function childPath(parent, key) {
+    if (typeof key === 'number') return parent + '[' + key + ']';
+    const plain = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key);
+    if (!parent) return plain ? key : '["' + key + '"]';
+    return plain ? parent + '.' + key : parent + '["' + key.replace(/"/g, '\\"') + '"]';
+  }
+  function getPath(obj, path) {
+    let cur = obj;
+    for (const seg of parsePath(path)) {
+      if (cur === null || cur === undefined) return undefined;
+      cur = cur[seg];
+    }
+    return cur;
+  }
+  function setPath(obj, path, value, removeWhenEmpty) {
+    const segs = parsePath(path);
+    let cur = obj;
+    for (let i = 0; i < segs.length - 1; i++) {
+      if (cur[segs[i]] === undefined || cur[segs[i]] === null) cur[segs[i]] = typeof segs[i + 1] === 'number' ? [] : {};
+      cur = cur[segs[i]];
+    }
+    const last = segs[segs.length - 1];
+    if (removeWhenEmpty && (value === '' || value === undefined)) delete cur[last];
+    else cur[last] = value;
+  }
+
+  // ---------- the draft ----------
+  function dirty() {
+    if (!S.server || !S.draft) return false;
+    if (S.json && S.json.syntaxError) return true;
+    return JSON.stringify(S.draft) !== JSON.stringify(S.server.config);
+  }
+  function updateSavebar() { $('#savebar').hidden = !dirty(); }
+
+  async function loadConfig() {
+    const { data } = await api('GET', 'config');
+    S.server = data;
+    S.draft = data.config ? clone(data.config) : null;
+    S.json = null;
+    renderDraft();
+  }
+
+  function renderDraft() {
+    if (!S.draft) return;
+    fillStaticFields();
+    renderUpstreams();
+    renderModels();
+    fillTesterChoices();
+    fillRequestFilters();
+    if (S.page === 'json') enterJson();
+    updateSavebar();
+  }
+
+  function fieldValue(el) {
+    const type = el.dataset.type;
+    if (el.type === 'checkbox') return el.checked;
+    const raw = el.value;
+    if (type === 'int' || type === 'float') {
+      if (raw.trim() === '') return null;
+      const n = Number(raw);
+      return Number.isFinite(n) && (type === 'float' || Number.isInteger(n)) ? n : raw;
+    }
+    if (type === 'int-list') {
+      const parts = raw.split(/[\s,]+/).filter(Boolean);
+      const nums = parts.map(Number);
+      return nums.every((n) => Number.isInteger(n)) ? nums : raw;
+    }
+    return raw;
+  }
+  function showFieldValue(el, value) {
+    if (el.type === 'checkbox') { el.checked = !!value; return; }
+    if (el.dataset.type === 'int-list' && Array.isArray(value)) { el.value = value.join(', '); return; }
+    el.value = value === undefined || value === null ? '' : String(value);
+    if (el.tagName === 'SELECT' && value && !Array.from(el.options).some((o) => o.value === String(value))) {
+      el.append(h('option', { value: String(value) }, String(value)));
+      el.value = String(value);
+    }
+  }
+  function durationHint(el) {
+    if (!('duration' in el.dataset)) return;
+    let hint = el.parentElement.querySelector('.duration-hint');
+    if (!hint) { hint = h('span', { class: 'duration-hint' }); el.after(hint); }
+    const v = Number(el.value);
+    hint.textContent = el.value !== '' && v >= 1000 ? '= ' + duration(v) : '';
+  }
+  function onFieldInput(ev) {
+    const el = ev.target;
+    if (!el.dataset.path || !S.draft) return;
+    setPath(S.draft, el.dataset.path, fieldValue(el), 'optional' in el.dataset);
+    durationHint(el);
+    clearFieldError(el);
+    if (el.dataset.path === 'auth.mode') showAuthFields();
+    updateSavebar();
+  }
+  function fillStaticFields() {
+    $$('main [data-path]').forEach((el) => {
+      if (el.closest('.rows')) return;
+      showFieldValue(el, getPath(S.draft, el.dataset.path));
+      durationHint(el);
+    });
+    showAuthFields();
+  }
+  function showAuthFields() {
+    const mode = S.draft && S.draft.auth ? S.draft.auth.mode : 'servicePrincipal';
+    $$('#page-auth [data-modes]').forEach((el) => { el.hidden = !el.dataset.modes.split(' ').includes(mode); });
+  }
+
+  // ---------- saving ----------
+  async function save() {
+    const button = $('#save');
+    button.disabled = true;
+    const fromJson = S.page === 'json' && S.json;
+    const body = fromJson ? S.json.text : JSON.stringify(S.draft, null, 2);
+    const started = performance.now();
+    try {
+      const { data } = await api('PUT', 'config', body, { 'If-Match': S.server.etag });
+      S.server = Object.assign({}, S.server, { etag: data.etag, sha256: data.sha256, config: data.config, valid: true, issues: [] });
+      S.draft = clone(data.config);
+      S.json = null;
+      clearIssues();
+      renderDraft();
+      toast(data.changed ? t('save.saved') : t('save.unchanged'), 'ok');
+      if (data.changed) waitForProxy(data.sha256, started);
+      refreshSession();
+      const admin = S.draft.server && S.draft.server.adminPath;
+      if (admin && !BASE.startsWith(admin + '/')) location.assign(admin + '/' + location.hash);
+    } catch (err) {
+      if (err.code === 'config_changed') {
+        const choice = await dialog(t('conflict.title'), h('p', {}, t('conflict.body')), [
+          { label: t('conflict.reload'), value: 'reload' },
+          { label: t('conflict.overwrite'), value: 'overwrite', kind: 'danger' },
+          { label: t('common.cancel'), value: 'cancel' },
+        ]);
+        if (choice === 'reload') { await loadConfig(); toast(t('conflict.reloaded')); }
+        if (choice === 'overwrite') { S.server.etag = err.etag; await save(); }
+      } else if (err.issues && err.issues.length) {
+        showIssues(err.issues);
+        toast(t('save.invalid', { n: err.issues.length }), 'bad');
+      } else {
+        toast(err.message, 'bad');
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // After a save, the proxy's watcher applies the file; show when it has.
+  async function waitForProxy(sha256, started) {
+    const deadline = Date.now() + 15000;
+    while (Date.now() < deadline) {
+      try {
+        const { data } = await api('GET', 'status');
+        const served = data.proxy && data.proxy.status && data.proxy.status.config && data.proxy.status.config.sha256;
+        if (served === sha256) {
+          toast(t('save.applied', { ms: Math.round(performance.now() - started) }), 'ok');
+          if (S.page === 'overview') renderOverview(data);
+          return;
+        }
+        if (data.proxy && !data.proxy.reachable) return;
+      } catch (_) { return; }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    toast(t('save.notApplied'), 'bad');
+  }
+
+  function discard() {
+    if (!S.server) return;
+    S.draft = clone(S.server.config);
+    S.json = null;
+    clearIssues();
+    renderDraft();
+  }
+
+  // ---------- validation issues ----------
+  const PAGE_OF = [
+    [/^server\.(adminAuth|adminPath|host|port|ops)/, 'server'],
+    [/^server\.caddy/, 'tls'],
+    [/^server\.imageCompression/, 'images'],
+    [/^server\.upstream/, 'timeouts'],
+    [/^auth/, 'auth'],
+    [/^apiKeys/, 'json'],
+    [/^(upstreams|models)\[\d+\]\.auth/, 'json'],
+    [/^(upstreams|models)/, 'models'],
+  ];
+  function pageOf(path) {
+    for (const [re, page] of PAGE_OF) if (re.test(path)) return page;
+    return 'json';
+  }
+  function clearFieldError(el) {
+    const field = el.closest('.field, .check, .pair') || el.parentElement;
+    el.classList.remove('invalid');
+    if (field) { field.classList.remove('invalid'); $$('.field-error', field).forEach((e) => e.remove()); }
+  }
+  function clearIssues() {
+    S.issues = [];
+    $('#issues-panel').hidden = true;
+    $$('.field-error').forEach((e) => e.remove());
+    $$('.invalid').forEach((e) => e.classList.remove('invalid'));
+    renderJsonIssues();
+  }
+  function markIssues() {
+    $$('.field-error').forEach((e) => e.remove());
+    $$('.invalid').forEach((e) => e.classList.remove('invalid'));
+    for (const issue of S.issues) {
+      const el = $$('[data-path]').find((e) => e.dataset.path === issue.path);
+      if (!el) continue;
+      const field = el.closest('.field, .check, .pair') || el.parentElement;
+      el.classList.add('invalid');
+      field.classList.add('invalid');
+      field.append(h('span', { class: 'field-error' }, issue.message));
+    }
+  }
+  function showIssues(issues) {
+    S.issues = issues;
+    const list = clear($('#issues-list'));
+    for (const issue of issues) {
+      list.append(h('li', { onclick: () => { location.hash = pageOf(issue.path); setTimeout(() => focusPath(issue.path), 50); } },
+        h('code', {}, issue.path), ': ', issue.message));
+    }
+    $('#issues-panel').hidden = false;
+    markIssues();
+    renderJsonIssues();
+    if (S.page === 'json' && issues.length) jumpToLine(issueLine(issues[0]));
+  }
+  function focusPath(path) {
+    const el = $$('[data-path]').find((e) => e.dataset.path === path);
+    if (el && !el.closest('[hidden]')) { el.scrollIntoView({ block: 'center' }); el.focus(); }
+    else if (S.page === 'json') jumpToLine(lineOfPath(path));
+  }
+
+  // ---------- banners and session ----------
+  async function refreshSession() {
+    try {
+      const { data } = await api('GET', 'session');
+      S.session = data;
+      $('#user-badge').textContent = data.user ? t('session.user', { user: data.user }) : '';
+      const banners = clear($('#banners'));
+      if (data.default_password) {
+        banners.append(h('div', { class: 'banner', id: 'default-password-banner' }, t('banner.defaultPassword') + ' ',
+          h('a', { href: '#server' }, t('banner.changeIt'))));
+      }
+      if (!data.login_enabled) banners.append(h('div', { class: 'banner' }, t('banner.loginDisabled')));
+    } catch (err) {
+      toast(err.message, 'bad');
+    }
+  }
+
+  // ---------- overview ----------
+  async function enterOverview() {
+    try {
+      const [{ data: status }, stats] = await Promise.all([
+        api('GET', 'status'),
+        api('GET', 'stats').then((r) => r.data).catch(() => null),
+      ]);
+      renderOverview(status, stats);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  function renderOverview(status, stats) {
+    const warnings = clear($('#warnings'));
+    for (const w of status.warnings) {
+      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code) : w.message;
+      warnings.append(h('li', { dataset: { code: w.code } }, text, w.detail ? h('span', { class: 'detail' }, w.detail) : null));
+    }
+    if (!status.warnings.length) warnings.append(h('li', { class: 'ok' }, t('overview.allGood')));
+
+    const p = clear($('#facts-proxy'));
+    if (status.proxy.reachable) {
+      const s = status.proxy.status;
+      fact(p, t('overview.state'), badge(t('overview.running'), 'ok'));
+      fact(p, t('overview.version'), s.version);
+      fact(p, t('overview.uptime'), uptime(s.uptime_s));
+      fact(p, t('overview.generation'), String(s.config.generation));
+      const applied = s.config.rejected ? badge(t('overview.rejected'), 'bad')
+        : status.proxy.applied ? badge(t('overview.applied'), 'ok') : badge(t('overview.pending'), 'warn');
+      fact(p, t('overview.fileApplied'), applied);
+      fact(p, t('overview.counts'), t('overview.countsValue', { models: s.models, upstreams: s.upstreams, keys: s.client_keys }));
+    } else {
+      fact(p, t('overview.state'), badge(t('overview.unreachable'), 'bad'));
+      fact(p, t('overview.opsUrl'), status.proxy.ops_url);
+    }
+
+    const c = clear($('#facts-config'));
+    fact(c, t('overview.path'), h('span', { class: 'mono' }, status.config.path));
+    fact(c, t('overview.state'), status.config.valid ? badge(t('overview.valid'), 'ok') : badge(t('overview.invalid'), 'bad'));
+    fact(c, t('overview.modified'), when(status.config.modified_ms));
+    fact(c, t('overview.counts'), t('overview.countsValue', { models: status.config.models, upstreams: status.config.upstreams, keys: status.config.client_keys }));
+
+    const k = clear($('#facts-caddy'));
+    const caddy = status.caddy;
+    if (!caddy.managed) {
+      fact(k, t('overview.state'), badge(t('overview.notManaged'), ''));
+    } else {
+      fact(k, t('overview.adminApi'), caddy.loader.reachable === false ? badge(t('overview.unreachable'), 'bad')
+        : caddy.loader.reachable ? badge(t('overview.reachable'), 'ok') : badge(t('overview.unknown'), ''));
+      const last = caddy.loader.last_load;
+      fact(k, t('overview.lastLoad'), last ? h('span', {}, badge(last.ok ? t('overview.loaded') : t('overview.refused'), last.ok ? 'ok' : 'bad'), ' ', ago(last.at_ms)) : '—');
+      if (caddy.pending) fact(k, t('overview.caddyPending'), badge(t('overview.pending'), 'warn'));
+    }
+    fact(k, 'HTTPS', caddy.tls_enabled ? caddy.domain : t('overview.off'));
+
+    const tr = clear($('#facts-traffic'));
+    if (stats && stats.total) {
+      const tot = stats.total;
+      const errors = Object.values(tot.errors || {}).reduce((a, b) => a + b, 0);
+      fact(tr, t('stats.requests'), h('span', { class: 'stat-big' }, num(tot.requests)));
+      fact(tr, t('stats.errors'), num(errors));
+      fact(tr, t('stats.totalTokens'), num(tot.total_tokens));
+      fact(tr, t('stats.since'), when(stats.since_ms));
+    } else {
+      fact(tr, t('overview.state'), '—');
+    }
+  }
+
+  // ---------- models and upstreams ----------
+  function input(path, value, attrs) {
+    const { optional, ...rest } = attrs || {};
+    const el = h('input', Object.assign({ dataset: { path }, value: value ?? '', autocomplete: 'off', oninput: onFieldInput }, rest));
+    if (optional) el.dataset.optional = '';
+    return el;
+  }
+  function labelled(label, control, wide) {
+    return h('label', { class: 'field' + (wide ? ' wide' : '') }, h('span', {}, label), control);
+  }
+  function renderUpstreams() {
+    const list = clear($('#upstream-list'));
+    const ups = S.draft.upstreams || [];
+    if (!ups.length) list.append(h('p', { class: 'empty' }, t('models.noUpstreams')));
+    ups.forEach((u, i) => {
+      const p = 'upstreams[' + i + ']';
+      const name = input(p + '.name', u.name);
+      name.addEventListener('focus', () => { name.dataset.before = name.value; });
+      name.addEventListener('change', () => {
+        const before = name.dataset.before;
+        if (before !== undefined && before !== name.value) {
+          (S.draft.models || []).forEach((m) => { if (m.upstream === before) m.upstream = name.value; });
+          renderModels();
+        }
+      });
+      const routes = ROUTES.map((r) => labelled(t('models.route', { route: r }),
+        input(p + '.routes["' + r + '"]', (u.routes || {})[r], { placeholder: '/openai/v1/' + r, optional: true })));
+      const row = h('div', { class: 'row' },
+        h('div', { class: 'row-head' }, h('strong', {}, u.name || t('models.newUpstream')),
+          u.auth ? badge(t('models.ownAuth', { mode: u.auth.mode || '' }), 'warn') : null,
+          h('button', { type: 'button', class: 'button small danger', onclick: () => removeAt('upstreams', i) }, t('common.remove'))),
+        h('div', { class: 'form-grid' },
+          labelled(t('models.name'), name),
+          labelled(t('models.baseUrl'), input(p + '.baseUrl', u.baseUrl, { placeholder: 'https://my-resource.openai.azure.com' }), true),
+          ...routes));
+      list.append(row);
+    });
+    markIssues();
+  }
+  function renderModels() {
+    const list = clear($('#model-list'));
+    const models = S.draft.models || [];
+    const names = (S.draft.upstreams || []).map((u) => u.name);
+    if (!models.length) list.append(h('p', { class: 'empty' }, t('models.noModels')));
+    models.forEach((m, i) => {
+      const p = 'models[' + i + ']';
+      const select = h('select', { dataset: { path: p + '.upstream' }, onchange: onFieldInput },
+        ...names.map((n) => h('option', { value: n }, n)));
+      showFieldValue(select, m.upstream);
+      const pairs = h('div', { class: 'pairs' });
+      const routes = m.routes || {};
+      Object.entries(routes).forEach(([key, value]) => pairs.append(routePair(i, key, value)));
+      const row = h('div', { class: 'row' },
+        h('div', { class: 'row-head' }, h('strong', {}, m.id || t('models.newModel')),
+          h('button', { type: 'button', class: 'button small danger', onclick: () => removeAt('models', i) }, t('common.remove'))),
+        h('div', { class: 'form-grid' },
+          labelled(t('models.id'), input(p + '.id', m.id)),
+          labelled(t('models.upstream'), select),
+          labelled(t('models.targetModel'), input(p + '.targetModel', m.targetModel, { placeholder: m.id || '' })),
+          h('div', { class: 'field wide' }, h('span', {}, t('models.routeOverrides')), pairs,
+            h('div', {}, h('button', {
+              type: 'button', class: 'button small', onclick: () => {
+                const used = Object.keys((S.draft.models[i].routes) || {});
+                const key = ['chat/completions', 'responses', 'images/generations', '*'].find((k) => !used.includes(k));
+                if (!key) return;
+                S.draft.models[i].routes = Object.assign({}, S.draft.models[i].routes, { [key]: key === 'chat/completions' ? 'responses' : 'chat/completions' });
+                renderModels(); updateSavebar();
+              },
+            }, t('models.addOverride'))))));
+      list.append(row);
+    });
+    markIssues();
+  }
+  function routePair(i, key, value) {
+    const keySelect = h('select', {}, ...['chat/completions', 'responses', 'images/generations', '*'].map((k) => h('option', { value: k }, k === '*' ? t('models.anyRoute') : k)));
+    keySelect.value = key;
+    const valueInput = h('input', { value, dataset: { path: 'models[' + i + '].routes["' + key + '"]' }, list: 'route-targets', autocomplete: 'off' });
+    const rebuild = () => {
+      const routes = {};
+      $$('.pair', keySelect.closest('.pairs')).forEach((pair) => {
+        const [k, v] = [$('select', pair).value, $('input', pair).value];
+        routes[k] = v;
+        $('input', pair).dataset.path = 'models[' + i + '].routes["' + k + '"]';
+      });
+      S.draft.models[i].routes = routes;
+      updateSavebar();
+    };
+    keySelect.addEventListener('change', rebuild);
+    valueInput.addEventListener('input', rebuild);
+    const pair = h('div', { class: 'pair' }, keySelect, valueInput,
+      h('button', { type: 'button', class: 'button small danger', onclick: () => { pair.remove(); rebuild(); } }, '×'));
+    return pair;
+  }
+  function removeAt(list, i) {
+    S.draft[list].splice(i, 1);
+    clearIssues();
+    renderUpstreams();
+    renderModels();
+    updateSavebar();
+  }
+
+  // ---------- client keys ----------
+  async function enterKeys() {
+    try {
+      const { data } = await api('GET', 'keys');
+      S.keys = data.keys;
+      renderKeys();
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  function renderKeys() {
+    const body = clear($('#keys-table tbody'));
+    if (!S.keys.length) body.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, t('keys.none'))));
+    for (const key of S.keys) {
+      const active = key.status !== 'disabled';
+      body.append(h('tr', { dataset: { keyId: key.id } },
+        h('td', {}, h('strong', {}, key.id)),
+        h('td', {}, badge(active ? t('keys.active') : t('keys.disabled'), active ? 'ok' : '')),
+        h('td', { class: 'mono' }, key.hint || '••••'),
+        h('td', { class: 'actions-cell' },
+          h('button', { type: 'button', class: 'button small', onclick: () => renameKey(key.id) }, t('keys.rename')), ' ',
+          h('button', { type: 'button', class: 'button small', dataset: { action: 'toggle' }, onclick: () => keyChange(key.id, { status: active ? 'disabled' : 'active' }) }, active ? t('keys.disable') : t('keys.enable')), ' ',
+          h('button', { type: 'button', class: 'button small danger', onclick: () => deleteKey(key.id) }, t('common.delete')))));
+    }
+  }
+  // A key operation saves config.json at once; the draft takes the new key list and ETag.
+  async function afterKeyChange() {
+    const { data } = await api('GET', 'config');
+    const unsaved = dirty() ? clone(S.draft) : null;
+    S.server = data;
+    S.draft = clone(data.config);
+    if (unsaved) { unsaved.apiKeys = clone(data.config.apiKeys); S.draft = unsaved; }
+    S.json = null;
+    renderDraft();
+    await enterKeys();
+  }
+  async function createKey(ev) {
+    ev.preventDefault();
+    const form = ev.target;
+    const id = form.elements.id.value.trim();
+    if (!id) return;
+    try {
+      const { data } = await api('POST', 'keys', { id });
+      form.reset();
+      await afterKeyChange();
+      const field = h('input', { value: data.key, readonly: true, id: 'new-key-value' });
+      await dialog(t('keys.createdTitle', { id: data.id }), [
+        h('p', {}, t('keys.createdBody')),
+        h('div', { class: 'secret-box' }, field, h('button', {
+          type: 'button', class: 'button', onclick: async () => {
+            field.select();
+            try { await navigator.clipboard.writeText(data.key); toast(t('keys.copied'), 'ok'); } catch (_) { document.execCommand('copy'); }
+          },
+        }, t('keys.copy'))),
+      ], [{ label: t('common.done'), value: 'ok', kind: 'primary' }]);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  async function keyChange(id, change) {
+    try {
+      await api('PATCH', 'keys/' + encodeURIComponent(id), change);
+      await afterKeyChange();
+      toast(t('save.saved'), 'ok');
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  async function renameKey(id) {
+    const field = h('input', { value: id, id: 'rename-key-value' });
+    const choice = await dialog(t('keys.renameTitle', { id }), [labelled(t('keys.newId'), field)],
+      [{ label: t('keys.rename'), value: 'ok', kind: 'primary' }, { label: t('common.cancel'), value: 'cancel' }]);
+    const next = field.value.trim();
+    if (choice === 'ok' && next && next !== id) keyChange(id, { id: next });
+  }
+  async function deleteKey(id) {
+    const choice = await dialog(t('keys.deleteTitle', { id }), h('p', {}, t('keys.deleteBody')),
+      [{ label: t('common.delete'), value: 'ok', kind: 'primary danger' }, { label: t('common.cancel'), value: 'cancel' }]);
+    if (choice !== 'ok') return;
+    try {
+      await api('DELETE', 'keys/' + encodeURIComponent(id));
+      await afterKeyChange();
+      toast(t('keys.deleted'), 'ok');
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+
+  // ---------- upstream auth ----------
+  async function verifyAuth() {
+    const out = $('#verify-result');
+    out.hidden = false;
+    out.className = 'result';
+    out.textContent = t('auth.verifying');
+    try {
+      const { data } = await api('POST', 'auth/verify', { auth: S.draft.auth });
+      out.className = 'result ' + (data.ok ? 'ok' : 'bad');
+      out.textContent = data.ok
+        ? t('auth.verified', { mode: data.mode }) + (data.expires_at_ms ? ' ' + t('auth.expires', { when: when(data.expires_at_ms) }) : '')
+        : t('auth.failed', { mode: data.mode, error: data.error || '' });
+    } catch (err) {
+      out.className = 'result bad';
+      out.textContent = err.issues.length ? err.issues.map((i) => i.path + ': ' + i.message).join('; ') : err.message;
+    }
+  }
+
+  // ---------- domain and TLS ----------
+  async function enterTls() {
+    try {
+      const { data } = await api('GET', 'caddy');
+      renderTls(data);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  function renderTls(c) {
+    const f = clear($('#facts-tls'));
+    if (!c.managed) {
+      fact(f, t('overview.state'), badge(t('overview.notManaged'), ''));
+    } else {
+      fact(f, t('tls.adminApi'), h('span', {}, c.reachable ? badge(t('overview.reachable'), 'ok') : badge(t('overview.unreachable'), 'bad'), ' ', h('span', { class: 'mono' }, c.admin_url || '')));
+      if (c.reach_error && !c.reachable) fact(f, t('col.message'), c.reach_error);
+      const last = c.loader.last_load;
+      fact(f, t('overview.lastLoad'), last
+        ? h('span', {}, badge(last.ok ? t('overview.loaded') : t('overview.refused'), last.ok ? 'ok' : 'bad'), ' ', when(last.at_ms))
+        : (c.loader.waiting ? t('tls.waiting', { n: c.loader.waiting.attempts }) : '—'));
+      if (last && last.error) fact(f, t('tls.caddySays'), h('span', { class: 'mono' }, last.error));
+      fact(f, t('tls.inSync'), c.pending ? badge(t('overview.pending'), 'warn') : badge(t('tls.yes'), 'ok'));
+    }
+    fact(f, t('tls.proxyHealth'), c.proxy_health === true ? badge(t('tls.healthy'), 'ok') : c.proxy_health === false ? badge(t('tls.unhealthy'), 'bad') : badge(t('overview.unreachable'), 'bad'));
+    fact(f, 'Caddyfile', h('span', { class: 'mono' }, c.caddyfile_path));
+    fact(f, t('tls.storage'), h('span', { class: 'mono' }, c.storage_dir));
+
+    const loads = clear($('#loads-table tbody'));
+    if (!c.loader.history.length) loads.append(h('tr', {}, h('td', { colspan: 5, class: 'empty' }, t('tls.noLoads'))));
+    for (const l of c.loader.history) {
+      loads.append(h('tr', {}, h('td', {}, when(l.at_ms)), h('td', {}, badge(l.ok ? t('overview.loaded') : t('overview.refused'), l.ok ? 'ok' : 'bad')),
+        h('td', {}, t('reason.' + l.reason)), h('td', {}, l.took_ms + ' ms'), h('td', { class: 'wrap mono' }, l.error || '')));
+    }
+    const ups = clear($('#caddy-upstreams tbody'));
+    const list = Array.isArray(c.upstreams) ? c.upstreams : [];
+    if (!list.length) ups.append(h('tr', {}, h('td', { colspan: 3, class: 'empty' }, '—')));
+    for (const u of list) ups.append(h('tr', {}, h('td', { class: 'mono' }, u.address), h('td', {}, num(u.num_requests)), h('td', {}, num(u.fails))));
+
+    const certs = clear($('#certs-table tbody'));
+    if (!c.certificates.length) certs.append(h('tr', {}, h('td', { colspan: 3, class: 'empty' }, t('tls.noCerts'))));
+    for (const cert of c.certificates) {
+      const days = Math.floor((cert.not_after_ms - Date.now()) / 86400000);
+      certs.append(h('tr', {}, h('td', { class: 'mono' }, cert.names.join(', ')), h('td', {}, cert.issuer),
+        h('td', {}, when(cert.not_after_ms), ' ', badge(t('tls.daysLeft', { n: days }), days < 0 ? 'bad' : days < 14 ? 'warn' : 'ok'))));
+    }
+    const log = clear($('#tls-log tbody'));
+    if (!c.tls_log.length) log.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, t('tls.noLog'))));
+    for (const line of c.tls_log) {
+      const extra = Object.entries(line.fields).map(([k, v]) => k + '=' + (typeof v === 'string' ? v : JSON.stringify(v))).join(' ');
+      log.append(h('tr', {}, h('td', {}, when(line.ts_ms)), h('td', {}, badge(line.level, line.level === 'error' ? 'bad' : line.level === 'warn' ? 'warn' : '')),
+        h('td', { class: 'mono' }, line.logger), h('td', { class: 'wrap' }, line.msg, extra ? h('div', { class: 'mono muted' }, extra) : null)));
+    }
+  }
+  async function showCaddyfile() {
+    try {
+      const res = await fetch(apiUrl('caddy/caddyfile'), { credentials: 'same-origin' });
+      const text = await res.text();
+      await dialog('Caddyfile', h('pre', {}, text), [{ label: t('common.done'), value: 'ok', kind: 'primary' }]);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  async function reloadCaddy() {
+    try {
+      await api('POST', 'caddy/reload');
+      toast(t('tls.reloadAsked'), 'ok');
+      setTimeout(enterTls, 800);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+
+  // ---------- statistics ----------
+  function counterRow(name, c) {
+    const errors = Object.values(c.errors || {}).reduce((a, b) => a + b, 0);
+    const avg = c.requests ? Math.round(c.latency_ms_sum / c.requests) : null;
+    const errorTitle = Object.entries(c.errors || {}).map(([k, v]) => k + ': ' + v).join(', ');
+    return h('tr', { dataset: { name } }, h('td', {}, h('strong', {}, name)), h('td', { dataset: { col: 'requests' } }, num(c.requests)),
+      h('td', {}, num(c.succeeded)), h('td', { title: errorTitle }, num(errors)), h('td', {}, num(c.cancelled)),
+      h('td', {}, num(c.prompt_tokens)), h('td', {}, num(c.completion_tokens)), h('td', {}, num(c.cached_tokens)),
+      h('td', { dataset: { col: 'total_tokens' } }, num(c.total_tokens)), h('td', {}, avg === null ? '—' : duration(avg)), h('td', {}, duration(c.latency_ms_max)));
+  }
+  function statsHead(first) {
+    return h('tr', {}, ...[first, 'stats.requests', 'stats.ok', 'stats.errors', 'stats.cancelled', 'stats.prompt', 'stats.completion',
+      'stats.cached', 'stats.totalTokens', 'stats.avgLatency', 'stats.maxLatency'].map((k) => h('th', {}, t(k))));
+  }
+  async function enterStats() {
+    try {
+      const { data } = await api('GET', 'stats');
+      renderStats(data);
+    } catch (err) {
+      clear($('#stats-totals')).append(h('div', { class: 'card' }, badge(t('overview.unreachable'), 'bad'), ' ', err.message));
+    }
+  }
+  function renderStats(s) {
+    const tot = s.total || {};
+    const errors = Object.values(tot.errors || {}).reduce((a, b) => a + b, 0);
+    const totals = clear($('#stats-totals'));
+    for (const [label, value, id] of [
+      [t('stats.requests'), num(tot.requests), 'total-requests'],
+      [t('stats.errors'), num(errors), 'total-errors'],
+      [t('stats.totalTokens'), num(tot.total_tokens), 'total-tokens'],
+      [t('stats.avgLatency'), tot.requests ? duration(Math.round(tot.latency_ms_sum / tot.requests)) : '—', 'avg-latency'],
+    ]) totals.append(h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'stat-big', id }, value)));
+    for (const [table, map, first] of [['#stats-models', s.by_model, 'stats.model'], ['#stats-keys', s.by_key, 'stats.key']]) {
+      clear($(table + ' thead')).append(statsHead(first));
+      const body = clear($(table + ' tbody'));
+      const entries = Object.entries(map || {}).sort((a, b) => b[1].requests - a[1].requests);
+      if (!entries.length) body.append(h('tr', {}, h('td', { colspan: 11, class: 'empty' }, t('stats.none'))));
+      for (const [name, c] of entries) body.append(counterRow(name, c));
+    }
+    $('#stats-since').textContent = t('stats.sinceLong', { when: when(s.since_ms) });
+  }
+
+  // ---------- recent requests ----------
+  function fillRequestFilters() {
+    const form = $('#requests-filters');
+    const fill = (select, values) => {
+      const keep = select.value;
+      clear(select).append(h('option', { value: '' }, t('requests.all')), ...values.map((v) => h('option', { value: v }, v)));
+      select.value = values.includes(keep) ? keep : '';
+    };
+    fill(form.elements.model, (S.draft.models || []).map((m) => m.id));
+    fill(form.elements.key_id, (S.draft.apiKeys || []).map((k) => k.id));
+  }
+  async function enterRequests() {
+    const form = $('#requests-filters');
+    const params = new URLSearchParams();
+    for (const name of ['level', 'model', 'key_id', 'request_id', 'limit']) {
+      const v = form.elements[name].value.trim();
+      if (v) params.set(name, v);
+    }
+    const since = form.elements.since.value;
+    if (since) params.set('since', String(Date.now() - Number(since)));
+    try {
+      const { data } = await api('GET', 'requests?' + params.toString());
+      renderRequests(data.data || []);
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  function renderRequests(rows) {
+    const body = clear($('#requests-table tbody'));
+    if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'empty' }, t('requests.none'))));
+    for (const r of rows) {
+      const kind = r.outcome === 'ok' ? 'ok' : r.outcome === 'cancelled' ? 'warn' : 'bad';
+      body.append(h('tr', {},
+        h('td', { title: r.time }, when(r.time_ms)),
+        h('td', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
+        h('td', { title: r.deployment ? '→ ' + r.deployment : '' }, r.model || '—'),
+        h('td', {}, r.key_id || '—'),
+        h('td', {}, r.route, r.stream ? ' ' : '', r.stream ? badge('SSE', '') : null),
+        h('td', {}, duration(r.latency_ms)),
+        h('td', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
+        h('td', {}, r.usage ? num(r.usage.total_tokens) : '—'),
+        h('td', { class: 'mono', title: r.request_id + (r.upstream_request_id ? '\nupstream: ' + r.upstream_request_id : '') }, r.request_id.length > 13 ? r.request_id.slice(0, 8) + '…' : r.request_id),
+        h('td', { class: 'wrap' }, r.error || '')));
+    }
+  }
+
+  // ---------- endpoint tester ----------
+  function fillTesterChoices() {
+    const form = $('#tester-form');
+    const model = form.elements.model;
+    const keepModel = model.value;
+    clear(model).append(...(S.draft.models || []).map((m) => h('option', { value: m.id }, m.id)));
+    if (keepModel) model.value = keepModel;
+    const key = form.elements.key_id;
+    const keepKey = key.value;
+    const active = (S.draft.apiKeys || []).filter((k) => k.status !== 'disabled');
+    clear(key).append(...active.map((k) => h('option', { value: k.id }, k.id)));
+    if (keepKey && active.some((k) => k.id === keepKey)) key.value = keepKey;
+    if (!$('#tester-raw').open) form.elements.body.value = JSON.stringify(testerBody(), null, 2);
+  }
+  function testerBody() {
+    const f = $('#tester-form').elements;
+    const prompt = f.prompt.value.trim() || t('tester.promptPlaceholder');
+    const stream = f.stream.checked;
+    switch (f.route.value) {
+      case 'responses':
+        return Object.assign({ model: f.model.value, input: prompt }, stream ? { stream: true } : {});
+      case 'images/generations':
+        return { model: f.model.value, prompt, n: 1, size: '1024x1024' };
+      default:
+        return Object.assign({ model: f.model.value, messages: [{ role: 'user', content: prompt }] },
+          stream ? { stream: true, stream_options: { include_usage: true } } : {});
+    }
+  }
+  async function sendTester(ev) {
+    ev.preventDefault();
+    const f = $('#tester-form').elements;
+    let body;
+    try {
+      body = $('#tester-raw').open ? JSON.parse(f.body.value) : testerBody();
+    } catch (err) { toast(t('tester.badJson', { error: err.message }), 'bad'); return; }
+    if (!f.key_id.value) { toast(t('tester.noKey'), 'bad'); return; }
+    const out = $('#tester-output');
+    const raw = $('#tester-raw-output');
+    const meta = $('#tester-meta');
+    out.textContent = '';
+    out.className = 'output';
+    raw.textContent = '';
+    clear($('#tester-images'));
+    meta.textContent = t('tester.sending');
+    const controller = new AbortController();
+    S.tester = controller;
+    $('#tester-send').disabled = true;
+    $('#tester-stop').disabled = false;
+    const started = performance.now();
+    let firstByte = null;
+    let usage = null;
+    try {
+      const res = await fetch(apiUrl('tester'), {
+        method: 'POST', credentials: 'same-origin', signal: controller.signal,
+        headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'gateway-admin' },
+        body: JSON.stringify({ route: f.route.value, key_id: f.key_id.value, body }),
+      });
+      const requestId = res.headers.get('x-request-id') || '';
+      const isSse = (res.headers.get('content-type') || '').includes('text/event-stream');
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      let pending = '';
+      let events = 0;
+      const showMeta = (done) => {
+        const parts = [String(res.status)];
+        if (firstByte !== null) parts.push(t('tester.firstByte', { ms: Math.round(firstByte) }));
+        if (done) parts.push(t('tester.total', { ms: Math.round(performance.now() - started) }));
+        if (isSse) parts.push(t('tester.events', { n: events }));
+        if (usage) parts.push(t('tester.tokens', { n: usage.total_tokens ?? ((usage.input_tokens || 0) + (usage.output_tokens || 0)) }));
+        if (requestId) parts.push(requestId);
+        meta.textContent = parts.join(' · ');
+      };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (firstByte === null) firstByte = performance.now() - started;
+        const chunk = decoder.decode(value, { stream: true });
+        if (raw.textContent.length < 200000) raw.textContent += chunk;
+        if (!isSse) { text += chunk; showMeta(false); continue; }
+        pending += chunk;
+        const blocks = pending.split(/\r?\n\r?\n/);
+        pending = blocks.pop();
+        for (const block of blocks) {
+          const data = block.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+          if (!data || data === '[DONE]') continue;
+          events += 1;
+          let ev;
+          try { ev = JSON.parse(data); } catch (_) { continue; }
+          const piece = streamText(ev);
+          if (piece) out.textContent += piece;
+          if (ev.usage) usage = ev.usage;
+          if (ev.response && ev.response.usage) usage = ev.response.usage;
+          const error = ev.error ? (ev.error.message || JSON.stringify(ev.error)) : ev.type === 'error' ? ev.message : null;
+          if (error) { out.textContent += '\n[' + t('tester.streamError') + '] ' + error; out.classList.add('error'); }
+        }
+        showMeta(false);
+      }
+      if (!isSse) showAnswer(text, res.status, (u) => { usage = u; });
+      showMeta(true);
+    } catch (err) {
+      if (err.name === 'AbortError') meta.textContent += ' · ' + t('tester.stopped');
+      else { out.textContent = err.message; out.className = 'output error'; meta.textContent = ''; }
+    } finally {
+      $('#tester-send').disabled = false;
+      $('#tester-stop').disabled = true;
+      S.tester = null;
+    }
+  }
+  function streamText(ev) {
+    if (ev.choices && ev.choices[0] && ev.choices[0].delta && typeof ev.choices[0].delta.content === 'string') return ev.choices[0].delta.content;
+    if (ev.type === 'response.output_text.delta' && typeof ev.delta === 'string') return ev.delta;
+    return '';
+  }
+  function showAnswer(text, status, setUsage) {
+    const out = $('#tester-output');
+    let body;
+    try { body = JSON.parse(text); } catch (_) { out.textContent = text; if (status >= 400) out.classList.add('error'); return; }
+    if (body.usage) setUsage(body.usage);
+    if (body.error) { out.textContent = body.error.message || JSON.stringify(body.error); out.classList.add('error'); return; }
+    if (body.choices) { out.textContent = body.choices.map((c) => (c.message && c.message.content) || '').join('\n'); return; }
+    if (body.output) {
+      const parts = [];
+      for (const item of body.output) for (const c of item.content || []) if (c.text) parts.push(c.text);
+      out.textContent = body.output_text || parts.join('\n');
+      return;
+    }
+    if (Array.isArray(body.data)) {
+      out.textContent = t('tester.images', { n: body.data.length });
+      for (const img of body.data) {
+        const src = img.b64_json ? 'data:image/png;base64,' + img.b64_json : img.url;
+        if (src) $('#tester-images').append(h('img', { src, alt: img.revised_prompt || '' }));
+      }
+      return;
+    }
+    out.textContent = JSON.stringify(body, null, 2);
+  }
+
+  // ---------- raw JSON editor ----------
+  // The line of every field path in `text` (keys and array elements), for showing issues.
+  function locatePaths(text) {
+    const lines = {};
+    let i = 0;
+    let line = 1;
+    const ws = () => { while (i < text.length && /\s/.test(text[i])) { if (text[i] === '\n') line++; i++; } };
+    const str = () => {
+      let s = '';
+      i++;
+      while (i < text.length && text[i] !== '"') {
+        if (text[i] === '\\') { s += text[i] + (text[i + 1] || ''); i += 2; } else { if (text[i] === '\n') line++; s += text[i++]; }
+      }
+      i++;
+      try { return JSON.parse('"' + s + '"'); } catch (_) { return s; }
+    };
+    const value = (path) => {
+      ws();
+      const c = text[i];
+      if (c === '{') {
+        i++; ws();
+        if (text[i] === '}') { i++; return; }
+        for (;;) {
+          ws();
+          if (text[i] !== '"') throw new Error('key');
+          const keyLine = line;
+          const key = str();
+          ws();
+          if (text[i] !== ':') throw new Error('colon');
+          i++;
+          const p = childPath(path, key);
+          lines[p] = keyLine;
+          value(p);
+          ws();
+          if (text[i] === ',') { i++; continue; }
+          if (text[i] === '}') { i++; return; }
+          throw new Error('object');
+        }
+      } else if (c === '[') {
+        i++; ws();
+        if (text[i] === ']') { i++; return; }
+        for (let n = 0; ; n++) {
+          ws();
+          const p = childPath(path, n);
+          lines[p] = line;
+          value(p);
+          ws();
+          if (text[i] === ',') { i++; continue; }
+          if (text[i] === ']') { i++; return; }
+          throw new Error('array');
+        }
+      } else if (c === '"') {
+        str();
+      } else {
+        while (i < text.length && !/[\s,}\]]/.test(text[i])) i++;
+      }
+    };
+    try { value(''); } catch (_) { /* a partial map is still useful */ }
+    return lines;
+  }
+  function lineOfPath(path) {
+    if (!S.json) return null;
+    const m = /line (\d+)/.exec(path);
+    if (m) return Number(m[1]);
+    const lines = locatePaths(S.json.text);
+    let p = path;
+    while (p) {
+      if (lines[p]) return lines[p];
+      const cut = Math.max(p.lastIndexOf('.'), p.lastIndexOf('['));
+      if (cut <= 0) break;
+      p = p.slice(0, cut);
+    }
+    return lines[p] || null;
+  }
+  function issueLine(issue) {
+    const m = /at line (\d+)/.exec(issue.message);
+    return m ? Number(m[1]) : lineOfPath(issue.path);
+  }
+  function enterJson() {
+    const serialized = JSON.stringify(S.draft, null, 2);
+    if (!S.json || (!S.json.syntaxError && S.json.base !== JSON.stringify(S.draft))) {
+      S.json = { text: S.draft ? serialized : '', base: JSON.stringify(S.draft), syntaxError: null };
+    }
+    const area = $('#json-text');
+    if (area.value !== S.json.text) area.value = S.json.text;
+    renderJsonIssues();
+  }
+  function onJsonInput() {
+    const text = $('#json-text').value;
+    S.json = S.json || { base: '' };
+    S.json.text = text;
+    try {
+      const parsed = JSON.parse(text);
+      S.draft = parsed;
+      S.json.base = JSON.stringify(parsed);
+      S.json.syntaxError = null;
+    } catch (err) {
+      S.json.syntaxError = err.message;
+    }
+    renderGutter();
+    updateSavebar();
+  }
+  function renderGutter() {
+    const area = $('#json-text');
+    const count = (S.json ? S.json.text : area.value).split('\n').length;
+    const bad = new Set(S.issues.map(issueLine).filter(Boolean));
+    const gutter = clear($('#json-gutter'));
+    for (let n = 1; n <= count; n++) {
+      gutter.append(bad.has(n) ? h('span', { class: 'err' }, String(n)) : String(n), '\n');
+    }
+    gutter.scrollTop = area.scrollTop;
+  }
+  function renderJsonIssues() {
+    const list = $('#json-issues');
+    if (!list) return;
+    clear(list);
+    if (S.json && S.json.syntaxError) list.append(h('li', {}, t('json.syntax', { error: S.json.syntaxError })));
+    for (const issue of S.issues) {
+      const line = issueLine(issue);
+      list.append(h('li', { onclick: () => jumpToLine(line) }, line ? t('json.line', { n: line }) + ' · ' : '', h('code', {}, issue.path), ': ', issue.message));
+    }
+    if (S.page === 'json') renderGutter();
+  }
+  function jumpToLine(n) {
+    if (!n) return;
+    const area = $('#json-text');
+    const lines = area.value.split('\n');
+    const start = lines.slice(0, n - 1).reduce((a, l) => a + l.length + 1, 0);
+    area.focus();
+    area.setSelectionRange(start, start + (lines[n - 1] || '').length);
+    const lineHeight = parseFloat(getComputedStyle(area).lineHeight) || 18;
+    area.scrollTop = Math.max(0, (n - 5) * lineHeight);
+    renderGutter();
+  }
+  async function validateJson() {
+    const text = S.page === 'json' && S.json ? S.json.text : JSON.stringify(S.draft, null, 2);
+    try {
+      const { data } = await api('POST', 'config/validate', text);
+      if (data.valid) {
+        S.issues = [];
+        renderJsonIssues();
+        $('#json-issues').append(h('li', { class: 'ok' }, t('json.valid')));
+        $('#issues-panel').hidden = true;
+      } else {
+        showIssues(data.issues);
+      }
+    } catch (err) { toast(err.message, 'bad'); }
+  }
+  function formatJson() {
+    if (!S.json || S.json.syntaxError) { toast(t('json.cannotFormat'), 'bad'); return; }
+    S.json.text = JSON.stringify(S.draft, null, 2);
+    $('#json-text').value = S.json.text;
+    renderJsonIssues();
+  }
+
+  // ---------- pages ----------
+  const PAGES = {
+    overview: { enter: enterOverview, every: 10000 },
+    models: { enter: () => { renderUpstreams(); renderModels(); } },
+    keys: { enter: enterKeys },
+    auth: { enter: showAuthFields },
+    images: {},
+    timeouts: {},
+    tls: { enter: enterTls, every: 10000 },
+    server: {},
+    stats: { enter: enterStats, every: 5000, auto: '#stats-auto' },
+    requests: { enter: enterRequests, every: 5000, auto: '#requests-auto' },
+    tester: { enter: fillTesterChoices },
+    json: { enter: enterJson },
+  };
+  function showPage(name) {
+    if (!PAGES[name]) name = 'overview';
+    if (S.page === 'json' && name !== 'json' && S.json && S.json.syntaxError) {
+      toast(t('json.leaveWithError'), 'bad');
+    }
+    S.page = name;
+    $$('.page').forEach((p) => { p.hidden = p.dataset.page !== name; });
+    $$('#nav a').forEach((a) => a.classList.toggle('active', a.getAttribute('href') === '#' + name));
+    document.body.classList.remove('nav-open');
+    clearInterval(S.timers.page);
+    const page = PAGES[name];
+    if (S.draft && page.enter) page.enter();
+    if (page.every) {
+      S.timers.page = setInterval(() => {
+        if (document.hidden || !page.enter) return;
+        if (page.auto && !$(page.auto).checked) return;
+        page.enter();
+      }, page.every);
+    }
+    markIssues();
+    window.scrollTo(0, 0);
+  }
+
+  // ---------- start ----------
+  function wire() {
+    $('#lang').value = lang();
+    $('#lang').addEventListener('change', (ev) => {
+      localStorage.setItem('gateway.lang', ev.target.value);
+      applyI18n();
+      refreshSession();
+      if (S.draft) renderDraft();
+      showPage(S.page);
+    });
+    $('#menu-toggle').addEventListener('click', () => {
+      const open = document.body.classList.toggle('nav-open');
+      $('#menu-toggle').setAttribute('aria-expanded', String(open));
+    });
+    $$('main [data-path]').forEach((el) => {
+      el.addEventListener(el.tagName === 'SELECT' || el.type === 'checkbox' ? 'change' : 'input', onFieldInput);
+      if ('secret' in el.dataset) el.addEventListener('focus', () => { if (el.value === MASK) el.select(); });
+    });
+    $('#save').addEventListener('click', save);
+    $('#discard').addEventListener('click', discard);
+    $('#add-upstream').addEventListener('click', () => {
+      S.draft.upstreams = S.draft.upstreams || [];
+      S.draft.upstreams.push({ name: '', baseUrl: '', routes: {} });
+      renderUpstreams(); renderModels(); updateSavebar();
+    });
+    $('#add-model').addEventListener('click', () => {
+      S.draft.models = S.draft.models || [];
+      const first = (S.draft.upstreams || [])[0];
+      S.draft.models.push({ id: '', upstream: first ? first.name : '', targetModel: '', routes: {} });
+      renderModels(); updateSavebar();
+      const id = $$('#model-list [data-path]').find((e) => e.dataset.path === 'models[' + (S.draft.models.length - 1) + '].id');
+      if (id) id.focus();
+    });
+    $('#key-create').addEventListener('submit', createKey);
+    $('#verify-auth').addEventListener('click', verifyAuth);
+    $('#show-caddyfile').addEventListener('click', showCaddyfile);
+    $('#reload-caddy').addEventListener('click', reloadCaddy);
+    $('#requests-filters').addEventListener('submit', (ev) => { ev.preventDefault(); enterRequests(); });
+    $('#requests-filters').addEventListener('change', () => enterRequests());
+    $('#tester-form').addEventListener('submit', sendTester);
+    $('#tester-form').addEventListener('change', (ev) => {
+      if (ev.target.name === 'body') return;
+      if (ev.target.name === 'route') $('#tester-form').elements.stream.disabled = ev.target.value === 'images/generations';
+      if (!$('#tester-raw').open) $('#tester-form').elements.body.value = JSON.stringify(testerBody(), null, 2);
+    });
+    $('#tester-raw').addEventListener('toggle', () => {
+      if ($('#tester-raw').open) $('#tester-form').elements.body.value = JSON.stringify(testerBody(), null, 2);
+    });
+    $('#tester-stop').addEventListener('click', () => { if (S.tester) S.tester.abort(); });
+    $('#json-text').addEventListener('input', onJsonInput);
+    $('#json-text').addEventListener('scroll', () => { $('#json-gutter').scrollTop = $('#json-text').scrollTop; });
+    $('#json-validate').addEventListener('click', validateJson);
+    $('#json-format').addEventListener('click', formatJson);
+    window.addEventListener('hashchange', () => showPage(location.hash.slice(1)));
+    window.addEventListener('beforeunload', (ev) => { if (dirty()) { ev.preventDefault(); ev.returnValue = ''; } });
+    document.body.append(h('datalist', { id: 'route-targets' }, ...ROUTES.map((r) => h('option', { value: r }))));
+  }
+
+  async function start() {
+    applyI18n();
+    wire();
+    await refreshSession();
+    try {
+      await loadConfig();
+      if (!S.draft) {
+        toast(t('config.unreadable'), 'bad');
+        showIssues(S.server.issues || []);
+      }
+    } catch (err) {
+      toast(err.message, 'bad');
+    }
+    showPage(location.hash.slice(1) || 'overview');
+    document.body.dataset.ready = 'true';
+  }
+
+  document.addEventListener('DOMContentLoaded', start);
+})();

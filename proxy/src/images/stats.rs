@@ -1,0 +1,304 @@
+//! Counters of the image compressor: images seen, compressed, kept by reason, bytes before and
+//! after, time on the workers and delay added to requests. In memory since the process started
+//! (not written to stats.json); atomics only, so counting never blocks a request.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::stats::now_ms;
+
+/// Why an image was forwarded as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Re-encoding did not make it smaller.
+    NotSmaller,
+    Animated,
+    /// Transparent pixels and a target format without alpha.
+    Transparent,
+    /// Not JPEG, PNG, GIF or WebP (SVG, BMP, TIFF, HEIC, CMYK JPEG...).
+    UnsupportedFormat,
+    /// Corrupt or truncated image data.
+    Undecodable,
+    /// The payload is not base64.
+    BadBase64,
+    /// Past the decode limits (dimensions, pixels, memory).
+    TooLarge,
+    /// The worker queue was full.
+    Busy,
+    /// The encoder failed or a job panicked.
+    Failed,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 9] = [
+        SkipReason::NotSmaller,
+        SkipReason::Animated,
+        SkipReason::Transparent,
+        SkipReason::UnsupportedFormat,
+        SkipReason::Undecodable,
+        SkipReason::BadBase64,
+        SkipReason::TooLarge,
+        SkipReason::Busy,
+        SkipReason::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotSmaller => "not_smaller",
+            SkipReason::Animated => "animated",
+            SkipReason::Transparent => "transparent",
+            SkipReason::UnsupportedFormat => "unsupported_format",
+            SkipReason::Undecodable => "undecodable",
+            SkipReason::BadBase64 => "bad_base64",
+            SkipReason::TooLarge => "too_large",
+            SkipReason::Busy => "busy",
+            SkipReason::Failed => "failed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Default)]
+pub struct ImageStats {
+    since_ms: u64,
+    requests: AtomicU64,
+    seen: AtomicU64,
+    compressed: AtomicU64,
+    duplicates: AtomicU64,
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    bytes_before: AtomicU64,
+    bytes_after: AtomicU64,
+    work_us: AtomicU64,
+    delay_us: AtomicU64,
+    delay_us_max: AtomicU64,
+    busy_requests: AtomicU64,
+}
+
+/// What `/stats` shows under `images`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ImageStatsData {
+    /// Unix time (ms) the counters started (process start).
+    pub since_ms: u64,
+    /// Requests whose body held at least one inline image.
+    pub requests: u64,
+    /// Inline images found (every occurrence, duplicates included).
+    pub seen: u64,
+    /// Images replaced by a smaller re-encoding.
+    pub compressed: u64,
+    /// Images forwarded as they came, by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Occurrences that reused the result of an identical image in the same request.
+    pub duplicates: u64,
+    /// Decoded image bytes as received, and as forwarded.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    /// Worker time spent decoding, resizing and encoding.
+    pub work_ms: u64,
+    /// Wall-clock time added to requests with images, in total and at most.
+    pub delay_ms: u64,
+    pub delay_ms_max: u64,
+    /// Requests forwarded unexamined because the worker queue was full.
+    pub busy_requests: u64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl ImageStats {
+    pub fn new() -> ImageStats {
+        ImageStats {
+            since_ms: now_ms(),
+            ..ImageStats::default()
+        }
+    }
+
+    /// One occurrence found in a body, with its decoded size and what was forwarded for it.
+    pub fn image(&self, outcome: Result<(), SkipReason>, bytes_before: usize, bytes_after: usize) {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(()) => self.compressed.fetch_add(1, Ordering::Relaxed),
+            Err(reason) => self.skipped[reason.index()].fetch_add(1, Ordering::Relaxed),
+        };
+        self.bytes_before
+            .fetch_add(bytes_before as u64, Ordering::Relaxed);
+        self.bytes_after
+            .fetch_add(bytes_after as u64, Ordering::Relaxed);
+    }
+
+    pub fn duplicate(&self) {
+        self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn work(&self, spent: Duration) {
+        self.work_us.fetch_add(micros(spent), Ordering::Relaxed);
+    }
+
+    /// A request with images is done; `delay` is the time its body spent in the compressor.
+    pub fn request(&self, delay: Duration) {
+        let us = micros(delay);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.delay_us.fetch_add(us, Ordering::Relaxed);
+        self.delay_us_max.fetch_max(us, Ordering::Relaxed);
+    }
+
+    pub fn busy_request(&self) {
+        self.busy_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> ImageStatsData {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ImageStatsData {
+            since_ms: self.since_ms,
+            requests: load(&self.requests),
+            seen: load(&self.seen),
+            compressed: load(&self.compressed),
+            skipped: SkipReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), load(&self.skipped[r.index()])))
+                .collect(),
+            duplicates: load(&self.duplicates),
+            bytes_before: load(&self.bytes_before),
+            bytes_after: load(&self.bytes_after),
+            work_ms: load(&self.work_us) / 1000,
+            delay_ms: load(&self.delay_us) / 1000,
+            delay_ms_max: load(&self.delay_us_max) / 1000,
+            busy_requests: load(&self.busy_requests),
+        }
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let seconds = |c: &AtomicU64| load(c) as f64 / 1_000_000.0;
+        let mut out = String::with_capacity(2048);
+        let plain = [
+            (
+                "requests",
+                "Requests whose body held inline images",
+                load(&self.requests),
+            ),
+            ("seen", "Inline request images found", load(&self.seen)),
+            (
+                "compressed",
+                "Request images replaced by a smaller re-encoding",
+                load(&self.compressed),
+            ),
+            (
+                "duplicates",
+                "Repeated images in one request, processed once",
+                load(&self.duplicates),
+            ),
+            (
+                "busy_requests",
+                "Requests forwarded unexamined because the worker queue was full",
+                load(&self.busy_requests),
+            ),
+        ];
+        for (name, help, value) in plain {
+            header(&mut out, &format!("gateway_images_{name}_total"), help);
+            let _ = writeln!(out, "gateway_images_{name}_total {value}");
+        }
+        header(
+            &mut out,
+            "gateway_images_skipped_total",
+            "Request images forwarded unchanged, by reason",
+        );
+        for reason in SkipReason::ALL {
+            let _ = writeln!(
+                out,
+                "gateway_images_skipped_total{{reason=\"{}\"}} {}",
+                reason.as_str(),
+                load(&self.skipped[reason.index()])
+            );
+        }
+        header(
+            &mut out,
+            "gateway_images_bytes_total",
+            "Decoded image bytes received (before) and forwarded (after)",
+        );
+        let _ = writeln!(
+            out,
+            "gateway_images_bytes_total{{stage=\"before\"}} {}",
+            load(&self.bytes_before)
+        );
+        let _ = writeln!(
+            out,
+            "gateway_images_bytes_total{{stage=\"after\"}} {}",
+            load(&self.bytes_after)
+        );
+        header(
+            &mut out,
+            "gateway_images_work_seconds_total",
+            "Worker time spent decoding, resizing and encoding",
+        );
+        let _ = writeln!(
+            out,
+            "gateway_images_work_seconds_total {}",
+            seconds(&self.work_us)
+        );
+        header(
+            &mut out,
+            "gateway_images_delay_seconds_total",
+            "Time request bodies spent in the image compressor",
+        );
+        let _ = writeln!(
+            out,
+            "gateway_images_delay_seconds_total {}",
+            seconds(&self.delay_us)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_are_counted_by_reason_with_bytes() {
+        let stats = ImageStats::new();
+        stats.image(Ok(()), 1000, 200);
+        stats.image(Err(SkipReason::NotSmaller), 50, 50);
+        stats.image(Err(SkipReason::NotSmaller), 50, 50);
+        stats.duplicate();
+        stats.request(Duration::from_millis(12));
+        stats.request(Duration::from_millis(30));
+        let data = stats.snapshot();
+        assert_eq!((data.seen, data.compressed, data.duplicates), (3, 1, 1));
+        assert_eq!(data.skipped["not_smaller"], 2);
+        assert_eq!(data.skipped["animated"], 0);
+        assert_eq!((data.bytes_before, data.bytes_after), (1100, 300));
+        assert_eq!(
+            (data.requests, data.delay_ms, data.delay_ms_max),
+            (2, 42, 30)
+        );
+    }
+
+    #[test]
+    fn prometheus_lines_carry_every_reason() {
+        let stats = ImageStats::new();
+        stats.image(Err(SkipReason::BadBase64), 0, 0);
+        stats.work(Duration::from_millis(1500));
+        let text = stats.prometheus();
+        assert!(
+            text.contains("gateway_images_skipped_total{reason=\"bad_base64\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("gateway_images_skipped_total{reason=\"busy\"} 0"));
+        assert!(text.contains("gateway_images_work_seconds_total 1.5"));
+        assert!(text.contains("# TYPE gateway_images_seen_total counter"));
+    }
+}
