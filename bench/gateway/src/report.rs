@@ -182,7 +182,8 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
             .processes
             .iter()
             .find(|x| x.name == "proxy")
-            .map_or(0, |x| x.rss_peak_kib);
+            .and_then(|x| x.rss_peak_kib)
+            .unwrap_or(0);
         out.push(Verdict {
             target: format!(
                 "{} concurrent streams all complete in ≤ 100 MB RSS",
@@ -218,7 +219,7 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
                 r.run.ok + r.run.failures.total(),
                 r.applied
             ),
-            met: r.run.failures.total() == 0 && r.applied > 0,
+            met: r.run.failures.total() == 0 && r.applied > 0 && r.last_applied,
         });
     }
     out
@@ -258,15 +259,21 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "- Processes, all on the same {} cores and none pinned: `fake-foundry` (2 workers), \
-         `proxy` (default workers: one per core; default log level, a JSON line per request \
-         written to /dev/null), Caddy (`reverse_proxy` with `flush_interval -1`), and the load \
-         generator `gateway-bench` (tokio, {} threads, its own HTTP/1.1 keep-alive client).",
+        "- Processes, all on the same {} cores and none pinned: the `proxy` release binary \
+         (default workers: one per core; default log level, a JSON line per request, written \
+         to /dev/null), Caddy (`reverse_proxy` with `flush_interval -1`), and the load \
+         generator `gateway-bench` (tokio, {} threads, its own HTTP/1.1 keep-alive client). \
+         The fake upstream is `fake_foundry::serve` with 2 workers on its own threads inside \
+         `gateway-bench`, listening with a backlog of 4,096 (the `fake-foundry` binary's \
+         listener queues 128 connections, too few for scenario 4); its CPU is read from its \
+         threads.",
         machine.cores, machine.cores
     );
     let _ = writeln!(
         s,
-        "- Proxy config: `auth.mode` `apiKey`, `server.upstream.pool.connections` 0, image \
+        "- Proxy config: `auth.mode` `apiKey`, `server.upstream.pool.connections` 0 and \
+         `keepAliveTimeoutMs` 4000 (below the fake's 5 s idle timeout, as it must be below any \
+         upstream's), image \
          compression on (the default; a body without images costs it two substring searches). The client sends model `bench`, which the proxy \
          maps to deployment `bench-deployment`, so every body is rewritten. Requests are a small \
          chat completion (about 250 bytes; the answer about 600 bytes, no delay in the fake)."
@@ -516,7 +523,8 @@ fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
     let _ = writeln!(
         s,
         "All streams start together on their own connections. RSS is sampled every 100 ms; \
-         CPU is the average over the run, in percent of one core.\n"
+         CPU is the average over the run, in percent of one core. The fake runs inside the \
+         load generator's process, so it has no RSS of its own here.\n"
     );
     let _ = writeln!(
         s,
@@ -528,8 +536,8 @@ fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
             .iter()
             .filter(|p| match r.via {
                 Via::Direct => p.name == "fake-foundry",
-                Via::Proxy => p.name != "caddy",
-                Via::Caddy => true,
+                Via::Proxy => p.name == "fake-foundry" || p.name == "proxy",
+                Via::Caddy => p.name != "load generator",
             })
             .collect();
         for (i, p) in relevant.iter().enumerate() {
@@ -549,8 +557,8 @@ fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
                 s,
                 "| {head} | {} | {} | {} | {:.0} % |",
                 p.name,
-                mib(p.rss_before_kib),
-                mib(p.rss_peak_kib),
+                p.rss_before_kib.map_or_else(|| "–".into(), mib),
+                p.rss_peak_kib.map_or_else(|| "–".into(), mib),
                 p.cpu_seconds * 100.0 / r.elapsed.as_secs_f64().max(1e-9)
             );
         }
@@ -573,19 +581,25 @@ fn render_reload(s: &mut String, r: &ReloadResult, throughput: &[ThroughputRow])
     );
     let _ = writeln!(
         s,
-        "| duration | requests | failed | config writes | reloads applied | config refused | req/s | req/s without reloads |\n| ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+        "| duration | requests | failed | config writes | reloads applied | last write serves | config refused | req/s | req/s without reloads |\n| ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |"
     );
     let _ = writeln!(
         s,
-        "| {:.1} s | {} | {} | {} | {} | {} | {:.0} | {} |",
+        "| {:.1} s | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
         r.run.elapsed.as_secs_f64(),
         r.run.ok + r.run.failures.total(),
         r.run.failures.describe(),
         r.writes,
         r.applied,
+        if r.last_applied { "yes" } else { "**no**" },
         if r.rejected { "yes" } else { "no" },
         r.run.rps(),
         baseline
+    );
+    let _ = writeln!(
+        s,
+        "\nThe watcher waits 100 ms after a file event before it reads the file, so writes that \
+         close together are applied as one reload."
     );
     let _ = writeln!(s);
 }

@@ -11,7 +11,7 @@ use base64::Engine as _;
 
 use crate::client;
 use crate::load::{self, Dist, Failures, Run, StreamRun, Until};
-use crate::processes::{Child, Usage};
+use crate::processes::{Child, Measured, Probe, Usage};
 use crate::stack::{self, CLIENT_KEY, ConfigVariant, DEPLOYMENT, Stack};
 
 /// Where a request goes.
@@ -108,12 +108,22 @@ impl Bench<'_> {
         }
     }
 
-    /// Processes whose CPU and memory are read: the fake, the proxy, Caddy.
-    fn children(&self) -> Vec<&Child> {
-        let mut out = vec![&self.stack.fake, &self.stack.proxy];
+    /// What CPU (and memory) is read of: the fake, the proxy, Caddy, the load generator.
+    fn measured(&self) -> Vec<Measured> {
+        let mut out = vec![
+            Measured {
+                name: "fake-foundry",
+                probe: Probe::FakeThreads,
+            },
+            self.stack.proxy.measured(),
+        ];
         if let Some((caddy, _)) = &self.stack.caddy {
-            out.push(caddy);
+            out.push(caddy.measured());
         }
+        out.push(Measured {
+            name: "load generator",
+            probe: Probe::LoadGenerator,
+        });
         out
     }
 }
@@ -249,13 +259,11 @@ pub async fn throughput(
 }
 
 fn cpu_snapshot(bench: &Bench<'_>) -> Vec<(&'static str, Usage)> {
-    let mut out: Vec<_> = bench
-        .children()
+    bench
+        .measured()
         .into_iter()
-        .map(|c| (c.name, c.usage()))
-        .collect();
-    out.push(("load generator", Usage::of_self()));
-    out
+        .map(|m| (m.name, m.usage()))
+        .collect()
 }
 
 fn cpu_delta(
@@ -392,8 +400,9 @@ pub struct ManyStreamsResult {
 
 pub struct ProcessLoad {
     pub name: &'static str,
-    pub rss_before_kib: u64,
-    pub rss_peak_kib: u64,
+    /// `None` for what runs inside the load generator's process.
+    pub rss_before_kib: Option<u64>,
+    pub rss_peak_kib: Option<u64>,
     pub cpu_seconds: f64,
 }
 
@@ -408,17 +417,16 @@ pub async fn many_streams(bench: &mut Bench<'_>) -> anyhow::Result<Vec<ManyStrea
         let extra = extra.clone();
         let request_for: load::RequestFor =
             Arc::new(move |id: &str| chat_request(via, addr, false, &extra, Some(id)));
-        let pids: Vec<(&'static str, u32)> =
-            bench.children().iter().map(|c| (c.name, c.pid())).collect();
-        let before: Vec<Usage> = pids.iter().map(|(_, pid)| Usage::of(*pid)).collect();
+        let measured = bench.measured();
+        let before: Vec<Usage> = measured.iter().map(Measured::usage).collect();
         let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let sampler = {
-            let (pids, sampling) = (pids.clone(), sampling.clone());
+            let (measured, sampling) = (measured.clone(), sampling.clone());
             tokio::spawn(async move {
-                let mut peaks = vec![0u64; pids.len()];
+                let mut peaks: Vec<Option<u64>> = vec![None; measured.len()];
                 while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    for (peak, (_, pid)) in peaks.iter_mut().zip(&pids) {
-                        *peak = (*peak).max(Usage::of(*pid).rss_kib);
+                    for (peak, m) in peaks.iter_mut().zip(&measured) {
+                        *peak = (*peak).max(m.usage().rss_kib);
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -437,14 +445,14 @@ pub async fn many_streams(bench: &mut Bench<'_>) -> anyhow::Result<Vec<ManyStrea
         .await;
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);
         let peaks = sampler.await.unwrap_or_default();
-        let after: Vec<Usage> = pids.iter().map(|(_, pid)| Usage::of(*pid)).collect();
-        let processes = pids
+        let after: Vec<Usage> = measured.iter().map(Measured::usage).collect();
+        let processes = measured
             .iter()
             .enumerate()
-            .map(|(i, (name, _))| ProcessLoad {
-                name,
+            .map(|(i, m)| ProcessLoad {
+                name: m.name,
                 rss_before_kib: before[i].rss_kib,
-                rss_peak_kib: peaks.get(i).copied().unwrap_or(0).max(after[i].rss_kib),
+                rss_peak_kib: peaks.get(i).copied().flatten().max(after[i].rss_kib),
                 cpu_seconds: after[i].cpu_seconds_since(&before[i]),
             })
             .collect();
@@ -492,7 +500,10 @@ pub fn idle_row(name: &str, child: &Child, note: &str) -> IdleRow {
 pub struct ReloadResult {
     pub run: Run,
     pub writes: u64,
+    /// Reloads the proxy counted (writes close together are applied as one).
     pub applied: u64,
+    /// The last write is what serves afterwards.
+    pub last_applied: bool,
     pub rejected: bool,
     pub connections: usize,
 }
@@ -523,17 +534,52 @@ pub async fn reload_under_load(bench: &mut Bench<'_>) -> anyhow::Result<ReloadRe
         load::closed_loop(addr, request, connections, duration),
         writer
     );
-    // The last write may still be in the debounce window.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Writes close together are applied together; the last one must be what serves.
+    let last = format!("reload-{}", bench.stack.config().revision);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last_applied = false;
+    while !last_applied && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last_applied = serves_model(bench.stack.proxy_addr, &last).await;
+    }
     let generation_after = bench.stack.generation().await?;
     let status = bench.stack.ops_json("/status").await?;
     Ok(ReloadResult {
         run,
         writes,
         applied: generation_after.saturating_sub(generation_before),
+        last_applied,
         rejected: !status["config"]["rejected"].is_null(),
         connections,
     })
+}
+
+/// Whether `GET /v1/models` through the proxy lists `id`.
+async fn serves_model(proxy: SocketAddr, id: &str) -> bool {
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let request = client::request(
+        "GET",
+        proxy,
+        "/v1/models",
+        &[("authorization", bearer.as_str())],
+        b"",
+    );
+    let Ok(mut conn) = client::Connection::open(proxy).await else {
+        return false;
+    };
+    let mut body = Vec::new();
+    match conn
+        .exchange(&request, |piece, _| body.extend_from_slice(piece))
+        .await
+    {
+        Ok(response) if response.status == 200 => {
+            serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["data"].as_array().cloned())
+                .is_some_and(|models| models.iter().any(|m| m["id"] == id))
+        }
+        _ => false,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

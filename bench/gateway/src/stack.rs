@@ -31,7 +31,7 @@ pub struct Binaries {
 
 pub struct Stack {
     pub work: PathBuf,
-    pub fake: Child,
+    /// The fake, served in this process (see [`processes::start_fake_in_process`]).
     pub fake_addr: SocketAddr,
     pub proxy: Child,
     pub proxy_addr: SocketAddr,
@@ -53,7 +53,7 @@ pub struct ConfigVariant {
 impl Stack {
     pub async fn start(bins: &Binaries, work: &Path) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(work)?;
-        let (fake, fake_addr) = processes::start_fake(&bins.fake, 2)?;
+        let fake_addr = processes::start_fake_in_process(2).await?;
         let tap = Tap::start(fake_addr).await?;
 
         let data = work.join("proxy-data");
@@ -104,7 +104,6 @@ impl Stack {
         };
         Ok(Stack {
             work: work.to_path_buf(),
-            fake,
             fake_addr,
             proxy,
             proxy_addr,
@@ -164,7 +163,6 @@ impl Stack {
     }
 
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        self.fake.check_running()?;
         self.proxy.check_running()?;
         if let Some((caddy, _)) = &mut self.caddy {
             caddy.check_running()?;
@@ -174,7 +172,9 @@ impl Stack {
 }
 
 /// The proxy's config.json: an Azure api-key, one client key, the fake as the upstream (and
-/// the tap in front of it as a second one), pool without a limit.
+/// the tap in front of it as a second one), pool without a limit. The fake, like any actix
+/// server, closes a connection idle for 5 s; the pool lets go of idle connections first, as it
+/// must with any upstream, or a request may go out on a connection the fake is closing.
 pub fn proxy_config(
     fake: SocketAddr,
     tap: SocketAddr,
@@ -184,7 +184,7 @@ pub fn proxy_config(
         "server": {
             "host": "127.0.0.1",
             "imageCompression": { "enabled": variant.image_compression },
-            "upstream": { "pool": { "connections": 0 } }
+            "upstream": { "pool": { "connections": 0, "keepAliveTimeoutMs": 4000 } }
         },
         "auth": { "mode": "apiKey", "apiKey": "bench-azure-key" },
         "apiKeys": [ { "id": "bench", "key": CLIENT_KEY, "status": "active" } ],
