@@ -241,7 +241,7 @@ pub struct StreamRun {
 pub enum Until {
     /// Stream after stream until the time is up.
     Elapsed(Duration),
-    /// One stream per connection.
+    /// One stream per connection, each connecting when the run starts: a burst of new clients.
     OneEach,
 }
 
@@ -266,7 +266,10 @@ pub async fn streams(
         let (barrier, request_for) = (barrier.clone(), request_for.clone());
         let tag = tag.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Connection::open(addr).await.ok();
+            let mut conn = match until {
+                Until::Elapsed(_) => Connection::open(addr).await.ok(),
+                Until::OneEach => None,
+            };
             barrier.wait().await;
             let offset = stagger.mul_f64(index as f64 / connections as f64);
             if !offset.is_zero() {

@@ -220,6 +220,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Err(err) => results.errors.push(format!("Concurrent streams: {err:#}")),
         }
     }
+    let mut proxy_after = Vec::new();
+    if wanted(5) && wanted(4) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy_after.push(scenarios::idle_row(
+            "proxy",
+            &bench.stack.proxy,
+            "idle, 2 s after scenarios 1 to 4 (before any image)",
+        ));
+    }
     if wanted(7) {
         eprintln!("7. a request with a 2 MB image");
         match scenarios::image_request(&mut bench).await {
@@ -227,16 +236,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Err(err) => results.errors.push(format!("Image request: {err:#}")),
         }
     }
-    if wanted(5) {
+    if wanted(5) && wanted(7) {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        results.idle.insert(
-            1,
-            scenarios::idle_row(
-                "proxy",
-                &stack.proxy,
-                "idle again, 2 s after the scenarios above",
-            ),
-        );
+        proxy_after.push(scenarios::idle_row(
+            "proxy",
+            &stack.proxy,
+            "idle, 2 s after the image requests of scenario 7",
+        ));
+    }
+    if !results.idle.is_empty() {
+        for (i, row) in proxy_after.into_iter().enumerate() {
+            results.idle.insert(1 + i, row);
+        }
     }
     stack.check_running()?;
     machine.load_end = report::load_average();

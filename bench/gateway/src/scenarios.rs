@@ -290,6 +290,9 @@ pub struct StreamResult {
     pub event_delay: Dist,
     /// Events of which the tap saw no match (should be none).
     pub unmatched: usize,
+    /// Events that reached the client in the same read as the next one although the fake sent
+    /// them at least half a gap apart: held back until the next arrived.
+    pub held_back: usize,
 }
 
 pub const STREAM_CHUNKS: usize = 20;
@@ -346,9 +349,10 @@ pub async fn streaming(bench: &mut Bench<'_>) -> anyhow::Result<Vec<StreamResult
         let run = load::streams(addr, request_for, "s3", 32, until, stagger, expected).await;
         let result = match_events(bench, via, run, expected);
         eprintln!(
-            "  {:<20} {} streams, ttfb p50 {} µs, event delay p50 {} µs p99 {} µs max {} µs",
+            "  {:<20} {} streams, {} events held back, ttfb p50 {} µs, event delay p50 {} µs p99 {} µs max {} µs",
             via.label(),
             result.streams,
+            result.held_back,
             result.ttfb.q(0.5) / 1000,
             result.event_delay.q(0.5) / 1000,
             result.event_delay.q(0.99) / 1000,
@@ -363,6 +367,8 @@ fn match_events(bench: &Bench<'_>, via: Via, run: StreamRun, expected: usize) ->
     let mut ttfb = Vec::with_capacity(run.streams.len());
     let mut delays = Vec::with_capacity(run.streams.len() * expected);
     let mut unmatched = 0;
+    let mut held_back = 0;
+    let half_gap = Duration::from_millis(STREAM_GAP_MS) / 2;
     for stream in &run.streams {
         ttfb.push((stream.first_byte - stream.sent).as_nanos() as u64);
         match bench.stack.tap.take(&stream.id) {
@@ -370,6 +376,12 @@ fn match_events(bench: &Bench<'_>, via: Via, run: StreamRun, expected: usize) ->
                 for (arrived, left) in stream.events.iter().zip(&left) {
                     delays.push(arrived.saturating_duration_since(*left).as_nanos() as u64);
                 }
+                held_back += (1..left.len())
+                    .filter(|&k| {
+                        stream.events[k] == stream.events[k - 1]
+                            && left[k].saturating_duration_since(left[k - 1]) >= half_gap
+                    })
+                    .count();
             }
             _ => unmatched += stream.events.len(),
         }
@@ -382,6 +394,7 @@ fn match_events(bench: &Bench<'_>, via: Via, run: StreamRun, expected: usize) ->
         ttfb: Dist::new(ttfb),
         event_delay: Dist::new(delays),
         unmatched,
+        held_back,
     }
 }
 
@@ -605,7 +618,7 @@ pub struct ImageRow {
 
 /// A photo-like JPEG of about 2 MB: smooth gradients with fine noise, as a camera makes.
 pub fn photo_jpeg() -> anyhow::Result<(Vec<u8>, u32, u32)> {
-    let (width, height) = (2400u32, 1800u32);
+    let (width, height) = (2800u32, 2100u32);
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let img = image::RgbImage::from_fn(width, height, |x, y| {
         seed ^= seed << 13;
