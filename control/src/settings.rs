@@ -40,6 +40,10 @@ pub struct CaddySettings {
     /// `host:port` Caddy forwards the admin path to (`CONTROL_UPSTREAM`); `None`: the listen
     /// address, with a wildcard host replaced by loopback.
     pub control_upstream: Option<String>,
+    /// `host:port` Caddy forwards API traffic to (`PROXY_UPSTREAM`); `None`:
+    /// `server.caddy.upstreamHost:upstreamPort` from the config. The container sets it, because
+    /// there the proxy listens on its own loopback port while Caddy takes the config's port.
+    pub proxy_upstream: Option<String>,
     /// `internal` issues the TLS site's certificate from Caddy's own local CA instead of ACME
     /// (`CADDY_TLS`), for tests and private networks.
     pub tls_internal: bool,
@@ -81,6 +85,7 @@ impl Settings {
                 caddyfile_path,
                 http_port: DEFAULT_CADDY_HTTP_PORT,
                 control_upstream: None,
+                proxy_upstream: None,
                 tls_internal: false,
                 template_path: None,
             },
@@ -124,6 +129,7 @@ impl Settings {
                 .with_context(|| format!("CADDY_HTTP_PORT must be a port number, got {port:?}"))?;
         }
         settings.caddy.control_upstream = var("CONTROL_UPSTREAM").map(|v| v.trim().to_string());
+        settings.caddy.proxy_upstream = var("PROXY_UPSTREAM").map(|v| v.trim().to_string());
         if let Some(tls) = var("CADDY_TLS") {
             settings.caddy.tls_internal = match tls.trim() {
                 "acme" => false,

@@ -84,6 +84,7 @@ impl Application {
                 .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into()),
             http_port: settings.caddy.http_port,
             control_upstream: settings.control_upstream(port),
+            proxy_upstream: settings.caddy.proxy_upstream.clone(),
             storage_dir: std::path::absolute(settings.caddy.storage_dir(&settings.data_dir))?,
             tls_log: std::path::absolute(settings.caddy.tls_log_path(&settings.data_dir))?,
             tls_internal: settings.caddy.tls_internal,

@@ -696,6 +696,7 @@
       fact(f, t('tls.inSync'), c.pending ? badge(t('overview.pending'), 'warn') : badge(t('tls.yes'), 'ok'));
     }
     fact(f, t('tls.proxyHealth'), c.proxy_health === true ? badge(t('tls.healthy'), 'ok') : c.proxy_health === false ? badge(t('tls.unhealthy'), 'bad') : badge(t('overview.unreachable'), 'bad'));
+    fact(f, t('tls.proxyUpstream'), h('span', {}, h('span', { class: 'mono' }, c.proxy_upstream), c.proxy_upstream_from_env ? ' ' + t('tls.fromEnv') : ''));
     fact(f, 'Caddyfile', h('span', { class: 'mono' }, c.caddyfile_path));
     fact(f, t('tls.storage'), h('span', { class: 'mono' }, c.storage_dir));
 

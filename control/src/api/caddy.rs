@@ -29,6 +29,9 @@ struct CaddyStatus {
     upstreams: Value,
     /// The proxy's own health check, asked directly.
     proxy_health: Option<bool>,
+    /// Where Caddy forwards API traffic, and whether `PROXY_UPSTREAM` set it.
+    proxy_upstream: String,
+    proxy_upstream_from_env: bool,
     certificates: Vec<CertificateInfo>,
     tls_log: Vec<LogLine>,
     tls_log_path: String,
@@ -49,15 +52,20 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         },
     };
     let config = state.store.last_good();
-    let proxy_health = state
-        .http
-        .get(format!(
-            "http://{}/healthz",
+    let proxy_upstream = state
+        .caddy
+        .inputs()
+        .proxy_upstream
+        .clone()
+        .unwrap_or_else(|| {
             join(
                 &config.server.caddy.upstream_host,
-                config.server.caddy.upstream_port
+                config.server.caddy.upstream_port,
             )
-        ))
+        });
+    let proxy_health = state
+        .http
+        .get(format!("http://{proxy_upstream}/healthz"))
         .timeout(std::time::Duration::from_secs(3))
         .send()
         .await
@@ -84,6 +92,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         render: state.caddy.last_render(),
         upstreams,
         proxy_health,
+        proxy_upstream_from_env: inputs.proxy_upstream.is_some(),
+        proxy_upstream,
         certificates,
         tls_log,
         tls_log_path: inputs.tls_log.display().to_string(),

@@ -36,6 +36,8 @@ pub struct RenderSettings<'a> {
     pub http_port: u16,
     /// `host:port` of control.
     pub control_upstream: String,
+    /// `host:port` of the proxy when it is not the config's `server.caddy.upstreamHost:upstreamPort`.
+    pub proxy_upstream: Option<String>,
     pub storage_dir: &'a Path,
     pub tls_log: &'a Path,
     pub tls_internal: bool,
@@ -99,10 +101,13 @@ pub fn render(
         },
         admin_path: config.server.admin_path.clone(),
         control_upstream: host_port("CONTROL_UPSTREAM", &settings.control_upstream)?,
-        proxy_upstream: host_port(
-            "server.caddy.upstreamHost",
-            &join_host_port(&caddy.upstream_host, caddy.upstream_port),
-        )?,
+        proxy_upstream: match &settings.proxy_upstream {
+            Some(upstream) => host_port("PROXY_UPSTREAM", upstream)?,
+            None => host_port(
+                "server.caddy.upstreamHost",
+                &join_host_port(&caddy.upstream_host, caddy.upstream_port),
+            )?,
+        },
         dial_timeout: millis(caddy.dial_timeout),
         response_header_timeout: response_header_timeout(config).map(millis),
         keepalive: if caddy.keep_alive_timeout.is_zero() {
@@ -213,6 +218,14 @@ mod tests {
     }
 
     fn render_with(value: Value, tls_internal: bool) -> Result<String, RenderError> {
+        render_for_proxy(value, tls_internal, None)
+    }
+
+    fn render_for_proxy(
+        value: Value,
+        tls_internal: bool,
+        proxy_upstream: Option<&str>,
+    ) -> Result<String, RenderError> {
         let (config_path, storage, log) = settings();
         render(
             BUILTIN_TEMPLATE,
@@ -222,6 +235,7 @@ mod tests {
                 admin_listen: "localhost:2019".into(),
                 http_port: 3000,
                 control_upstream: "127.0.0.1:3001".into(),
+                proxy_upstream: proxy_upstream.map(str::to_string),
                 storage_dir: &storage,
                 tls_log: &log,
                 tls_internal,
@@ -352,6 +366,24 @@ mod tests {
     }
 
     #[test]
+    fn proxy_upstream_from_the_environment_wins_over_the_config() {
+        let config =
+            json!({"server": {"caddy": {"upstreamHost": "10.0.0.9", "upstreamPort": 3000}}});
+        let rendered =
+            render_for_proxy(config.clone(), false, Some("127.0.0.1:8080")).expect("renders");
+        assert!(
+            rendered.contains("reverse_proxy 127.0.0.1:8080 {"),
+            "{rendered}"
+        );
+        assert!(!rendered.contains("10.0.0.9"), "{rendered}");
+        let refused = render_for_proxy(config, false, Some("127.0.0.1:8080 {\n}"));
+        assert!(
+            matches!(&refused, Err(RenderError::Unsafe { field, .. }) if field == "PROXY_UPSTREAM"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn an_unsafe_value_that_slips_past_validation_is_refused_by_the_renderer() {
         let mut config =
             config(json!({"server": {"caddy": {"enabled": true, "domain": "gw.example.com"}}}));
@@ -365,6 +397,7 @@ mod tests {
                 admin_listen: "localhost:2019".into(),
                 http_port: 3000,
                 control_upstream: "127.0.0.1:3001".into(),
+                proxy_upstream: None,
                 storage_dir: &storage,
                 tls_log: &log,
                 tls_internal: false,
