@@ -1,0 +1,60 @@
+# The gateway in one image: Caddy (the only listener facing the network), proxy and control,
+# run by supervisord. Build: `docker compose up --build`, or `docker build -t aoai-gateway .`
+# See docs/deploy-aci.md and docs/operations.md.
+
+FROM rust:1-bookworm AS build
+# nasm gives mozjpeg (request image compression) its SIMD code.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nasm \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+
+# Dependencies first, against empty crates, so that a change to the sources reuses this layer.
+COPY Cargo.toml Cargo.lock ./
+COPY proxy/Cargo.toml proxy/
+COPY control/Cargo.toml control/
+COPY fake-foundry/Cargo.toml fake-foundry/
+COPY stack-tests/Cargo.toml stack-tests/
+COPY bench/images/Cargo.toml bench/images/
+COPY bench/gateway/Cargo.toml bench/gateway/
+RUN for crate in proxy control fake-foundry stack-tests bench/images bench/gateway; do \
+        mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
+    done \
+    && cargo build --release --locked -p proxy -p control
+
+COPY . .
+# The copied sources are older than the empty crates built above: make cargo rebuild them.
+RUN find proxy control -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked -p proxy -p control \
+    && cp target/release/proxy target/release/control /usr/local/bin/
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends supervisor ca-certificates libcap2-bin \
+    && rm -rf /var/lib/apt/lists/*
+# A current Caddy: Debian's 2.6 cuts live SSE streams on every reload. It may bind 443 without
+# running as root.
+COPY --from=caddy:2 /usr/bin/caddy /usr/bin/caddy
+RUN setcap cap_net_bind_service=+ep /usr/bin/caddy \
+    && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin gateway \
+    && mkdir -p /app/data \
+    && chown gateway:gateway /app/data
+
+COPY --from=build /usr/local/bin/proxy /usr/local/bin/control /usr/local/bin/
+COPY supervisord.conf /app/
+COPY container/ /app/container/
+COPY caddy/bootstrap.Caddyfile /app/caddy/
+COPY data/config.json /app/defaults/config.json
+
+# entrypoint.sh has the defaults of every path and port; these are the ones worth knowing.
+ENV GATEWAY_HOME=/app \
+    GATEWAY_USER=gateway \
+    DATA_DIR=/app/data \
+    CADDY_HTTP_PORT=3000
+WORKDIR /app
+EXPOSE 3000 443
+VOLUME /app/data
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/app/container/healthcheck.sh"]
+ENTRYPOINT ["/app/container/entrypoint.sh"]
