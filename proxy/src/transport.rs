@@ -1,46 +1,94 @@
 //! The awc client of each worker thread: pooled keep-alive connections with TCP_NODELAY and
 //! rustls (system roots plus the compiled-in Mozilla roots). Rebuilt only when the transport settings change; never one client per request.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use actix_http::error::ParseError;
 use actix_rt::net::TcpStream;
 use actix_service::{Service, ServiceExt};
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection, Connector, Resolver};
+use awc::error::{ConnectError as SendConnectError, SendRequestError};
 use awc::http::Uri;
 
 use crate::config::UpstreamSettings;
 
 #[derive(Clone, PartialEq)]
 struct TransportKey {
-    connect_timeout: std::time::Duration,
+    connect_timeout: Duration,
     pool: crate::config::Pool,
 }
 
-thread_local! {
-    static CLIENT: RefCell<Option<(TransportKey, awc::Client)>> = const { RefCell::new(None) };
+/// The clients of one thread for one set of transport settings.
+#[derive(Clone)]
+pub struct Clients {
+    /// Keep-alive connections from the pool.
+    pub pooled: awc::Client,
+    /// A new connection for each request, closed after it: for sending a request again after
+    /// its pooled connection turned out to be closed.
+    pub fresh: awc::Client,
 }
 
-/// This thread's client for the given settings (awc clients are bound to one thread).
-pub fn client(settings: &UpstreamSettings) -> awc::Client {
+thread_local! {
+    static CLIENTS: RefCell<Option<(TransportKey, Clients)>> = const { RefCell::new(None) };
+}
+
+tokio::task_local! {
+    /// Set when the exchange in scope opens a new connection.
+    static OPENED: Rc<Cell<bool>>;
+}
+
+/// This thread's clients for the given settings (awc clients are bound to one thread).
+pub fn clients(settings: &UpstreamSettings) -> Clients {
     let key = TransportKey {
         connect_timeout: settings.connect_timeout,
         pool: settings.pool.clone(),
     };
-    CLIENT.with(|cell| {
+    CLIENTS.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if let Some((current, client)) = cell.as_ref()
+        if let Some((current, clients)) = cell.as_ref()
             && *current == key
         {
-            return client.clone();
+            return clients.clone();
         }
-        let client = build(&key);
-        *cell = Some((key, client.clone()));
-        client
+        let clients = Clients {
+            pooled: build(&key, key.pool.keep_alive, key.pool.max_lifetime),
+            fresh: build(&key, Duration::ZERO, Duration::ZERO),
+        };
+        *cell = Some((key, clients.clone()));
+        clients
     })
 }
 
-fn build(key: &TransportKey) -> awc::Client {
+/// Runs an exchange and tells whether it opened a new connection (otherwise it went out on a
+/// pooled one).
+pub async fn noting_new_connection<F: Future>(exchange: F) -> (F::Output, bool) {
+    let opened = Rc::new(Cell::new(false));
+    let output = OPENED.scope(opened.clone(), exchange).await;
+    (output, opened.get())
+}
+
+/// Whether a send failed because the connection was closed before any of the response came:
+/// what happens to a request written on a pooled connection that the upstream was closing.
+pub fn closed_before_response(err: &SendRequestError) -> bool {
+    let closed = |io: &std::io::Error| {
+        use std::io::ErrorKind::*;
+        matches!(
+            io.kind(),
+            BrokenPipe | ConnectionReset | ConnectionAborted | NotConnected | UnexpectedEof
+        )
+    };
+    match err {
+        SendRequestError::Connect(SendConnectError::Disconnected) => true,
+        SendRequestError::Send(io) | SendRequestError::Response(ParseError::Io(io)) => closed(io),
+        _ => false,
+    }
+}
+
+fn build(key: &TransportKey, keep_alive: Duration, lifetime: Duration) -> awc::Client {
     let connector = awc::Connector::new()
         .rustls_0_23(tls_config())
         .connector(tcp_nodelay_connector())
@@ -49,8 +97,8 @@ fn build(key: &TransportKey) -> awc::Client {
         .timeout(key.connect_timeout)
         .handshake_timeout(key.connect_timeout)
         .limit(key.pool.connections)
-        .conn_keep_alive(key.pool.keep_alive)
-        .conn_lifetime(key.pool.max_lifetime);
+        .conn_keep_alive(keep_alive)
+        .conn_lifetime(lifetime);
     awc::Client::builder()
         .connector(connector)
         // Our own first-byte, idle and total timeouts apply instead of awc's 5 s default.
@@ -95,6 +143,7 @@ fn tcp_nodelay_connector()
     Connector::new(Resolver::default())
         .service()
         .map(|conn: Connection<Uri, TcpStream>| {
+            let _ = OPENED.try_with(|opened| opened.set(true));
             if let Err(err) = conn.io_ref().set_nodelay(true) {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY on an upstream connection");
             }

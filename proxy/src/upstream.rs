@@ -17,6 +17,7 @@ use crate::credentials::UpstreamCredential;
 use crate::errors::ProxyError;
 use crate::request_body::UpstreamBody;
 use crate::retry::{self, Decision};
+use crate::transport;
 
 /// awc copies the body it is given into its write buffer before writing it, so a body is handed
 /// over in slices of at most this size: the buffer stays this small instead of growing to the
@@ -42,11 +43,20 @@ pub struct UpstreamResponse {
 
 /// Sends the request, retrying per `settings`, and returns the response head.
 pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError> {
-    let client = crate::transport::client(call.settings);
+    let clients = transport::clients(call.settings);
     let settings = call.settings;
     let mut attempt = 0;
     let mut fresh_credential_tried = false;
+    // A request whose pooled connection closes before any byte of an answer (the upstream was
+    // closing it for being idle) is sent once more on a new connection, whatever `maxRetries`.
+    let mut resent_on_new_connection = false;
+    let mut use_new_connection = false;
     loop {
+        let client = if std::mem::take(&mut use_new_connection) {
+            &clients.fresh
+        } else {
+            &clients.pooled
+        };
         let auth =
             call.credential
                 .authorize()
@@ -73,7 +83,8 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
         } else {
             request.send_body(SlicedBody::new(&call.body))
         };
-        let outcome = actix_rt::time::timeout(wait, sending).await;
+        let (outcome, opened_connection) =
+            transport::noting_new_connection(actix_rt::time::timeout(wait, sending)).await;
         let failure = match outcome {
             Err(_elapsed) => {
                 return Err(ProxyError::UpstreamTimeout {
@@ -99,7 +110,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                     Decision::PassThrough => {
                         return Ok(UpstreamResponse {
                             response,
-                            attempts: attempt + 1,
+                            attempts: attempt + 1 + u32::from(resent_on_new_connection),
                             ttfb: sent_at.elapsed(),
                         });
                     }
@@ -114,6 +125,16 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                         delay
                     }
                 }
+            }
+            Ok(Err(err))
+                if !opened_connection
+                    && !resent_on_new_connection
+                    && transport::closed_before_response(&err) =>
+            {
+                tracing::debug!(error = %err, "the pooled upstream connection was closed; sending again on a new one");
+                resent_on_new_connection = true;
+                use_new_connection = true;
+                continue;
             }
             Ok(Err(err)) => {
                 let error = connect_failure(call.upstream_name, call.settings, err);
