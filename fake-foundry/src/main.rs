@@ -1,7 +1,7 @@
 //! The `fake-foundry` binary: serves the fake on 127.0.0.1 for benchmarks and manual testing.
 
 use std::io::Write;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use fake_foundry::{ServeOptions, serve};
@@ -69,10 +69,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// Pending connections the listener queues: a std-bound listener queues 128, which a burst of
+/// a thousand clients connecting at once overflows (their SYNs are dropped and retried later).
+const BACKLOG: u32 = 4096;
+
 fn run(args: Args) -> std::io::Result<()> {
-    let listener = TcpListener::bind(("127.0.0.1", args.port))?;
-    let addr = listener.local_addr()?;
     actix_rt::System::new().block_on(async move {
+        let listener = bind(args.port)?;
+        let addr = listener.local_addr()?;
         let server = serve(listener, args.options)?;
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "listening on {addr}")?;
@@ -80,4 +84,13 @@ fn run(args: Args) -> std::io::Result<()> {
         drop(stdout);
         server.await
     })
+}
+
+/// Binds 127.0.0.1:`port` with [`BACKLOG`] (inside the runtime: the socket is registered with it
+/// until converted back).
+fn bind(port: u16) -> std::io::Result<TcpListener> {
+    let socket = actix_rt::net::TcpSocket::new_v4()?;
+    socket.set_reuseaddr(true)?;
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.listen(BACKLOG)?.into_std()
 }
