@@ -62,8 +62,9 @@ impl Accounting {
         Arc::new(Accounting { stats, recent })
     }
 
-    /// Closes a request's books. `error` is a message safe to show operators (no secrets).
-    fn finish(&self, record: &RequestRecord, outcome: Outcome, error: Option<String>) {
+    /// Closes a request's books, taking what the record of recent requests keeps out of
+    /// `record`. `error` is a message safe to show operators (no secrets).
+    fn finish(&self, record: &mut RequestRecord, outcome: Outcome, error: Option<String>) {
         let latency = record.started.elapsed();
         // Requests refused before a model was known count only in the totals.
         self.stats.record(
@@ -117,14 +118,14 @@ impl Accounting {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(millis)
                 .unwrap_or(0),
-            time: humantime::format_rfc3339_millis(record.arrived).to_string(),
-            request_id: record.request_id.clone(),
-            upstream_request_id: record.upstream_request_id.clone(),
+            arrived: record.arrived,
+            request_id: std::mem::take(&mut record.request_id),
+            upstream_request_id: record.upstream_request_id.take(),
             key_id: record.key_id.as_deref().map(str::to_string),
-            model: record.model.clone(),
-            deployment: record.deployment.clone(),
-            upstream: record.upstream.clone(),
-            route: record.route.as_str().to_string(),
+            model: record.model.take(),
+            deployment: record.deployment.take(),
+            upstream: record.upstream.take(),
+            route: record.route.as_str(),
             stream: record.stream,
             status: record.status,
             latency_ms,
@@ -155,7 +156,7 @@ impl OpenRequest {
 
     pub fn close(&mut self, outcome: Outcome, error: Option<String>) {
         if !std::mem::replace(&mut self.closed, true) {
-            self.accounting.finish(&self.record, outcome, error);
+            self.accounting.finish(&mut self.record, outcome, error);
         }
     }
 }

@@ -9,12 +9,12 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// Client headers that go upstream as they are (besides our `x-request-id`).
-const REQUEST_ALLOW: [&str; 5] = [
-    "content-type",
-    "accept",
-    "user-agent",
-    "x-ms-client-request-id",
-    "x-client-request-id",
+const REQUEST_ALLOW: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("x-ms-client-request-id"),
+    HeaderName::from_static("x-client-request-id"),
 ];
 
 const HOP_BY_HOP: [&str; 9] = [
@@ -48,9 +48,10 @@ pub fn request_id(headers: &HeaderMap) -> String {
         // on every request.
         .map_or_else(
             || {
-                uuid::Builder::from_random_bytes(rand::random())
-                    .into_uuid()
-                    .to_string()
+                let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+                id.hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .to_owned()
             },
             str::to_string,
         )
@@ -64,7 +65,6 @@ pub fn upstream_request_headers(
     let connection = downstream.get(header::CONNECTION);
     let mut out = Vec::with_capacity(6);
     for name in REQUEST_ALLOW {
-        let name = HeaderName::from_static(name);
         if is_hop_by_hop(&name, connection) {
             continue;
         }

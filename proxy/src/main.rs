@@ -1,6 +1,9 @@
 use proxy::settings::Settings;
 use proxy::startup::Application;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     proxy::telemetry::init();

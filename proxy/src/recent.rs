@@ -3,8 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::usage::Usage;
 
@@ -12,14 +13,16 @@ use crate::usage::Usage;
 pub struct RecentEntry {
     /// Unix time in ms when the request arrived.
     pub time_ms: u64,
-    pub time: String,
+    /// The same moment in RFC 3339, formatted only when the entry is served.
+    #[serde(rename = "time", serialize_with = "rfc3339_millis")]
+    pub arrived: SystemTime,
     pub request_id: String,
     pub upstream_request_id: Option<String>,
     pub key_id: Option<String>,
     pub model: Option<String>,
     pub deployment: Option<String>,
     pub upstream: Option<String>,
-    pub route: String,
+    pub route: &'static str,
     pub stream: bool,
     pub status: u16,
     pub latency_ms: u64,
@@ -28,6 +31,10 @@ pub struct RecentEntry {
     /// "ok", "error" or "cancelled".
     pub outcome: &'static str,
     pub error: Option<String>,
+}
+
+fn rfc3339_millis<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*at))
 }
 
 impl RecentEntry {
@@ -120,14 +127,14 @@ mod tests {
     fn entry(time_ms: u64, outcome: &'static str, model: &str) -> RecentEntry {
         RecentEntry {
             time_ms,
-            time: String::new(),
+            arrived: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(time_ms),
             request_id: format!("r{time_ms}"),
             upstream_request_id: None,
             key_id: Some("k".into()),
             model: Some(model.into()),
             deployment: None,
             upstream: None,
-            route: "chat/completions".into(),
+            route: "chat/completions",
             stream: false,
             status: 200,
             latency_ms: 1,

@@ -36,13 +36,20 @@ pub enum Watch {
 
 impl Watch {
     pub fn for_content_type(content_type: &str, speaks: RouteKey, success: bool) -> Watch {
-        let content_type = content_type.to_ascii_lowercase();
-        if content_type.starts_with("text/event-stream") {
+        let content_type = content_type.as_bytes();
+        let event_stream = b"text/event-stream";
+        if content_type.len() >= event_stream.len()
+            && content_type[..event_stream.len()].eq_ignore_ascii_case(event_stream)
+        {
             Watch::Sse {
                 scanner: SseUsageScanner::default(),
                 speaks,
             }
-        } else if success && content_type.contains("json") {
+        } else if success
+            && content_type
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"json"))
+        {
             Watch::JsonTail {
                 chunks: VecDeque::new(),
                 held: 0,
@@ -71,6 +78,9 @@ impl Watch {
     fn usage(&self) -> Option<usage::Usage> {
         match self {
             Watch::Sse { scanner, .. } => scanner.usage(),
+            Watch::JsonTail { chunks, .. } if chunks.len() == 1 => {
+                usage::from_json_tail(&chunks[0])
+            }
             Watch::JsonTail { chunks, held } => {
                 let mut tail = Vec::with_capacity(*held);
                 for chunk in chunks {
@@ -92,8 +102,10 @@ pub struct Relay {
     watch: Watch,
     idle_timeout: Duration,
     last_chunk: Instant,
-    idle_timer: Pin<Box<Sleep>>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// Timers are armed only once the body has to wait: most bodies arrive with the head.
+    idle_timer: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    deadline_timer: Option<Pin<Box<Sleep>>>,
     /// Outcome when the body ends normally (decided by the upstream status).
     on_complete: Outcome,
     /// The upstream's Content-Length, and the bytes received so far.
@@ -113,14 +125,14 @@ impl Relay {
         expected_len: Option<u64>,
         request: OpenRequest,
     ) -> Relay {
-        let now = Instant::now();
         Relay {
             payload,
             watch,
             idle_timeout,
-            last_chunk: now,
-            idle_timer: Box::pin(sleep_until((now + idle_timeout).into())),
-            deadline: deadline.map(|at| Box::pin(sleep_until(at.into()))),
+            last_chunk: Instant::now(),
+            idle_timer: None,
+            deadline,
+            deadline_timer: None,
             on_complete,
             expected_len,
             received: 0,
@@ -140,6 +152,14 @@ impl Relay {
             Watch::Sse { scanner, .. } => !scanner.ended(),
             _ => self.expected_len.is_some_and(|len| self.received < len),
         }
+    }
+
+    fn fail_deadline(&mut self) -> Poll<Option<Result<Bytes, RelayError>>> {
+        self.fail(
+            ErrorClass::Timeout,
+            "upstream_timeout",
+            "the upstream response did not finish within the request timeout".into(),
+        )
     }
 
     /// Ends the body after a failure: an event stream gets one final error event in its own
@@ -170,14 +190,8 @@ impl Stream for Relay {
         if this.closed {
             return Poll::Ready(None);
         }
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return this.fail(
-                ErrorClass::Timeout,
-                "upstream_timeout",
-                "the upstream response did not finish within the request timeout".into(),
-            );
+        if this.deadline.is_some_and(|at| Instant::now() >= at) {
+            return this.fail_deadline();
         }
         match Pin::new(&mut this.payload).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
@@ -206,12 +220,23 @@ impl Stream for Relay {
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                if let Some(at) = this.deadline {
+                    let timer = this
+                        .deadline_timer
+                        .get_or_insert_with(|| Box::pin(sleep_until(at.into())));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return this.fail_deadline();
+                    }
+                }
                 // The idle timer is moved only when it fires, not on every chunk.
                 loop {
-                    if this.idle_timer.as_mut().poll(cx).is_pending() {
+                    let due = this.last_chunk + this.idle_timeout;
+                    let timer = this
+                        .idle_timer
+                        .get_or_insert_with(|| Box::pin(sleep_until(due.into())));
+                    if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
-                    let due = this.last_chunk + this.idle_timeout;
                     if Instant::now() >= due {
                         let ms = this.idle_timeout.as_millis();
                         return this.fail(
@@ -220,7 +245,7 @@ impl Stream for Relay {
                             format!("the upstream sent nothing for {ms} ms"),
                         );
                     }
-                    this.idle_timer.as_mut().reset(due.into());
+                    timer.as_mut().reset(due.into());
                 }
             }
         }

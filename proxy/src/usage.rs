@@ -1,6 +1,8 @@
 //! Token usage as the gateway counts it, read from the upstream's own JSON (chat and Responses
 //! shapes alike). Reads bytes that pass by; never changes or keeps them.
 
+use std::sync::LazyLock;
+
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +53,9 @@ pub const JSON_TAIL_BYTES: usize = 64 * 1024;
 
 /// Finds the last `"usage": {...}` key in a JSON document (or its tail) and reads it.
 pub fn from_json_tail(tail: &[u8]) -> Option<Usage> {
-    let finder = memmem::FinderRev::new(b"\"usage\"");
+    static FINDER: LazyLock<memmem::FinderRev<'static>> =
+        LazyLock::new(|| memmem::FinderRev::new(b"\"usage\""));
+    let finder = &*FINDER;
     let mut end = tail.len();
     while let Some(pos) = finder.rfind(&tail[..end]) {
         let after = &tail[pos + 7..];
