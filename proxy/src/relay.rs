@@ -113,6 +113,9 @@ pub struct Relay {
     received: u64,
     request: OpenRequest,
     closed: bool,
+    /// Set when a chunk completes the body: the next poll yields once, so that the chunk goes
+    /// out to the client before the books are closed on the upstream body's end.
+    flush_first: bool,
 }
 
 impl Relay {
@@ -138,12 +141,21 @@ impl Relay {
             received: 0,
             request,
             closed: false,
+            flush_first: false,
         }
     }
 
     fn close_books(&mut self, outcome: Outcome, error: Option<String>) {
         self.request.record.usage = self.watch.usage();
         self.request.close(outcome, error);
+    }
+
+    /// Whether the body's own framing says it is all there.
+    fn complete(&self) -> bool {
+        match &self.watch {
+            Watch::Sse { scanner, .. } => scanner.ended(),
+            _ => self.expected_len.is_some_and(|len| self.received >= len),
+        }
     }
 
     /// awc reports a connection closed mid-body as a normal end; the body's own framing tells.
@@ -190,6 +202,10 @@ impl Stream for Relay {
         if this.closed {
             return Poll::Ready(None);
         }
+        if std::mem::take(&mut this.flush_first) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.deadline.is_some_and(|at| Instant::now() >= at) {
             return this.fail_deadline();
         }
@@ -198,6 +214,7 @@ impl Stream for Relay {
                 this.last_chunk = Instant::now();
                 this.received += chunk.len() as u64;
                 this.watch.observe(&chunk);
+                this.flush_first = this.complete();
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(err))) => {

@@ -27,6 +27,8 @@ async fn a_429_with_retry_after_ms_is_retried_and_succeeds() {
     let response = app.chat(chat_body(false)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.fake.request_count(), 3);
+    response.bytes().await.expect("body");
+    app.wait_for_stats(|s| s["total"]["requests"] == 1).await;
     let recent = app.ops_json("/requests").await;
     assert_eq!(recent["data"][0]["status"], 200);
 }
