@@ -22,36 +22,47 @@ RUN for crate in proxy control fake-foundry stack-tests bench/images bench/gatew
     done \
     && cargo build --release --locked -p proxy -p control
 
-COPY . .
+# Only what the two binaries are built from, so that other changes reuse the layer below.
+COPY proxy proxy
+COPY control control
+COPY caddy caddy
 # The copied sources are older than the empty crates built above: make cargo rebuild them.
 RUN find proxy control -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p proxy -p control \
     && cp target/release/proxy target/release/control /usr/local/bin/
 
+# A current Caddy (Debian's 2.6 cuts live SSE streams on every reload), allowed to bind 443
+# without root. Set apart, so that the runtime image holds the binary once and no libcap tools.
+FROM debian:bookworm-slim AS caddy-bin
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libcap2-bin \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=caddy:2 /usr/bin/caddy /usr/bin/caddy
+RUN setcap cap_net_bind_service=+ep /usr/bin/caddy
+
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends supervisor ca-certificates libcap2-bin \
-    && rm -rf /var/lib/apt/lists/*
-# A current Caddy: Debian's 2.6 cuts live SSE streams on every reload. It may bind 443 without
-# running as root.
-COPY --from=caddy:2 /usr/bin/caddy /usr/bin/caddy
-RUN setcap cap_net_bind_service=+ep /usr/bin/caddy \
+    && apt-get install -y --no-install-recommends supervisor ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin gateway \
     && mkdir -p /app/data \
     && chown gateway:gateway /app/data
-
+COPY --from=caddy-bin /usr/bin/caddy /usr/bin/caddy
 COPY --from=build /usr/local/bin/proxy /usr/local/bin/control /usr/local/bin/
 COPY supervisord.conf /app/
 COPY container/ /app/container/
 COPY caddy/bootstrap.Caddyfile /app/caddy/
 COPY data/config.json /app/defaults/config.json
 
-# entrypoint.sh has the defaults of every path and port; these are the ones worth knowing.
+# entrypoint.sh has the defaults of every path and port; these are the ones worth knowing, and
+# the ones `supervisorctl` needs to read /app/supervisord.conf in `docker exec`.
 ENV GATEWAY_HOME=/app \
     GATEWAY_USER=gateway \
     DATA_DIR=/app/data \
-    CADDY_HTTP_PORT=3000
+    CADDY_HTTP_PORT=3000 \
+    SUPERVISOR_RUN_DIR=/tmp \
+    PROXY_STOP_WAIT_SECS=13
 WORKDIR /app
 EXPOSE 3000 443
 VOLUME /app/data

@@ -24,19 +24,13 @@ default_config="${DEFAULT_CONFIG:-$GATEWAY_HOME/defaults/config.json}"
 
 say() { echo "entrypoint | $*"; }
 
-mkdir -p "$DATA_DIR/caddy"
-if [ ! -e "$CONFIG_PATH" ]; then
-    cp "$default_config" "$CONFIG_PATH.first-start"
-    mv "$CONFIG_PATH.first-start" "$CONFIG_PATH"
-    say "no config at $CONFIG_PATH: wrote the default one (admin login admin/admin and client key CHANGEME: change both)"
-fi
-
-supervisord_cmd="supervisord --configuration $GATEWAY_HOME/supervisord.conf"
-
-# As root with GATEWAY_USER set (the image sets it), run everything as a user without privileges:
-# the owner of the data dir when that is not root (a directory bind-mounted from the host keeps
-# its owner, so its files stay editable there), else GATEWAY_USER, which then gets the data dir.
+# As root with GATEWAY_USER set (the image sets it), everything runs as a user without
+# privileges: the owner of the data dir when that is not root (a directory bind-mounted from the
+# host keeps its owner, so its files stay editable there), else GATEWAY_USER, which then gets
+# the data dir.
+run_as=""
 if [ "$(id -u)" = 0 ] && [ -n "${GATEWAY_USER:-}" ]; then
+    mkdir -p "$DATA_DIR"
     uid=$(stat -c %u "$DATA_DIR")
     gid=$(stat -c %g "$DATA_DIR")
     if [ "$uid" = 0 ]; then
@@ -44,7 +38,34 @@ if [ "$(id -u)" = 0 ] && [ -n "${GATEWAY_USER:-}" ]; then
         gid=$(id -g "$GATEWAY_USER")
         chown -R "$uid:$gid" "$DATA_DIR" 2>/dev/null || true
     fi
+    run_as="$uid:$gid"
+fi
+# Files made here belong to the user the programs run as.
+own() { [ -z "$run_as" ] || chown "$run_as" "$@" 2>/dev/null || true; }
+
+if [ ! -d "$DATA_DIR/caddy" ]; then
+    mkdir -p "$DATA_DIR/caddy"
+    own "$DATA_DIR/caddy"
+fi
+if [ ! -e "$CONFIG_PATH" ]; then
+    cp "$default_config" "$CONFIG_PATH.first-start"
+    own "$CONFIG_PATH.first-start"
+    mv "$CONFIG_PATH.first-start" "$CONFIG_PATH"
+    say "no config at $CONFIG_PATH: wrote the default one (admin login admin/admin and client key CHANGEME: change both)"
+fi
+
+supervisord_cmd="supervisord --configuration $GATEWAY_HOME/supervisord.conf"
+if [ -n "$run_as" ]; then
+    uid=${run_as%:*}
+    gid=${run_as#*:}
     drop="setpriv --reuid=$uid --regid=$gid --clear-groups --"
+    # supervisord opens /dev/stdout again for the log prefixer; the container runtime's pipe (or
+    # terminal) behind it belongs to root.
+    for fd in 1 2; do
+        if [ -p "/proc/self/fd/$fd" ] || [ -t "$fd" ]; then
+            chown "$run_as" "/proc/self/fd/$fd" 2>/dev/null || true
+        fi
+    done
     # A share that does not take ownership (some SMB mounts) may still be writable by anyone.
     if $drop sh -c 'test -w "$1" && test -w "$1/caddy" && test -w "$2"' check "$DATA_DIR" "$CONFIG_PATH"; then
         say "running as uid $uid, gid $gid"
