@@ -94,7 +94,8 @@ for program in caddy proxy control; do
     [ "$uid" != 0 ] || fail "$program runs as root"
     log "$program runs as uid $uid"
 done
-"$engine" logs "$name" 2>&1 | grep -q '^proxy   | {' || fail "no proxy lines in the container log"
+proxy_logged() { "$engine" logs "$name" 2>&1 | grep -q '^proxy   | {'; }
+wait_for 10 proxy_logged || fail "no proxy lines in the container log"
 "$engine" healthcheck run "$name" || fail "the health check failed"
 
 log "pointing the config at the fake upstream, with a TLS site"

@@ -45,6 +45,19 @@ async fn chat_status(http: &reqwest::Client, stack: &Stack, model: &str) -> Opti
         .map(|r| r.status().as_u16())
 }
 
+/// A streamed chat completion through Caddy, once its head has arrived.
+async fn stream(http: &reqwest::Client, stack: &Stack) -> reqwest::Response {
+    let response = http
+        .post(stack.http_url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat("gpt-5-mini", true))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    response
+}
+
 fn admin(
     http: &reqwest::Client,
     stack: &Stack,
@@ -145,15 +158,11 @@ async fn the_stack_serves_applies_saved_config_stops_cleanly_and_keeps_its_state
     let last = fake.requests().pop().expect("the fake saw the request");
     assert_eq!(last.header("api-key"), Some(UPSTREAM_KEY));
     assert_eq!(last.json()["model"], "gpt-5-mini");
-    let streamed = http
-        .post(stack.http_url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&chat("gpt-5-mini", true))
-        .send()
+    let text = stream(&http, &stack)
         .await
-        .expect("stream");
-    assert_eq!(streamed.status(), 200);
-    let text = streamed.text().await.expect("stream body");
+        .text()
+        .await
+        .expect("stream body");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
     // The admin UI through Caddy.
@@ -206,15 +215,7 @@ async fn the_stack_serves_applies_saved_config_stops_cleanly_and_keeps_its_state
         chunk_gap_ms: 200,
         ..Behaviour::default()
     }));
-    let response = http
-        .post(stack.http_url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .json(&chat("gpt-5-mini", true))
-        .send()
-        .await
-        .expect("slow stream");
-    assert_eq!(response.status(), 200);
-    let mut body = response.bytes_stream();
+    let mut body = stream(&http, &stack).await.bytes_stream();
     let first = body.next().await.expect("a first event").expect("bytes");
     let stopping = tokio::task::spawn_blocking(move || stack.stop(Duration::from_secs(60)));
     let mut text = String::from_utf8_lossy(&first).into_owned();
