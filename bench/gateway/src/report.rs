@@ -400,12 +400,13 @@ fn render_misses(s: &mut String, machine: &Machine, results: &Results, verdicts:
              generator); through the proxy it costs {proxied:.0} µs, of which the proxy's own \
              {proxy:.0} µs (two receives and two sends on loopback, HTTP parsing and encoding on \
              both sides, the log line). That bounds the ratio near {:.2}. The fake and the load \
-             generator alone take {around:.0} µs per request on this path (each wake-up finds \
-             fewer requests to batch than on the direct path), so half the direct rate would \
-             leave the proxy {allowed:.0} µs: less than the fake spends on one plain exchange \
-             ({:.0} µs), while the proxy serves one HTTP exchange and makes another. A profile \
-             of the proxy (callgrind) puts most of its remaining instructions in actix-web's \
-             HTTP/1 server and awc's client, the rest in the kernel's loopback TCP.",
+             generator alone take {around:.0} µs per request on this path ({direct:.0} µs on the \
+             direct one), so half the direct rate would leave the proxy {allowed:.0} µs: less \
+             than the fake spends on one plain exchange ({:.0} µs), while the proxy serves one \
+             HTTP exchange and makes another. Profiled, about half of the proxy's CPU is in the \
+             kernel (loopback TCP sends and receives, waking the threads of the other \
+             processes), and most of its own instructions are in actix-web's HTTP/1 server and \
+             awc's client.",
             machine.cores,
             direct / proxied.max(1e-9),
             cpu(d, "fake-foundry"),
