@@ -394,6 +394,14 @@ fn render_misses(s: &mut String, machine: &Machine, results: &Results, verdicts:
         let proxied = around + proxy;
         // Half the direct rate on the same cores needs at most twice the direct CPU in all.
         let allowed = (2.0 * direct - around).max(0.0);
+        let fake = cpu(d, "fake-foundry");
+        let compared = if allowed < 0.85 * fake {
+            "less than what"
+        } else if allowed > 1.15 * fake {
+            "more than what"
+        } else {
+            "about what"
+        };
         let mut note = format!(
             "Throughput: with no delay in the fake, the closed loop is bound by the CPU of the \
              {} shared cores. A direct request costs {direct:.0} µs of CPU in all (fake and load \
@@ -401,15 +409,14 @@ fn render_misses(s: &mut String, machine: &Machine, results: &Results, verdicts:
              {proxy:.0} µs (two receives and two sends on loopback, HTTP parsing and encoding on \
              both sides, the log line). That bounds the ratio near {:.2}. The fake and the load \
              generator alone take {around:.0} µs per request on this path ({direct:.0} µs on the \
-             direct one), so half the direct rate would leave the proxy {allowed:.0} µs: less \
-             than the fake spends on one plain exchange ({:.0} µs), while the proxy serves one \
-             HTTP exchange and makes another. Profiled, about half of the proxy's CPU is in the \
-             kernel (loopback TCP sends and receives, waking the threads of the other \
+             direct one), so half the direct rate would leave the proxy {allowed:.0} µs: \
+             {compared} the fake spends on one plain exchange ({fake:.0} µs), while the proxy \
+             serves one HTTP exchange and makes another. Profiled, about half of the proxy's CPU \
+             is in the kernel (loopback TCP sends and receives, waking the threads of the other \
              processes), and most of its own instructions are in actix-web's HTTP/1 server and \
              awc's client.",
             machine.cores,
             direct / proxied.max(1e-9),
-            cpu(d, "fake-foundry"),
         );
         if let (Some(d20), Some(p20)) = (
             row(Via::Direct, SLOW_UPSTREAM_MS),
