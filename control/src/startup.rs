@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use proxy::startup::StopSignals;
 use url::Url;
 
 use crate::api::{self, AppState};
@@ -252,29 +253,6 @@ async fn poll_config(store: Arc<ConfigStore>, caddy: Arc<CaddySync>, every: Dura
                 tracing::warn!(error = %format!("{err:#}"), "could not re-read config.json")
             }
             Err(err) => tracing::warn!(error = %err, "config.json poll failed"),
-        }
-    }
-}
-
-/// SIGTERM (container stop) and SIGINT (Ctrl-C).
-struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn register() -> anyhow::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
         }
     }
 }

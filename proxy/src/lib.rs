@@ -1,6 +1,7 @@
 //! The data plane of the gateway: the OpenAI API in front of Azure AI Foundry.
 
 pub mod accounting;
+pub mod atomic_file;
 pub mod client_keys;
 pub mod config;
 pub mod credentials;

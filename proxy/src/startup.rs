@@ -222,14 +222,14 @@ async fn persist(accounting: &Arc<Accounting>) {
     }
 }
 
-/// SIGTERM (container stop) and SIGINT (Ctrl-C).
-struct StopSignals {
+/// SIGTERM (container stop) and SIGINT (Ctrl-C); control uses it too.
+pub struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
 }
 
 impl StopSignals {
-    fn register() -> anyhow::Result<StopSignals> {
+    pub fn register() -> anyhow::Result<StopSignals> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(StopSignals {
             term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
@@ -237,7 +237,7 @@ impl StopSignals {
         })
     }
 
-    async fn recv(&mut self) {
+    pub async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}

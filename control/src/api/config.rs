@@ -7,7 +7,7 @@ use proxy::config::raw::RawConfig;
 use proxy::config::{self, ConfigError, ConfigIssue};
 use serde::Serialize;
 
-use super::{AppState, CONFIG_BODY_LIMIT, blocking};
+use super::{AppState, CONFIG_BODY_LIMIT, blocking, read_config};
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
 use crate::masking::masked;
@@ -56,13 +56,7 @@ fn view(on_disk: &OnDisk, path: String) -> ConfigView {
 }
 
 pub async fn read(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let store = state.store.clone();
-    let on_disk = blocking("reading config.json", move || {
-        store
-            .read()
-            .map_err(AdminError::internal("reading config.json"))
-    })
-    .await?;
+    let on_disk = read_config(&state).await?;
     let path = state.store.path().display().to_string();
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, on_disk.etag.clone()))

@@ -5,9 +5,10 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::{AppState, blocking, parse_json};
+use super::{AppState, blocking, parse_json, read_config};
 use crate::client_keys::{self, KeyChange, KeySummary, NewKey};
 use crate::errors::AdminError;
+use crate::store::Saved;
 
 #[derive(Serialize)]
 struct KeyList {
@@ -16,13 +17,7 @@ struct KeyList {
 }
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let store = state.store.clone();
-    let on_disk = blocking("reading config.json", move || {
-        store
-            .read()
-            .map_err(AdminError::internal("reading config.json"))
-    })
-    .await?;
+    let on_disk = read_config(&state).await?;
     let raw = on_disk
         .raw()
         .ok_or_else(|| AdminError::InvalidConfig(on_disk.issues()))?;
@@ -83,12 +78,7 @@ pub async fn change(
         store.update(|raw| client_keys::change(raw, &id, &edit))
     })
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::ETAG, saved.etag.clone()))
-        .json(KeyList {
-            etag: saved.etag,
-            keys: client_keys::summaries(&saved.raw),
-        }))
+    Ok(saved_keys(saved))
 }
 
 pub async fn delete(
@@ -101,10 +91,15 @@ pub async fn delete(
         store.update(|raw| client_keys::delete(raw, &id))
     })
     .await?;
-    Ok(HttpResponse::Ok()
+    Ok(saved_keys(saved))
+}
+
+/// The key list after a save, with the new ETag.
+fn saved_keys(saved: Saved) -> HttpResponse {
+    HttpResponse::Ok()
         .insert_header((header::ETAG, saved.etag.clone()))
         .json(KeyList {
             etag: saved.etag,
             keys: client_keys::summaries(&saved.raw),
-        }))
+        })
 }

@@ -76,6 +76,17 @@ where
         .map_err(|e| AdminError::Internal(what, anyhow::anyhow!("blocking pool: {e}")))?
 }
 
+/// config.json as it is on disk, read off the async workers.
+pub async fn read_config(state: &AppState) -> Result<crate::store::OnDisk, AdminError> {
+    let store = state.store.clone();
+    blocking("reading config.json", move || {
+        store
+            .read()
+            .map_err(AdminError::internal("reading config.json"))
+    })
+    .await
+}
+
 /// Reads a JSON body of at most `limit` bytes into `T`; errors name the field path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

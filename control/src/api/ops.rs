@@ -6,7 +6,7 @@ use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AppState, blocking};
+use super::{AppState, read_config};
 use crate::admin_auth::AdminUser;
 use crate::caddy::loader::LoaderStatus;
 use crate::caddy::sync::RenderOutcome;
@@ -78,13 +78,7 @@ struct CaddyOverview {
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
-    let store = state.store.clone();
-    let on_disk = blocking("reading config.json", move || {
-        store
-            .read()
-            .map_err(AdminError::internal("reading config.json"))
-    })
-    .await?;
+    let on_disk = read_config(&state).await?;
     let config = state.store.last_good();
     let mut warnings = Vec::new();
 

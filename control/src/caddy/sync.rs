@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use proxy::atomic_file::write_atomically;
 use proxy::config::Config;
 use proxy::stats::now_ms;
 use serde::Serialize;
 
 use super::caddyfile::{self, RenderSettings};
 use super::loader::{CaddyLoader, Caddyfile};
-use crate::store::write_atomically;
 
 /// The inputs of `RenderSettings` that do not change while control runs.
 #[derive(Debug, Clone)]
