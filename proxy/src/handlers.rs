@@ -96,7 +96,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let body = request_body::read_limited(payload, content_length, state.body_limit).await?;
-    let inspected = request_body::inspect(&body)?;
+    let inspected = request_body::inspect_off_reactor(&body).await?;
     record.stream = inspected.stream;
 
     let config = &snapshot.config;

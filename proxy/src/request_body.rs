@@ -44,6 +44,22 @@ pub struct Inspected {
     pub stream_options_member: Option<Range<usize>>,
 }
 
+/// Bodies larger than this are inspected on the blocking pool: scanning megabytes of JSON
+/// inline would hold up every other request on the worker.
+const INSPECT_INLINE_MAX: usize = 1 << 20;
+
+/// [`inspect`], off the async worker when the body is large.
+pub async fn inspect_off_reactor(body: &Bytes) -> Result<Inspected, ProxyError> {
+    if body.len() <= INSPECT_INLINE_MAX {
+        return inspect(body);
+    }
+    let body = body.clone();
+    match tokio::task::spawn_blocking(move || inspect(&body)).await {
+        Ok(inspected) => inspected,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
 /// Validates the body as a JSON object and finds its top-level members of interest.
 pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
