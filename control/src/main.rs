@@ -3,7 +3,7 @@ use control::startup::Application;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    proxy::telemetry::init();
+    proxy::process::telemetry::init();
     let settings = Settings::from_env()?;
     let app = Application::build(settings).await?;
     app.run_until_stopped().await

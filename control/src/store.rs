@@ -11,10 +11,10 @@ use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use proxy::atomic_file::write_atomically;
 use proxy::config::raw::RawConfig;
 use proxy::config::{self, Config, ConfigError, ConfigIssue};
-use proxy::reload::sha256_hex;
+use proxy::process::atomic_file::write_atomically;
+use proxy::snapshot::reload::sha256_hex;
 
 use crate::errors::AdminError;
 use crate::masking::unmask;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::stats::ErrorClass;
+use crate::bookkeeping::stats::ErrorClass;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {

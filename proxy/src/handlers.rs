@@ -10,16 +10,18 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
 use serde::Serialize;
 
-use crate::accounting::{Accounting, OpenRequest, RequestRecord};
+use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
+use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
+use crate::downstream::body as request_body;
 use crate::errors::{ProxyError, openai_error};
-use crate::headers::{self, REQUEST_ID};
-use crate::images::ImageService;
 use crate::relay::{Relay, Watch};
+use crate::rewrite::headers::{self, REQUEST_ID};
+use crate::rewrite::images;
+use crate::rewrite::images::ImageService;
 use crate::snapshot::{Shared, Snapshot};
-use crate::stats::{ErrorClass, Outcome};
-use crate::upstream::{self, UpstreamCall, UpstreamResponse};
-use crate::{images, request_body, routing};
+use crate::upstream::exchange::{self, UpstreamCall, UpstreamResponse};
+use crate::upstream::routing;
 
 pub struct AppState {
     pub shared: Arc<Shared>,
@@ -124,7 +126,7 @@ async fn forward(
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
-    let exchange = upstream::send(UpstreamCall {
+    let exchange = exchange::send(UpstreamCall {
         upstream_name: &upstream.name,
         url: &target.url,
         headers: &headers::upstream_request_headers(req.headers(), &record.request_id),

@@ -1,27 +1,21 @@
 //! The data plane of the gateway: the OpenAI API in front of Azure AI Foundry.
+//!
+//! A request passes the stages in order: `downstream` (client key, body read under the limit
+//! and inspected), `rewrite` (headers, images; the upstream body), `upstream` (route, credential,
+//! transport, retries), `relay` (the answer back, SSE and usage read in passing). `bookkeeping`
+//! closes every request once; `snapshot` holds the config a request runs with; `process` is the
+//! plumbing both binaries share.
 
-pub mod accounting;
-pub mod atomic_file;
-pub mod client_keys;
+pub mod bookkeeping;
 pub mod config;
-pub mod credentials;
+pub mod downstream;
 pub mod errors;
 pub mod handlers;
-pub mod headers;
-pub mod images;
 pub mod ops;
-pub mod recent;
+pub mod process;
 pub mod relay;
-pub mod reload;
-pub mod request_body;
-pub mod retry;
-pub mod routing;
+pub mod rewrite;
 pub mod settings;
 pub mod snapshot;
-pub mod sse;
 pub mod startup;
-pub mod stats;
-pub mod telemetry;
-pub mod transport;
 pub mod upstream;
-pub mod usage;

@@ -9,16 +9,16 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
-use crate::accounting::Accounting;
-use crate::credentials::CredentialRegistry;
+use crate::bookkeeping::accounting::Accounting;
+use crate::bookkeeping::recent::Recent;
+use crate::bookkeeping::stats::Stats;
 use crate::handlers::{self, AppState};
-use crate::images::ImageService;
 use crate::ops::{self, OpsState};
-use crate::recent::Recent;
-use crate::reload::{self, ConfigWatcher};
+use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
+use crate::snapshot::reload::{self, ConfigWatcher};
 use crate::snapshot::{ConfigStatus, Shared, Snapshot};
-use crate::stats::Stats;
+use crate::upstream::credentials::CredentialRegistry;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.
 const RECENT_PER_RING: usize = 500;
@@ -81,7 +81,7 @@ impl Application {
         };
         let shared = Arc::new(Shared::new(snapshot, status, credentials));
 
-        tokio::task::spawn_blocking(crate::transport::load_tls_roots).await?;
+        tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
         let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
         let accounting = Accounting::new(stats, Recent::new(RECENT_PER_RING));

@@ -10,8 +10,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use image::{ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
 use proxy::config::{ImageCompression, ImageFormat};
-use proxy::images::codec::{self, Limits};
-use proxy::images::{ImageService, compress_request_images};
+use proxy::rewrite::images::codec::{self, Limits};
+use proxy::rewrite::images::{ImageService, compress_request_images};
 use serde_json::json;
 
 const PHOTO: &str = "photo-4000x3000.jpg";

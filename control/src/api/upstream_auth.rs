@@ -50,7 +50,7 @@ pub async fn verify(
     })
     .await?;
     let mode = auth.mode;
-    match tokio::time::timeout(VERIFY_TIMEOUT, proxy::credentials::verify(&auth)).await {
+    match tokio::time::timeout(VERIFY_TIMEOUT, proxy::upstream::credentials::verify(&auth)).await {
         Ok(verification) => {
             tracing::info!(mode = %verification.mode, ok = verification.ok, "upstream auth verified");
             Ok(HttpResponse::Ok().json(verification))

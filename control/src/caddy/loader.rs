@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proxy::reload::sha256_hex;
-use proxy::stats::now_ms;
+use proxy::bookkeeping::stats::now_ms;
+use proxy::snapshot::reload::sha256_hex;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use proxy::atomic_file::write_atomically;
+use proxy::bookkeeping::stats::now_ms;
 use proxy::config::Config;
-use proxy::stats::now_ms;
+use proxy::process::atomic_file::write_atomically;
 use serde::Serialize;
 
 use super::caddyfile::{self, RenderSettings};

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::usage::Usage;
+use crate::relay::usage::Usage;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RecentEntry {

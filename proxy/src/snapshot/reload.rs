@@ -10,9 +10,9 @@ use notify::{RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::bookkeeping::stats::now_ms;
 use crate::config::{self, Config};
 use crate::snapshot::{RejectedConfig, Shared, Snapshot};
-use crate::stats::now_ms;
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
 

@@ -8,12 +8,12 @@ use std::time::Instant;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use crate::accounting::Accounting;
-use crate::images::ImageService;
-use crate::images::stats::ImageStatsData;
-use crate::recent::RecentQuery;
+use crate::bookkeeping::accounting::Accounting;
+use crate::bookkeeping::recent::RecentQuery;
+use crate::bookkeeping::stats::StatsData;
+use crate::rewrite::images::ImageService;
+use crate::rewrite::images::stats::ImageStatsData;
 use crate::snapshot::{ConfigStatus, Shared};
-use crate::stats::StatsData;
 
 pub struct OpsState {
     pub shared: Arc<Shared>,

@@ -1,15 +1,17 @@
 //! Everything a request needs that changes together on reload (config, key table, upstream
 //! credentials), in one immutable snapshot behind an `ArcSwap`. A request loads it once.
 
+pub mod reload;
+
 use std::sync::Mutex;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::client_keys::ClientKeyTable;
+use crate::bookkeeping::stats::now_ms;
 use crate::config::{Config, ConfigIssue};
-use crate::credentials::{CredentialRegistry, UpstreamCredential};
-use crate::stats::now_ms;
+use crate::downstream::client_keys::ClientKeyTable;
+use crate::upstream::credentials::{CredentialRegistry, UpstreamCredential};
 
 pub struct Snapshot {
     pub config: Config,

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::write_atomically;
-use crate::usage::Usage;
+use crate::process::atomic_file::write_atomically;
+use crate::relay::usage::Usage;
 
 /// Why a request did not succeed. Upstream statuses are split from failures of our own making.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

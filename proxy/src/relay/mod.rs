@@ -3,6 +3,9 @@
 //! instead of growing a buffer), watched for usage, bounded by the idle and total timeouts, and
 //! accounted exactly once however it ends. Never holds a body, never alters a byte it forwards.
 
+pub mod sse;
+pub mod usage;
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,11 +16,11 @@ use actix_rt::time::{Sleep, sleep_until};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::accounting::OpenRequest;
+use self::sse::SseUsageScanner;
+use self::usage::JSON_TAIL_BYTES;
+use crate::bookkeeping::accounting::OpenRequest;
+use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
-use crate::sse::{self, SseUsageScanner};
-use crate::stats::{ErrorClass, Outcome};
-use crate::usage::{self, JSON_TAIL_BYTES};
 
 /// What the relay looks at in the bytes it forwards.
 pub enum Watch {

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::bookkeeping::recent::{Recent, RecentEntry};
+use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
-use crate::recent::{Recent, RecentEntry};
-use crate::stats::{ErrorClass, Outcome, Stats};
-use crate::usage::Usage;
+use crate::relay::usage::Usage;
 
 /// What is known about one request, filled in as it proceeds.
 #[derive(Debug)]

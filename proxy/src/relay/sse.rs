@@ -5,7 +5,7 @@ use memchr::{memchr, memmem, memrchr};
 use serde::Deserialize;
 
 use crate::config::RouteKey;
-use crate::usage::{Usage, WireUsage};
+use crate::relay::usage::{Usage, WireUsage};
 
 /// A line longer than this is not inspected (it cannot be a usage event worth holding).
 const MAX_HELD_LINE: usize = 16 * 1024 * 1024;

@@ -22,7 +22,7 @@ impl TokenHttpClient {
         static CLIENT: std::sync::OnceLock<Arc<dyn HttpClient>> = std::sync::OnceLock::new();
         CLIENT
             .get_or_init(|| {
-                let mut tls = (*crate::transport::tls_config()).clone();
+                let mut tls = (*crate::upstream::transport::tls_config()).clone();
                 // Token requests are few and small: HTTP/1.1 only.
                 tls.alpn_protocols = vec![b"http/1.1".to_vec()];
                 let client = reqwest::Client::builder()

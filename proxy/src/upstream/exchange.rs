@@ -13,11 +13,11 @@ use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 
 use crate::config::UpstreamSettings;
-use crate::credentials::UpstreamCredential;
+use crate::downstream::body::UpstreamBody;
 use crate::errors::ProxyError;
-use crate::request_body::UpstreamBody;
-use crate::retry::{self, Decision};
-use crate::transport;
+use crate::upstream::credentials::UpstreamCredential;
+use crate::upstream::retry::{self, Decision};
+use crate::upstream::transport;
 
 /// awc copies the body it is given into its write buffer before writing it, so a body is handed
 /// over in slices of at most this size: the buffer stays this small instead of growing to the

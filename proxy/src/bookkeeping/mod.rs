@@ -1,0 +1,6 @@
+//! What the gateway keeps about the requests it served: the one end-of-request record, the
+//! counters per model and key, and the recent-requests rings. Holds no request content.
+
+pub mod accounting;
+pub mod recent;
+pub mod stats;
