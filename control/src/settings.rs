@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use proxy::process::env::{Env, data_dir_of};
 use url::Url;
 
 use crate::throttle::ThrottlePolicy;
@@ -66,13 +66,12 @@ impl CaddySettings {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
 pub const DEFAULT_CADDY_ADMIN: &str = "http://127.0.0.1:2019";
 pub const DEFAULT_CADDY_HTTP_PORT: u16 = 3000;
+/// Polling faster than this would re-read config.json for nothing.
+const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 
 impl Settings {
     pub fn for_config(config_path: PathBuf) -> Settings {
-        let data_dir = config_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let data_dir = data_dir_of(&config_path);
         let caddyfile_path = data_dir.join("Caddyfile");
         Settings {
             config_path,
@@ -96,66 +95,40 @@ impl Settings {
     }
 
     pub fn from_env() -> anyhow::Result<Settings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let config_path =
-            var("CONFIG_PATH").map_or_else(|| PathBuf::from("data/config.json"), PathBuf::from);
+        Settings::read(&Env::from_process())
+    }
+
+    pub fn read(env: &Env) -> anyhow::Result<Settings> {
+        let (config_path, data_dir) = env.config_location();
         let mut settings = Settings::for_config(config_path);
-        if let Some(dir) = var("DATA_DIR") {
-            settings.data_dir = PathBuf::from(dir);
-            settings.caddy.caddyfile_path = settings.data_dir.join("Caddyfile");
+        settings.caddy.caddyfile_path = data_dir.join("Caddyfile");
+        settings.data_dir = data_dir;
+        if let Some(listen) = env.text("CONTROL_LISTEN") {
+            settings.listen = listen;
         }
-        if let Some(listen) = var("CONTROL_LISTEN") {
-            settings.listen = listen.trim().to_string();
+        settings.proxy_ops_url = url(env, "PROXY_OPS_URL")?;
+        settings.proxy_url = url(env, "PROXY_URL")?;
+        if env.text("CADDY_ADMIN").as_deref() == Some("off") {
+            settings.caddy.admin_url = None;
+        } else if let Some(admin) = url(env, "CADDY_ADMIN")? {
+            settings.caddy.admin_url = Some(admin);
         }
-        if let Some(url) = var("PROXY_OPS_URL") {
-            settings.proxy_ops_url = Some(parse_url("PROXY_OPS_URL", &url)?);
+        if let Some(path) = env.path("CADDYFILE_PATH") {
+            settings.caddy.caddyfile_path = path;
         }
-        if let Some(url) = var("PROXY_URL") {
-            settings.proxy_url = Some(parse_url("PROXY_URL", &url)?);
+        if let Some(port) = env.parse("CADDY_HTTP_PORT", "a port number")? {
+            settings.caddy.http_port = port;
         }
-        if let Some(admin) = var("CADDY_ADMIN") {
-            settings.caddy.admin_url = match admin.trim() {
-                "off" => None,
-                url => Some(parse_url("CADDY_ADMIN", url)?),
-            };
+        settings.caddy.control_upstream = env.text("CONTROL_UPSTREAM");
+        settings.caddy.proxy_upstream = env.text("PROXY_UPSTREAM");
+        if let Some(internal) = env.choice("CADDY_TLS", &[("acme", false), ("internal", true)])? {
+            settings.caddy.tls_internal = internal;
         }
-        if let Some(path) = var("CADDYFILE_PATH") {
-            settings.caddy.caddyfile_path = PathBuf::from(path);
+        settings.caddy.template_path = env.path("CADDY_TEMPLATE");
+        if let Some(poll) = env.millis("CONFIG_POLL_MS", MIN_CONFIG_POLL)? {
+            settings.config_poll = poll;
         }
-        if let Some(port) = var("CADDY_HTTP_PORT") {
-            settings.caddy.http_port = port
-                .trim()
-                .parse()
-                .with_context(|| format!("CADDY_HTTP_PORT must be a port number, got {port:?}"))?;
-        }
-        settings.caddy.control_upstream = var("CONTROL_UPSTREAM").map(|v| v.trim().to_string());
-        settings.caddy.proxy_upstream = var("PROXY_UPSTREAM").map(|v| v.trim().to_string());
-        if let Some(tls) = var("CADDY_TLS") {
-            settings.caddy.tls_internal = match tls.trim() {
-                "acme" => false,
-                "internal" => true,
-                other => anyhow::bail!("CADDY_TLS must be \"acme\" or \"internal\", got {other:?}"),
-            };
-        }
-        settings.caddy.template_path = var("CADDY_TEMPLATE").map(PathBuf::from);
-        if let Some(ms) = var("CONFIG_POLL_MS") {
-            let ms: u64 = ms
-                .trim()
-                .parse()
-                .context("CONFIG_POLL_MS must be milliseconds")?;
-            settings.config_poll = Duration::from_millis(ms.max(100));
-        }
-        if let Some(n) = var("CONTROL_WORKERS") {
-            let workers: usize = n
-                .trim()
-                .parse()
-                .context("CONTROL_WORKERS must be a number")?;
-            anyhow::ensure!(
-                (1..=64).contains(&workers),
-                "CONTROL_WORKERS must be between 1 and 64, got {workers}"
-            );
-            settings.workers = Some(workers);
-        }
+        settings.workers = env.number_in("CONTROL_WORKERS", 1..=64)?;
         Ok(settings)
     }
 
@@ -173,13 +146,20 @@ impl Settings {
     }
 }
 
-fn parse_url(name: &str, value: &str) -> anyhow::Result<Url> {
-    let url = Url::parse(value.trim()).with_context(|| format!("{name} must be a URL"))?;
-    anyhow::ensure!(
-        matches!(url.scheme(), "http" | "https") && url.host().is_some(),
-        "{name} must be an http(s) URL such as http://127.0.0.1:2019, got {value:?}"
-    );
-    Ok(url)
+/// An http(s) URL with a host, such as `http://127.0.0.1:2019`.
+fn url(env: &Env, name: &str) -> anyhow::Result<Option<Url>> {
+    let Some(value) = env.text(name) else {
+        return Ok(None);
+    };
+    let url = Url::parse(&value)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+    match url {
+        Some(url) => Ok(Some(url)),
+        None => anyhow::bail!(
+            "{name} must be an http(s) URL such as http://127.0.0.1:2019, got {value:?}"
+        ),
+    }
 }
 
 /// A host to connect to for a listen host: wildcards become loopback.
@@ -220,6 +200,37 @@ mod tests {
         assert_eq!(
             settings.caddy.caddyfile_path,
             PathBuf::from("/app/data/Caddyfile")
+        );
+    }
+
+    #[test]
+    fn caddy_admin_off_leaves_caddy_unloaded() {
+        let env = Env::from_pairs(&[("CADDY_ADMIN", "off")]);
+        let settings = Settings::read(&env).expect("valid settings");
+        assert!(settings.caddy.admin_url.is_none());
+    }
+
+    #[test]
+    fn a_url_setting_that_is_not_http_is_refused_with_its_name() {
+        let env = Env::from_pairs(&[("PROXY_OPS_URL", "ftp://127.0.0.1:3002")]);
+        let err = Settings::read(&env).expect_err("not an http URL");
+        assert!(
+            err.to_string()
+                .starts_with("PROXY_OPS_URL must be an http(s) URL")
+        );
+    }
+
+    #[test]
+    fn data_dir_moves_the_caddyfile_with_it() {
+        let env = Env::from_pairs(&[
+            ("CONFIG_PATH", "/etc/gw/config.json"),
+            ("DATA_DIR", "/var/gw"),
+        ]);
+        let settings = Settings::read(&env).expect("valid settings");
+        assert_eq!(settings.config_path, PathBuf::from("/etc/gw/config.json"));
+        assert_eq!(
+            settings.caddy.caddyfile_path,
+            PathBuf::from("/var/gw/Caddyfile")
         );
     }
 }

@@ -10,7 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use proxy::startup::StopSignals;
+use proxy::process::signals::StopSignals;
 use url::Url;
 
 use crate::api::{self, AppState};

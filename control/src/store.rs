@@ -7,14 +7,14 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
 
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use proxy::config::raw::RawConfig;
 use proxy::config::{self, Config, ConfigError, ConfigIssue};
 use proxy::process::atomic_file::write_atomically;
-use proxy::snapshot::reload::sha256_hex;
+use proxy::process::clock::epoch_ms;
+use proxy::process::digest::sha256_hex;
 
 use crate::errors::AdminError;
 use crate::masking::unmask;
@@ -201,8 +201,7 @@ impl ConfigStore {
         let modified_ms = fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64);
+            .map(epoch_ms);
         Ok(OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),

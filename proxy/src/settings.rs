@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use crate::process::env::{Env, data_dir_of};
 
 pub const DEFAULT_BODY_LIMIT: usize = 52_428_800;
+/// Polling faster than this would re-read config.json for nothing.
+const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,13 +32,9 @@ pub struct Settings {
 
 impl Settings {
     pub fn for_config(config_path: PathBuf) -> Settings {
-        let data_dir = config_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
         Settings {
+            data_dir: data_dir_of(&config_path),
             config_path,
-            data_dir,
             body_limit: DEFAULT_BODY_LIMIT,
             listen: None,
             ops_listen: None,
@@ -49,56 +47,62 @@ impl Settings {
     }
 
     pub fn from_env() -> anyhow::Result<Settings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let config_path =
-            var("CONFIG_PATH").map_or_else(|| PathBuf::from("data/config.json"), PathBuf::from);
+        Settings::read(&Env::from_process())
+    }
+
+    pub fn read(env: &Env) -> anyhow::Result<Settings> {
+        let (config_path, data_dir) = env.config_location();
         let mut settings = Settings::for_config(config_path);
-        if let Some(dir) = var("DATA_DIR") {
-            settings.data_dir = PathBuf::from(dir);
+        settings.data_dir = data_dir;
+        if let Some(limit) = env.parse("BODY_LIMIT", "a number of bytes")? {
+            settings.body_limit = limit;
         }
-        if let Some(limit) = var("BODY_LIMIT") {
-            settings.body_limit = limit
-                .trim()
-                .parse()
-                .with_context(|| format!("BODY_LIMIT must be a number of bytes, got {limit:?}"))?;
+        settings.listen = env.text("PROXY_LISTEN");
+        settings.ops_listen = env.text("PROXY_OPS_LISTEN");
+        if let Some(poll) = env.millis("CONFIG_POLL_MS", MIN_CONFIG_POLL)? {
+            settings.config_poll = poll;
         }
-        settings.listen = var("PROXY_LISTEN");
-        settings.ops_listen = var("PROXY_OPS_LISTEN");
-        if let Some(ms) = var("CONFIG_POLL_MS") {
-            let ms: u64 = ms
-                .trim()
-                .parse()
-                .context("CONFIG_POLL_MS must be milliseconds")?;
-            settings.config_poll = Duration::from_millis(ms.max(100));
+        if let Some(events) = env.choice("CONFIG_WATCH", &[("events", true), ("poll", false)])? {
+            settings.config_events = events;
         }
-        if let Some(mode) = var("CONFIG_WATCH") {
-            settings.config_events = match mode.trim() {
-                "events" => true,
-                "poll" => false,
-                other => {
-                    anyhow::bail!("CONFIG_WATCH must be \"events\" or \"poll\", got {other:?}")
-                }
-            };
+        if let Some(grace) = env.seconds("SHUTDOWN_GRACE_SECS")? {
+            settings.shutdown_grace = grace;
         }
-        if let Some(secs) = var("SHUTDOWN_GRACE_SECS") {
-            settings.shutdown_grace = Duration::from_secs(
-                secs.trim()
-                    .parse()
-                    .context("SHUTDOWN_GRACE_SECS must be seconds")?,
-            );
-        }
-        if let Some(n) = var("PROXY_WORKERS") {
-            let workers: usize = n.trim().parse().context("PROXY_WORKERS must be a number")?;
-            anyhow::ensure!(
-                (1..=512).contains(&workers),
-                "PROXY_WORKERS must be between 1 and 512, got {workers}"
-            );
-            settings.workers = Some(workers);
-        }
+        settings.workers = env.number_in("PROXY_WORKERS", 1..=512)?;
         Ok(settings)
     }
 
     pub fn stats_path(&self) -> PathBuf {
         self.data_dir.join("stats.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_from_the_environment() {
+        let env = Env::from_pairs(&[
+            ("CONFIG_PATH", "/app/data/config.json"),
+            ("BODY_LIMIT", "1024"),
+            ("CONFIG_WATCH", "poll"),
+            ("PROXY_WORKERS", "3"),
+        ]);
+        let settings = Settings::read(&env).expect("valid settings");
+        assert_eq!(settings.stats_path(), PathBuf::from("/app/data/stats.json"));
+        assert_eq!(settings.body_limit, 1024);
+        assert!(!settings.config_events);
+        assert_eq!(settings.workers, Some(3));
+    }
+
+    #[test]
+    fn too_many_workers_are_refused() {
+        let env = Env::from_pairs(&[("PROXY_WORKERS", "1000")]);
+        let err = Settings::read(&env).expect_err("out of range");
+        assert!(
+            err.to_string()
+                .starts_with("PROXY_WORKERS must be a number from 1 to 512")
+        );
     }
 }

@@ -14,6 +14,7 @@ use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::handlers::{self, AppState};
 use crate::ops::{self, OpsState};
+use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
 use crate::snapshot::reload::{self, ConfigWatcher};
@@ -219,29 +220,6 @@ async fn persist(accounting: &Arc<Accounting>) {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
         Err(err) => tracing::warn!(error = %err, "stats writer failed"),
-    }
-}
-
-/// SIGTERM (container stop) and SIGINT (Ctrl-C); control uses it too.
-pub struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    pub fn register() -> anyhow::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
-        })
-    }
-
-    pub async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
     }
 }
 

@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use proxy::bookkeeping::stats::now_ms;
-use proxy::snapshot::reload::sha256_hex;
+use proxy::process::clock::now_ms;
+use proxy::process::digest::sha256_hex;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use proxy::bookkeeping::stats::now_ms;
 use proxy::config::Config;
 use proxy::process::atomic_file::write_atomically;
+use proxy::process::clock::now_ms;
 use serde::Serialize;
 
 use super::caddyfile::{self, RenderSettings};

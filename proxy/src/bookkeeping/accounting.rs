@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::bookkeeping::recent::{Recent, RecentEntry};
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
+use crate::process::clock::epoch_ms;
 use crate::relay::usage::Usage;
 
 /// What is known about one request, filled in as it proceeds.
@@ -113,11 +114,7 @@ impl Accounting {
             None => log_request!(info),
         }
         self.recent.push(RecentEntry {
-            time_ms: record
-                .arrived
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(millis)
-                .unwrap_or(0),
+            time_ms: epoch_ms(record.arrived),
             arrived: record.arrived,
             request_id: std::mem::take(&mut record.request_id),
             upstream_request_id: record.upstream_request_id.take(),

@@ -1,4 +1,10 @@
-//! Process plumbing shared by both binaries: logging set-up and atomic file replacement.
+//! Process plumbing both binaries share: settings from the environment, logging, stop signals,
+//! atomic file replacement, the content hash of config files and the wall clock. Knows nothing
+//! of requests or of the config schema.
 
 pub mod atomic_file;
+pub mod clock;
+pub mod digest;
+pub mod env;
+pub mod signals;
 pub mod telemetry;

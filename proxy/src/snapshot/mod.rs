@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::bookkeeping::stats::now_ms;
 use crate::config::{Config, ConfigIssue};
 use crate::downstream::client_keys::ClientKeyTable;
+use crate::process::clock::now_ms;
 use crate::upstream::credentials::{CredentialRegistry, UpstreamCredential};
 
 pub struct Snapshot {

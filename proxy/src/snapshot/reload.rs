@@ -6,22 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::process::digest::sha256_hex;
 use notify::{RecursiveMode, Watcher};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::bookkeeping::stats::now_ms;
 use crate::config::{self, Config};
+use crate::process::clock::now_ms;
 use crate::snapshot::{RejectedConfig, Shared, Snapshot};
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// Reads and validates the config file (blocking I/O and parsing: call off the reactor).
 pub fn read_config(path: &Path) -> anyhow::Result<(Config, String)> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bookkeeping::stats::now_ms;
+use crate::process::clock::now_ms;
 
 /// Why an image was forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
