@@ -16,8 +16,8 @@ use crate::config::RouteKey;
 use crate::downstream::body as request_body;
 use crate::errors::{ProxyError, openai_error};
 use crate::relay::{Relay, Watch};
+use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
-use crate::rewrite::images;
 use crate::rewrite::images::ImageService;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::exchange::{self, UpstreamCall, UpstreamResponse};
@@ -111,18 +111,14 @@ async fn forward(
     record.deployment = Some(target.deployment.clone());
     record.upstream = Some(upstream.name.clone());
 
-    let compression = &config.server.image_compression;
-    // Without images to compress, the body goes out as the client's buffer around the new
-    // `model`, not as a copy.
-    let upstream_body = if compression.enabled && images::may_hold_images(&body) {
-        let rewritten = request_body::rewrite(&body, &inspected, &target.deployment);
-        drop(body);
-        images::compress_request_images(rewritten, compression, &state.images)
-            .await
-            .into()
-    } else {
-        request_body::splice(&body, &inspected, &target.deployment)
-    };
+    let upstream_body = rewrite::upstream_body(
+        body,
+        &inspected,
+        &target.deployment,
+        &config.server.image_compression,
+        &state.images,
+    )
+    .await;
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);

@@ -10,8 +10,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use image::{ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
 use proxy::config::{ImageCompression, ImageFormat};
+use proxy::downstream::body::inspect;
+use proxy::rewrite::images::ImageService;
 use proxy::rewrite::images::codec::{self, Limits};
-use proxy::rewrite::images::{ImageService, compress_request_images};
+use proxy::rewrite::upstream_body;
 use serde_json::json;
 
 const PHOTO: &str = "photo-4000x3000.jpg";
@@ -97,8 +99,8 @@ fn run(dir: &Path, iterations: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The whole request path for one image in a chat body: pre-check, walk, base64, codec on the
-/// worker pool, splice. Median wall time.
+/// The whole request path for one image in a chat body: inspection, pre-check, walk, base64,
+/// codec on the worker pool, the one splice. Median wall time.
 fn request_path(input: &[u8], mime: &str, iterations: usize) -> anyhow::Result<Duration> {
     let url = format!(
         "data:{mime};base64,{}",
@@ -117,7 +119,14 @@ fn request_path(input: &[u8], mime: &str, iterations: usize) -> anyhow::Result<D
     let mut times = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let started = Instant::now();
-        let out = system.block_on(compress_request_images(body.clone(), &settings, &service));
+        let inspected = inspect(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out = system.block_on(upstream_body(
+            body.clone(),
+            &inspected,
+            "deployment",
+            &settings,
+            &service,
+        ));
         times.push(started.elapsed());
         if out.len() >= body.len() {
             bail!("the request body did not shrink");

@@ -1,5 +1,5 @@
-//! The downstream request body: read under the size limit, inspected once for `model`, `stream`
-//! and `stream_options`, and rewritten by splicing bytes. Never re-serialises the JSON.
+//! The downstream request body: read under the size limit and inspected once for `model`,
+//! `stream` and `stream_options`, with the byte ranges the rewrite needs. Never changes a byte.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -89,90 +89,6 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
         stream,
         stream_options_member,
     })
-}
-
-/// The body to send upstream: `model` set to the deployment and, on a non-streaming request,
-/// `stream_options` removed. Returns the same bytes when nothing changes.
-pub fn rewrite(body: &Bytes, inspected: &Inspected, deployment: &str) -> Bytes {
-    splice(body, inspected, deployment).into_bytes()
-}
-
-/// [`rewrite`] without the copy: the parts of the client's buffer around the edits, with the
-/// new `model` value between them.
-pub fn splice(body: &Bytes, inspected: &Inspected, deployment: &str) -> UpstreamBody {
-    let drop_options = if inspected.stream {
-        None
-    } else {
-        inspected.stream_options_member.clone()
-    };
-    if inspected.model == deployment && drop_options.is_none() {
-        return UpstreamBody::from(body.clone());
-    }
-    let model_json =
-        serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
-    let mut edits: Vec<(Range<usize>, Bytes)> =
-        vec![(inspected.model_span.clone(), Bytes::from(model_json))];
-    if let Some(range) = drop_options {
-        edits.push((range, Bytes::new()));
-    }
-    edits.sort_by_key(|(range, _)| range.start);
-    let mut parts = Vec::with_capacity(2 * edits.len() + 1);
-    let mut at = 0;
-    for (range, replacement) in edits {
-        parts.push(body.slice(at..range.start));
-        parts.push(replacement);
-        at = range.end;
-    }
-    parts.push(body.slice(at..));
-    UpstreamBody::from_parts(parts)
-}
-
-/// A request body as parts of shared buffers, in order; empty parts are left out.
-#[derive(Clone, Debug, Default)]
-pub struct UpstreamBody {
-    parts: Vec<Bytes>,
-    len: usize,
-}
-
-impl UpstreamBody {
-    pub fn from_parts(parts: Vec<Bytes>) -> UpstreamBody {
-        let parts: Vec<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-        let len = parts.iter().map(Bytes::len).sum();
-        UpstreamBody { parts, len }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn parts(&self) -> &[Bytes] {
-        &self.parts
-    }
-
-    /// One contiguous buffer: the only part itself, or a copy of all of them.
-    pub fn into_bytes(mut self) -> Bytes {
-        match self.parts.len() {
-            0 => Bytes::new(),
-            1 => self.parts.swap_remove(0),
-            _ => {
-                let mut out = BytesMut::with_capacity(self.len);
-                for part in &self.parts {
-                    out.extend_from_slice(part);
-                }
-                out.freeze()
-            }
-        }
-    }
-}
-
-impl From<Bytes> for UpstreamBody {
-    fn from(bytes: Bytes) -> UpstreamBody {
-        UpstreamBody::from_parts(vec![bytes])
-    }
 }
 
 /// Widens a member's value range to the whole member and one adjacent comma, so that removing
@@ -287,81 +203,10 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn rewritten(body: &str, deployment: &str) -> String {
-        let bytes = Bytes::copy_from_slice(body.as_bytes());
-        let inspected = inspect(&bytes).expect("inspect");
-        String::from_utf8(rewrite(&bytes, &inspected, deployment).to_vec()).expect("utf8")
-    }
-
-    #[test]
-    fn model_becomes_the_deployment_and_nothing_else_changes() {
-        let body = r#"{ "messages": [{"role":"user","content":"model \"x\""}],
-            "model" : "gpt-5-mini", "temperature": 0.10000000000000001, "n": null, "x": "undefined" }"#;
-        let out = rewritten(body, "dep-1");
-        assert_eq!(out, body.replace("\"gpt-5-mini\"", "\"dep-1\""));
-    }
-
-    #[test]
-    fn stream_options_is_removed_from_non_streaming_requests() {
-        for body in [
-            r#"{"model":"m","stream_options":{"include_usage":true},"stream":false}"#,
-            r#"{"stream_options": {"include_usage": true} , "model":"m"}"#,
-            r#"{"model":"m", "stream_options":{"a":"}\","}}"#,
-        ] {
-            let out = rewritten(body, "d");
-            let json: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
-            assert!(json.get("stream_options").is_none(), "{out}");
-            assert_eq!(json["model"], "d");
-        }
-    }
-
-    #[test]
-    fn stream_options_is_kept_on_streaming_requests() {
-        let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#;
-        let json: Value = serde_json::from_str(&rewritten(body, "d")).expect("json");
-        assert_eq!(json["stream_options"]["include_usage"], true);
-    }
-
-    #[test]
-    fn unchanged_body_is_not_copied() {
-        let bytes = Bytes::from_static(br#"{"model":"same"}"#);
-        let inspected = inspect(&bytes).expect("inspect");
-        let out = rewrite(&bytes, &inspected, "same");
-        assert_eq!(out.as_ptr(), bytes.as_ptr());
-    }
-
-    #[test]
-    fn spliced_parts_share_the_client_buffer() {
-        let bytes = Bytes::copy_from_slice(
-            br#"{"model":"m","stream_options":{"include_usage":true},"messages":[]}"#,
-        );
-        let inspected = inspect(&bytes).expect("inspect");
-        let spliced = splice(&bytes, &inspected, "dep");
-        let range = bytes.as_ptr_range();
-        let from_client = spliced
-            .parts()
-            .iter()
-            .filter(|p| range.contains(&p.as_ptr()))
-            .count();
-        assert_eq!(from_client, 2, "the parts around the model are slices");
-        assert_eq!(
-            spliced.clone().into_bytes(),
-            rewrite(&bytes, &inspected, "dep")
-        );
-        assert_eq!(spliced.len(), rewrite(&bytes, &inspected, "dep").len());
-    }
-
     #[test]
     fn escaped_model_names_are_decoded() {
         let inspected = inspect(br#"{"model":"gpt\u002d5"}"#).expect("inspect");
         assert_eq!(inspected.model, "gpt-5");
-    }
-
-    #[test]
-    fn deployment_names_are_json_escaped() {
-        let out = rewritten(r#"{"model":"m"}"#, "a\"b");
-        let json: Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(json["model"], "a\"b");
     }
 
     #[test]

@@ -13,8 +13,8 @@ use awc::error::{ConnectError, SendRequestError};
 use bytes::Bytes;
 
 use crate::config::UpstreamSettings;
-use crate::downstream::body::UpstreamBody;
 use crate::errors::ProxyError;
+use crate::rewrite::splice::UpstreamBody;
 use crate::upstream::credentials::UpstreamCredential;
 use crate::upstream::retry::{self, Decision};
 use crate::upstream::transport;

@@ -1,7 +1,7 @@
 //! Request image compression: finds inline images in a request body, re-encodes them on the
-//! image worker pool and splices the smaller ones back in. Never fails a request, never runs
-//! codec work or a scan of a body that holds images on an async worker, and returns the very
-//! same `Bytes` when nothing changes.
+//! image worker pool and gives back an edit for each one that became smaller, for the body's
+//! one splice. Never fails a request, never runs codec work, base64 or a scan of a body that
+//! holds images on an async worker.
 
 pub mod codec;
 mod pool;
@@ -23,6 +23,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use memchr::memmem;
 
+use super::splice::{Edit, UpstreamBody};
 use crate::config::{ImageCompression, ImageFormat};
 use codec::{Compressed, Kept, Limits};
 use pool::{Busy, WorkerPool};
@@ -61,6 +62,19 @@ impl ImageService {
     pub fn threads(&self) -> usize {
         self.pool.threads()
     }
+
+    /// `body` copied into one buffer on a worker, so that the buffers it was cut from can be
+    /// freed; as it is when the workers are saturated.
+    pub async fn compact(&self, body: UpstreamBody) -> UpstreamBody {
+        let kept = body.clone();
+        match self
+            .pool
+            .submit(move || UpstreamBody::from(body.into_bytes()))
+        {
+            Ok(compacted) => compacted.await.unwrap_or(kept),
+            Err(Busy) => kept,
+        }
+    }
 }
 
 /// Whether `body` can hold an inline image at all: two SIMD substring searches, so that a
@@ -74,16 +88,16 @@ pub fn may_hold_images(body: &[u8]) -> bool {
     DATA_IMAGE.find(body).is_some() || IMAGE_BASE64.find(body).is_some()
 }
 
-/// The body with every inline image that re-encodes smaller replaced by its re-encoding. Any
-/// image that cannot be (or is not worth) compressed stays byte for byte as it came; a body
-/// without such images comes back as the same `Bytes`, not a copy.
-pub async fn compress_request_images(
-    body: Bytes,
+/// An edit for every inline image of `body` that re-encodes smaller, its JSON string replaced
+/// by the re-encoding's. Images that cannot be (or are not worth) compressed get no edit; a
+/// body without such images gets none at all.
+pub async fn image_edits(
+    body: &Bytes,
     settings: &ImageCompression,
     images: &ImageService,
-) -> Bytes {
-    if !may_hold_images(&body) {
-        return body;
+) -> Vec<Edit> {
+    if !may_hold_images(body) {
+        return Vec::new();
     }
     let started = Instant::now();
     let plan = {
@@ -95,45 +109,44 @@ pub async fn compress_request_images(
                 tracing::warn!(
                     "image workers are saturated; request images forwarded uncompressed"
                 );
-                return body;
+                return Vec::new();
             }
         }
     };
     let plan = match plan {
         Ok(Ok(plan)) if !plan.occurrences.is_empty() => plan,
-        Ok(Ok(_)) => return body,
+        Ok(Ok(_)) => return Vec::new(),
         Ok(Err(err)) => {
             tracing::debug!(error = %err, "request body could not be walked for images");
-            return body;
+            return Vec::new();
         }
-        Err(_) => return body,
+        Err(_) => return Vec::new(),
     };
 
     let results = Arc::new(process_all(plan.payloads, settings, images).await);
 
     if !results.iter().any(|r| r.outcome.is_ok()) {
         record(&plan.occurrences, &results, images, started, None);
-        return body;
+        return Vec::new();
     }
-    let spliced = {
-        let (body, occurrences, results) =
-            (body.clone(), plan.occurrences.clone(), results.clone());
+    let encoded = {
+        let (occurrences, results) = (plan.occurrences.clone(), results.clone());
         images
             .pool
-            .submit(move || splice(&body, &occurrences, &results))
+            .submit(move || replacements(&occurrences, &results))
     };
-    let spliced = match spliced {
+    let encoded = match encoded {
         Ok(receiver) => receiver.await.map_err(|_| SkipReason::Failed),
         Err(Busy) => Err(SkipReason::Busy),
     };
-    match spliced {
-        Ok(spliced) => {
+    match encoded {
+        Ok(edits) => {
             record(&plan.occurrences, &results, images, started, None);
-            spliced
+            edits
         }
         Err(reason) => {
             record(&plan.occurrences, &results, images, started, Some(reason));
-            body
+            Vec::new()
         }
     }
 }
@@ -174,7 +187,7 @@ async fn process_all(
 }
 
 /// Counts each occurrence and the request. `all_kept` says every image went out unchanged
-/// after all (the splice could not run), for that reason.
+/// after all (their replacements could not be encoded), for that reason.
 fn record(
     occurrences: &[Occurrence],
     results: &[Processed],
@@ -351,55 +364,48 @@ fn data_url_prefix(format: ImageFormat) -> &'static [u8] {
     }
 }
 
-fn replacement_len(shape: Shape, compressed: &Compressed) -> usize {
-    let prefix = match shape {
-        Shape::DataUrl => data_url_prefix(compressed.format).len(),
-        Shape::Base64 => 0,
-    };
-    2 + prefix + base64::encoded_len(compressed.bytes.len(), true).unwrap_or(usize::MAX / 4)
+/// The edit of each compressed occurrence: its JSON string, quotes included, as the
+/// re-encoding's (a data URL or raw base64, as the original was). Occurrences of one image in
+/// the same shape share one buffer. Runs on a worker.
+fn replacements(occurrences: &[Occurrence], results: &[Processed]) -> Vec<Edit> {
+    let mut encoded: HashMap<(usize, Shape), Bytes> = HashMap::new();
+    let mut edits = Vec::new();
+    for occurrence in occurrences {
+        let Ok(compressed) = &results[occurrence.payload].outcome else {
+            continue;
+        };
+        let replacement = encoded
+            .entry((occurrence.payload, occurrence.shape))
+            .or_insert_with(|| json_string(occurrence.shape, compressed))
+            .clone();
+        edits.push(Edit::replace(occurrence.span.clone(), replacement));
+    }
+    edits
 }
 
-/// The body with each compressed occurrence's JSON string replaced; everything else copied
-/// byte for byte. Runs on a worker.
-fn splice(body: &[u8], occurrences: &[Occurrence], results: &[Processed]) -> Bytes {
-    let mut edits: Vec<(&Occurrence, &Compressed)> = occurrences
-        .iter()
-        .filter_map(|o| results[o.payload].outcome.as_ref().ok().map(|c| (o, c)))
-        .collect();
-    edits.sort_by_key(|(o, _)| o.span.start);
-    let size = edits.iter().fold(body.len(), |size, (o, c)| {
-        size - o.span.len() + replacement_len(o.shape, c)
-    });
-    let mut out = Vec::with_capacity(size);
-    let mut at = 0;
-    for (occurrence, compressed) in edits {
-        if occurrence.span.start < at {
-            continue;
-        }
-        out.extend_from_slice(&body[at..occurrence.span.start]);
-        out.push(b'"');
-        if occurrence.shape == Shape::DataUrl {
-            out.extend_from_slice(data_url_prefix(compressed.format));
-        }
-        let start = out.len();
-        out.resize(
-            start + base64::encoded_len(compressed.bytes.len(), true).unwrap_or(0),
-            0,
-        );
-        let written = BASE64
-            .encode_slice(&compressed.bytes, &mut out[start..])
-            .unwrap_or(0);
-        out.truncate(start + written);
-        out.push(b'"');
-        at = occurrence.span.end;
-    }
-    out.extend_from_slice(&body[at..]);
+fn json_string(shape: Shape, compressed: &Compressed) -> Bytes {
+    let prefix = match shape {
+        Shape::DataUrl => data_url_prefix(compressed.format),
+        Shape::Base64 => b"",
+    };
+    let encoded_len = base64::encoded_len(compressed.bytes.len(), true).unwrap_or(0);
+    let mut out = Vec::with_capacity(2 + prefix.len() + encoded_len);
+    out.push(b'"');
+    out.extend_from_slice(prefix);
+    let start = out.len();
+    out.resize(start + encoded_len, 0);
+    let written = BASE64
+        .encode_slice(&compressed.bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
     Bytes::from(out)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::rewrite::splice;
     use image::{DynamicImage, Rgb, RgbImage};
 
     fn settings() -> ImageCompression {
@@ -411,7 +417,7 @@ mod tests {
         }
     }
 
-    fn png_base64(width: u32, height: u32) -> String {
+    pub(crate) fn png_base64(width: u32, height: u32) -> String {
         let image = RgbImage::from_fn(width, height, |x, y| {
             Rgb([
                 (x * 7 % 256) as u8,
@@ -444,23 +450,21 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn a_body_without_images_comes_back_as_the_same_bytes() {
+    async fn a_body_without_images_gets_no_edit() {
         let service = ImageService::new(1).expect("pool");
         let body = Bytes::from_static(br#"{"model":"m","messages":[]}"#);
-        let out = compress_request_images(body.clone(), &settings(), &service).await;
-        assert_eq!(out.as_ptr(), body.as_ptr());
+        assert!(image_edits(&body, &settings(), &service).await.is_empty());
         assert_eq!(service.stats().snapshot().requests, 0);
     }
 
     #[actix_rt::test]
-    async fn a_body_whose_images_all_stay_comes_back_as_the_same_bytes() {
+    async fn a_body_whose_images_all_stay_gets_no_edit() {
         let service = ImageService::new(1).expect("pool");
         let body = Bytes::from(format!(
             r#"{{"image_url":"data:image/png;base64,{}","x":{{"image_base64":"!!!"}}}}"#,
             png_base64(2, 2)
         ));
-        let out = compress_request_images(body.clone(), &settings(), &service).await;
-        assert_eq!(out.as_ptr(), body.as_ptr());
+        assert!(image_edits(&body, &settings(), &service).await.is_empty());
         let stats = service.stats().snapshot();
         assert_eq!(stats.seen, 2);
         assert_eq!(stats.skipped["not_smaller"], 1);
@@ -474,7 +478,9 @@ mod tests {
         let body = Bytes::from(format!(
             r#"{{"a":{{"image_url":{{"url":"data:image/png;base64,{image}"}}}},"b":{{"image_base64":"{image}"}},"c":[{{"image_url":"data:image/png;base64,{image}"}}],"z":1}}"#
         ));
-        let out = compress_request_images(body, &settings(), &service).await;
+        let edits = image_edits(&body, &settings(), &service).await;
+        assert_eq!(edits.len(), 3);
+        let out = splice::apply(&body, edits).into_bytes();
         let json: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
         let url = json["a"]["image_url"]["url"].as_str().expect("url");
         assert!(url.starts_with("data:image/jpeg;base64,"), "{url}");
