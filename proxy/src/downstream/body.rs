@@ -201,7 +201,6 @@ impl<'de> de::DeserializeSeed<'de> for TopLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     #[test]
     fn escaped_model_names_are_decoded() {

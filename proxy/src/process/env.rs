@@ -11,9 +11,11 @@ use std::time::Duration;
 /// Where config.json is when `CONFIG_PATH` is not set.
 pub const DEFAULT_CONFIG_PATH: &str = "data/config.json";
 
+type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
 /// A source of variables: the process environment, or a fixed list in tests.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String>>,
+    lookup: Lookup,
 }
 
 impl Env {

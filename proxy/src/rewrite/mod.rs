@@ -52,10 +52,12 @@ fn request_edits(inspected: &Inspected, deployment: &str) -> Vec<Edit> {
             Bytes::from(model_json),
         ));
     }
-    if !inspected.stream {
-        if let Some(member) = &inspected.stream_options_member {
-            edits.push(Edit::remove(member.clone()));
-        }
+    if let Some(member) = inspected
+        .stream_options_member
+        .as_ref()
+        .filter(|_| !inspected.stream)
+    {
+        edits.push(Edit::remove(member.clone()));
     }
     edits
 }

@@ -113,7 +113,10 @@ mod tests {
             Edit::replace(4..5, Bytes::from_static(b"F")),
         ];
         let out = apply(&body, edits);
-        assert_eq!(out.clone().into_bytes(), Bytes::from_static(b"03F56seven89"));
+        assert_eq!(
+            out.clone().into_bytes(),
+            Bytes::from_static(b"03F56seven89")
+        );
         assert_eq!(out.len(), 12);
     }
 
