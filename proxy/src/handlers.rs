@@ -117,12 +117,14 @@ async fn forward(
         &target.deployment,
         &config.server.image_compression,
         &state.images,
+        &record.request_id,
     )
     .await;
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
     let exchange = exchange::send(UpstreamCall {
+        request_id: &record.request_id,
         upstream_name: &upstream.name,
         url: &target.url,
         headers: &headers::upstream_request_headers(req.headers(), &record.request_id),

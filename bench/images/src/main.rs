@@ -126,6 +126,7 @@ fn request_path(input: &[u8], mime: &str, iterations: usize) -> anyhow::Result<D
             "deployment",
             &settings,
             &service,
+            "bench",
         ));
         times.push(started.elapsed());
         if out.len() >= body.len() {

@@ -221,7 +221,7 @@ impl Stream for Relay {
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(err))) => {
-                tracing::debug!(error = %err, "upstream body failed");
+                tracing::debug!(request_id = %this.request.record.request_id, error = %err, "upstream body failed");
                 this.fail(
                     ErrorClass::StreamInterrupted,
                     "upstream_stream_interrupted",

@@ -21,12 +21,13 @@ pub async fn upstream_body(
     deployment: &str,
     compression: &ImageCompression,
     images: &ImageService,
+    request_id: &str,
 ) -> UpstreamBody {
     let mut edits = request_edits(inspected, deployment);
     if !compression.enabled {
         return splice::apply(&body, edits);
     }
-    let image_edits = images::image_edits(&body, compression, images).await;
+    let image_edits = images::image_edits(&body, compression, images, request_id).await;
     if image_edits.is_empty() {
         return splice::apply(&body, edits);
     }
@@ -132,7 +133,7 @@ mod tests {
             r#"{{"model":"m","stream_options":{{"include_usage":true}},"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#
         ));
         let inspected = inspect(&body).expect("inspect");
-        let out = upstream_body(body, &inspected, "dep", &compression, &service)
+        let out = upstream_body(body, &inspected, "dep", &compression, &service, "req-1")
             .await
             .into_bytes();
         let json: Value = serde_json::from_slice(&out).expect("valid json");

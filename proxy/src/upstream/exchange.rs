@@ -25,6 +25,8 @@ use crate::upstream::transport;
 const BODY_SLICE: usize = 64 * 1024;
 
 pub struct UpstreamCall<'a> {
+    /// The downstream request's id, for the log lines of this exchange.
+    pub request_id: &'a str,
     pub upstream_name: &'a str,
     pub url: &'a str,
     pub headers: &'a [(HeaderName, HeaderValue)],
@@ -57,15 +59,15 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
         } else {
             &clients.pooled
         };
-        let auth =
-            call.credential
-                .authorize()
-                .await
-                .map_err(|err| ProxyError::UpstreamAuthFailed {
-                    upstream: call.upstream_name.to_string(),
-                    mode: call.credential.mode().to_string(),
-                    cause: err.cause,
-                })?;
+        let auth = call
+            .credential
+            .authorize(call.request_id)
+            .await
+            .map_err(|err| ProxyError::UpstreamAuthFailed {
+                upstream: call.upstream_name.to_string(),
+                mode: call.credential.mode().to_string(),
+                cause: err.cause,
+            })?;
         let used_credential = auth.1.clone();
         let mut request = client.post(call.url).insert_header(auth);
         for (name, value) in call.headers {
@@ -100,7 +102,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                 // A refused token is replaced once, before any byte reached the client.
                 if status == 401
                     && !fresh_credential_tried
-                    && call.credential.reject(&used_credential)
+                    && call.credential.reject(&used_credential, call.request_id)
                 {
                     fresh_credential_tried = true;
                     drop(response);
@@ -116,6 +118,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                     }
                     Decision::RetryAfter(delay) => {
                         tracing::debug!(
+                            request_id = call.request_id,
                             status,
                             delay_ms = delay.as_millis() as u64,
                             attempt,
@@ -131,13 +134,13 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                     && !resent_on_new_connection
                     && transport::closed_before_response(&err) =>
             {
-                tracing::debug!(error = %err, "the pooled upstream connection was closed; sending again on a new one");
+                tracing::debug!(request_id = call.request_id, error = %err, "the pooled upstream connection was closed; sending again on a new one");
                 resent_on_new_connection = true;
                 use_new_connection = true;
                 continue;
             }
             Ok(Err(err)) => {
-                let error = connect_failure(call.upstream_name, call.settings, err);
+                let error = connect_failure(&call, err);
                 let retryable = matches!(
                     error,
                     ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. }
@@ -145,7 +148,7 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                 if !retryable || attempt >= settings.max_retries {
                     return Err(error);
                 }
-                tracing::debug!(error = %error, attempt, "retrying upstream call after a connect failure");
+                tracing::debug!(request_id = call.request_id, error = %error, attempt, "retrying upstream call after a connect failure");
                 retry::backoff(attempt, settings)
             }
         };
@@ -168,12 +171,8 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
 
 /// Maps a send failure to the client-facing error; only connect-phase failures are retryable
 /// (the request never reached the upstream).
-fn connect_failure(
-    upstream: &str,
-    settings: &UpstreamSettings,
-    err: SendRequestError,
-) -> ProxyError {
-    let upstream = upstream.to_string();
+fn connect_failure(call: &UpstreamCall<'_>, err: SendRequestError) -> ProxyError {
+    let (upstream, settings) = (call.upstream_name.to_string(), call.settings);
     match err {
         SendRequestError::Connect(ConnectError::Timeout) => ProxyError::UpstreamTimeout {
             upstream,
@@ -184,7 +183,7 @@ fn connect_failure(
             reason: connect_reason(&err),
         },
         other => {
-            tracing::warn!(error = %other, upstream = %upstream, "upstream exchange failed");
+            tracing::warn!(request_id = call.request_id, error = %other, upstream = %upstream, "upstream exchange failed");
             ProxyError::UpstreamBroken {
                 upstream,
                 reason:

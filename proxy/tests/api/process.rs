@@ -35,16 +35,17 @@ pub fn start_binary(config_path: &std::path::Path) -> Running {
 /// Starts the binary with extra environment variables (credentials, CA file, PATH).
 pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_proxy"));
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command
+    command
         .env("CONFIG_PATH", config_path)
         .env("PROXY_LISTEN", "127.0.0.1:0")
         .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "info")
-        .env("SHUTDOWN_GRACE_SECS", "10")
+        .env("SHUTDOWN_GRACE_SECS", "10");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -130,6 +131,40 @@ async fn sigterm_lets_a_stream_finish_then_writes_stats() {
         );
         assert!(!line.contains("Say hi"), "prompt text in log: {line}");
     }
+}
+
+#[actix_web::test]
+async fn a_retry_is_logged_with_the_request_id() {
+    let fake = FakeFoundry::start().await;
+    fake.enqueue(fake_foundry::ScriptedReply::Status {
+        status: 429,
+        headers: vec![("retry-after-ms".into(), "10".into())],
+        body: fake_foundry::error_body("429", "try again"),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut config = base_config(&fake);
+    config["server"]["upstream"]["maxRetries"] = serde_json::json!(1);
+    write_config(&config_path, &config);
+    let running = start_binary_with(&config_path, &[("LOG_LEVEL", "proxy=debug".into())]);
+
+    let response = reqwest::Client::new()
+        .post(running.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "retry-trace-1")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+
+    let retry_line =
+        std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .find(|line| line["message"] == "retrying upstream call")
+            .expect("a log line for the retry");
+    assert_eq!(retry_line["request_id"], "retry-trace-1");
+    assert_eq!(retry_line["status"], 429);
 }
 
 #[actix_web::test]

@@ -95,6 +95,7 @@ pub async fn image_edits(
     body: &Bytes,
     settings: &ImageCompression,
     images: &ImageService,
+    request_id: &str,
 ) -> Vec<Edit> {
     if !may_hold_images(body) {
         return Vec::new();
@@ -107,6 +108,7 @@ pub async fn image_edits(
             Err(Busy) => {
                 images.stats.busy_request();
                 tracing::warn!(
+                    request_id,
                     "image workers are saturated; request images forwarded uncompressed"
                 );
                 return Vec::new();
@@ -117,16 +119,23 @@ pub async fn image_edits(
         Ok(Ok(plan)) if !plan.occurrences.is_empty() => plan,
         Ok(Ok(_)) => return Vec::new(),
         Ok(Err(err)) => {
-            tracing::debug!(error = %err, "request body could not be walked for images");
+            tracing::debug!(request_id, error = %err, "request body could not be walked for images");
             return Vec::new();
         }
         Err(_) => return Vec::new(),
     };
 
-    let results = Arc::new(process_all(plan.payloads, settings, images).await);
+    let results = Arc::new(process_all(plan.payloads, settings, images, request_id).await);
 
     if !results.iter().any(|r| r.outcome.is_ok()) {
-        record(&plan.occurrences, &results, images, started, None);
+        record(
+            &plan.occurrences,
+            &results,
+            images,
+            started,
+            None,
+            request_id,
+        );
         return Vec::new();
     }
     let encoded = {
@@ -141,11 +150,25 @@ pub async fn image_edits(
     };
     match encoded {
         Ok(edits) => {
-            record(&plan.occurrences, &results, images, started, None);
+            record(
+                &plan.occurrences,
+                &results,
+                images,
+                started,
+                None,
+                request_id,
+            );
             edits
         }
         Err(reason) => {
-            record(&plan.occurrences, &results, images, started, Some(reason));
+            record(
+                &plan.occurrences,
+                &results,
+                images,
+                started,
+                Some(reason),
+                request_id,
+            );
             Vec::new()
         }
     }
@@ -157,7 +180,9 @@ async fn process_all(
     payloads: Vec<Bytes>,
     settings: &ImageCompression,
     images: &ImageService,
+    request_id: &str,
 ) -> Vec<Processed> {
+    let request_id: Arc<str> = Arc::from(request_id);
     let mut results: Vec<Option<Processed>> = payloads.iter().map(|_| None).collect();
     let mut waiting = payloads.into_iter().enumerate();
     let mut running = FuturesUnordered::new();
@@ -166,10 +191,11 @@ async fn process_all(
             let Some((index, payload)) = waiting.next() else {
                 break;
             };
-            let (target, limits) = (settings.clone(), images.limits);
+            let (target, limits, request_id) =
+                (settings.clone(), images.limits, request_id.clone());
             match images
                 .pool
-                .submit(move || process(&payload, &target, &limits))
+                .submit(move || process(&payload, &target, &limits, &request_id))
             {
                 Ok(receiver) => running.push(async move { (index, receiver.await) }),
                 Err(Busy) => results[index] = Some(Processed::skipped(SkipReason::Busy)),
@@ -194,6 +220,7 @@ fn record(
     images: &ImageService,
     started: Instant,
     all_kept: Option<SkipReason>,
+    request_id: &str,
 ) {
     let stats = &images.stats;
     for occurrence in occurrences {
@@ -214,6 +241,7 @@ fn record(
     let delay = started.elapsed();
     stats.request(delay);
     tracing::debug!(
+        request_id,
         images = occurrences.len(),
         compressed = results.iter().filter(|r| r.outcome.is_ok()).count(),
         delay_ms = delay.as_millis() as u64,
@@ -321,7 +349,12 @@ fn decode_base64(payload: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Decodes, compresses and reports one payload. Runs on a worker.
-fn process(payload: &[u8], target: &ImageCompression, limits: &Limits) -> Processed {
+fn process(
+    payload: &[u8],
+    target: &ImageCompression,
+    limits: &Limits,
+    request_id: &str,
+) -> Processed {
     let started = Instant::now();
     let Some(original) = decode_base64(payload) else {
         return Processed {
@@ -332,9 +365,9 @@ fn process(payload: &[u8], target: &ImageCompression, limits: &Limits) -> Proces
     let outcome = codec::compress(&original, target, limits).map_err(|kept| {
         let reason = skip_reason(&kept);
         if reason == SkipReason::Failed {
-            tracing::warn!(error = %kept, "request image could not be re-encoded; forwarded unchanged");
+            tracing::warn!(request_id, error = %kept, "request image could not be re-encoded; forwarded unchanged");
         } else {
-            tracing::debug!(reason = reason.as_str(), detail = %kept, "request image forwarded unchanged");
+            tracing::debug!(request_id, reason = reason.as_str(), detail = %kept, "request image forwarded unchanged");
         }
         reason
     });
@@ -453,7 +486,11 @@ pub(crate) mod tests {
     async fn a_body_without_images_gets_no_edit() {
         let service = ImageService::new(1).expect("pool");
         let body = Bytes::from_static(br#"{"model":"m","messages":[]}"#);
-        assert!(image_edits(&body, &settings(), &service).await.is_empty());
+        assert!(
+            image_edits(&body, &settings(), &service, "req-1")
+                .await
+                .is_empty()
+        );
         assert_eq!(service.stats().snapshot().requests, 0);
     }
 
@@ -464,7 +501,11 @@ pub(crate) mod tests {
             r#"{{"image_url":"data:image/png;base64,{}","x":{{"image_base64":"!!!"}}}}"#,
             png_base64(2, 2)
         ));
-        assert!(image_edits(&body, &settings(), &service).await.is_empty());
+        assert!(
+            image_edits(&body, &settings(), &service, "req-1")
+                .await
+                .is_empty()
+        );
         let stats = service.stats().snapshot();
         assert_eq!(stats.seen, 2);
         assert_eq!(stats.skipped["not_smaller"], 1);
@@ -478,7 +519,7 @@ pub(crate) mod tests {
         let body = Bytes::from(format!(
             r#"{{"a":{{"image_url":{{"url":"data:image/png;base64,{image}"}}}},"b":{{"image_base64":"{image}"}},"c":[{{"image_url":"data:image/png;base64,{image}"}}],"z":1}}"#
         ));
-        let edits = image_edits(&body, &settings(), &service).await;
+        let edits = image_edits(&body, &settings(), &service, "req-1").await;
         assert_eq!(edits.len(), 3);
         let out = splice::apply(&body, edits).into_bytes();
         let json: serde_json::Value = serde_json::from_slice(&out).expect("valid json");

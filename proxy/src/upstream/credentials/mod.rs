@@ -44,12 +44,17 @@ impl UpstreamCredential {
     }
 
     /// The header that signs one upstream request.
-    pub async fn authorize(&self) -> Result<(HeaderName, HeaderValue), CredentialError> {
+    pub async fn authorize(
+        &self,
+        request_id: &str,
+    ) -> Result<(HeaderName, HeaderValue), CredentialError> {
         match self {
             UpstreamCredential::ApiKey(value) => {
                 Ok((HeaderName::from_static("api-key"), value.clone()))
             }
-            UpstreamCredential::Entra(cache) => Ok((AUTHORIZATION, cache.header().await?)),
+            UpstreamCredential::Entra(cache) => {
+                Ok((AUTHORIZATION, cache.header(request_id).await?))
+            }
             UpstreamCredential::Broken { cause, .. } => Err(CredentialError {
                 cause: cause.clone(),
             }),
@@ -58,10 +63,10 @@ impl UpstreamCredential {
 
     /// The upstream answered 401 to `used`: drops it. True when a retry with a fresh credential
     /// can help (an Entra token; a fixed api-key would only be refused again).
-    pub fn reject(&self, used: &HeaderValue) -> bool {
+    pub fn reject(&self, used: &HeaderValue, request_id: &str) -> bool {
         match self {
             UpstreamCredential::Entra(cache) => {
-                cache.reject(used);
+                cache.reject(used, request_id);
                 true
             }
             _ => false,

@@ -68,7 +68,7 @@ impl TokenCache {
     }
 
     /// The `Authorization` value to send; waits only when no valid token is held.
-    pub async fn header(&self) -> Result<HeaderValue, CredentialError> {
+    pub async fn header(&self, request_id: &str) -> Result<HeaderValue, CredentialError> {
         let seen = {
             let state = self.state();
             if let Some(token) = usable(&state) {
@@ -79,16 +79,16 @@ impl TokenCache {
             }
             state.generation
         };
-        self.fetch(seen).await
+        self.fetch(seen, Some(request_id)).await
     }
 
     /// Forgets `refused` (the upstream answered 401 with it) so the next request fetches anew.
-    pub fn reject(&self, refused: &HeaderValue) {
+    pub fn reject(&self, refused: &HeaderValue, request_id: &str) {
         let mut state = self.state();
         if state.token.as_ref().is_some_and(|t| t.header == *refused) {
             state.token = None;
             state.retry_at = None;
-            tracing::info!(mode = %self.mode(), "upstream refused the Entra ID token; fetching a new one");
+            tracing::info!(mode = %self.mode(), request_id, "upstream refused the Entra ID token; fetching a new one");
         }
     }
 
@@ -97,8 +97,13 @@ impl TokenCache {
         self.state().fetches
     }
 
-    /// Fetches unless another fetch finished since `seen`; one fetch at a time.
-    async fn fetch(&self, seen: u64) -> Result<HeaderValue, CredentialError> {
+    /// Fetches unless another fetch finished since `seen`; one fetch at a time. `request_id`:
+    /// the request that waits for it (none for a background refresh), for the log.
+    async fn fetch(
+        &self,
+        seen: u64,
+        request_id: Option<&str>,
+    ) -> Result<HeaderValue, CredentialError> {
         let _single_flight = self.fetch_lock.lock().await;
         {
             let state = self.state();
@@ -130,7 +135,7 @@ impl TokenCache {
                 state.failures = 0;
                 state.retry_at = None;
                 state.last_error = None;
-                tracing::info!(mode = %self.mode(), lifetime_s, "Entra ID token acquired");
+                tracing::info!(mode = %self.mode(), lifetime_s, request_id, "Entra ID token acquired");
                 Ok(header)
             }
             Err(cause) => {
@@ -139,7 +144,7 @@ impl TokenCache {
                     .saturating_mul(1 << state.failures.saturating_sub(1).min(6))
                     .min(BACKOFF_MAX);
                 state.retry_at = Some(Instant::now() + backoff);
-                tracing::warn!(mode = %self.mode(), error = %cause, retry_in_ms = backoff.as_millis() as u64, "Entra ID token request failed");
+                tracing::warn!(mode = %self.mode(), error = %cause, retry_in_ms = backoff.as_millis() as u64, request_id, "Entra ID token request failed");
                 state.last_error = Some(cause);
                 usable(&state)
                     .map(|t| t.header.clone())
@@ -228,7 +233,7 @@ async fn refresher(cache: Weak<TokenCache>) {
         };
         let seen = strong.state().generation;
         // Errors are logged and kept by `fetch`; the loop retries after its backoff.
-        let _ = strong.fetch(seen).await;
+        let _ = strong.fetch(seen, None).await;
     }
 }
 
