@@ -15,9 +15,10 @@ COPY proxy/Cargo.toml proxy/
 COPY control/Cargo.toml control/
 COPY fake-foundry/Cargo.toml fake-foundry/
 COPY stack-tests/Cargo.toml stack-tests/
+COPY test-support/Cargo.toml test-support/
 COPY bench/images/Cargo.toml bench/images/
 COPY bench/gateway/Cargo.toml bench/gateway/
-RUN for crate in proxy control fake-foundry stack-tests bench/images bench/gateway; do \
+RUN for crate in proxy control fake-foundry stack-tests test-support bench/images bench/gateway; do \
         mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
     && cargo build --release --locked -p proxy -p control

@@ -5,10 +5,11 @@
 //! python3, and the `proxy` and `control` binaries next to the test binary (`cargo test
 //! --workspace` builds them; after changing either, build them before `cargo test -p stack-tests`).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use test_support::{free_ports, wait_until, wait_until_blocking};
 
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
@@ -37,18 +38,14 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
-        // Held together, so that no two are the same.
-        let listeners: Vec<TcpListener> = (0..6)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-            .collect();
-        let port = |i: usize| listeners[i].local_addr().expect("bound").port();
+        let ports = free_ports(6);
         Ports {
-            http: port(0),
-            https: port(1),
-            caddy_admin: port(2),
-            control: port(3),
-            proxy: port(4),
-            ops: port(5),
+            http: ports[0],
+            https: ports[1],
+            caddy_admin: ports[2],
+            control: ports[3],
+            proxy: ports[4],
+            ops: ports[5],
         }
     }
 }
@@ -211,17 +208,15 @@ impl Stack {
     /// Waits until Caddy serves both the API (`/healthz`) and the admin UI (`/admin/` answers
     /// 401 without a login) on the HTTP port.
     pub async fn wait_ready(&self, http: &reqwest::Client) {
-        let ready = wait_until(Duration::from_secs(60), || async {
+        let ready = wait_until("the stack to be ready", Duration::from_secs(60), || async {
             let health = http.get(self.http_url("/healthz")).send().await;
             let admin = http.get(self.http_url("/admin/")).send().await;
             matches!((health, admin), (Ok(h), Ok(a)) if h.status() == 200 && a.status() == 401)
         })
         .await;
-        assert!(
-            ready,
-            "the stack never became ready; its log:\n{}",
-            self.log()
-        );
+        if let Err(timed_out) = ready {
+            panic!("{timed_out}; its log:\n{}", self.log());
+        }
     }
 
     /// `supervisorctl` against this stack's supervisord.
@@ -253,23 +248,19 @@ impl Stack {
     pub fn stop(mut self, limit: Duration) -> Stopped {
         signal(self.supervisord_pid(), "TERM");
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return Stopped {
-                    status,
-                    log: self.log(),
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "supervisord did not stop within {limit:?}; its log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let mut status = None;
+        let exited = wait_until_blocking("supervisord to exit", limit, || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        });
+        if let Err(timed_out) = exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{timed_out}; its log:\n{}", self.log());
+        }
+        Stopped {
+            status: status.expect("supervisord exited"),
+            log: self.log(),
         }
     }
 }
@@ -289,10 +280,9 @@ impl Drop for Stack {
             .filter_map(|p| self.pid(p))
             .collect();
         signal(child.id(), "TERM");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let _ = wait_until_blocking("supervisord to exit", Duration::from_secs(30), || {
+            child.try_wait().ok().flatten().is_some()
+        });
         let _ = child.kill();
         let _ = child.wait();
         // supervisord puts each program in a process group of its own: a killed supervisord
@@ -309,22 +299,4 @@ pub fn signal(pid: u32, name: &str) {
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
-}
-
-/// Polls `check` every 50 ms until it holds or `limit` passes.
-pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -3,12 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fake_foundry::{Behaviour, FakeFoundry, ScriptedReply};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use stack_tests::{Ports, Stack, StackOptions, Tools, default_config, signal, wait_until};
+use stack_tests::{Ports, Stack, StackOptions, Tools, default_config, signal};
+use test_support::{chat_body, eventually, wait_for, wait_until, write_json};
 
 const KEY: &str = "CHANGEME";
 const UPSTREAM_KEY: &str = "upstream-secret";
@@ -26,12 +29,10 @@ fn config_for(fake: &FakeFoundry, ports: &Ports, tls: bool) -> Value {
     config
 }
 
-fn write_json(path: &Path, value: &Value) {
-    std::fs::write(path, serde_json::to_vec_pretty(value).expect("json")).expect("write");
-}
-
 fn chat(model: &str, stream: bool) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}], "stream": stream})
+    let mut body = chat_body(stream);
+    body["model"] = json!(model);
+    body
 }
 
 async fn chat_status(http: &reqwest::Client, stack: &Stack, model: &str) -> Option<u16> {
@@ -107,20 +108,14 @@ async fn served_certificate(data_dir: &Path, https_port: u16) -> Option<Vec<u8>>
 
 async fn wait_for_certificate(stack: &Stack) -> Vec<u8> {
     let root = stack.data_dir.join("caddy/pki/authorities/local/root.crt");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if root.is_file()
-            && let Some(certificate) = served_certificate(&stack.data_dir, stack.ports.https).await
-        {
-            return certificate;
+    let served = wait_for("the TLS site to serve", Duration::from_secs(30), || async {
+        if !root.is_file() {
+            return None;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the TLS site never served; log:\n{}",
-            stack.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        served_certificate(&stack.data_dir, stack.ports.https).await
+    })
+    .await;
+    served.unwrap_or_else(|timed_out| panic!("{timed_out}; log:\n{}", stack.log()))
 }
 
 fn total_requests(stats: &Value) -> u64 {
@@ -196,11 +191,12 @@ async fn the_stack_serves_applies_saved_config_stops_cleanly_and_keeps_its_state
         "{}",
         saved.text().await.unwrap_or_default()
     );
-    let applied = wait_until(Duration::from_secs(10), || async {
-        chat_status(&http, &stack, "stack-model").await == Some(200)
-    })
+    eventually(
+        "the proxy to serve the saved model",
+        Duration::from_secs(10),
+        || async { chat_status(&http, &stack, "stack-model").await == Some(200) },
+    )
     .await;
-    assert!(applied, "the proxy never served the saved model");
     assert_eq!(
         fake.requests().pop().expect("request").json()["model"],
         "stack-deployment"
@@ -300,9 +296,11 @@ async fn supervisord_restarts_a_killed_program_and_traffic_resumes() {
 
     for program in ["proxy", "caddy", "control"] {
         // Traffic runs while the program is killed.
+        let answered = Arc::new(AtomicUsize::new(0));
         let traffic = {
             let http = http.clone();
             let url = stack.http_url("/v1/chat/completions");
+            let answered = answered.clone();
             tokio::spawn(async move {
                 let mut outcomes = Vec::new();
                 let until = Instant::now() + Duration::from_secs(8);
@@ -315,36 +313,46 @@ async fn supervisord_restarts_a_killed_program_and_traffic_resumes() {
                         .send()
                         .await
                         .is_ok_and(|r| r.status() == 200);
+                    if ok {
+                        answered.fetch_add(1, Ordering::SeqCst);
+                    }
                     outcomes.push((Instant::now(), ok));
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 outcomes
             })
         };
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        eventually(
+            "the traffic's first answer",
+            Duration::from_secs(5),
+            || async { answered.load(Ordering::SeqCst) > 0 },
+        )
+        .await;
         let old = stack.pid(program).expect("running");
         signal(old, "KILL");
         let killed = Instant::now();
-        let restarted = wait_until(Duration::from_secs(20), || async {
-            stack.pid(program).is_some_and(|pid| pid != old)
-        })
+        let restarted = wait_until(
+            &format!("{program} to be restarted"),
+            Duration::from_secs(20),
+            || async { stack.pid(program).is_some_and(|pid| pid != old) },
+        )
         .await;
-        assert!(
-            restarted,
-            "{program} was not restarted; log:\n{}",
-            stack.log()
-        );
-        let serving = wait_until(Duration::from_secs(20), || async {
-            let admin = http.get(stack.http_url("/admin/")).send().await;
-            chat_status(&http, &stack, "gpt-5-mini").await == Some(200)
-                && admin.is_ok_and(|r| r.status() == 401)
-        })
+        if let Err(timed_out) = restarted {
+            panic!("{timed_out}; log:\n{}", stack.log());
+        }
+        let serving = wait_until(
+            &format!("traffic after {program} restarted"),
+            Duration::from_secs(20),
+            || async {
+                let admin = http.get(stack.http_url("/admin/")).send().await;
+                chat_status(&http, &stack, "gpt-5-mini").await == Some(200)
+                    && admin.is_ok_and(|r| r.status() == 401)
+            },
+        )
         .await;
-        assert!(
-            serving,
-            "no traffic after {program} restarted; log:\n{}",
-            stack.log()
-        );
+        if let Err(timed_out) = serving {
+            panic!("{timed_out}; log:\n{}", stack.log());
+        }
         let recovered = Instant::now();
         let outcomes = traffic.await.expect("traffic");
         let after: Vec<bool> = outcomes

@@ -2,10 +2,10 @@
 //! kernel says about them: resident memory and CPU time.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
@@ -111,12 +111,13 @@ impl Drop for Child {
             .args(["-TERM", &self.child.id().to_string()])
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let exited = test_support::wait_until_blocking(
+            "the process to exit",
+            Duration::from_secs(3),
+            || matches!(self.child.try_wait(), Ok(Some(_))),
+        );
+        if exited.is_ok() {
+            return;
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -178,12 +179,6 @@ pub fn ticks_per_second() -> u64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100)
     })
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// Resident memory of the `fake-foundry` binary after a second of idling.

@@ -549,12 +549,14 @@ pub async fn reload_under_load(bench: &mut Bench<'_>) -> anyhow::Result<ReloadRe
     );
     // Writes close together are applied together; the last one must be what serves.
     let last = format!("reload-{}", bench.stack.config().revision);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut last_applied = false;
-    while !last_applied && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        last_applied = serves_model(bench.stack.proxy_addr, &last).await;
-    }
+    let proxy = bench.stack.proxy_addr;
+    let last_applied = test_support::wait_until(
+        "the proxy to serve the last config written",
+        Duration::from_secs(5),
+        || serves_model(proxy, &last),
+    )
+    .await
+    .is_ok();
     let generation_after = bench.stack.generation().await?;
     let status = bench.stack.ops_json("/status").await?;
     Ok(ReloadResult {

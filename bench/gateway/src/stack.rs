@@ -5,9 +5,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use test_support::{free_port, free_ports, wait_for};
 
 use crate::client;
 use crate::processes::{self, Child};
@@ -72,8 +73,9 @@ impl Stack {
             Some(path) => Stdio::from(std::fs::File::create(path)?),
             None => Stdio::null(),
         };
-        let proxy_addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
-        let ops_addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
+        let ports = free_ports(2);
+        let proxy_addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+        let ops_addr = SocketAddr::from(([127, 0, 0, 1], ports[1]));
         let mut proxy = Child::spawn(
             "proxy",
             Command::new(&bins.proxy)
@@ -88,8 +90,8 @@ impl Stack {
                 .stdout(proxy_stdout)
                 .stderr(Stdio::inherit()),
         )?;
-        wait_for(&mut proxy, ops_addr, "/readyz").await?;
-        wait_for(&mut proxy, proxy_addr, "/healthz").await?;
+        wait_for_answer(&mut proxy, ops_addr, "/readyz").await?;
+        wait_for_answer(&mut proxy, proxy_addr, "/healthz").await?;
 
         let (caddy, caddy_note) = match &bins.caddy {
             Some(bin) => match start_caddy(bin, work, proxy_addr).await {
@@ -138,14 +140,17 @@ impl Stack {
     pub async fn apply_config(&mut self, variant: ConfigVariant) -> anyhow::Result<()> {
         let before = self.generation().await?;
         self.write_config(variant)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.generation().await? > before {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        bail!("the proxy did not apply the new config within 10 s")
+        wait_for(
+            "the proxy to apply the new config",
+            Duration::from_secs(10),
+            || async {
+                match self.generation().await {
+                    Ok(generation) => (generation > before).then_some(Ok(())),
+                    Err(err) => Some(Err(err)),
+                }
+            },
+        )
+        .await?
     }
 
     /// The proxy's config generation (1 at start, +1 per applied reload).
@@ -200,18 +205,19 @@ pub fn proxy_config(
     })
 }
 
-async fn wait_for(child: &mut Child, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        child.check_running()?;
-        if let Ok((200, _)) = client::get(addr, path).await {
-            return Ok(());
+/// Waits until `child` answers `path` on `addr` with 200; fails as soon as it has exited.
+async fn wait_for_answer(child: &mut Child, addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+    let what = format!("{} to answer {path} on {addr}", child.name);
+    wait_for(&what, Duration::from_secs(20), || {
+        let exited = child.check_running().err();
+        async move {
+            match exited {
+                Some(err) => Some(Err(err)),
+                None => matches!(client::get(addr, path).await, Ok((200, _))).then_some(Ok(())),
+            }
         }
-        if Instant::now() > deadline {
-            bail!("{} did not answer {path} on {addr} within 20 s", child.name);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await?
 }
 
 /// Caddy as the ingress: plain HTTP, `reverse_proxy` to the proxy with `flush_interval -1`,
@@ -230,7 +236,7 @@ async fn start_caddy(
         .next()
         .unwrap_or("unknown")
         .to_string();
-    let port = processes::free_port()?;
+    let port = free_port();
     let caddyfile = work.join("Caddyfile");
     std::fs::write(
         &caddyfile,
@@ -253,7 +259,7 @@ async fn start_caddy(
             .stderr(Stdio::null()),
     )?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    wait_for(&mut child, addr, "/healthz").await?;
+    wait_for_answer(&mut child, addr, "/healthz").await?;
     Ok((child, addr, version))
 }
 
@@ -264,7 +270,7 @@ pub async fn start_control(bin: &Path, stack: &Stack) -> anyhow::Result<Child> {
     std::fs::create_dir_all(&data)?;
     let config = data.join("config.json");
     std::fs::copy(stack.config_path(), &config)?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", processes::free_port()?).parse()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut child = Child::spawn(
         "control",
         Command::new(bin)
@@ -278,15 +284,19 @@ pub async fn start_control(bin: &Path, stack: &Stack) -> anyhow::Result<Child> {
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        child.check_running()?;
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(child);
+    let what = format!("control to listen on {addr}");
+    wait_for(&what, Duration::from_secs(20), || {
+        let exited = child.check_running().err();
+        async move {
+            match exited {
+                Some(err) => Some(Err(err)),
+                None => tokio::net::TcpStream::connect(addr)
+                    .await
+                    .ok()
+                    .map(|_| Ok(())),
+            }
         }
-        if Instant::now() > deadline {
-            bail!("control did not listen on {addr} within 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await??;
+    Ok(child)
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_foundry::Behaviour;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use crate::caddy::spawn_with_caddy;
 use crate::helpers::{
-    ADMIN_PASSWORD, ADMIN_USER, KEY, StackOptions, TestStack, chat_body, find_program, free_port,
-    require_tool, spawn_stack, spawn_stack_with, wait_until,
+    ADMIN_PASSWORD, ADMIN_USER, KEY, StackOptions, TestStack, chat_body, eventually, find_program,
+    free_port, require_tool, spawn_stack, spawn_stack_with, wait_until,
 };
 
 const DESKTOP: (u32, u32) = (1280, 900);
@@ -54,14 +54,13 @@ impl Browser {
         };
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let up = wait_until(Duration::from_secs(15), || async {
+        eventually("chromedriver", Duration::from_secs(15), || async {
             http.get(format!("{url}/status"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
         })
         .await;
-        assert!(up, "chromedriver never answered");
         let profile = tempfile::tempdir().expect("profile dir");
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -126,16 +125,25 @@ impl Browser {
     }
 
     async fn poll_js(&self, script: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.js(script).await == Value::Bool(true) {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until(script, limit, || async {
+            self.js(script).await == Value::Bool(true)
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Shows `page`, entered afresh even when it is the current one, and waits until the API
+    /// calls it made have been answered and their answers rendered.
+    async fn show_settled(&self, page: &str) {
+        self.js(TRACK_API_CALLS).await;
+        self.js(&format!(
+            "if (location.hash === '#{page}') window.dispatchEvent(new HashChangeEvent('hashchange')); else location.hash = '{page}';"
+        ))
+        .await;
+        self.wait_js(&format!(
+            "return !document.getElementById('page-{page}').hidden && window.pendingApiCalls === 0"
+        ))
+        .await;
     }
 
     async fn text(&self, css: &str) -> String {
@@ -184,6 +192,27 @@ impl Drop for Browser {
     }
 }
 
+/// Counts the page's calls to `fetch` in `window.pendingApiCalls`: a call counts until its
+/// answer's body has been read and the code awaiting that body has run (the admin UI reads
+/// every API answer with `json()` or `text()`).
+const TRACK_API_CALLS: &str = r#"
+if (window.pendingApiCalls === undefined) {
+  window.pendingApiCalls = 0;
+  const settle = () => setTimeout(() => { window.pendingApiCalls -= 1; }, 0);
+  const fetch = window.fetch;
+  window.fetch = (...args) => {
+    window.pendingApiCalls += 1;
+    return fetch(...args).then((res) => {
+      for (const read of ['json', 'text']) {
+        const original = res[read].bind(res);
+        res[read] = () => original().finally(settle);
+      }
+      return res;
+    }, (err) => { settle(); throw err; });
+  };
+}
+"#;
+
 fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../screenshots")
 }
@@ -220,23 +249,26 @@ async fn an_operator_logs_in_changes_settings_and_the_proxy_follows() {
     let disk = stack.on_disk();
     assert_eq!(disk["models"][2]["id"], "browser-model");
     assert_eq!(disk["models"][2]["upstream"], "fake");
-    let served = wait_until(Duration::from_secs(5), || async {
-        let models: Value = stack
-            .http
-            .get(format!("{}/v1/models", stack.proxy))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .expect("models")
-            .json()
-            .await
-            .expect("json");
-        models["data"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|m| m["id"] == "browser-model"))
-    })
+    eventually(
+        "the proxy to serve the new model",
+        Duration::from_secs(5),
+        || async {
+            let models: Value = stack
+                .http
+                .get(format!("{}/v1/models", stack.proxy))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .expect("models")
+                .json()
+                .await
+                .expect("json");
+            models["data"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|m| m["id"] == "browser-model"))
+        },
+    )
     .await;
-    assert!(served, "the proxy never served the new model");
     let mut body = chat_body(false);
     body["model"] = json!("browser-model");
     assert_eq!(stack.chat(KEY, body).await.status(), 200);
@@ -299,14 +331,12 @@ async fn an_operator_creates_a_key_and_uses_it() {
         .js("document.getElementById('dialog').close()")
         .await;
     browser.wait_js("return [...document.querySelectorAll('#keys-table tbody tr')].some(r => r.dataset.keyId === 'browser-key')").await;
-    let accepted = wait_until(Duration::from_secs(5), || async {
-        stack.chat(&key, chat_body(false)).await.status() == 200
-    })
+    eventually(
+        "the proxy to accept the key created in the browser",
+        Duration::from_secs(5),
+        || async { stack.chat(&key, chat_body(false)).await.status() == 200 },
+    )
     .await;
-    assert!(
-        accepted,
-        "the proxy never accepted the key created in the browser"
-    );
     // The page never holds the key once the dialog is gone.
     let html = browser
         .js("return document.documentElement.outerHTML")
@@ -486,15 +516,7 @@ async fn shoot_pages(
         .expect("window size");
     browser.open(&stack.control, "overview").await;
     for page in pages {
-        browser.go(page).await;
-        // Let the page's own requests finish before the picture.
-        let _ = browser
-            .poll_js(
-                "return performance.getEntriesByType('resource').every(e => e.responseEnd > 0)",
-                Duration::from_secs(2),
-            )
-            .await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        browser.show_settled(page).await;
         browser.screenshot(&format!("{page}{suffix}")).await;
     }
 }
@@ -518,9 +540,11 @@ async fn screenshots_of_the_main_pages_on_a_laptop_and_a_phone() {
     stack.chat(KEY, unknown).await;
     // Let Caddy obtain its internal certificate, so the TLS page shows one.
     let storage = stack.dir.path().join("caddy");
-    let _ = wait_until(Duration::from_secs(15), || async {
-        !control::caddy::certificates::list(&storage).is_empty()
-    })
+    let _ = wait_until(
+        "Caddy's internal certificate",
+        Duration::from_secs(15),
+        || async { !control::caddy::certificates::list(&storage).is_empty() },
+    )
     .await;
     shoot_pages(
         &browser,
@@ -547,7 +571,10 @@ async fn screenshots_of_the_main_pages_on_a_laptop_and_a_phone() {
         .await
         .expect("size");
     browser.click("#menu-toggle").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The menu slides in: wait until it is open and its transition has ended.
+    browser
+        .wait_js("const nav = document.getElementById('nav'); return document.body.classList.contains('nav-open') && getComputedStyle(nav).transform === 'none' && nav.getAnimations().length === 0")
+        .await;
     browser.screenshot("menu-phone").await;
     assert!(screenshots_dir().join("overview.png").is_file());
     browser.close().await;

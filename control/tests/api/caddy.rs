@@ -11,8 +11,8 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, ADMIN_USER, KEY, StackOptions, TestStack, chat_body, find_program, free_port,
-    require_tool, spawn_stack_with, wait_until,
+    ADMIN_PASSWORD, ADMIN_USER, KEY, StackOptions, TestStack, chat_body, eventually, find_program,
+    free_port, require_tool, spawn_stack_with, wait_until,
 };
 
 /// A Caddy process started with only its admin API, as in the container before control loads
@@ -56,14 +56,13 @@ impl CaddyProcess {
             _home: home,
         };
         let http = reqwest::Client::new();
-        let up = wait_until(Duration::from_secs(15), || async {
+        eventually("Caddy's admin API", Duration::from_secs(15), || async {
             http.get(format!("{}/config/", caddy.admin))
                 .send()
                 .await
                 .is_ok()
         })
         .await;
-        assert!(up, "Caddy's admin API never came up");
         Some(caddy)
     }
 }
@@ -102,12 +101,7 @@ pub async fn spawn_with_caddy(
     })
     .await;
     let (mut config, etag) = stack.config().await;
-    let proxy_port: u16 = stack
-        .proxy
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let proxy_port = stack.proxy_port();
     config["server"]["caddy"]["upstreamHost"] = json!("127.0.0.1");
     config["server"]["caddy"]["upstreamPort"] = json!(proxy_port);
     if let Some(https_port) = tls {
@@ -132,21 +126,23 @@ pub async fn spawn_with_caddy(
 /// Waits until Caddy has answered for the Caddyfile control wants; returns whether it took it.
 async fn settled(stack: &TestStack) -> bool {
     let loader = stack.control_state.caddy.loader().clone();
-    let done = wait_until(Duration::from_secs(20), || {
-        let status = loader.status();
-        async move {
-            status
-                .last_load
-                .as_ref()
-                .is_some_and(|l| Some(&l.sha256) == status.desired_sha256.as_ref())
-        }
-    })
+    let answered = wait_until(
+        "Caddy to answer for the wanted Caddyfile",
+        Duration::from_secs(20),
+        || {
+            let status = loader.status();
+            async move {
+                status
+                    .last_load
+                    .as_ref()
+                    .is_some_and(|l| Some(&l.sha256) == status.desired_sha256.as_ref())
+            }
+        },
+    )
     .await;
-    assert!(
-        done,
-        "Caddy never answered for the wanted Caddyfile: {:?}",
-        loader.status()
-    );
+    if let Err(timed_out) = answered {
+        panic!("{timed_out}: {:?}", loader.status());
+    }
     loader.status().last_load.is_some_and(|l| l.ok)
 }
 
@@ -321,15 +317,15 @@ async fn a_tls_site_with_an_internal_certificate_answers_on_a_high_port() {
         .dir
         .path()
         .join("caddy/pki/authorities/local/root.crt");
-    let issued = wait_until(Duration::from_secs(20), || async {
-        root.is_file()
-            && !control::caddy::certificates::list(&s.stack.dir.path().join("caddy")).is_empty()
-    })
+    eventually(
+        "Caddy to store a certificate under the data dir",
+        Duration::from_secs(20),
+        || async {
+            root.is_file()
+                && !control::caddy::certificates::list(&s.stack.dir.path().join("caddy")).is_empty()
+        },
+    )
     .await;
-    assert!(
-        issued,
-        "Caddy never stored a certificate under the data dir"
-    );
     let pem = std::fs::read(&root).expect("root");
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -338,15 +334,18 @@ async fn a_tls_site_with_an_internal_certificate_answers_on_a_high_port() {
         .build()
         .expect("client");
     let url = format!("https://localhost:{https_port}/healthz");
-    let answered = wait_until(Duration::from_secs(15), || async {
-        client
-            .get(&url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    eventually(
+        "the TLS site to answer",
+        Duration::from_secs(15),
+        || async {
+            client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
     .await;
-    assert!(answered, "the TLS site never answered");
     let models = client
         .get(format!("https://localhost:{https_port}/v1/models"))
         .bearer_auth(KEY)

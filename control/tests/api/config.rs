@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, CLIENT_SECRET, KEY, UPSTREAM_API_KEY, spawn_stack, wait_until, write_json,
+    ADMIN_PASSWORD, CLIENT_SECRET, KEY, UPSTREAM_API_KEY, eventually, spawn_stack, write_json,
 };
 
 #[actix_web::test]
@@ -285,12 +285,15 @@ async fn the_proxy_applies_a_saved_change_within_its_watch_interval() {
     let response = stack.save(&config, &etag).await;
     assert_eq!(response.status(), 200);
     let saved: Value = response.json().await.expect("json");
-    let applied = wait_until(Duration::from_secs(5), || async {
-        let status = stack.ops_json("/status").await;
-        status["config"]["sha256"] == saved["sha256"]
-    })
+    eventually(
+        "the proxy to apply the saved config",
+        Duration::from_secs(5),
+        || async {
+            let status = stack.ops_json("/status").await;
+            status["config"]["sha256"] == saved["sha256"]
+        },
+    )
     .await;
-    assert!(applied, "the proxy never applied the saved config");
     let elapsed = started.elapsed();
     eprintln!("save to proxy applying it: {} ms", elapsed.as_millis());
     let models: Value = stack

@@ -1,20 +1,22 @@
 //! `spawn_stack`: a fake Foundry, the proxy and control, each on a random loopback port, sharing
-//! one temp data dir and config.json, as they run in the container.
+//! one temp data dir and config.json, as they run in the container. Waits, fixtures, the config
+//! writer and the in-process proxy come from `test_support`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use control::settings::Settings as ControlSettings;
 use control::throttle::ThrottlePolicy;
 use fake_foundry::{Behaviour, FakeFoundry};
 use serde_json::{Value, json};
+use test_support::InProcessProxy;
+
+pub use test_support::fixtures::{KEY_ID, UPSTREAM_API_KEY};
+pub use test_support::{chat_body, eventually, free_port, wait_until, write_json};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery";
 pub const KEY: &str = "sk-test-key-0123456789abcdef";
-pub const KEY_ID: &str = "team-a";
-pub const UPSTREAM_API_KEY: &str = "azure-upstream-key";
 pub const CLIENT_SECRET: &str = "entra-client-secret";
 
 pub struct TestStack {
@@ -28,7 +30,7 @@ pub struct TestStack {
     pub control: String,
     pub control_state: actix_web::web::Data<control::api::AppState>,
     pub http: reqwest::Client,
-    proxy_stop: proxy::startup::StopHandle,
+    proxy_app: InProcessProxy,
     control_stop: control::startup::StopHandle,
 }
 
@@ -85,21 +87,9 @@ pub async fn spawn_stack_with(options: StackOptions) -> TestStack {
     (options.edit_config)(&mut config);
     write_json(&config_path, &config);
 
-    let mut proxy_settings = proxy::settings::Settings::for_config(config_path.clone());
-    proxy_settings.listen = Some("127.0.0.1:0".into());
-    proxy_settings.ops_listen = Some("127.0.0.1:0".into());
-    proxy_settings.config_poll = Duration::from_millis(200);
-    proxy_settings.shutdown_grace = Duration::from_secs(2);
-    proxy_settings.workers = Some(2);
-    let proxy_app = proxy::startup::Application::build(proxy_settings)
-        .await
-        .expect("proxy builds");
-    let proxy = format!("http://127.0.0.1:{}", proxy_app.port());
-    let ops = format!("http://127.0.0.1:{}", proxy_app.ops_port());
-    let proxy_stop = proxy_app.stop_handle();
-    actix_rt::spawn(async move {
-        let _ = proxy_app.run_until_stopped().await;
-    });
+    let proxy_app = InProcessProxy::start(&config_path, &[]).await;
+    let proxy = proxy_app.address.clone();
+    let ops = proxy_app.ops.clone();
 
     let mut settings = ControlSettings::for_config(config_path.clone());
     settings.listen = "127.0.0.1:0".into();
@@ -136,15 +126,9 @@ pub async fn spawn_stack_with(options: StackOptions) -> TestStack {
             .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
-        proxy_stop,
+        proxy_app,
         control_stop,
     }
-}
-
-pub fn write_json(path: &Path, value: &Value) {
-    let tmp = path.with_extension("test-tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value).expect("json")).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }
 
 impl TestStack {
@@ -211,40 +195,14 @@ impl TestStack {
             .expect("ops json")
     }
 
+    pub fn proxy_port(&self) -> u16 {
+        self.proxy_app.port()
+    }
+
     pub async fn shutdown(self) {
         self.control_stop.stop().await;
-        self.proxy_stop.stop().await;
+        self.proxy_app.stop().await;
     }
-}
-
-pub fn chat_body(stream: bool) -> Value {
-    json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "Say hi"}], "stream": stream})
-}
-
-/// Polls `check` every 25 ms until it holds or `limit` passes.
-pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// A loopback port that was free a moment ago (for programs that bind it themselves).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A program found on PATH, or in the directory of the Python that pip installs scripts into

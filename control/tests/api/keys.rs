@@ -6,13 +6,15 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{KEY, KEY_ID, TestStack, chat_body, spawn_stack, wait_until};
+use crate::helpers::{KEY, KEY_ID, TestStack, chat_body, eventually, spawn_stack};
 
-async fn proxy_answers(stack: &TestStack, key: &str, status: u16) -> bool {
-    wait_until(Duration::from_secs(5), || async {
+/// Waits until the proxy answers a request with `key` with `status`.
+async fn wait_for_proxy_answer(stack: &TestStack, key: &str, status: u16) {
+    let what = format!("the proxy to answer {status} to the key");
+    eventually(&what, Duration::from_secs(5), || async {
         stack.chat(key, chat_body(false)).await.status().as_u16() == status
     })
-    .await
+    .await;
 }
 
 #[actix_web::test]
@@ -51,10 +53,7 @@ async fn a_created_key_is_shown_once_and_works_through_the_proxy() {
     assert!(!config.contains(&key), "the key is in the config view");
     assert_eq!(stack.on_disk()["apiKeys"][2]["key"], key.as_str());
 
-    assert!(
-        proxy_answers(&stack, &key, 200).await,
-        "the proxy never accepted the new key"
-    );
+    wait_for_proxy_answer(&stack, &key, 200).await;
     stack.shutdown().await;
 }
 
@@ -69,20 +68,14 @@ async fn a_disabled_key_is_refused_by_the_proxy_and_can_be_enabled_again() {
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    assert!(
-        proxy_answers(&stack, KEY, 401).await,
-        "the disabled key still works"
-    );
+    wait_for_proxy_answer(&stack, KEY, 401).await;
     stack
         .write(Method::PATCH, &path)
         .json(&json!({"status": "active"}))
         .send()
         .await
         .expect("request");
-    assert!(
-        proxy_answers(&stack, KEY, 200).await,
-        "the enabled key is still refused"
-    );
+    wait_for_proxy_answer(&stack, KEY, 200).await;
     stack.shutdown().await;
 }
 
@@ -98,15 +91,18 @@ async fn a_renamed_key_keeps_its_value_and_counts_under_its_new_id() {
     assert_eq!(response.status(), 200);
     assert_eq!(stack.on_disk()["apiKeys"][0]["id"], "team-a-renamed");
     assert_eq!(stack.on_disk()["apiKeys"][0]["key"], KEY);
-    let counted = wait_until(Duration::from_secs(5), || async {
-        stack.chat(KEY, chat_body(false)).await;
-        stack.ops_json("/stats").await["by_key"]["team-a-renamed"]["requests"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0
-    })
+    eventually(
+        "requests counted under the new id",
+        Duration::from_secs(5),
+        || async {
+            stack.chat(KEY, chat_body(false)).await;
+            stack.ops_json("/stats").await["by_key"]["team-a-renamed"]["requests"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+        },
+    )
     .await;
-    assert!(counted);
     stack.shutdown().await;
 }
 
@@ -119,10 +115,7 @@ async fn a_deleted_key_is_refused_and_unknown_or_duplicate_ids_are_errors() {
         .await
         .expect("request");
     assert_eq!(deleted.status(), 200);
-    assert!(
-        proxy_answers(&stack, KEY, 401).await,
-        "the deleted key still works"
-    );
+    wait_for_proxy_answer(&stack, KEY, 401).await;
     let missing = stack
         .write(Method::DELETE, &format!("keys/{KEY_ID}"))
         .send()

@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    KEY, KEY_ID, StackOptions, UPSTREAM_API_KEY, chat_body, spawn_stack, spawn_stack_with,
-    wait_until,
+    KEY, KEY_ID, StackOptions, UPSTREAM_API_KEY, chat_body, eventually, spawn_stack,
+    spawn_stack_with,
 };
 
 #[actix_web::test]
@@ -21,19 +21,23 @@ async fn statistics_and_recent_requests_come_from_the_proxy_with_its_filters() {
     unknown["model"] = json!("no-such-model");
     assert_eq!(stack.chat(KEY, unknown).await.status(), 404);
 
-    let counted = wait_until(Duration::from_secs(5), || async {
-        let stats: Value = stack
-            .get("stats")
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        stats["by_key"][KEY_ID]["requests"] == 2 && stats["by_model"]["gpt-5-mini"]["requests"] == 1
-    })
+    eventually(
+        "statistics to show the requests",
+        Duration::from_secs(5),
+        || async {
+            let stats: Value = stack
+                .get("stats")
+                .send()
+                .await
+                .expect("request")
+                .json()
+                .await
+                .expect("json");
+            stats["by_key"][KEY_ID]["requests"] == 2
+                && stats["by_model"]["gpt-5-mini"]["requests"] == 1
+        },
+    )
     .await;
-    assert!(counted, "statistics never showed the requests");
 
     let errors: Value = stack
         .get("requests?level=error&key_id=team-a&bogus=1")

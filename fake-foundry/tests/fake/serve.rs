@@ -2,12 +2,13 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_foundry::{
     Behaviour, FakeFoundry, ScriptedReply, USAGE_CACHED_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
 use serde_json::{Value, json};
+use test_support::eventually;
 
 /// A response read until the server closed the connection.
 struct Reply {
@@ -129,15 +130,6 @@ fn parse(raw: &[u8]) -> Reply {
         headers,
         body: String::from_utf8(body).expect("utf-8 body"),
         complete,
-    }
-}
-
-/// Polls `condition` until it holds, failing after a generous deadline.
-async fn eventually(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -327,6 +319,9 @@ async fn client_disconnect_cancels_the_stream() {
     assert_eq!(fake.streams_started(), 1);
     drop(socket);
 
-    eventually("the cancelled stream", || fake.streams_cancelled() == 1).await;
+    eventually("the cancelled stream", Duration::from_secs(10), || async {
+        fake.streams_cancelled() == 1
+    })
+    .await;
     assert_eq!(fake.streams_completed(), 0);
 }

@@ -125,7 +125,7 @@ async fn malformed_json_is_400_saying_where() {
 
 #[actix_web::test]
 async fn body_over_the_limit_is_413_while_reading() {
-    let app = spawn_app_with(Default::default(), |_| {}, |s| s.body_limit = 4096).await;
+    let app = spawn_app_with(Default::default(), |_| {}, &[("BODY_LIMIT", "4096")]).await;
     let big = json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "x".repeat(10_000)}]});
     let (status, error) = error_of(app.chat(big.clone()).await).await;
     assert_eq!(status, 413);

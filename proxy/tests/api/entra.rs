@@ -42,7 +42,7 @@ impl EntraSetup {
     /// The proxy with `auth`, the managed-identity endpoint and the test CA in its environment.
     fn start(&self, auth: Value, extra_env: &[(&str, String)]) -> Running {
         let path = self.dir.path().join("config.json");
-        write_config(&path, &self.config(auth));
+        write_json(&path, &self.config(auth));
         let mut env = vec![
             ("SSL_CERT_FILE", self.ca_file.clone()),
             ("IDENTITY_ENDPOINT", self.entra.identity_endpoint()),
@@ -78,14 +78,6 @@ async fn chat(http: &reqwest::Client, running: &Running, model: &str) -> reqwest
         .expect("request")
 }
 
-async fn wait_for(limit: Duration, check: impl Fn() -> bool) -> bool {
-    wait_until(limit, || {
-        let ok = check();
-        async move { ok }
-    })
-    .await
-}
-
 #[actix_web::test]
 async fn managed_identity_tokens_sign_upstream_calls_and_are_fetched_once() {
     let s = setup().await;
@@ -108,7 +100,12 @@ async fn managed_identity_tokens_sign_upstream_calls_and_are_fetched_once() {
 async fn the_token_is_fetched_at_start_before_any_request() {
     let s = setup().await;
     let _running = s.start(json!({"mode": "managedIdentity"}), &[]);
-    assert!(wait_for(Duration::from_secs(5), || s.entra.token_requests() == 1).await);
+    eventually(
+        "the first token request",
+        Duration::from_secs(5),
+        || async { s.entra.token_requests() == 1 },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -214,11 +211,7 @@ async fn the_default_chain_takes_the_first_credential_that_works() {
 async fn the_default_chain_reports_why_each_credential_was_skipped() {
     let s = setup().await;
     // A managed-identity endpoint that refuses connections, and no `az` on PATH.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let closed = free_port();
     let running = s.start(
         json!({"mode": "default"}),
         &[(
@@ -246,7 +239,12 @@ async fn a_token_expiring_during_steady_traffic_is_refreshed_once_without_a_fail
     s.entra.set_lifetime_secs(6);
     let running = s.start(json!({"mode": "managedIdentity"}), &[]);
     let http = reqwest::Client::new();
-    assert!(wait_for(Duration::from_secs(5), || s.entra.token_requests() == 1).await);
+    eventually(
+        "the first token request",
+        Duration::from_secs(5),
+        || async { s.entra.token_requests() == 1 },
+    )
+    .await;
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut refresh_sent_at = None;
@@ -324,14 +322,12 @@ async fn the_token_service_down_is_a_502_then_recovers_without_a_restart() {
             .contains("managedIdentity")
     );
     s.entra.set_down(false);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if chat(&http, &running, "gpt-5-mini").await.status() == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never recovered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "requests to succeed once the token service is back",
+        Duration::from_secs(20),
+        || async { chat(&http, &running, "gpt-5-mini").await.status() == 200 },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -347,7 +343,7 @@ async fn two_upstreams_in_two_tenants_use_their_own_credentials() {
         "clientId": "client-2", "clientSecret": "secret-2", "authorityHost": host});
     config["upstreams"][1]["baseUrl"] = json!(s.fake.base_url());
     let path = s.config_path();
-    write_config(&path, &config);
+    write_json(&path, &config);
     let running = start_binary_with(
         &path,
         &[
@@ -387,12 +383,13 @@ async fn a_reload_keeps_the_token_unless_the_auth_block_changed() {
         .as_array_mut()
         .expect("models")
         .push(json!({"id": "added", "upstream": "fake"}));
-    write_config(&s.config_path(), &config);
-    let reloaded = wait_until(Duration::from_secs(5), || async {
-        chat(&http, &running, "added").await.status() == 200
-    })
+    write_json(&s.config_path(), &config);
+    eventually(
+        "the added model to be served",
+        Duration::from_secs(5),
+        || async { chat(&http, &running, "added").await.status() == 200 },
+    )
     .await;
-    assert!(reloaded);
     assert_eq!(
         s.entra.token_requests(),
         1,
@@ -407,17 +404,20 @@ async fn a_reload_keeps_the_token_unless_the_auth_block_changed() {
         .as_array_mut()
         .expect("models")
         .push(json!({"id": "added", "upstream": "fake"}));
-    write_config(&s.config_path(), &config);
-    let switched = wait_until(Duration::from_secs(5), || async {
-        chat(&http, &running, "gpt-5-mini").await.status() == 200
-            && s.fake
-                .requests()
-                .last()
-                .and_then(|r| r.token_subject.clone())
-                .as_deref()
-                == Some("client-b")
-    })
+    write_json(&s.config_path(), &config);
+    eventually(
+        "the new credential to be used",
+        Duration::from_secs(5),
+        || async {
+            chat(&http, &running, "gpt-5-mini").await.status() == 200
+                && s.fake
+                    .requests()
+                    .last()
+                    .and_then(|r| r.token_subject.clone())
+                    .as_deref()
+                    == Some("client-b")
+        },
+    )
     .await;
-    assert!(switched, "the new credential was not used");
     assert_eq!(s.entra.token_requests_for("client-a"), 1);
 }

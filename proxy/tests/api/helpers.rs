@@ -1,17 +1,18 @@
 //! `spawn_app`: a proxy with its own temp data dir and config, in front of a fake Foundry.
+//! Waits, fixtures, the config writer and the in-process proxy come from `test_support`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_foundry::{Behaviour, FakeFoundry};
-use proxy::settings::Settings;
-use proxy::startup::{Application, StopHandle};
 use serde_json::{Value, json};
+use test_support::InProcessProxy;
+
+pub use test_support::fixtures::{KEY_ID, UPSTREAM_API_KEY};
+pub use test_support::{chat_body, eventually, free_port, wait_for, write_json};
 
 pub const KEY: &str = "sk-test-key";
-pub const KEY_ID: &str = "team-a";
 pub const DISABLED_KEY: &str = "sk-disabled-key";
-pub const UPSTREAM_API_KEY: &str = "azure-upstream-key";
 
 pub struct TestApp {
     pub address: String,
@@ -20,8 +21,7 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub fake: FakeFoundry,
     pub http: reqwest::Client,
-    pub stop: StopHandle,
-    pub stopped: tokio::sync::oneshot::Receiver<()>,
+    proxy: InProcessProxy,
 }
 
 /// The config every test starts from, pointing at `fake`.
@@ -52,25 +52,27 @@ pub fn base_config(fake: &FakeFoundry) -> Value {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(Behaviour::default(), |_| {}, |_| {}).await
+    spawn_app_with(Behaviour::default(), |_| {}, &[]).await
 }
 
 pub async fn spawn_app_with_config(edit: impl FnOnce(&mut Value)) -> TestApp {
-    spawn_app_with(Behaviour::default(), edit, |_| {}).await
+    spawn_app_with(Behaviour::default(), edit, &[]).await
 }
 
+/// A proxy whose config is the base config after `edit`, with `env` added to the test
+/// settings (`BODY_LIMIT`, `CONFIG_WATCH`, `PROXY_WORKERS`).
 pub async fn spawn_app_with(
     behaviour: Behaviour,
     edit: impl FnOnce(&mut Value),
-    settings_edit: impl FnOnce(&mut Settings),
+    env: &[(&str, &str)],
 ) -> TestApp {
     let fake = FakeFoundry::start_with(behaviour).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = base_config(&fake);
     edit(&mut config);
     let config_path = dir.path().join("config.json");
-    write_config(&config_path, &config);
-    start(fake, dir, config_path, settings_edit).await
+    write_json(&config_path, &config);
+    start(fake, dir, config_path, env).await
 }
 
 /// Starts a proxy on an existing data dir (for restarts).
@@ -78,27 +80,12 @@ pub async fn start(
     fake: FakeFoundry,
     dir: tempfile::TempDir,
     config_path: PathBuf,
-    settings_edit: impl FnOnce(&mut Settings),
+    env: &[(&str, &str)],
 ) -> TestApp {
-    let mut settings = Settings::for_config(config_path.clone());
-    settings.listen = Some("127.0.0.1:0".into());
-    settings.ops_listen = Some("127.0.0.1:0".into());
-    settings.config_poll = Duration::from_millis(300);
-    settings.shutdown_grace = Duration::from_secs(5);
-    settings.workers = Some(2);
-    settings_edit(&mut settings);
-    let app = Application::build(settings).await.expect("app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let ops = format!("http://127.0.0.1:{}", app.ops_port());
-    let stop = app.stop_handle();
-    let (tx, stopped) = tokio::sync::oneshot::channel();
-    actix_rt::spawn(async move {
-        app.run_until_stopped().await.expect("app runs");
-        let _ = tx.send(());
-    });
+    let proxy = InProcessProxy::start(&config_path, env).await;
     TestApp {
-        address,
-        ops,
+        address: proxy.address.clone(),
+        ops: proxy.ops.clone(),
         config_path,
         dir,
         fake,
@@ -106,15 +93,8 @@ pub async fn start(
             .pool_max_idle_per_host(0)
             .build()
             .expect("client"),
-        stop,
-        stopped,
+        proxy,
     }
-}
-
-pub fn write_config(path: &std::path::Path, config: &Value) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(config).expect("json")).expect("write");
-    std::fs::rename(&tmp, path).expect("rename");
 }
 
 impl TestApp {
@@ -144,41 +124,22 @@ impl TestApp {
             .expect("ops json")
     }
 
-    /// Polls the ops stats until `check` passes or 5 s have gone by.
+    /// Polls the ops stats until `check` passes (5 s).
     pub async fn wait_for_stats(&self, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
+        let matched = wait_for("the ops stats to match", Duration::from_secs(5), || async {
             let stats = self.ops_json("/stats").await;
-            if check(&stats) {
-                return stats;
-            }
-            assert!(Instant::now() < deadline, "stats never matched: {stats:#}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            check(&stats).then_some(stats)
+        })
+        .await;
+        match matched {
+            Ok(stats) => stats,
+            Err(timed_out) => panic!("{timed_out}: {:#}", self.ops_json("/stats").await),
         }
     }
 
     pub async fn shutdown(self) -> (FakeFoundry, tempfile::TempDir, PathBuf) {
-        self.stop.stop().await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.stopped).await;
+        self.proxy.stop().await;
         (self.fake, self.dir, self.config_path)
-    }
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes.
-pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -194,12 +155,4 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
         "{body}"
     );
     (status, body["error"].clone())
-}
-
-pub fn chat_body(stream: bool) -> Value {
-    json!({
-        "model": "gpt-5-mini",
-        "messages": [{"role": "user", "content": "Say hi"}],
-        "stream": stream
-    })
 }

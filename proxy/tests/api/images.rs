@@ -387,13 +387,11 @@ async fn compression_settings_follow_a_hot_reload() {
 
     let mut config = base_config(&app.fake);
     config["server"]["imageCompression"] = json!({"maxSize": 250});
-    write_config(&app.config_path, &config);
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            app.ops_json("/status").await["config"]["generation"] == 2
-        })
-        .await
-    );
+    write_json(&app.config_path, &config);
+    eventually("config generation 2", Duration::from_secs(5), || async {
+        app.ops_json("/status").await["config"]["generation"] == 2
+    })
+    .await;
     send(&app, "/v1/chat/completions", &body).await;
     let second = app.fake.requests()[1].json();
     let (_, bytes) = parse_data_url(
@@ -405,13 +403,11 @@ async fn compression_settings_follow_a_hot_reload() {
     assert_eq!((resized.width(), resized.height()), (250, 125));
 
     config["server"]["imageCompression"] = json!({"enabled": false});
-    write_config(&app.config_path, &config);
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            app.ops_json("/status").await["config"]["generation"] == 3
-        })
-        .await
-    );
+    write_json(&app.config_path, &config);
+    eventually("config generation 3", Duration::from_secs(5), || async {
+        app.ops_json("/status").await["config"]["generation"] == 3
+    })
+    .await;
     let sent = send(&app, "/v1/chat/completions", &body).await;
     assert_eq!(received_body(&app, 2), with_deployment(&sent, "dep-mini"));
 }

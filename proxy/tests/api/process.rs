@@ -83,7 +83,7 @@ async fn sigterm_lets_a_stream_finish_then_writes_stats() {
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
-    write_config(&config_path, &base_config(&fake));
+    write_json(&config_path, &base_config(&fake));
     let mut running = start_binary(&config_path);
 
     let http = reqwest::Client::new();
@@ -145,7 +145,7 @@ async fn a_retry_is_logged_with_the_request_id() {
     let config_path = dir.path().join("config.json");
     let mut config = base_config(&fake);
     config["server"]["upstream"]["maxRetries"] = serde_json::json!(1);
-    write_config(&config_path, &config);
+    write_json(&config_path, &config);
     let running = start_binary_with(&config_path, &[("LOG_LEVEL", "proxy=debug".into())]);
 
     let response = reqwest::Client::new()
@@ -211,7 +211,7 @@ async fn a_client_that_stops_reading_does_not_grow_the_proxy_memory() {
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
-    write_config(&config_path, &base_config(&fake));
+    write_json(&config_path, &base_config(&fake));
     let running = start_binary(&config_path);
     let pid = running.child.id();
     let before = rss_kb(pid);

@@ -23,11 +23,12 @@ async fn model_ids(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
-async fn wait_for_model(app: &TestApp, id: &str, present: bool) -> bool {
-    wait_until(Duration::from_secs(5), || async {
-        model_ids(app).await.iter().any(|m| m == id) == present
+async fn wait_for_model(app: &TestApp, id: &str) {
+    let what = format!("model {id} to be listed");
+    eventually(&what, Duration::from_secs(5), || async {
+        model_ids(app).await.iter().any(|m| m == id)
     })
-    .await
+    .await;
 }
 
 #[actix_web::test]
@@ -43,7 +44,7 @@ async fn a_hand_edit_written_in_place_is_applied() {
         serde_json::to_vec_pretty(&config).expect("json"),
     )
     .expect("write");
-    assert!(wait_for_model(&app, "added", true).await);
+    wait_for_model(&app, "added").await;
     let status = app.ops_json("/status").await;
     assert_eq!(status["config"]["generation"], 2);
 }
@@ -53,14 +54,13 @@ async fn an_atomic_rename_is_applied() {
     let app = spawn_app().await;
     let mut config = base_config(&app.fake);
     config["apiKeys"][0]["status"] = json!("disabled");
-    write_config(&app.config_path, &config);
-    assert!(
-        wait_until(Duration::from_secs(5), || async {
-            app.chat(chat_body(false)).await.status() == 401
-        })
-        .await,
-        "the disabled key kept working"
-    );
+    write_json(&app.config_path, &config);
+    eventually(
+        "the disabled key to be refused",
+        Duration::from_secs(5),
+        || async { app.chat(chat_body(false)).await.status() == 401 },
+    )
+    .await;
 }
 
 #[actix_web::test]
@@ -68,12 +68,13 @@ async fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
     let app = spawn_app().await;
     let mut config = base_config(&app.fake);
     config["models"][0]["upstream"] = json!("nowhere");
-    write_config(&app.config_path, &config);
-    let ok = wait_until(Duration::from_secs(5), || async {
-        app.ops_json("/status").await["config"]["rejected"].is_object()
-    })
+    write_json(&app.config_path, &config);
+    eventually(
+        "the invalid file to be reported",
+        Duration::from_secs(5),
+        || async { app.ops_json("/status").await["config"]["rejected"].is_object() },
+    )
     .await;
-    assert!(ok, "the invalid file was not reported");
     let status = app.ops_json("/status").await;
     assert_eq!(
         status["config"]["rejected"]["issues"][0]["path"],
@@ -83,22 +84,25 @@ async fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
 
     std::fs::write(&app.config_path, b"{ not json").expect("write");
-    let ok = wait_until(Duration::from_secs(5), || async {
-        app.ops_json("/status").await["config"]["rejected"]["issues"][0]["path"] == "(root)"
-    })
+    eventually(
+        "the broken file to be reported",
+        Duration::from_secs(5),
+        || async {
+            app.ops_json("/status").await["config"]["rejected"]["issues"][0]["path"] == "(root)"
+        },
+    )
     .await;
-    assert!(ok, "the broken file was not reported");
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
 }
 
 #[actix_web::test]
 async fn polling_alone_picks_up_a_change() {
-    let app = spawn_app_with(Default::default(), |_| {}, |s| s.config_events = false).await;
+    let app = spawn_app_with(Default::default(), |_| {}, &[("CONFIG_WATCH", "poll")]).await;
     let mut config = base_config(&app.fake);
     config["models"]
         .as_array_mut()
         .expect("models")
         .push(json!({"id": "polled", "upstream": "fake"}));
-    write_config(&app.config_path, &config);
-    assert!(wait_for_model(&app, "polled", true).await);
+    write_json(&app.config_path, &config);
+    wait_for_model(&app, "polled").await;
 }

@@ -133,7 +133,7 @@ async fn a_pooled_connection_closed_by_the_upstream_is_replaced_without_retries_
         Behaviour::default(),
         |c| c["upstreams"][0]["baseUrl"] = json!(url),
         // One worker, so the second request finds the first one's connection in the pool.
-        |s| s.workers = Some(1),
+        &[("PROXY_WORKERS", "1")],
     )
     .await;
     let first = app.chat(chat_body(false)).await;

@@ -114,7 +114,7 @@ async fn statistics_survive_a_restart() {
         "stats.json written at shutdown"
     );
 
-    let app = start(fake, dir, config_path, |_| {}).await;
+    let app = start(fake, dir, config_path, &[]).await;
     let stats = app.ops_json("/stats").await;
     assert_eq!(stats["by_model"]["gpt-5-mini"]["requests"], 1);
     assert_eq!(

@@ -76,7 +76,7 @@ async fn stream_bytes_reach_the_client_before_the_upstream_has_finished() {
         chunk_gap_ms: 300,
         ..Behaviour::default()
     };
-    let app = spawn_app_with(behaviour, |_| {}, |_| {}).await;
+    let app = spawn_app_with(behaviour, |_| {}, &[]).await;
     let response = app.chat(streaming_chat()).await;
     let mut body = response.bytes_stream();
     let first = body.next().await.expect("a first chunk").expect("bytes");
@@ -201,19 +201,18 @@ async fn a_client_disconnect_closes_the_upstream_request_and_counts_as_cancelled
         chunk_gap_ms: 100,
         ..Behaviour::default()
     };
-    let app = spawn_app_with(behaviour, |_| {}, |_| {}).await;
+    let app = spawn_app_with(behaviour, |_| {}, &[]).await;
     let response = app.chat(streaming_chat()).await;
     let mut body = response.bytes_stream();
     body.next().await.expect("first chunk").expect("bytes");
     drop(body);
     let fake = &app.fake;
-    assert!(
-        wait_until(Duration::from_secs(3), || async {
-            fake.streams_cancelled() == 1
-        })
-        .await,
-        "the upstream stream was not dropped"
-    );
+    eventually(
+        "the upstream stream to be dropped",
+        Duration::from_secs(3),
+        || async { fake.streams_cancelled() == 1 },
+    )
+    .await;
     let stats = app.wait_for_stats(|s| s["total"]["cancelled"] == 1).await;
     assert_eq!(stats["by_model"]["gpt-5-mini"]["cancelled"], 1);
 }
@@ -225,11 +224,11 @@ async fn an_in_flight_stream_survives_a_config_reload() {
         chunk_gap_ms: 100,
         ..Behaviour::default()
     };
-    let app = spawn_app_with(behaviour, |_| {}, |_| {}).await;
+    let app = spawn_app_with(behaviour, |_| {}, &[]).await;
     let response = app.chat(streaming_chat()).await;
     let mut config = base_config(&app.fake);
     config["models"][0]["targetModel"] = json!("dep-mini-2");
-    write_config(&app.config_path, &config);
+    write_json(&app.config_path, &config);
     let text = response.text().await.expect("body");
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert_eq!(chat_text(&events(&text)), Behaviour::default().text);

@@ -76,11 +76,7 @@ async fn a_non_streaming_exchange_over_the_request_timeout_is_504() {
 
 #[actix_web::test]
 async fn an_unreachable_upstream_is_502() {
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let closed_port = free_port();
     let app = spawn_app_with_config(|c| {
         c["upstreams"][0]["baseUrl"] = json!(format!("http://127.0.0.1:{closed_port}"));
     })
