@@ -235,19 +235,92 @@ impl fmt::Display for AuthMode {
     }
 }
 
-/// How the gateway signs its calls to one upstream.
+/// How the gateway signs its calls to one upstream: an API key, or an Entra ID token. Each
+/// variant carries only the settings its mode uses.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
+pub enum AuthConfig {
+    /// `mode: "apiKey"`: sent as the `api-key` header; never empty.
+    ApiKey { api_key: Secret },
+    /// Every other mode: an Entra ID bearer token.
+    Entra(EntraAuth),
+}
+
+impl AuthConfig {
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            AuthConfig::ApiKey { .. } => AuthMode::ApiKey,
+            AuthConfig::Entra(entra) => entra.identity.mode(),
+        }
+    }
+}
+
+/// Who asks Entra ID for a token, for which scope, from which authority.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntraAuth {
+    pub identity: EntraIdentity,
+    /// An absolute https URL.
+    pub scope: String,
+    /// Entra ID authority for the token request (an https URL without a trailing slash); `None`
+    /// means `AZURE_AUTHORITY_HOST` or the public cloud (https://login.microsoftonline.com).
+    pub authority_host: Option<String>,
+}
+
+/// The identity behind an Entra ID token, one variant per `auth.mode`. Optional ids are
+/// trimmed and never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EntraIdentity {
+    ServicePrincipal(ServicePrincipal),
+    /// `managedIdentityClientId` names a user-assigned identity; `None` is the system-assigned one.
+    ManagedIdentity {
+        client_id: Option<String>,
+    },
+    WorkloadIdentity {
+        tenant_id: Option<String>,
+        client_id: Option<String>,
+    },
+    AzureCli {
+        tenant_id: Option<String>,
+    },
+    Default(DefaultChain),
+}
+
+impl EntraIdentity {
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            EntraIdentity::ServicePrincipal(_) => AuthMode::ServicePrincipal,
+            EntraIdentity::ManagedIdentity { .. } => AuthMode::ManagedIdentity,
+            EntraIdentity::WorkloadIdentity { .. } => AuthMode::WorkloadIdentity,
+            EntraIdentity::AzureCli { .. } => AuthMode::AzureCli,
+            EntraIdentity::Default(_) => AuthMode::Default,
+        }
+    }
+}
+
+/// `servicePrincipal`: tenantId, clientId and clientSecret all given, or all left empty for the
+/// default credential chain (as the original fell back to).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServicePrincipal {
+    ClientSecret(ClientSecret),
+    DefaultChain(DefaultChain),
+}
+
+/// An app registration's client secret; every field is non-empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientSecret {
     pub tenant_id: String,
     pub client_id: String,
-    pub client_secret: Secret,
-    pub managed_identity_client_id: String,
-    pub scope: String,
-    pub api_key: Secret,
-    /// Entra ID authority for the token request; empty means `AZURE_AUTHORITY_HOST` or the
-    /// public cloud (https://login.microsoftonline.com).
-    pub authority_host: String,
+    pub secret: Secret,
+}
+
+/// The settings the links of the default credential chain use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DefaultChain {
+    /// Workload identity and the Azure CLI.
+    pub tenant_id: Option<String>,
+    /// Workload identity.
+    pub client_id: Option<String>,
+    /// Managed identity: a user-assigned identity's client id.
+    pub managed_identity_client_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -430,6 +430,10 @@ fn check_auth(check: &mut Checker, path: &str, a: &RawAuth) -> AuthConfig {
     }
     // An unknown mode is reported once; its other fields are not judged against a guess.
     let mode = parsed.unwrap_or(AuthMode::Default);
+    let client_secret_fields = [&a.tenant_id, &a.client_id, &a.client_secret]
+        .iter()
+        .filter(|v| !v.trim().is_empty())
+        .count();
     match mode {
         AuthMode::ApiKey if a.api_key.trim().is_empty() => {
             check.fail(
@@ -437,17 +441,11 @@ fn check_auth(check: &mut Checker, path: &str, a: &RawAuth) -> AuthConfig {
                 "is required when mode is \"apiKey\"",
             );
         }
-        AuthMode::ServicePrincipal => {
-            let set = [&a.tenant_id, &a.client_id, &a.client_secret]
-                .iter()
-                .filter(|v| !v.trim().is_empty())
-                .count();
-            if set != 0 && set != 3 {
-                check.fail(
-                    path,
-                    "tenantId, clientId and clientSecret must be given together (or all left empty to use the default credential chain)",
-                );
-            }
+        AuthMode::ServicePrincipal if client_secret_fields != 0 && client_secret_fields != 3 => {
+            check.fail(
+                path,
+                "tenantId, clientId and clientSecret must be given together (or all left empty to use the default credential chain)",
+            );
         }
         _ => {}
     }
@@ -464,16 +462,45 @@ fn check_auth(check: &mut Checker, path: &str, a: &RawAuth) -> AuthConfig {
             "must be an https URL such as https://login.microsoftonline.us, or empty for the public cloud",
         );
     }
-    AuthConfig {
-        mode,
-        tenant_id: a.tenant_id.trim().to_string(),
-        client_id: a.client_id.trim().to_string(),
-        client_secret: Secret::new(a.client_secret.clone()),
-        managed_identity_client_id: a.managed_identity_client_id.trim().to_string(),
+    let optional = |value: &str| Some(value.trim().to_string()).filter(|v| !v.is_empty());
+    let default_chain = || DefaultChain {
+        tenant_id: optional(&a.tenant_id),
+        client_id: optional(&a.client_id),
+        managed_identity_client_id: optional(&a.managed_identity_client_id),
+    };
+    let identity = match mode {
+        AuthMode::ApiKey => {
+            return AuthConfig::ApiKey {
+                api_key: Secret::new(a.api_key.trim()),
+            };
+        }
+        AuthMode::ServicePrincipal if client_secret_fields == 3 => {
+            EntraIdentity::ServicePrincipal(ServicePrincipal::ClientSecret(ClientSecret {
+                tenant_id: a.tenant_id.trim().to_string(),
+                client_id: a.client_id.trim().to_string(),
+                secret: Secret::new(a.client_secret.clone()),
+            }))
+        }
+        AuthMode::ServicePrincipal => {
+            EntraIdentity::ServicePrincipal(ServicePrincipal::DefaultChain(default_chain()))
+        }
+        AuthMode::ManagedIdentity => EntraIdentity::ManagedIdentity {
+            client_id: optional(&a.managed_identity_client_id),
+        },
+        AuthMode::WorkloadIdentity => EntraIdentity::WorkloadIdentity {
+            tenant_id: optional(&a.tenant_id),
+            client_id: optional(&a.client_id),
+        },
+        AuthMode::AzureCli => EntraIdentity::AzureCli {
+            tenant_id: optional(&a.tenant_id),
+        },
+        AuthMode::Default => EntraIdentity::Default(default_chain()),
+    };
+    AuthConfig::Entra(EntraAuth {
+        identity,
         scope: a.scope.trim().to_string(),
-        api_key: Secret::new(a.api_key.trim()),
-        authority_host,
-    }
+        authority_host: Some(authority_host).filter(|h| !h.is_empty()),
+    })
 }
 
 /// An absolute https URL with a host (token scopes and authority hosts).
@@ -734,11 +761,11 @@ mod tests {
     #[test]
     fn empty_file_object_uses_every_default() {
         let config = load_value(json!({})).expect("valid");
-        assert_eq!(config.auth.mode, AuthMode::ServicePrincipal);
-        assert_eq!(
-            config.auth.scope,
-            "https://cognitiveservices.azure.com/.default"
-        );
+        assert_eq!(config.auth.mode(), AuthMode::ServicePrincipal);
+        let AuthConfig::Entra(entra) = &config.auth else {
+            panic!("an Entra ID mode: {:?}", config.auth);
+        };
+        assert_eq!(entra.scope, "https://cognitiveservices.azure.com/.default");
         assert!(config.server.admin_auth.enabled);
         assert_eq!(config.server.image_compression.max_size, 1600);
     }
