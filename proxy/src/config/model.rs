@@ -4,6 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use super::admin::AdminPath;
+use super::caddy::{DomainName, EmailAddress};
+use super::host_port::HostPort;
 use super::raw::RawConfig;
 
 /// The three OpenAI routes the gateway serves.
@@ -116,14 +119,15 @@ impl Config {
 
 #[derive(Debug, Clone)]
 pub struct Server {
-    pub host: String,
-    pub port: u16,
-    pub admin_path: String,
+    /// `server.host` and `server.port`: where clients reach the API.
+    pub listen: HostPort,
+    pub admin_path: AdminPath,
     pub admin_auth: AdminAuth,
     pub caddy: Caddy,
     pub image_compression: ImageCompression,
     pub upstream: UpstreamSettings,
-    pub ops: OpsListen,
+    /// `server.ops.host` and `server.ops.port`: the ops listener.
+    pub ops: HostPort,
 }
 
 #[derive(Debug, Clone)]
@@ -136,11 +140,12 @@ pub struct AdminAuth {
 #[derive(Debug, Clone)]
 pub struct Caddy {
     pub enabled: bool,
-    pub domain: String,
-    pub email: String,
+    /// Set whenever `enabled` is true.
+    pub domain: Option<DomainName>,
+    pub email: Option<EmailAddress>,
     pub https_port: u16,
-    pub upstream_host: String,
-    pub upstream_port: u16,
+    /// `upstreamHost` and `upstreamPort`: where Caddy forwards API traffic.
+    pub upstream: HostPort,
     pub dial_timeout: Duration,
     pub response_header_timeout: Duration,
     pub keep_alive_timeout: Duration,
@@ -184,12 +189,6 @@ pub struct Pool {
     pub connections: usize,
     pub keep_alive: Duration,
     pub max_lifetime: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct OpsListen {
-    pub host: String,
-    pub port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::admin::AdminPath;
+use super::caddy::{DomainName, EmailAddress};
+use super::host_port::{Host, HostPort};
 use super::model::*;
 use super::raw::{RawAuth, RawConfig};
 
@@ -94,9 +97,10 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let client_keys = check_client_keys(&mut check, &raw);
     let upstreams = check_upstreams(&mut check, &raw);
     let models = check_models(&mut check, &raw, &upstreams);
-    if !check.issues.is_empty() {
-        return Err(ConfigError::Invalid(check.issues));
-    }
+    let server = match server {
+        Some(server) if check.issues.is_empty() => server,
+        _ => return Err(ConfigError::Invalid(check.issues)),
+    };
     Ok(Config {
         server,
         auth,
@@ -141,6 +145,19 @@ impl Checker {
         u16::try_from(self.range(path, value, 0, 65535)).unwrap_or_default()
     }
 
+    /// A host name or IP address; `None` (with the problem recorded) when it is not one.
+    fn host(&mut self, path: &str, value: &str) -> Option<Host> {
+        let host = Host::parse(value);
+        if host.is_none() {
+            if value.trim().is_empty() {
+                self.fail(path, "must not be empty");
+            } else {
+                self.fail(path, "must be a host name or IP address");
+            }
+        }
+        host
+    }
+
     fn non_empty(&mut self, path: &str, value: &str) {
         if value.trim().is_empty() {
             self.fail(path, "must not be empty");
@@ -151,34 +168,14 @@ impl Checker {
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 
-fn check_server(check: &mut Checker, raw: &RawConfig) -> Server {
+fn check_server(check: &mut Checker, raw: &RawConfig) -> Option<Server> {
     let s = &raw.server;
-    check.non_empty("server.host", &s.host);
+    let host = check.host("server.host", &s.host);
     let port = check.port("server.port", s.port);
 
-    if !s.admin_path.starts_with('/') || s.admin_path.len() < 2 {
-        check.fail(
-            "server.adminPath",
-            "must start with \"/\" and name a path, such as \"/admin\"",
-        );
-    } else if s.admin_path.ends_with('/')
-        || !s.admin_path[1..]
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg.bytes().all(is_path_byte))
-    {
-        check.fail(
-            "server.adminPath",
-            "may hold only letters, digits, \"-\", \"_\", \".\" and \"/\" between segments, without a trailing \"/\"",
-        );
-    } else if s.admin_path == "/v1"
-        || s.admin_path.starts_with("/v1/")
-        || s.admin_path == "/healthz"
-    {
-        check.fail(
-            "server.adminPath",
-            "must not overlap the API paths (/v1, /healthz)",
-        );
-    }
+    let admin_path = AdminPath::parse(&s.admin_path)
+        .map_err(|reason| check.fail("server.adminPath", reason))
+        .ok();
 
     let admin = &s.admin_auth;
     if admin.enabled {
@@ -190,128 +187,93 @@ fn check_server(check: &mut Checker, raw: &RawConfig) -> Server {
     let image_compression = check_images(check, raw);
     let upstream = check_upstream_settings(check, raw);
 
-    check.non_empty("server.ops.host", &s.ops.host);
+    let ops_host = check.host("server.ops.host", &s.ops.host);
     let ops_port = check.port("server.ops.port", s.ops.port);
 
-    Server {
-        host: s.host.trim().to_string(),
-        port,
-        admin_path: s.admin_path.clone(),
+    Some(Server {
+        listen: HostPort::new(host?, port),
+        admin_path: admin_path?,
         admin_auth: AdminAuth {
             enabled: admin.enabled,
             username: admin.username.clone(),
             password: Secret::new(admin.password.clone()),
         },
-        caddy,
+        caddy: caddy?,
         image_compression,
         upstream,
-        ops: OpsListen {
-            host: s.ops.host.trim().to_string(),
-            port: ops_port,
-        },
-    }
+        ops: HostPort::new(ops_host?, ops_port),
+    })
 }
 
-fn is_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
-}
-
-fn check_caddy(check: &mut Checker, raw: &RawConfig) -> Caddy {
+fn check_caddy(check: &mut Checker, raw: &RawConfig) -> Option<Caddy> {
     let c = &raw.server.caddy;
+    let domain = if c.domain.is_empty() {
+        None
+    } else {
+        DomainName::parse(&c.domain)
+    };
     if c.enabled {
         if c.domain.trim().is_empty() {
             check.fail(
                 "server.caddy.domain",
                 "is required when server.caddy.enabled is true",
             );
-        } else if !is_domain_name(&c.domain) {
+        } else if domain.is_none() {
             check.fail(
                 "server.caddy.domain",
                 "must be a DNS name such as gateway.example.com (letters, digits, \"-\" and dots)",
             );
         }
-    } else if !c.domain.is_empty() && !is_domain_name(&c.domain) {
+    } else if !c.domain.is_empty() && domain.is_none() {
         check.fail(
             "server.caddy.domain",
             "must be a DNS name such as gateway.example.com",
         );
     }
-    if !c.email.is_empty() && !is_email(&c.email) {
-        check.fail(
-            "server.caddy.email",
-            "must be an e-mail address such as ops@example.com",
-        );
-    }
+    let email = if c.email.is_empty() {
+        None
+    } else {
+        let email = EmailAddress::parse(&c.email);
+        if email.is_none() {
+            check.fail(
+                "server.caddy.email",
+                "must be an e-mail address such as ops@example.com",
+            );
+        }
+        email
+    };
     let https_port = check.port("server.caddy.httpsPort", c.https_port);
-    check.non_empty("server.caddy.upstreamHost", &c.upstream_host);
-    if !c
-        .upstream_host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
-    {
-        check.fail(
-            "server.caddy.upstreamHost",
-            "must be a host name or IP address",
-        );
-    }
+    let upstream_host = check.host("server.caddy.upstreamHost", &c.upstream_host);
     let upstream_port = check.port("server.caddy.upstreamPort", c.upstream_port);
     let t = &c.transport;
-    Caddy {
+    let dial_timeout = check.millis(
+        "server.caddy.transport.dialTimeoutMs",
+        t.dial_timeout_ms,
+        1,
+        HOUR_MS,
+    );
+    let response_header_timeout = check.millis(
+        "server.caddy.transport.responseHeaderTimeoutMs",
+        t.response_header_timeout_ms,
+        0,
+        DAY_MS,
+    );
+    let keep_alive_timeout = check.millis(
+        "server.caddy.transport.keepAliveTimeoutMs",
+        t.keep_alive_timeout_ms,
+        0,
+        DAY_MS,
+    );
+    Some(Caddy {
         enabled: c.enabled,
-        domain: c.domain.trim().to_ascii_lowercase(),
-        email: c.email.trim().to_string(),
+        domain,
+        email,
         https_port,
-        upstream_host: c.upstream_host.trim().to_string(),
-        upstream_port,
-        dial_timeout: check.millis(
-            "server.caddy.transport.dialTimeoutMs",
-            t.dial_timeout_ms,
-            1,
-            HOUR_MS,
-        ),
-        response_header_timeout: check.millis(
-            "server.caddy.transport.responseHeaderTimeoutMs",
-            t.response_header_timeout_ms,
-            0,
-            DAY_MS,
-        ),
-        keep_alive_timeout: check.millis(
-            "server.caddy.transport.keepAliveTimeoutMs",
-            t.keep_alive_timeout_ms,
-            0,
-            DAY_MS,
-        ),
-    }
-}
-
-/// A DNS name of letters, digits and hyphens in dot-separated labels (a leading `*.` allowed).
-pub fn is_domain_name(s: &str) -> bool {
-    let name = s.strip_prefix("*.").unwrap_or(s);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-}
-
-/// A plain address `local@domain` with no spaces, quotes, braces or other Caddyfile syntax.
-pub fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && local.len() <= 64
-        && local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`|~.".contains(&b))
-        && domain.contains('.')
-        && is_domain_name(domain)
+        upstream: HostPort::new(upstream_host?, upstream_port),
+        dial_timeout,
+        response_header_timeout,
+        keep_alive_timeout,
+    })
 }
 
 fn check_images(check: &mut Checker, raw: &RawConfig) -> ImageCompression {
@@ -738,7 +700,7 @@ mod tests {
     #[test]
     fn sample_config_loads_with_defaults() {
         let config = load_value(sample()).expect("valid");
-        assert_eq!(config.server.host, "0.0.0.0");
+        assert_eq!(config.server.listen.host(), "0.0.0.0");
         assert_eq!(
             config.server.upstream.connect_timeout,
             Duration::from_secs(10)
@@ -748,7 +710,7 @@ mod tests {
             vec![408, 409, 425, 429, 500, 502, 503, 504]
         );
         assert_eq!(config.server.upstream.pool.connections, 64);
-        assert_eq!(config.server.ops.host, "127.0.0.1");
+        assert_eq!(config.server.ops.host(), "127.0.0.1");
         assert_eq!(config.upstreams[0].base_url, "https://res.openai.azure.com");
         assert_eq!(
             config.upstreams[0].routes[&RouteKey::Responses],
@@ -958,6 +920,49 @@ mod tests {
         let mut v = sample();
         v["server"]["caddy"] = json!({"enabled": true});
         assert_eq!(issue_paths(v), vec!["server.caddy.domain"]);
+    }
+
+    #[test]
+    fn hosts_must_be_host_names_or_addresses() {
+        let mut v = sample();
+        v["server"]["host"] = json!(" ");
+        v["server"]["ops"] = json!({"host": "0.0.0.0 {"});
+        v["server"]["caddy"] = json!({"upstreamHost": "proxy_1"});
+        let err = load_value(v).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            "server.host: must not be empty; \
+             server.caddy.upstreamHost: must be a host name or IP address; \
+             server.ops.host: must be a host name or IP address"
+        );
+    }
+
+    #[test]
+    fn ipv6_listen_hosts_are_kept_as_written() {
+        let mut v = sample();
+        v["server"]["host"] = json!("::");
+        v["server"]["ops"] = json!({"host": " [::1] ", "port": 3002});
+        let config = load_value(v).expect("valid");
+        assert_eq!(config.server.listen.to_string(), "[::]:3000");
+        assert_eq!(config.server.ops.host(), "[::1]");
+        assert_eq!(config.server.ops.to_string(), "[::1]:3002");
+    }
+
+    #[test]
+    fn caddy_values_are_parsed_into_their_types() {
+        let mut v = sample();
+        v["server"]["caddy"] = json!({"enabled": true, "domain": "GW.Example.com",
+            "email": "ops@example.com", "upstreamHost": "::1", "upstreamPort": 3100});
+        let caddy = load_value(v).expect("valid").server.caddy;
+        assert_eq!(
+            caddy.domain.map(|d| d.to_string()),
+            Some("gw.example.com".into())
+        );
+        assert_eq!(
+            caddy.email.map(|e| e.to_string()),
+            Some("ops@example.com".into())
+        );
+        assert_eq!(caddy.upstream.to_string(), "[::1]:3100");
     }
 
     #[test]
