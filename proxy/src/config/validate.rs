@@ -473,8 +473,8 @@ fn is_scope(scope: &str) -> bool {
 fn check_client_keys(check: &mut Checker, raw: &RawConfig) -> Vec<ClientKeyEntry> {
     let mut ids = HashSet::new();
     let mut keys = HashSet::new();
-    let mut entries = Vec::with_capacity(raw.api_keys.len());
-    for (i, k) in raw.api_keys.iter().enumerate() {
+    let mut entries = Vec::with_capacity(raw.client_keys.len());
+    for (i, k) in raw.client_keys.iter().enumerate() {
         let path = format!("apiKeys[{i}]");
         if k.id.trim().is_empty() {
             check.fail(format!("{path}.id"), "must not be empty");
@@ -784,6 +784,15 @@ mod tests {
             {"id": "b", "key": "k1"}
         ]);
         assert_eq!(issue_paths(v), vec!["apiKeys[1].id", "apiKeys[2].key"]);
+    }
+
+    #[test]
+    fn client_keys_keep_their_json_name() {
+        let raw = parse_raw(br#"{"apiKeys": [{"id": "a", "key": "k"}]}"#).expect("parses");
+        assert_eq!(raw.client_keys[0].id, "a");
+        let back = serde_json::to_value(&raw).expect("serialize");
+        assert_eq!(back["apiKeys"][0]["key"], "k");
+        assert!(back.get("clientKeys").is_none(), "{back}");
     }
 
     #[test]
