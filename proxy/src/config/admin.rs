@@ -1,7 +1,12 @@
-//! The admin UI's place (`server.adminPath`). An `AdminPath` exists only once parsed: a plain
-//! path of safe segments outside the API's paths, usable as it is in routes and a Caddyfile.
+//! The admin UI's settings: where it lives (`server.adminPath`) and its login
+//! (`server.adminAuth`). An `AdminPath` exists only once parsed: a plain path of safe segments
+//! outside the API's paths, usable as it is in routes and a Caddyfile.
 
 use std::fmt;
+
+use super::issues::Checker;
+use super::raw::RawAdminAuth;
+use super::secret::Secret;
 
 /// `/` followed by segments of letters, digits, `-`, `_` and `.`, without a trailing `/`, and
 /// neither `/v1`, `/v1/...` nor `/healthz`.
@@ -39,13 +44,67 @@ impl fmt::Display for AdminPath {
     }
 }
 
+/// HTTP Basic on the admin UI and its API.
+#[derive(Debug, Clone)]
+pub struct AdminAuth {
+    pub enabled: bool,
+    /// Not empty when `enabled`.
+    pub username: String,
+    /// Not empty when `enabled`.
+    pub password: Secret,
+}
+
+/// `server.adminPath`; `None` (with the problem recorded) when it is not an admin path.
+pub(super) fn parse_path(check: &mut Checker, value: &str) -> Option<AdminPath> {
+    AdminPath::parse(value)
+        .map_err(|reason| check.fail("server.adminPath", reason))
+        .ok()
+}
+
+/// `server.adminAuth`.
+pub(super) fn parse_auth(check: &mut Checker, raw: &RawAdminAuth) -> AdminAuth {
+    if raw.enabled {
+        check.non_empty("server.adminAuth.username", &raw.username);
+        check.non_empty("server.adminAuth.password", &raw.password);
+    }
+    AdminAuth {
+        enabled: raw.enabled,
+        username: raw.username.clone(),
+        password: Secret::new(raw.password.clone()),
+    }
+}
+
 fn is_path_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{issue_paths, load_value, sample};
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn admin_path_must_be_a_plain_path() {
+        let mut v = sample();
+        v["server"]["adminPath"] = json!("admin");
+        assert_eq!(issue_paths(v.clone()), vec!["server.adminPath"]);
+        v["server"]["adminPath"] = json!("/v1");
+        assert_eq!(issue_paths(v), vec!["server.adminPath"]);
+    }
+
+    #[test]
+    fn an_enabled_login_needs_a_user_name_and_a_password() {
+        let mut v = sample();
+        v["server"]["adminAuth"] = json!({"enabled": true, "username": " ", "password": ""});
+        assert_eq!(
+            issue_paths(v.clone()),
+            vec!["server.adminAuth.username", "server.adminAuth.password"]
+        );
+        v["server"]["adminAuth"]["enabled"] = json!(false);
+        let config = load_value(v).expect("valid");
+        assert!(!config.server.admin_auth.enabled);
+    }
 
     #[test]
     fn plain_paths_parse() {
