@@ -39,7 +39,7 @@ pub struct KeySummary {
 }
 
 pub fn summaries(raw: &RawConfig) -> Vec<KeySummary> {
-    raw.api_keys
+    raw.client_keys
         .iter()
         .map(|k| KeySummary {
             id: k.id.clone(),
@@ -97,7 +97,7 @@ fn check_status(status: &str) -> Result<String, AdminError> {
 }
 
 fn position(raw: &RawConfig, id: &str) -> Result<usize, AdminError> {
-    raw.api_keys
+    raw.client_keys
         .iter()
         .position(|k| k.id == id)
         .ok_or_else(|| AdminError::NotFound(format!("no client key with id \"{id}\"")))
@@ -106,13 +106,13 @@ fn position(raw: &RawConfig, id: &str) -> Result<usize, AdminError> {
 /// Adds a key with a fresh value; returns the value (shown once).
 pub fn create(raw: &mut RawConfig, new: &NewKey, key: String) -> Result<String, AdminError> {
     let id = check_id(&new.id)?;
-    if raw.api_keys.iter().any(|k| k.id == id) {
+    if raw.client_keys.iter().any(|k| k.id == id) {
         return Err(AdminError::Exists(format!(
             "a client key with id \"{id}\" exists"
         )));
     }
     let status = check_status(new.status.as_deref().unwrap_or("active"))?;
-    raw.api_keys.push(RawClientKey {
+    raw.client_keys.push(RawClientKey {
         id,
         key: key.clone(),
         status: Some(status),
@@ -125,22 +125,22 @@ pub fn change(raw: &mut RawConfig, id: &str, change: &KeyChange) -> Result<(), A
     let index = position(raw, id)?;
     if let Some(new_id) = &change.id {
         let new_id = check_id(new_id)?;
-        if new_id != id && raw.api_keys.iter().any(|k| k.id == new_id) {
+        if new_id != id && raw.client_keys.iter().any(|k| k.id == new_id) {
             return Err(AdminError::Exists(format!(
                 "a client key with id \"{new_id}\" exists"
             )));
         }
-        raw.api_keys[index].id = new_id;
+        raw.client_keys[index].id = new_id;
     }
     if let Some(status) = &change.status {
-        raw.api_keys[index].status = Some(check_status(status)?);
+        raw.client_keys[index].status = Some(check_status(status)?);
     }
     Ok(())
 }
 
 pub fn delete(raw: &mut RawConfig, id: &str) -> Result<(), AdminError> {
     let index = position(raw, id)?;
-    raw.api_keys.remove(index);
+    raw.client_keys.remove(index);
     Ok(())
 }
 
@@ -151,7 +151,7 @@ mod tests {
     fn config_with(ids: &[&str]) -> RawConfig {
         let mut raw = RawConfig::default();
         for id in ids {
-            raw.api_keys.push(RawClientKey {
+            raw.client_keys.push(RawClientKey {
                 id: (*id).into(),
                 key: format!("sk-{id}-0123456789abcdef"),
                 status: None,
@@ -191,10 +191,10 @@ mod tests {
             status: Some("disabled".into()),
         };
         change(&mut raw, "a", &edit).expect("changes");
-        assert_eq!(raw.api_keys[0].id, "a2");
-        assert_eq!(raw.api_keys[0].status.as_deref(), Some("disabled"));
-        assert_eq!(raw.api_keys[0].key, "sk-a-0123456789abcdef");
-        assert_eq!(raw.api_keys[1].status, None);
+        assert_eq!(raw.client_keys[0].id, "a2");
+        assert_eq!(raw.client_keys[0].status.as_deref(), Some("disabled"));
+        assert_eq!(raw.client_keys[0].key, "sk-a-0123456789abcdef");
+        assert_eq!(raw.client_keys[1].status, None);
     }
 
     #[test]
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn summaries_never_show_a_key_and_hint_only_long_ones() {
         let mut raw = config_with(&["a"]);
-        raw.api_keys.push(RawClientKey {
+        raw.client_keys.push(RawClientKey {
             id: "short".into(),
             key: "CHANGEME".into(),
             status: Some("active".into()),

@@ -23,7 +23,7 @@ pub fn masked(raw: &RawConfig) -> RawConfig {
     let mut raw = raw.clone();
     mask(&mut raw.server.admin_auth.password);
     mask_auth(&mut raw.auth);
-    for key in &mut raw.api_keys {
+    for key in &mut raw.client_keys {
         mask(&mut key.key);
     }
     for upstream in &mut raw.upstreams {
@@ -69,12 +69,12 @@ pub fn unmask(submitted: &mut RawConfig, stored: Option<&RawConfig>) -> Vec<Conf
         "auth.apiKey".into(),
     );
 
-    let submitted_ids: Vec<String> = submitted.api_keys.iter().map(|k| k.id.clone()).collect();
-    for (i, key) in submitted.api_keys.iter_mut().enumerate() {
+    let submitted_ids: Vec<String> = submitted.client_keys.iter().map(|k| k.id.clone()).collect();
+    for (i, key) in submitted.client_keys.iter_mut().enumerate() {
         let stored_key = stored.and_then(|s| {
-            let ids: Vec<&str> = s.api_keys.iter().map(|k| k.id.as_str()).collect();
+            let ids: Vec<&str> = s.client_keys.iter().map(|k| k.id.as_str()).collect();
             let index = match_entry(&key.id, i, &ids, &submitted_ids);
-            index.map(|j| &s.api_keys[j].key)
+            index.map(|j| &s.client_keys[j].key)
         });
         restore(&mut key.key, stored_key, format!("apiKeys[{i}].key"));
     }
@@ -216,7 +216,7 @@ mod tests {
         assert!(issues.is_empty(), "{issues:?}");
         assert_eq!(submitted.server.admin_auth.password, "pw-stored");
         assert_eq!(submitted.auth.client_secret, "cs-stored");
-        assert_eq!(submitted.api_keys[1].key, "sk-b-stored");
+        assert_eq!(submitted.client_keys[1].key, "sk-b-stored");
         let upstream_auth = submitted.upstreams[0]
             .auth
             .as_ref()
@@ -228,28 +228,28 @@ mod tests {
     fn masked_keys_follow_their_id_when_entries_move() {
         let stored = stored();
         let mut submitted = masked(&stored);
-        submitted.api_keys.reverse();
+        submitted.client_keys.reverse();
         assert!(unmask(&mut submitted, Some(&stored)).is_empty());
-        assert_eq!(submitted.api_keys[0].id, "b");
-        assert_eq!(submitted.api_keys[0].key, "sk-b-stored");
+        assert_eq!(submitted.client_keys[0].id, "b");
+        assert_eq!(submitted.client_keys[0].key, "sk-b-stored");
     }
 
     #[test]
     fn a_renamed_entry_keeps_its_secret() {
         let stored = stored();
         let mut submitted = masked(&stored);
-        submitted.api_keys[0].id = "a-renamed".into();
+        submitted.client_keys[0].id = "a-renamed".into();
         assert!(unmask(&mut submitted, Some(&stored)).is_empty());
-        assert_eq!(submitted.api_keys[0].key, "sk-a-stored");
+        assert_eq!(submitted.client_keys[0].key, "sk-a-stored");
     }
 
     #[test]
     fn a_mask_for_a_new_entry_is_an_issue_at_its_path() {
         let stored = stored();
         let mut submitted = masked(&stored);
-        let mut extra = submitted.api_keys[0].clone();
+        let mut extra = submitted.client_keys[0].clone();
         extra.id = "new".into();
-        submitted.api_keys.push(extra);
+        submitted.client_keys.push(extra);
         let issues = unmask(&mut submitted, Some(&stored));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "apiKeys[2].key");

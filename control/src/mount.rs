@@ -16,7 +16,7 @@ pub async fn admin_path(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let admin_path = match req.app_data::<web::Data<AppState>>() {
-        Some(state) => state.store.last_good().server.admin_path.clone(),
+        Some(state) => state.store.last_good().server.admin_path.to_string(),
         None => "/admin".to_string(),
     };
     let path = req.path().to_string();

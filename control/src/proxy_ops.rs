@@ -33,8 +33,8 @@ impl ProxyOps {
             Some(url) => url.as_str().trim_end_matches('/').to_string(),
             None => format!(
                 "http://{}:{}",
-                loopback_for(&config.server.ops.host),
-                config.server.ops.port
+                loopback_for(config.server.ops.host()),
+                config.server.ops.port()
             ),
         }
     }

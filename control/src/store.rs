@@ -363,7 +363,7 @@ fn parse(bytes: &[u8]) -> Content {
 
 /// What control writes is explicit: a key without `status` is written as active.
 fn normalize(mut raw: RawConfig) -> RawConfig {
-    for key in &mut raw.api_keys {
+    for key in &mut raw.client_keys {
         if key.status.is_none() {
             key.status = Some("active".into());
         }

@@ -64,11 +64,11 @@ impl Application {
         let listen = settings
             .listen
             .clone()
-            .unwrap_or_else(|| join_host_port(&config.server.host, config.server.port));
+            .unwrap_or_else(|| config.server.listen.to_string());
         let ops_listen = settings
             .ops_listen
             .clone()
-            .unwrap_or_else(|| join_host_port(&config.server.ops.host, config.server.ops.port));
+            .unwrap_or_else(|| config.server.ops.to_string());
 
         let credentials = CredentialRegistry::default();
         let snapshot = Snapshot::build(config, &credentials);
@@ -246,12 +246,4 @@ fn bind_with_backlog(listen: &str, backlog: u32) -> std::io::Result<TcpListener>
             "the address resolves to nothing",
         )
     }))
-}
-
-fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }

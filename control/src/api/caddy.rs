@@ -57,12 +57,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         .inputs()
         .proxy_upstream
         .clone()
-        .unwrap_or_else(|| {
-            join(
-                &config.server.caddy.upstream_host,
-                config.server.caddy.upstream_port,
-            )
-        });
+        .unwrap_or_else(|| config.server.caddy.upstream.to_string());
     let proxy_health = state
         .http
         .get(format!("http://{proxy_upstream}/healthz"))
@@ -100,14 +95,6 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         caddyfile_path: state.caddy.caddyfile_path().display().to_string(),
         storage_dir: inputs.storage_dir.display().to_string(),
     }))
-}
-
-fn join(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 /// The Caddyfile for the current config, as control renders it.

@@ -50,7 +50,7 @@ pub async fn create(
     .await?;
     let entry = saved
         .raw
-        .api_keys
+        .client_keys
         .iter()
         .find(|k| k.key == key)
         .map(|k| (k.id.clone(), k.status.clone().unwrap_or_default()))

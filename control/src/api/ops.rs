@@ -35,7 +35,7 @@ pub async fn session(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
         user,
         login_enabled: !matches!(*credentials, AdminCredentials::Open),
         default_password: credentials.is_default_password(),
-        admin_path: state.store.last_good().server.admin_path.clone(),
+        admin_path: state.store.last_good().server.admin_path.to_string(),
         version: env!("CARGO_PKG_VERSION"),
         mask: MASK,
     })
@@ -228,7 +228,13 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         caddy: CaddyOverview {
             managed,
             tls_enabled: config.server.caddy.enabled,
-            domain: config.server.caddy.domain.clone(),
+            domain: config
+                .server
+                .caddy
+                .domain
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             pending: loader.pending(),
             loader,
             render,

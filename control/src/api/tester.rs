@@ -27,8 +27,8 @@ fn proxy_base(state: &AppState, config: &Config) -> String {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
         None => format!(
             "http://{}:{}",
-            loopback_for(&config.server.host),
-            config.server.port
+            loopback_for(config.server.listen.host()),
+            config.server.listen.port()
         ),
     }
 }

@@ -49,7 +49,7 @@ pub async fn verify(
         }
     })
     .await?;
-    let mode = auth.mode;
+    let mode = auth.mode();
     match tokio::time::timeout(VERIFY_TIMEOUT, proxy::upstream::credentials::verify(&auth)).await {
         Ok(verification) => {
             tracing::info!(mode = %verification.mode, ok = verification.ok, "upstream auth verified");

@@ -11,7 +11,9 @@ pub type Extra = Map<String, Value>;
 pub struct RawConfig {
     pub server: RawServer,
     pub auth: RawAuth,
-    pub api_keys: Vec<RawClientKey>,
+    /// The client keys (`apiKeys` in the file; not to be confused with `auth.apiKey`).
+    #[serde(rename = "apiKeys")]
+    pub client_keys: Vec<RawClientKey>,
     pub upstreams: Vec<RawUpstream>,
     pub models: Vec<RawModel>,
     #[serde(flatten)]

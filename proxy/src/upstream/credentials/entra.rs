@@ -16,7 +16,9 @@ use azure_identity::{
 };
 
 use super::http::TokenHttpClient;
-use crate::config::{AuthConfig, AuthMode};
+use crate::config::{
+    AuthMode, ClientSecret, DefaultChain, EntraAuth, EntraIdentity, ServicePrincipal,
+};
 
 /// A token as the cache keeps it.
 pub struct EntraToken {
@@ -56,13 +58,13 @@ impl Link {
 const CHAIN_LINK_TIMEOUT: Duration = Duration::from_secs(8);
 
 pub struct EntraSource {
-    auth: AuthConfig,
+    auth: EntraAuth,
     /// The link of the default chain that last worked; tried first next time.
     chosen: Mutex<Option<Link>>,
 }
 
 impl EntraSource {
-    pub fn new(auth: AuthConfig) -> EntraSource {
+    pub fn new(auth: EntraAuth) -> EntraSource {
         EntraSource {
             auth,
             chosen: Mutex::new(None),
@@ -70,43 +72,42 @@ impl EntraSource {
     }
 
     pub fn mode(&self) -> AuthMode {
-        self.auth.mode
+        self.auth.identity.mode()
     }
 
     /// Fetches a new token for `auth.scope`.
     pub async fn fetch(&self) -> Result<EntraToken, String> {
-        match self.auth.mode {
-            AuthMode::ServicePrincipal if !has_client_secret(&self.auth) => {
-                self.fetch_default_chain().await
+        match &self.auth.identity {
+            EntraIdentity::ServicePrincipal(ServicePrincipal::ClientSecret(secret)) => {
+                self.token_from(self.client_secret(secret)?).await
             }
-            AuthMode::ServicePrincipal => {
-                let credential = ClientSecretCredential::new(
-                    &self.auth.tenant_id,
-                    self.auth.client_id.clone(),
-                    Secret::new(self.auth.client_secret.expose().to_string()),
-                    Some(ClientSecretCredentialOptions {
-                        client_options: self.client_options(),
-                    }),
-                )
-                .map_err(describe)?;
-                self.token_from(credential).await
+            EntraIdentity::ServicePrincipal(ServicePrincipal::DefaultChain(chain))
+            | EntraIdentity::Default(chain) => self.fetch_default_chain(chain).await,
+            EntraIdentity::ManagedIdentity { client_id } => {
+                self.token_from(self.managed_identity(client_id.as_deref())?)
+                    .await
             }
-            AuthMode::ManagedIdentity => self.token_from(self.managed_identity()?).await,
-            AuthMode::WorkloadIdentity => self.token_from(self.workload_identity()?).await,
-            AuthMode::AzureCli => self.token_from(self.azure_cli()?).await,
-            AuthMode::Default => self.fetch_default_chain().await,
-            AuthMode::ApiKey => Err("auth.mode apiKey uses no Entra ID token".into()),
+            EntraIdentity::WorkloadIdentity {
+                tenant_id,
+                client_id,
+            } => {
+                self.token_from(self.workload_identity(tenant_id.as_deref(), client_id.as_deref())?)
+                    .await
+            }
+            EntraIdentity::AzureCli { tenant_id } => {
+                self.token_from(self.azure_cli(tenant_id.as_deref())?).await
+            }
         }
     }
 
-    async fn fetch_default_chain(&self) -> Result<EntraToken, String> {
+    async fn fetch_default_chain(&self, chain: &DefaultChain) -> Result<EntraToken, String> {
         let chosen = *self.chosen.lock().unwrap_or_else(|e| e.into_inner());
         let order = chosen
             .into_iter()
             .chain(Link::CHAIN.into_iter().filter(|l| Some(*l) != chosen));
         let mut skipped = Vec::new();
         for link in order {
-            let attempt = match self.link_credential(link) {
+            let attempt = match self.link_credential(link, chain) {
                 Ok(credential) => {
                     match tokio::time::timeout(CHAIN_LINK_TIMEOUT, self.token_from(credential))
                         .await
@@ -134,11 +135,15 @@ impl EntraSource {
         ))
     }
 
-    fn link_credential(&self, link: Link) -> Result<Arc<dyn TokenCredential>, String> {
+    fn link_credential(
+        &self,
+        link: Link,
+        chain: &DefaultChain,
+    ) -> Result<Arc<dyn TokenCredential>, String> {
         match link {
             Link::EnvironmentSecret => {
                 let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-                let (Some(tenant), Some(client), Some(secret)) = (
+                let (Some(tenant_id), Some(client_id), Some(secret)) = (
                     var("AZURE_TENANT_ID"),
                     var("AZURE_CLIENT_ID"),
                     var("AZURE_CLIENT_SECRET"),
@@ -148,55 +153,71 @@ impl EntraSource {
                             .into(),
                     );
                 };
-                let credential = ClientSecretCredential::new(
-                    &tenant,
-                    client,
-                    Secret::new(secret),
-                    Some(ClientSecretCredentialOptions {
-                        client_options: self.client_options(),
-                    }),
-                )
-                .map_err(describe)?;
-                Ok(credential)
+                self.client_secret(&ClientSecret {
+                    tenant_id,
+                    client_id,
+                    secret: crate::config::Secret::new(secret),
+                })
             }
             Link::WorkloadIdentity => {
                 if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_none() {
                     return Err("AZURE_FEDERATED_TOKEN_FILE is not set".into());
                 }
-                Ok(self.workload_identity()?)
+                self.workload_identity(chain.tenant_id.as_deref(), chain.client_id.as_deref())
             }
-            Link::ManagedIdentity => Ok(self.managed_identity()?),
-            Link::AzureCli => Ok(self.azure_cli()?),
+            Link::ManagedIdentity => {
+                self.managed_identity(chain.managed_identity_client_id.as_deref())
+            }
+            Link::AzureCli => self.azure_cli(chain.tenant_id.as_deref()),
         }
     }
 
-    fn managed_identity(&self) -> Result<Arc<dyn TokenCredential>, String> {
-        let id = &self.auth.managed_identity_client_id;
+    fn client_secret(&self, secret: &ClientSecret) -> Result<Arc<dyn TokenCredential>, String> {
+        let credential = ClientSecretCredential::new(
+            &secret.tenant_id,
+            secret.client_id.clone(),
+            Secret::new(secret.secret.expose().to_string()),
+            Some(ClientSecretCredentialOptions {
+                client_options: self.client_options(),
+            }),
+        )
+        .map_err(describe)?;
+        Ok(credential)
+    }
+
+    /// `client_id`: a user-assigned identity; `None` for the system-assigned one.
+    fn managed_identity(
+        &self,
+        client_id: Option<&str>,
+    ) -> Result<Arc<dyn TokenCredential>, String> {
         let credential = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-            user_assigned_id: (!id.is_empty()).then(|| UserAssignedId::ClientId(id.clone())),
+            user_assigned_id: client_id.map(|id| UserAssignedId::ClientId(id.to_string())),
             client_options: self.client_options(),
         }))
         .map_err(describe)?;
         Ok(credential)
     }
 
-    fn workload_identity(&self) -> Result<Arc<dyn TokenCredential>, String> {
-        let non_empty = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    fn workload_identity(
+        &self,
+        tenant_id: Option<&str>,
+        client_id: Option<&str>,
+    ) -> Result<Arc<dyn TokenCredential>, String> {
         let credential = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
             credential_options: ClientAssertionCredentialOptions {
                 client_options: self.client_options(),
             },
-            client_id: non_empty(&self.auth.client_id),
-            tenant_id: non_empty(&self.auth.tenant_id),
+            client_id: client_id.map(str::to_string),
+            tenant_id: tenant_id.map(str::to_string),
             ..Default::default()
         }))
         .map_err(describe)?;
         Ok(credential)
     }
 
-    fn azure_cli(&self) -> Result<Arc<dyn TokenCredential>, String> {
+    fn azure_cli(&self, tenant_id: Option<&str>) -> Result<Arc<dyn TokenCredential>, String> {
         let credential = AzureCliCredential::new(Some(AzureCliCredentialOptions {
-            tenant_id: (!self.auth.tenant_id.is_empty()).then(|| self.auth.tenant_id.clone()),
+            tenant_id: tenant_id.map(str::to_string),
             ..Default::default()
         }))
         .map_err(describe)?;
@@ -204,9 +225,9 @@ impl EntraSource {
     }
 
     fn client_options(&self) -> ClientOptions {
-        let cloud = (!self.auth.authority_host.is_empty()).then(|| {
+        let cloud = self.auth.authority_host.as_ref().map(|authority_host| {
             let mut custom = CustomConfiguration::default();
-            custom.authority_host = self.auth.authority_host.clone();
+            custom.authority_host = authority_host.clone();
             Arc::new(CloudConfiguration::Custom(custom))
         });
         ClientOptions {
@@ -230,10 +251,6 @@ impl EntraSource {
             expires_at,
         })
     }
-}
-
-fn has_client_secret(auth: &AuthConfig) -> bool {
-    !auth.tenant_id.is_empty() && !auth.client_id.is_empty() && !auth.client_secret.is_empty()
 }
 
 /// An azure_core error as one line for operators, bounded in length.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-use crate::config::{AuthConfig, AuthMode};
+use crate::config::{AuthConfig, AuthMode, EntraAuth, Secret};
 use entra::EntraSource;
 pub use token_cache::TokenCache;
 
@@ -74,14 +74,14 @@ impl UpstreamCredential {
     }
 }
 
-fn api_key_credential(auth: &AuthConfig) -> UpstreamCredential {
-    match HeaderValue::from_str(auth.api_key.expose()) {
+fn api_key_credential(api_key: &Secret) -> UpstreamCredential {
+    match HeaderValue::from_str(api_key.expose()) {
         Ok(mut value) => {
             value.set_sensitive(true);
             UpstreamCredential::ApiKey(value)
         }
         Err(_) => UpstreamCredential::Broken {
-            mode: auth.mode,
+            mode: AuthMode::ApiKey,
             cause: "auth.apiKey holds characters not allowed in a header".into(),
         },
     }
@@ -91,7 +91,7 @@ fn api_key_credential(auth: &AuthConfig) -> UpstreamCredential {
 /// the new config: unchanged settings get the same cache (and its token) back.
 #[derive(Default)]
 pub struct CredentialRegistry {
-    caches: Mutex<HashMap<AuthConfig, Arc<TokenCache>>>,
+    caches: Mutex<HashMap<EntraAuth, Arc<TokenCache>>>,
 }
 
 impl CredentialRegistry {
@@ -102,17 +102,17 @@ impl CredentialRegistry {
         let mut kept = HashMap::with_capacity(auths.len());
         let credentials = auths
             .iter()
-            .map(|auth| {
-                if auth.mode == AuthMode::ApiKey {
-                    return api_key_credential(auth);
+            .map(|auth| match auth {
+                AuthConfig::ApiKey { api_key } => api_key_credential(api_key),
+                AuthConfig::Entra(entra) => {
+                    let cache = kept
+                        .get(entra)
+                        .or_else(|| caches.get(entra))
+                        .cloned()
+                        .unwrap_or_else(|| TokenCache::start(EntraSource::new(entra.clone())));
+                    kept.insert(entra.clone(), cache.clone());
+                    UpstreamCredential::Entra(cache)
                 }
-                let cache = kept
-                    .get(*auth)
-                    .or_else(|| caches.get(*auth))
-                    .cloned()
-                    .unwrap_or_else(|| TokenCache::start(EntraSource::new((*auth).clone())));
-                kept.insert((*auth).clone(), cache.clone());
-                UpstreamCredential::Entra(cache)
             })
             .collect();
         *caches = kept;
@@ -137,9 +137,10 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Acquires a credential for `auth` as the proxy would (a fresh token, not a cached one) and
 /// reports the result.
 pub async fn verify(auth: &AuthConfig) -> Verification {
+    let mode = auth.mode();
     let report = |result: Result<Option<SystemTime>, String>| match result {
         Ok(expires) => Verification {
-            mode: auth.mode,
+            mode,
             ok: true,
             expires_at_ms: expires
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -147,20 +148,22 @@ pub async fn verify(auth: &AuthConfig) -> Verification {
             error: None,
         },
         Err(error) => Verification {
-            mode: auth.mode,
+            mode,
             ok: false,
             expires_at_ms: None,
             error: Some(error),
         },
     };
-    if auth.mode == AuthMode::ApiKey {
-        return report(match api_key_credential(auth) {
-            UpstreamCredential::Broken { cause, .. } => Err(cause),
-            _ if auth.api_key.is_empty() => Err("auth.apiKey is empty".into()),
-            _ => Ok(None),
-        });
-    }
-    let source = EntraSource::new(auth.clone());
+    let entra = match auth {
+        AuthConfig::ApiKey { api_key } => {
+            return report(match api_key_credential(api_key) {
+                UpstreamCredential::Broken { cause, .. } => Err(cause),
+                _ => Ok(None),
+            });
+        }
+        AuthConfig::Entra(entra) => entra,
+    };
+    let source = EntraSource::new(entra.clone());
     let fetched = match tokio::time::timeout(VERIFY_TIMEOUT, source.fetch()).await {
         Ok(result) => result.map(|token| Some(token.expires_at)),
         Err(_) => Err(format!("no token within {} s", VERIFY_TIMEOUT.as_secs())),

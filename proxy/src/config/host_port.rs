@@ -1,0 +1,123 @@
+//! Hosts and `host:port` pairs of the config (`server.host`, `server.ops.host`,
+//! `server.caddy.upstreamHost`). A `Host` exists only once parsed: letters, digits, `.`, `-`, `:`
+//! and brackets, so that it names a host or an IP address and is safe in a Caddyfile as it is.
+
+use std::fmt;
+
+/// A host name or IP address (IPv6 with or without brackets), trimmed and never empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Host(String);
+
+impl Host {
+    /// The trimmed `value`, or `None` when it is empty or holds other characters.
+    pub fn parse(value: &str) -> Option<Host> {
+        let value = value.trim();
+        let allowed =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+        (!value.is_empty() && value.bytes().all(allowed)).then(|| Host(value.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A host and a port. `Display` writes `host:port`, an IPv6 host in brackets (`[::1]:3000`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    host: Host,
+    port: u16,
+}
+
+impl HostPort {
+    pub fn new(host: Host, port: u16) -> HostPort {
+        HostPort { host, port }
+    }
+
+    pub fn host(&self) -> &str {
+        self.host.as_str()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = self.host.as_str();
+        if host.contains(':') && !host.starts_with('[') {
+            write!(f, "[{host}]:{}", self.port)
+        } else {
+            write!(f, "{host}:{}", self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(host: &str, port: u16) -> String {
+        HostPort::new(Host::parse(host).expect("a host"), port).to_string()
+    }
+
+    #[test]
+    fn host_names_and_addresses_parse_trimmed() {
+        for host in [
+            "localhost",
+            "gw.example.com",
+            "10.0.0.5",
+            "::",
+            "::1",
+            "[::1]",
+            "a-b",
+        ] {
+            assert_eq!(Host::parse(host).map(|h| h.to_string()), Some(host.into()));
+        }
+        assert_eq!(
+            Host::parse(" 127.0.0.1\n").map(|h| h.to_string()),
+            Some("127.0.0.1".into())
+        );
+    }
+
+    #[test]
+    fn empty_hosts_and_caddyfile_syntax_are_refused() {
+        for host in [
+            "",
+            "  ",
+            "a b",
+            "host {",
+            "{env.HOST}",
+            "a\nimport x",
+            "user@host",
+            "a/b",
+            "host_name",
+            "\"quoted\"",
+        ] {
+            assert_eq!(Host::parse(host), None, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_once() {
+        assert_eq!(joined("0.0.0.0", 3000), "0.0.0.0:3000");
+        assert_eq!(joined("localhost", 0), "localhost:0");
+        assert_eq!(joined("::", 3000), "[::]:3000");
+        assert_eq!(joined("::1", 8080), "[::1]:8080");
+        assert_eq!(joined("[::1]", 8080), "[::1]:8080");
+    }
+
+    #[test]
+    fn host_and_port_are_kept() {
+        let pair = HostPort::new(Host::parse("::1").expect("a host"), 3100);
+        assert_eq!(pair.host(), "::1");
+        assert_eq!(pair.port(), 3100);
+    }
+}
