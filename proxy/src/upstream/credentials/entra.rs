@@ -17,7 +17,7 @@ use azure_identity::{
 
 use super::http::TokenHttpClient;
 use crate::config::{
-    AuthMode, ClientSecret, DefaultChain, EntraAuth, EntraIdentity, ServicePrincipal,
+    self, AuthMode, ClientSecret, DefaultChain, EntraAuth, EntraIdentity, ServicePrincipal,
 };
 
 /// A token as the cache keeps it.
@@ -78,8 +78,8 @@ impl EntraSource {
     /// Fetches a new token for `auth.scope`.
     pub async fn fetch(&self) -> Result<EntraToken, String> {
         match &self.auth.identity {
-            EntraIdentity::ServicePrincipal(ServicePrincipal::ClientSecret(secret)) => {
-                self.token_from(self.client_secret(secret)?).await
+            EntraIdentity::ServicePrincipal(ServicePrincipal::ClientSecret(client)) => {
+                self.token_from(self.client_secret(client)?).await
             }
             EntraIdentity::ServicePrincipal(ServicePrincipal::DefaultChain(chain))
             | EntraIdentity::Default(chain) => self.fetch_default_chain(chain).await,
@@ -156,7 +156,7 @@ impl EntraSource {
                 self.client_secret(&ClientSecret {
                     tenant_id,
                     client_id,
-                    secret: crate::config::Secret::new(secret),
+                    secret: config::Secret::new(secret),
                 })
             }
             Link::WorkloadIdentity => {
@@ -172,11 +172,11 @@ impl EntraSource {
         }
     }
 
-    fn client_secret(&self, secret: &ClientSecret) -> Result<Arc<dyn TokenCredential>, String> {
+    fn client_secret(&self, client: &ClientSecret) -> Result<Arc<dyn TokenCredential>, String> {
         let credential = ClientSecretCredential::new(
-            &secret.tenant_id,
-            secret.client_id.clone(),
-            Secret::new(secret.secret.expose().to_string()),
+            &client.tenant_id,
+            client.client_id.clone(),
+            Secret::new(client.secret.expose().to_string()),
             Some(ClientSecretCredentialOptions {
                 client_options: self.client_options(),
             }),
