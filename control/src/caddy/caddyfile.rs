@@ -138,12 +138,12 @@ fn unsafe_value(field: &str, reason: &'static str) -> RenderError {
     }
 }
 
-/// `host:port` of letters, digits, dots, hyphens, colons and brackets only.
+/// `host:port` of letters, digits, dots, hyphens, underscores, colons, `%` and brackets only.
 fn host_port(field: &str, value: &str) -> Result<String, RenderError> {
     let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        && value.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'%' | b'[' | b']')
+        });
     if ok {
         Ok(value.to_string())
     } else {

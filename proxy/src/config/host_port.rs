@@ -1,6 +1,7 @@
 //! Hosts and `host:port` pairs of the config (`server.host`, `server.ops.host`,
-//! `server.caddy.upstreamHost`). A `Host` exists only once parsed: letters, digits, `.`, `-`, `:`
-//! and brackets, so that it names a host or an IP address and is safe in a Caddyfile as it is.
+//! `server.caddy.upstreamHost`). A `Host` exists only once parsed: letters, digits, `.`, `-`, `_`,
+//! `:`, `%` (an IPv6 zone) and brackets, so that it names a host or an IP address and is safe in a
+//! Caddyfile as it is.
 
 use std::fmt;
 
@@ -12,8 +13,9 @@ impl Host {
     /// The trimmed `value`, or `None` when it is empty or holds other characters.
     pub fn parse(value: &str) -> Option<Host> {
         let value = value.trim();
-        let allowed =
-            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+        let allowed = |b: u8| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'%' | b'[' | b']')
+        };
         (!value.is_empty() && value.bytes().all(allowed)).then(|| Host(value.to_string()))
     }
 
@@ -78,6 +80,8 @@ mod tests {
             "::1",
             "[::1]",
             "a-b",
+            "gateway_proxy",
+            "fe80::1%eth0",
         ] {
             assert_eq!(Host::parse(host).map(|h| h.to_string()), Some(host.into()));
         }
@@ -98,7 +102,6 @@ mod tests {
             "a\nimport x",
             "user@host",
             "a/b",
-            "host_name",
             "\"quoted\"",
         ] {
             assert_eq!(Host::parse(host), None, "{host:?}");
