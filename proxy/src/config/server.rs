@@ -78,7 +78,7 @@ mod tests {
         let mut v = sample();
         v["server"]["host"] = json!(" ");
         v["server"]["ops"] = json!({"host": "0.0.0.0 {"});
-        v["server"]["caddy"] = json!({"upstreamHost": "proxy_1"});
+        v["server"]["caddy"] = json!({"upstreamHost": "proxy/1"});
         let err = load_value(v).expect_err("invalid");
         assert_eq!(
             err.to_string(),
