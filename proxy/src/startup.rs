@@ -13,12 +13,13 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::handlers::{self, AppState};
+use crate::ops::contract::ConfigStatus;
 use crate::ops::{self, OpsState};
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
 use crate::snapshot::reload::{self, ConfigWatcher};
-use crate::snapshot::{ConfigStatus, Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::credentials::CredentialRegistry;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.

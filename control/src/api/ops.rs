@@ -3,6 +3,7 @@
 //! listener with its filters.
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use proxy::ops::contract::RecentQuery;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -12,7 +13,6 @@ use crate::caddy::loader::LoaderStatus;
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
 use crate::masking::MASK;
-use crate::proxy_ops::REQUEST_FILTERS;
 use crate::store::{AdminCredentials, Content};
 
 #[derive(Serialize)]
@@ -142,31 +142,20 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
     }
 
     let ops_url = state.ops.base(&config);
-    let proxy = match state.ops.get_json(&config, "/status", &[]).await {
+    let proxy = match state.ops.status(&config).await {
         Ok(status) => {
-            let served = status["config"]["sha256"].as_str().map(str::to_string);
-            let applied = on_disk.sha256.is_some() && served == on_disk.sha256;
-            if let Some(rejected) = status["config"]["rejected"].as_object() {
+            let applied = on_disk.sha256.as_deref() == Some(status.config.sha256.as_str());
+            if let Some(rejected) = &status.config.rejected {
                 let detail = rejected
-                    .get("issues")
-                    .and_then(Value::as_array)
-                    .map(|issues| {
-                        issues
-                            .iter()
-                            .map(|i| {
-                                format!(
-                                    "{}: {}",
-                                    i["path"].as_str().unwrap_or(""),
-                                    i["message"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    });
+                    .issues
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 warnings.push(warning(
                     "proxy_rejected",
                     "The proxy refused the config file and serves an older one.",
-                    detail,
+                    Some(detail),
                 ));
             }
             json!({"ops_url": ops_url, "reachable": true, "status": status, "applied": applied})
@@ -239,20 +228,25 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
 
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let config = state.store.last_good();
-    let stats = state.ops.get_json(&config, "/stats", &[]).await?;
-    Ok(HttpResponse::Ok().json(stats))
+    let stats = state.ops.stats(&config).await?;
+    with_sorted_keys(&stats)
 }
 
 pub async fn requests(
     state: web::Data<AppState>,
-    query: web::Query<Vec<(String, String)>>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, AdminError> {
-    let filters: Vec<(String, String)> = query
-        .into_inner()
-        .into_iter()
-        .filter(|(k, v)| REQUEST_FILTERS.contains(&k.as_str()) && !v.trim().is_empty())
-        .collect();
+    let query = web::Query::<RecentQuery>::from_query(req.query_string())
+        .map_err(|e| AdminError::BadRequest(format!("invalid filter: {e}")))?;
     let config = state.store.last_good();
-    let recent = state.ops.get_json(&config, "/requests", &filters).await?;
-    Ok(HttpResponse::Ok().json(recent))
+    let recent = state.ops.recent(&config, &query).await?;
+    with_sorted_keys(&recent)
+}
+
+/// Answers with `body`, its object keys in sorted order at every level, as the admin API
+/// serves every view of the proxy (the overview's `proxy.status` included).
+fn with_sorted_keys(body: &impl Serialize) -> Result<HttpResponse, AdminError> {
+    let sorted = serde_json::to_value(body)
+        .map_err(|e| AdminError::Internal("serialising the proxy's answer", e.into()))?;
+    Ok(HttpResponse::Ok().json(sorted))
 }

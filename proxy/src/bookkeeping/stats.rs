@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::ops::contract::{Counters, StatsData};
 
 use crate::process::atomic_file::write_atomically;
 use crate::process::clock::now_ms;
@@ -52,55 +54,38 @@ pub const LATENCY_BUCKETS_MS: [u64; 12] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    pub requests: u64,
-    pub succeeded: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub cancelled: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-    pub cached_tokens: u64,
-    pub latency_ms_sum: u64,
-    pub latency_ms_max: u64,
-    /// Counts per bucket of `LATENCY_BUCKETS_MS`, plus one for slower requests.
-    pub latency_buckets: Vec<u64>,
-}
-
-impl Counters {
-    fn add(&mut self, outcome: &Outcome, usage: Option<Usage>, latency: Duration) {
-        self.requests += 1;
-        match outcome {
-            Outcome::Succeeded => self.succeeded += 1,
-            Outcome::Failed(class) => {
-                *self.errors.entry(class.as_str().to_string()).or_default() += 1
-            }
-            Outcome::Cancelled => self.cancelled += 1,
+/// Adds one finished request to `counters`.
+fn count(counters: &mut Counters, outcome: &Outcome, usage: Option<Usage>, latency: Duration) {
+    counters.requests += 1;
+    match outcome {
+        Outcome::Succeeded => counters.succeeded += 1,
+        Outcome::Failed(class) => {
+            *counters
+                .errors
+                .entry(class.as_str().to_string())
+                .or_default() += 1
         }
-        if let Some(u) = usage {
-            self.prompt_tokens += u.prompt_tokens;
-            self.completion_tokens += u.completion_tokens;
-            self.total_tokens += u.total_tokens;
-            self.cached_tokens += u.cached_tokens;
-        }
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.latency_ms_sum = self.latency_ms_sum.saturating_add(ms);
-        self.latency_ms_max = self.latency_ms_max.max(ms);
-        if self.latency_buckets.len() != LATENCY_BUCKETS_MS.len() + 1 {
-            self.latency_buckets.resize(LATENCY_BUCKETS_MS.len() + 1, 0);
-        }
-        let bucket = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|bound| ms <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.latency_buckets[bucket] += 1;
+        Outcome::Cancelled => counters.cancelled += 1,
     }
-
-    pub fn error_total(&self) -> u64 {
-        self.errors.values().sum()
+    if let Some(u) = usage {
+        counters.prompt_tokens += u.prompt_tokens;
+        counters.completion_tokens += u.completion_tokens;
+        counters.total_tokens += u.total_tokens;
+        counters.cached_tokens += u.cached_tokens;
     }
+    let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    counters.latency_ms_sum = counters.latency_ms_sum.saturating_add(ms);
+    counters.latency_ms_max = counters.latency_ms_max.max(ms);
+    if counters.latency_buckets.len() != LATENCY_BUCKETS_MS.len() + 1 {
+        counters
+            .latency_buckets
+            .resize(LATENCY_BUCKETS_MS.len() + 1, 0);
+    }
+    let bucket = LATENCY_BUCKETS_MS
+        .iter()
+        .position(|bound| ms <= *bound)
+        .unwrap_or(LATENCY_BUCKETS_MS.len());
+    counters.latency_buckets[bucket] += 1;
 }
 
 /// How a request ended.
@@ -110,16 +95,6 @@ pub enum Outcome {
     Failed(ErrorClass),
     /// The downstream client went away before the response was complete.
     Cancelled,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StatsData {
-    /// Unix time (ms) the counters were first started; kept across restarts.
-    pub since_ms: u64,
-    pub total: Counters,
-    pub by_model: BTreeMap<String, Counters>,
-    pub by_key: BTreeMap<String, Counters>,
 }
 
 pub struct Stats {
@@ -167,7 +142,7 @@ impl Stats {
         latency: Duration,
     ) {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        data.total.add(&outcome, usage, latency);
+        count(&mut data.total, &outcome, usage, latency);
         if let Some(model) = model {
             bump(&mut data.by_model, model, &outcome, usage, latency);
         }
@@ -316,10 +291,10 @@ fn bump(
     latency: Duration,
 ) {
     if let Some(counters) = map.get_mut(name) {
-        counters.add(outcome, usage, latency);
+        count(counters, outcome, usage, latency);
     } else {
         let mut counters = Counters::default();
-        counters.add(outcome, usage, latency);
+        count(&mut counters, outcome, usage, latency);
         map.insert(name.to_string(), counters);
     }
 }

@@ -11,7 +11,7 @@ use super::model::*;
 use super::raw::{RawAuth, RawConfig};
 
 /// One problem in a config, located by its field path (`models[1].upstream`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigIssue {
     pub path: String,
     pub message: String,

@@ -2,18 +2,17 @@
 //! requests with filters, config status and readiness. Never serves client traffic, never
 //! shows a secret.
 
+pub mod contract;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
 
 use crate::bookkeeping::accounting::Accounting;
-use crate::bookkeeping::recent::RecentQuery;
-use crate::bookkeeping::stats::StatsData;
 use crate::rewrite::images::ImageService;
-use crate::rewrite::images::stats::ImageStatsData;
-use crate::snapshot::{ConfigStatus, Shared};
+use crate::snapshot::Shared;
+use contract::{OpsStats, Readiness, RecentPage, RecentQuery, Status};
 
 pub struct OpsState {
     pub shared: Arc<Shared>,
@@ -30,15 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-#[derive(Serialize)]
-struct StatsBody {
-    #[serde(flatten)]
-    usage: StatsData,
-    images: ImageStatsData,
-}
-
 async fn stats(state: web::Data<OpsState>) -> HttpResponse {
-    HttpResponse::Ok().json(StatsBody {
+    HttpResponse::Ok().json(OpsStats {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
     })
@@ -64,23 +56,15 @@ async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "data": state.accounting.recent.query(&query) }))
-}
-
-#[derive(Serialize)]
-struct Status {
-    version: &'static str,
-    uptime_s: u64,
-    config: ConfigStatus,
-    models: usize,
-    upstreams: usize,
-    client_keys: usize,
+    HttpResponse::Ok().json(RecentPage {
+        data: state.accounting.recent.query(&query),
+    })
 }
 
 async fn status(state: web::Data<OpsState>) -> HttpResponse {
     let snapshot = state.shared.snapshot.load();
     HttpResponse::Ok().json(Status {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_s: state.started.elapsed().as_secs(),
         config: state.shared.status(),
         models: snapshot.config.models.len(),
@@ -90,5 +74,5 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+    HttpResponse::Ok().json(Readiness { ready: true })
 }

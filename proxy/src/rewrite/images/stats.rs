@@ -2,13 +2,11 @@
 //! after, time on the workers and delay added to requests. In memory since the process started
 //! (not written to stats.json); atomics only, so counting never blocks a request.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::ops::contract::ImageStatsData;
 use crate::process::clock::now_ms;
 
 /// Why an image was forwarded as it came.
@@ -81,33 +79,6 @@ pub struct ImageStats {
     busy_requests: AtomicU64,
 }
 
-/// What `/stats` shows under `images`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ImageStatsData {
-    /// Unix time (ms) the counters started (process start).
-    pub since_ms: u64,
-    /// Requests whose body held at least one inline image.
-    pub requests: u64,
-    /// Inline images found (every occurrence, duplicates included).
-    pub seen: u64,
-    /// Images replaced by a smaller re-encoding.
-    pub compressed: u64,
-    /// Images forwarded as they came, by reason.
-    pub skipped: BTreeMap<&'static str, u64>,
-    /// Occurrences that reused the result of an identical image in the same request.
-    pub duplicates: u64,
-    /// Decoded image bytes as received, and as forwarded.
-    pub bytes_before: u64,
-    pub bytes_after: u64,
-    /// Worker time spent decoding, resizing and encoding.
-    pub work_ms: u64,
-    /// Wall-clock time added to requests with images, in total and at most.
-    pub delay_ms: u64,
-    pub delay_ms_max: u64,
-    /// Requests forwarded unexamined because the worker queue was full.
-    pub busy_requests: u64,
-}
-
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -162,7 +133,7 @@ impl ImageStats {
             compressed: load(&self.compressed),
             skipped: SkipReason::ALL
                 .iter()
-                .map(|r| (r.as_str(), load(&self.skipped[r.index()])))
+                .map(|r| (r.as_str().to_string(), load(&self.skipped[r.index()])))
                 .collect(),
             duplicates: load(&self.duplicates),
             bytes_before: load(&self.bytes_before),
