@@ -14,6 +14,7 @@ use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::handlers::{self, AppState};
 use crate::ops::contract::ConfigStatus;
+use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
@@ -134,6 +135,7 @@ impl Application {
             tracing::warn!(address = %ops_listen, "the ops listener is reachable beyond loopback; it has no authentication");
         }
         let ops_state = web::Data::new(OpsState {
+            metrics: Metrics::new(accounting.clone(), images.clone(), shared.clone()),
             shared: shared.clone(),
             accounting: accounting.clone(),
             images,

@@ -3,6 +3,7 @@
 //! shows a secret.
 
 pub mod contract;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,11 +14,13 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::rewrite::images::ImageService;
 use crate::snapshot::Shared;
 use contract::{OpsStats, Readiness, RecentPage, RecentQuery, Status};
+use metrics::Metrics;
 
 pub struct OpsState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
     pub images: Arc<ImageService>,
+    pub metrics: Metrics,
     pub started: Instant,
 }
 
@@ -37,22 +40,15 @@ async fn stats(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
-    let mut text = state.accounting.stats.prometheus();
-    text.push_str(&state.images.stats().prometheus());
-    let status = state.shared.status();
-    text.push_str("# HELP gateway_config_generation Configs applied since start\n# TYPE gateway_config_generation gauge\n");
-    text.push_str(&format!(
-        "gateway_config_generation {}\n",
-        status.generation
-    ));
-    text.push_str("# HELP gateway_config_rejected 1 while the config file on disk is invalid and an older one serves\n# TYPE gateway_config_rejected gauge\n");
-    text.push_str(&format!(
-        "gateway_config_rejected {}\n",
-        u8::from(status.rejected.is_some())
-    ));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(metrics::CONTENT_TYPE)
+            .body(text),
+        Err(err) => {
+            tracing::error!(error = %err, "encoding the metrics failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) -> HttpResponse {
