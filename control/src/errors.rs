@@ -28,6 +28,8 @@ pub enum AdminError {
     InvalidConfig(Vec<ConfigIssue>),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -56,6 +58,7 @@ impl AdminError {
             AdminError::Conflict { .. } => "config_changed",
             AdminError::InvalidConfig(_) => "invalid_config",
             AdminError::BadRequest(_) => "bad_request",
+            AdminError::PayloadTooLarge { .. } => "payload_too_large",
             AdminError::NotFound(_) => "not_found",
             AdminError::Exists(_) => "already_exists",
             AdminError::ProxyOpsUnreachable { .. } => "proxy_ops_unreachable",
@@ -113,6 +116,7 @@ impl ResponseError for AdminError {
             AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,
             AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::ProxyOpsUnreachable { .. }
             | AdminError::ProxyUnreachable { .. }
