@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use proxy::config::ConfigIssue;
+use proxy::errors::OpenAiError;
 use serde::Serialize;
 
 pub const REALM: &str = "gateway admin";
@@ -88,18 +89,9 @@ impl AdminError {
     }
 }
 
+/// The admin API's fields beside OpenAI's four.
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorFields<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorFields<'a> {
-    message: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    param: Option<&'a str>,
-    code: &'static str,
+struct AdminFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     issues: Option<&'a [ConfigIssue]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,16 +125,17 @@ impl ResponseError for AdminError {
             AdminError::Conflict { current_etag } => Some(current_etag.as_str()),
             _ => None,
         };
-        let body = ErrorBody {
-            error: ErrorFields {
-                message: self.to_string(),
-                kind: self.kind(),
-                param: None,
-                code: self.code(),
+        let message = self.to_string();
+        let body = OpenAiError::with_extra(
+            &message,
+            self.kind(),
+            None,
+            self.code(),
+            AdminFields {
                 issues: self.issues(),
                 etag,
             },
-        };
+        );
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
@@ -157,7 +150,7 @@ impl ResponseError for AdminError {
             }
             _ => {}
         }
-        response.json(body)
+        response.json(&body)
     }
 }
 
