@@ -70,6 +70,17 @@ impl ProxyError {
         }
     }
 
+    /// What the client is told: the message, except where it would carry internal detail. The
+    /// full message goes to the log line and the recent-requests entry of the request.
+    pub fn client_message(&self) -> String {
+        match self {
+            ProxyError::UpstreamAuthFailed { .. } => {
+                "the gateway could not obtain credentials for the upstream".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     fn error_type(&self) -> &'static str {
         if self.status_code().is_client_error() {
             "invalid_request_error"
@@ -186,7 +197,7 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = self.to_string();
+        let message = self.client_message();
         OpenAiError::new(&message, self.error_type(), self.param(), self.code())
             .response(self.status_code())
     }
@@ -223,6 +234,22 @@ mod tests {
         assert_eq!(
             text,
             r#"{"error":{"message":"m","type":"server_error","param":null,"code":"c"}}"#
+        );
+    }
+
+    #[test]
+    fn an_upstream_auth_failure_tells_the_client_no_internal_detail() {
+        let err = ProxyError::UpstreamAuthFailed {
+            upstream: "foundry".into(),
+            mode: "servicePrincipal".into(),
+            cause: "AADSTS7000215: Invalid client secret provided".into(),
+        };
+        assert!(err.to_string().contains("AADSTS7000215"), "{err}");
+        let body = body_of(err);
+        assert_eq!(body["error"]["code"], "upstream_auth_failed");
+        assert_eq!(
+            body["error"]["message"],
+            "the gateway could not obtain credentials for the upstream"
         );
     }
 

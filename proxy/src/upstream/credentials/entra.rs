@@ -236,16 +236,8 @@ fn has_client_secret(auth: &AuthConfig) -> bool {
     !auth.tenant_id.is_empty() && !auth.client_id.is_empty() && !auth.client_secret.is_empty()
 }
 
-/// An azure_core error as one line for operators, bounded in length.
+/// An azure_core error as one line for operators (logs, recent requests, the admin API's
+/// verification); never sent to API clients.
 fn describe(err: azure_core::Error) -> String {
-    let mut text = err.to_string().replace(['\n', '\r'], " ");
-    if text.len() > 400 {
-        let mut cut = 400;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
+    err.to_string().replace(['\n', '\r'], " ")
 }
