@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use proxy::config::ConfigIssue;
+use proxy::errors::OpenAiError;
 use serde::Serialize;
 
 pub const REALM: &str = "gateway admin";
@@ -28,6 +29,8 @@ pub enum AdminError {
     InvalidConfig(Vec<ConfigIssue>),
     #[error("{0}")]
     BadRequest(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -56,6 +59,7 @@ impl AdminError {
             AdminError::Conflict { .. } => "config_changed",
             AdminError::InvalidConfig(_) => "invalid_config",
             AdminError::BadRequest(_) => "bad_request",
+            AdminError::PayloadTooLarge { .. } => "payload_too_large",
             AdminError::NotFound(_) => "not_found",
             AdminError::Exists(_) => "already_exists",
             AdminError::ProxyOpsUnreachable { .. } => "proxy_ops_unreachable",
@@ -85,18 +89,9 @@ impl AdminError {
     }
 }
 
+/// The admin API's fields beside OpenAI's four.
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorFields<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorFields<'a> {
-    message: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    param: Option<&'a str>,
-    code: &'static str,
+struct AdminFields<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     issues: Option<&'a [ConfigIssue]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +108,7 @@ impl ResponseError for AdminError {
             AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,
             AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::ProxyOpsUnreachable { .. }
             | AdminError::ProxyUnreachable { .. }
@@ -129,16 +125,17 @@ impl ResponseError for AdminError {
             AdminError::Conflict { current_etag } => Some(current_etag.as_str()),
             _ => None,
         };
-        let body = ErrorBody {
-            error: ErrorFields {
-                message: self.to_string(),
-                kind: self.kind(),
-                param: None,
-                code: self.code(),
+        let message = self.to_string();
+        let body = OpenAiError::with_extra(
+            &message,
+            self.kind(),
+            None,
+            self.code(),
+            AdminFields {
                 issues: self.issues(),
                 etag,
             },
-        };
+        );
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
@@ -153,7 +150,7 @@ impl ResponseError for AdminError {
             }
             _ => {}
         }
-        response.json(body)
+        response.json(&body)
     }
 }
 

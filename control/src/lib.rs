@@ -15,3 +15,4 @@ pub mod startup;
 pub mod store;
 pub mod throttle;
 pub mod ui;
+pub mod warnings;

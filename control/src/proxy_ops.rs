@@ -1,10 +1,13 @@
-//! Reads the proxy's ops listener (statistics, recent requests, status) for the admin UI.
-//! Only GETs, with the filters the proxy knows; never passes anything else through.
+//! Reads the proxy's ops listener (statistics, recent requests, status) for the admin UI, into
+//! the types of the proxy's ops contract. Only GETs, with the filters of `RecentQuery`; never
+//! passes anything else through.
 
 use std::time::Duration;
 
 use proxy::config::Config;
-use serde_json::Value;
+use proxy::ops::contract::{OpsStats, RecentPage, RecentQuery, Status};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::caddy::admin::describe;
@@ -12,9 +15,6 @@ use crate::errors::AdminError;
 use crate::settings::loopback_for;
 
 const OPS_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The query parameters `/requests` accepts.
-pub const REQUEST_FILTERS: [&str; 6] = ["level", "model", "request_id", "key_id", "since", "limit"];
 
 #[derive(Clone)]
 pub struct ProxyOps {
@@ -39,12 +39,28 @@ impl ProxyOps {
         }
     }
 
-    pub async fn get_json(
+    pub async fn status(&self, config: &Config) -> Result<Status, AdminError> {
+        self.get(config, "/status", &()).await
+    }
+
+    pub async fn stats(&self, config: &Config) -> Result<OpsStats, AdminError> {
+        self.get(config, "/stats", &()).await
+    }
+
+    pub async fn recent(
+        &self,
+        config: &Config,
+        query: &RecentQuery,
+    ) -> Result<RecentPage, AdminError> {
+        self.get(config, "/requests", query).await
+    }
+
+    async fn get<T: DeserializeOwned>(
         &self,
         config: &Config,
         path: &str,
-        query: &[(String, String)],
-    ) -> Result<Value, AdminError> {
+        query: &impl Serialize,
+    ) -> Result<T, AdminError> {
         let base = self.base(config);
         let unreachable = |cause: String| AdminError::ProxyOpsUnreachable {
             url: base.clone(),

@@ -70,6 +70,17 @@ impl ProxyError {
         }
     }
 
+    /// What the client is told: the message, except where it would carry internal detail. The
+    /// full message goes to the log line and the recent-requests entry of the request.
+    pub fn client_message(&self) -> String {
+        match self {
+            ProxyError::UpstreamAuthFailed { .. } => {
+                "the gateway could not obtain credentials for the upstream".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     fn error_type(&self) -> &'static str {
         if self.status_code().is_client_error() {
             "invalid_request_error"
@@ -109,18 +120,59 @@ impl ProxyError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorEnvelope<'a> {
-    error: ErrorBody<'a>,
+/// The OpenAI error shape, `{"error": {"message", "type", "param", "code"}}`: the one envelope
+/// of every error the gateway makes itself (proxy answers, stream error events, admin API).
+/// `Extra` adds the fields of one API beside the four (the admin API's `issues` and `etag`).
+#[derive(Debug, Serialize)]
+pub struct OpenAiError<'a, Extra = NoExtra> {
+    pub error: ErrorBody<'a, Extra>,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    message: String,
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a, Extra = NoExtra> {
+    pub message: &'a str,
+    /// "invalid_request_error" for the client's faults, "server_error" for the rest.
     #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<&'a str>,
-    code: &'a str,
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: &'a str,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// No fields beyond OpenAI's four.
+#[derive(Debug, Default, Serialize)]
+pub struct NoExtra {}
+
+impl<'a> OpenAiError<'a> {
+    pub fn new(message: &'a str, kind: &'a str, param: Option<&'a str>, code: &'a str) -> Self {
+        OpenAiError::with_extra(message, kind, param, code, NoExtra {})
+    }
+}
+
+impl<'a, Extra: Serialize> OpenAiError<'a, Extra> {
+    pub fn with_extra(
+        message: &'a str,
+        kind: &'a str,
+        param: Option<&'a str>,
+        code: &'a str,
+        extra: Extra,
+    ) -> Self {
+        OpenAiError {
+            error: ErrorBody {
+                message,
+                kind,
+                param,
+                code,
+                extra,
+            },
+        }
+    }
+
+    /// The error as a JSON response with `status`.
+    pub fn response(&self, status: StatusCode) -> HttpResponse {
+        HttpResponse::build(status).json(self)
+    }
 }
 
 impl ResponseError for ProxyError {
@@ -145,32 +197,10 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        openai_error(
-            self.status_code(),
-            self.to_string(),
-            self.error_type(),
-            self.param(),
-            self.code(),
-        )
+        let message = self.client_message();
+        OpenAiError::new(&message, self.error_type(), self.param(), self.code())
+            .response(self.status_code())
     }
-}
-
-/// Builds an OpenAI-shaped error response; the one place that JSON is made.
-pub fn openai_error(
-    status: StatusCode,
-    message: String,
-    kind: &str,
-    param: Option<&str>,
-    code: &str,
-) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorEnvelope {
-        error: ErrorBody {
-            message,
-            kind,
-            param,
-            code,
-        },
-    })
 }
 
 #[cfg(test)]
@@ -195,6 +225,32 @@ mod tests {
         assert_eq!(body["error"]["code"], "model_not_found");
         assert_eq!(body["error"]["param"], "model");
         assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+
+    #[test]
+    fn the_envelope_has_exactly_the_four_openai_fields_in_order() {
+        let text =
+            serde_json::to_string(&OpenAiError::new("m", "server_error", None, "c")).expect("json");
+        assert_eq!(
+            text,
+            r#"{"error":{"message":"m","type":"server_error","param":null,"code":"c"}}"#
+        );
+    }
+
+    #[test]
+    fn an_upstream_auth_failure_tells_the_client_no_internal_detail() {
+        let err = ProxyError::UpstreamAuthFailed {
+            upstream: "foundry".into(),
+            mode: "servicePrincipal".into(),
+            cause: "AADSTS7000215: Invalid client secret provided".into(),
+        };
+        assert!(err.to_string().contains("AADSTS7000215"), "{err}");
+        let body = body_of(err);
+        assert_eq!(body["error"]["code"], "upstream_auth_failed");
+        assert_eq!(
+            body["error"]["message"],
+            "the gateway could not obtain credentials for the upstream"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
 use crate::downstream::body as request_body;
-use crate::errors::{ProxyError, openai_error};
+use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::{Relay, Watch};
 use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
@@ -254,11 +254,6 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     } else {
         (StatusCode::NOT_FOUND, "unknown_url")
     };
-    openai_error(
-        status,
-        format!("Invalid URL ({} {})", req.method(), req.path()),
-        "invalid_request_error",
-        None,
-        code,
-    )
+    let message = format!("Invalid URL ({} {})", req.method(), req.path());
+    OpenAiError::new(&message, "invalid_request_error", None, code).response(status)
 }

@@ -13,12 +13,14 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::handlers::{self, AppState};
+use crate::ops::contract::ConfigStatus;
+use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
 use crate::snapshot::reload::{self, ConfigWatcher};
-use crate::snapshot::{ConfigStatus, Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::credentials::CredentialRegistry;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.
@@ -133,6 +135,7 @@ impl Application {
             tracing::warn!(address = %ops_listen, "the ops listener is reachable beyond loopback; it has no authentication");
         }
         let ops_state = web::Data::new(OpsState {
+            metrics: Metrics::new(accounting.clone(), images.clone(), shared.clone()),
             shared: shared.clone(),
             accounting: accounting.clone(),
             images,

@@ -7,7 +7,7 @@ use proxy::config::raw::RawConfig;
 use proxy::config::{self, ConfigError, ConfigIssue};
 use serde::Serialize;
 
-use super::{AppState, CONFIG_BODY_LIMIT, blocking, read_config};
+use super::{AppState, Body, blocking, read_config};
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
 use crate::masking::masked;
@@ -65,11 +65,6 @@ pub async fn read(state: web::Data<AppState>) -> Result<HttpResponse, AdminError
 
 /// A submitted config: JSON into the raw schema types; a type error names its field path.
 fn parse_submitted(body: &[u8]) -> Result<RawConfig, AdminError> {
-    if body.len() > CONFIG_BODY_LIMIT {
-        return Err(AdminError::BadRequest(format!(
-            "the config is larger than {CONFIG_BODY_LIMIT} bytes"
-        )));
-    }
     config::parse_raw(body).map_err(|e| match e {
         ConfigError::Syntax(issue) => AdminError::InvalidConfig(vec![issue]),
         ConfigError::Invalid(issues) => AdminError::InvalidConfig(issues),
@@ -104,7 +99,7 @@ struct SaveOutcome {
 pub async fn save(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let expected = if_match(&req)?;
     let submitted = parse_submitted(&body)?;
@@ -135,7 +130,7 @@ struct Validation {
 
 pub async fn validate(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let issues = match parse_submitted(&body) {
         Ok(submitted) => {

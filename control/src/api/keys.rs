@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 
-use super::{AppState, blocking, parse_json, read_config};
+use super::{AppState, Body, blocking, parse_json, read_config};
 use crate::client_keys::{self, KeyChange, KeySummary, NewKey};
 use crate::errors::AdminError;
 use crate::store::Saved;
@@ -38,7 +38,7 @@ struct Created {
 
 pub async fn create(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let new: NewKey = parse_json(&body)?;
     let key =
@@ -69,7 +69,7 @@ pub async fn create(
 pub async fn change(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let edit: KeyChange = parse_json(&body)?;
     let id = id.into_inner();

@@ -1,6 +1,7 @@
 //! The admin API under `<adminPath>/api/` and the state its handlers share. Handlers stay thin:
 //! extract, call one domain function (on the blocking pool when it touches files), answer.
 
+mod body;
 mod caddy;
 mod config;
 mod keys;
@@ -20,8 +21,11 @@ use crate::proxy_ops::ProxyOps;
 use crate::settings::Settings;
 use crate::store::ConfigStore;
 use crate::throttle::LoginThrottle;
+use body::BodyLimit;
 
-/// Largest config document accepted.
+pub use body::Body;
+
+/// Largest request body accepted, a config document included.
 pub const CONFIG_BODY_LIMIT: usize = 1024 * 1024;
 /// Largest endpoint-tester request (image inputs included).
 pub const TESTER_BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -40,7 +44,7 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api")
-            .app_data(web::PayloadConfig::new(TESTER_BODY_LIMIT))
+            .app_data(BodyLimit(CONFIG_BODY_LIMIT))
             .route("/session", web::get().to(ops::session))
             .route("/status", web::get().to(ops::status))
             .route("/config", web::get().to(config::read))
@@ -56,7 +60,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/caddy", web::get().to(caddy::status))
             .route("/caddy/caddyfile", web::get().to(caddy::caddyfile))
             .route("/caddy/reload", web::post().to(caddy::reload))
-            .route("/tester", web::post().to(tester::send))
+            .service(
+                web::resource("/tester")
+                    .app_data(BodyLimit(TESTER_BODY_LIMIT))
+                    .route(web::post().to(tester::send)),
+            )
             .default_service(web::to(not_found)),
     );
 }
@@ -87,7 +95,7 @@ pub async fn read_config(state: &AppState) -> Result<crate::store::OnDisk, Admin
     .await
 }
 
-/// Reads a JSON body of at most `limit` bytes into `T`; errors name the field path.
+/// Parses a JSON request body into `T`; errors name the field path.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, AdminError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(&mut de)

@@ -3,6 +3,7 @@
 //! listener with its filters.
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use proxy::ops::contract::RecentQuery;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -12,8 +13,8 @@ use crate::caddy::loader::LoaderStatus;
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
 use crate::masking::MASK;
-use crate::proxy_ops::REQUEST_FILTERS;
 use crate::store::{AdminCredentials, Content};
+use crate::warnings::{self, Facts, Warning};
 
 #[derive(Serialize)]
 struct Session {
@@ -41,23 +42,6 @@ pub async fn session(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     })
 }
 
-/// Something the operator should act on. `code` selects the UI's translated text; `message`
-/// is the English text; `detail` carries names and paths.
-#[derive(Serialize)]
-struct Warning {
-    code: &'static str,
-    message: String,
-    detail: Option<String>,
-}
-
-fn warning(code: &'static str, message: impl Into<String>, detail: Option<String>) -> Warning {
-    Warning {
-        code,
-        message: message.into(),
-        detail,
-    }
-}
-
 #[derive(Serialize)]
 struct Overview {
     control: Value,
@@ -80,132 +64,26 @@ struct CaddyOverview {
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let on_disk = read_config(&state).await?;
     let config = state.store.last_good();
-    let mut warnings = Vec::new();
-
-    let credentials = state.store.credentials();
-    if credentials.is_default_password() {
-        warnings.push(warning(
-            "default_password",
-            "The admin password is still the default. Change server.adminAuth.password.",
-            None,
-        ));
-    }
-    if matches!(*credentials, AdminCredentials::Open) {
-        warnings.push(warning(
-            "login_disabled",
-            "The admin login is disabled (server.adminAuth.enabled is false).",
-            None,
-        ));
-    }
-    let issues = on_disk.issues();
-    match &on_disk.content {
-        Content::Missing => warnings.push(warning(
-            "config_missing",
-            "config.json does not exist yet; saving creates it.",
-            None,
-        )),
-        Content::Parsed {
-            validated: Ok(_), ..
-        } => {}
-        _ => warnings.push(warning(
-            "config_invalid",
-            "config.json on disk is invalid; the proxy keeps serving the last valid config.",
-            Some(
-                issues
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-        )),
-    }
-    for (i, upstream) in config.upstreams.iter().enumerate() {
-        if upstream.placeholder {
-            warnings.push(warning(
-                "placeholder_upstream",
-                format!(
-                    "Upstream \"{}\" still has the placeholder endpoint.",
-                    upstream.name
-                ),
-                Some(format!("upstreams[{i}].baseUrl")),
-            ));
-        }
-    }
-    for (i, key) in config.client_keys.iter().enumerate() {
-        if key.active && key.key.expose() == "CHANGEME" {
-            warnings.push(warning(
-                "sample_client_key",
-                format!("Client key \"{}\" is the sample key CHANGEME.", key.id),
-                Some(format!("apiKeys[{i}].key")),
-            ));
-        }
-    }
+    let proxy_status = state.ops.status(&config).await;
+    let loader = state.caddy.loader().status();
+    let render = state.caddy.last_render();
+    let warnings = warnings::warnings(&Facts {
+        admin: &state.store.credentials(),
+        on_disk: &on_disk,
+        config: &config,
+        proxy: proxy_status.as_ref(),
+        caddy: &loader,
+        render: render.as_ref(),
+    });
 
     let ops_url = state.ops.base(&config);
-    let proxy = match state.ops.get_json(&config, "/status", &[]).await {
+    let proxy = match proxy_status {
         Ok(status) => {
-            let served = status["config"]["sha256"].as_str().map(str::to_string);
-            let applied = on_disk.sha256.is_some() && served == on_disk.sha256;
-            if let Some(rejected) = status["config"]["rejected"].as_object() {
-                let detail = rejected
-                    .get("issues")
-                    .and_then(Value::as_array)
-                    .map(|issues| {
-                        issues
-                            .iter()
-                            .map(|i| {
-                                format!(
-                                    "{}: {}",
-                                    i["path"].as_str().unwrap_or(""),
-                                    i["message"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    });
-                warnings.push(warning(
-                    "proxy_rejected",
-                    "The proxy refused the config file and serves an older one.",
-                    detail,
-                ));
-            }
+            let applied = on_disk.sha256.as_deref() == Some(status.config.sha256.as_str());
             json!({"ops_url": ops_url, "reachable": true, "status": status, "applied": applied})
         }
-        Err(err) => {
-            warnings.push(warning("proxy_unreachable", err.to_string(), None));
-            json!({"ops_url": ops_url, "reachable": false, "error": err.to_string()})
-        }
+        Err(err) => json!({"ops_url": ops_url, "reachable": false, "error": err.to_string()}),
     };
-
-    let loader = state.caddy.loader().status();
-    let managed = loader.admin_url.is_some();
-    if managed {
-        if loader.reachable == Some(false) {
-            warnings.push(warning(
-                "caddy_unreachable",
-                loader
-                    .unreachable_reason
-                    .clone()
-                    .unwrap_or_else(|| "Caddy's admin API does not answer.".into()),
-                None,
-            ));
-        }
-        if let Some(last) = loader.last_load.as_ref().filter(|l| !l.ok) {
-            warnings.push(warning(
-                "caddy_load_failed",
-                "Caddy refused the last Caddyfile; it keeps running the previous one.",
-                last.error.clone(),
-            ));
-        }
-    }
-    let render = state.caddy.last_render();
-    if let Some(failed) = render.as_ref().filter(|r| !r.ok) {
-        warnings.push(warning(
-            "caddyfile_failed",
-            "The Caddyfile could not be rendered or written.",
-            failed.error.clone(),
-        ));
-    }
 
     Ok(HttpResponse::Ok().json(Overview {
         control: json!({
@@ -216,7 +94,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
             "path": state.store.path().display().to_string(),
             "exists": !matches!(on_disk.content, Content::Missing),
             "valid": on_disk.valid().is_some(),
-            "issues": issues,
+            "issues": on_disk.issues(),
             "etag": on_disk.etag,
             "sha256": on_disk.sha256,
             "modified_ms": on_disk.modified_ms,
@@ -226,7 +104,7 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         }),
         proxy,
         caddy: CaddyOverview {
-            managed,
+            managed: loader.admin_url.is_some(),
             tls_enabled: config.server.caddy.enabled,
             domain: config
                 .server
@@ -245,20 +123,25 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
 
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let config = state.store.last_good();
-    let stats = state.ops.get_json(&config, "/stats", &[]).await?;
-    Ok(HttpResponse::Ok().json(stats))
+    let stats = state.ops.stats(&config).await?;
+    with_sorted_keys(&stats)
 }
 
 pub async fn requests(
     state: web::Data<AppState>,
-    query: web::Query<Vec<(String, String)>>,
+    req: HttpRequest,
 ) -> Result<HttpResponse, AdminError> {
-    let filters: Vec<(String, String)> = query
-        .into_inner()
-        .into_iter()
-        .filter(|(k, v)| REQUEST_FILTERS.contains(&k.as_str()) && !v.trim().is_empty())
-        .collect();
+    let query = web::Query::<RecentQuery>::from_query(req.query_string())
+        .map_err(|e| AdminError::BadRequest(format!("invalid filter: {e}")))?;
     let config = state.store.last_good();
-    let recent = state.ops.get_json(&config, "/requests", &filters).await?;
-    Ok(HttpResponse::Ok().json(recent))
+    let recent = state.ops.recent(&config, &query).await?;
+    with_sorted_keys(&recent)
+}
+
+/// Answers with `body`, its object keys in sorted order at every level, as the admin API
+/// serves every view of the proxy (the overview's `proxy.status` included).
+fn with_sorted_keys(body: &impl Serialize) -> Result<HttpResponse, AdminError> {
+    let sorted = serde_json::to_value(body)
+        .map_err(|e| AdminError::Internal("serialising the proxy's answer", e.into()))?;
+    Ok(HttpResponse::Ok().json(sorted))
 }

@@ -8,7 +8,7 @@ use proxy::config::{Config, RouteKey};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{AppState, parse_json};
+use super::{AppState, Body, parse_json};
 use crate::caddy::admin::describe;
 use crate::errors::AdminError;
 use crate::settings::loopback_for;
@@ -35,7 +35,7 @@ fn proxy_base(state: &AppState, config: &Config) -> String {
 
 pub async fn send(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let request: TesterRequest = parse_json(&body)?;
     let route = RouteKey::parse(&request.route)

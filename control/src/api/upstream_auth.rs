@@ -9,7 +9,7 @@ use proxy::config::raw::{RawAuth, RawConfig};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, blocking, parse_json};
+use super::{AppState, Body, blocking, parse_json};
 use crate::errors::AdminError;
 use crate::masking::unmask_auth;
 
@@ -25,7 +25,7 @@ struct VerifyRequest {
 
 pub async fn verify(
     state: web::Data<AppState>,
-    body: web::Bytes,
+    Body(body): Body,
 ) -> Result<HttpResponse, AdminError> {
     let request: VerifyRequest = parse_json(&body)?;
     let store = state.store.clone();

@@ -9,7 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, CLIENT_SECRET, KEY, UPSTREAM_API_KEY, eventually, spawn_stack, write_json,
+    ADMIN_PASSWORD, CLIENT_SECRET, KEY, KEY_ID, UPSTREAM_API_KEY, eventually, spawn_stack,
+    write_json,
 };
 
 #[actix_web::test]
@@ -356,5 +357,37 @@ async fn an_invalid_file_on_disk_is_reported_and_can_be_replaced() {
         .save(&fixed, body["etag"].as_str().unwrap_or_default())
         .await;
     assert_eq!(response.status(), 200);
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_config_over_one_mib_is_refused_with_413_before_it_is_read_and_nothing_changes() {
+    let stack = spawn_stack().await;
+    let (mut config, etag) = stack.config().await;
+    let before = std::fs::read(&stack.config_path).expect("read config");
+    config["notes"] = json!("x".repeat(2 * 1024 * 1024));
+    let response = stack.save(&config, &etag).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("1048576 bytes"), "{message}");
+    assert_eq!(
+        std::fs::read(&stack.config_path).expect("read config"),
+        before
+    );
+
+    // The endpoint tester alone takes larger bodies (inline images).
+    let large_prompt = json!({"route": "chat/completions", "key_id": KEY_ID,
+        "body": {"model": "gpt-5-mini",
+                 "messages": [{"role": "user", "content": "y".repeat(2 * 1024 * 1024)}]}});
+    let tester = stack
+        .write(Method::POST, "tester")
+        .json(&large_prompt)
+        .send()
+        .await
+        .expect("tester request");
+    assert_eq!(tester.status(), 200);
     stack.shutdown().await;
 }

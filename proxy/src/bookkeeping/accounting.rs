@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::bookkeeping::recent::{Recent, RecentEntry};
+use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
+use crate::ops::contract::{RecentEntry, RecentOutcome};
 use crate::process::clock::epoch_ms;
 use crate::relay::usage::Usage;
 
@@ -78,10 +79,10 @@ impl Accounting {
         let latency_ms = millis(latency);
         let ttfb_ms = record.ttfb.map(millis);
         let usage = record.usage.unwrap_or_default();
-        let (outcome_name, class) = match outcome {
-            Outcome::Succeeded => ("ok", None),
-            Outcome::Failed(class) => ("error", Some(class)),
-            Outcome::Cancelled => ("cancelled", None),
+        let (recent_outcome, class) = match outcome {
+            Outcome::Succeeded => (RecentOutcome::Ok, None),
+            Outcome::Failed(class) => (RecentOutcome::Error, Some(class)),
+            Outcome::Cancelled => (RecentOutcome::Cancelled, None),
         };
         macro_rules! log_request {
             ($level:ident) => {
@@ -94,7 +95,7 @@ impl Accounting {
                     route = record.route.as_str(),
                     stream = record.stream,
                     status = record.status,
-                    outcome = outcome_name,
+                    outcome = recent_outcome.as_str(),
                     error.class = class.map(ErrorClass::as_str),
                     error.message = error.as_deref(),
                     upstream.request_id = record.upstream_request_id.as_deref(),
@@ -122,13 +123,13 @@ impl Accounting {
             model: record.model.take(),
             deployment: record.deployment.take(),
             upstream: record.upstream.take(),
-            route: record.route.as_str(),
+            route: record.route,
             stream: record.stream,
             status: record.status,
             latency_ms,
             ttfb_ms,
             usage: record.usage,
-            outcome: outcome_name,
+            outcome: recent_outcome,
             error,
         });
     }

@@ -3,58 +3,8 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize, Serializer};
-
-use crate::relay::usage::Usage;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RecentEntry {
-    /// Unix time in ms when the request arrived.
-    pub time_ms: u64,
-    /// The same moment in RFC 3339, formatted only when the entry is served.
-    #[serde(rename = "time", serialize_with = "rfc3339_millis")]
-    pub arrived: SystemTime,
-    pub request_id: String,
-    pub upstream_request_id: Option<String>,
-    pub key_id: Option<String>,
-    pub model: Option<String>,
-    pub deployment: Option<String>,
-    pub upstream: Option<String>,
-    pub route: &'static str,
-    pub stream: bool,
-    pub status: u16,
-    pub latency_ms: u64,
-    pub ttfb_ms: Option<u64>,
-    pub usage: Option<Usage>,
-    /// "ok", "error" or "cancelled".
-    pub outcome: &'static str,
-    pub error: Option<String>,
-}
-
-fn rfc3339_millis<S: Serializer>(at: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(&humantime::format_rfc3339_millis(*at))
-}
-
-impl RecentEntry {
-    fn is_error(&self) -> bool {
-        self.outcome == "error"
-    }
-}
-
-/// Filters of the recent-requests endpoint.
-#[derive(Debug, Default, Clone, Deserialize)]
-pub struct RecentQuery {
-    /// "error" for failures only, "ok" for the rest; absent for both.
-    pub level: Option<String>,
-    pub model: Option<String>,
-    pub request_id: Option<String>,
-    pub key_id: Option<String>,
-    /// Unix time in ms; only requests that arrived at or after it.
-    pub since: Option<u64>,
-    pub limit: Option<usize>,
-}
+use crate::ops::contract::{RecentEntry, RecentOutcome, RecentQuery};
 
 pub struct Recent {
     capacity: usize,
@@ -75,7 +25,7 @@ impl Recent {
     }
 
     pub fn push(&self, entry: RecentEntry) {
-        let ring = if entry.is_error() {
+        let ring = if entry.outcome == RecentOutcome::Error {
             &self.errors
         } else {
             &self.ok
@@ -122,9 +72,12 @@ impl Recent {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::SystemTime;
 
-    fn entry(time_ms: u64, outcome: &'static str, model: &str) -> RecentEntry {
+    use super::*;
+    use crate::config::RouteKey;
+
+    fn entry(time_ms: u64, outcome: RecentOutcome, model: &str) -> RecentEntry {
         RecentEntry {
             time_ms,
             arrived: SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(time_ms),
@@ -134,7 +87,7 @@ mod tests {
             model: Some(model.into()),
             deployment: None,
             upstream: None,
-            route: "chat/completions",
+            route: RouteKey::ChatCompletions,
             stream: false,
             status: 200,
             latency_ms: 1,
@@ -148,9 +101,9 @@ mod tests {
     #[test]
     fn successes_never_evict_errors() {
         let recent = Recent::new(3);
-        recent.push(entry(1, "error", "m"));
+        recent.push(entry(1, RecentOutcome::Error, "m"));
         for t in 2..100 {
-            recent.push(entry(t, "ok", "m"));
+            recent.push(entry(t, RecentOutcome::Ok, "m"));
         }
         let errors = recent.query(&RecentQuery {
             level: Some("error".into()),
@@ -163,9 +116,9 @@ mod tests {
     #[test]
     fn filters_apply_and_newest_comes_first() {
         let recent = Recent::new(10);
-        recent.push(entry(1, "ok", "a"));
-        recent.push(entry(2, "ok", "b"));
-        recent.push(entry(3, "error", "a"));
+        recent.push(entry(1, RecentOutcome::Ok, "a"));
+        recent.push(entry(2, RecentOutcome::Ok, "b"));
+        recent.push(entry(3, RecentOutcome::Error, "a"));
         let got = recent.query(&RecentQuery {
             model: Some("a".into()),
             ..Default::default()

@@ -3,14 +3,19 @@
 //! `stats.json` so that counters survive restarts. Never holds its lock across I/O.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use serde::Serialize;
+
+use crate::ops::contract::{Counters, StatsData};
+use crate::ops::metrics;
 
 use crate::process::atomic_file::write_atomically;
 use crate::process::clock::now_ms;
@@ -52,55 +57,38 @@ pub const LATENCY_BUCKETS_MS: [u64; 12] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000,
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Counters {
-    pub requests: u64,
-    pub succeeded: u64,
-    pub errors: BTreeMap<String, u64>,
-    pub cancelled: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-    pub cached_tokens: u64,
-    pub latency_ms_sum: u64,
-    pub latency_ms_max: u64,
-    /// Counts per bucket of `LATENCY_BUCKETS_MS`, plus one for slower requests.
-    pub latency_buckets: Vec<u64>,
-}
-
-impl Counters {
-    fn add(&mut self, outcome: &Outcome, usage: Option<Usage>, latency: Duration) {
-        self.requests += 1;
-        match outcome {
-            Outcome::Succeeded => self.succeeded += 1,
-            Outcome::Failed(class) => {
-                *self.errors.entry(class.as_str().to_string()).or_default() += 1
-            }
-            Outcome::Cancelled => self.cancelled += 1,
+/// Adds one finished request to `counters`.
+fn count(counters: &mut Counters, outcome: &Outcome, usage: Option<Usage>, latency: Duration) {
+    counters.requests += 1;
+    match outcome {
+        Outcome::Succeeded => counters.succeeded += 1,
+        Outcome::Failed(class) => {
+            *counters
+                .errors
+                .entry(class.as_str().to_string())
+                .or_default() += 1
         }
-        if let Some(u) = usage {
-            self.prompt_tokens += u.prompt_tokens;
-            self.completion_tokens += u.completion_tokens;
-            self.total_tokens += u.total_tokens;
-            self.cached_tokens += u.cached_tokens;
-        }
-        let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-        self.latency_ms_sum = self.latency_ms_sum.saturating_add(ms);
-        self.latency_ms_max = self.latency_ms_max.max(ms);
-        if self.latency_buckets.len() != LATENCY_BUCKETS_MS.len() + 1 {
-            self.latency_buckets.resize(LATENCY_BUCKETS_MS.len() + 1, 0);
-        }
-        let bucket = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|bound| ms <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_MS.len());
-        self.latency_buckets[bucket] += 1;
+        Outcome::Cancelled => counters.cancelled += 1,
     }
-
-    pub fn error_total(&self) -> u64 {
-        self.errors.values().sum()
+    if let Some(u) = usage {
+        counters.prompt_tokens += u.prompt_tokens;
+        counters.completion_tokens += u.completion_tokens;
+        counters.total_tokens += u.total_tokens;
+        counters.cached_tokens += u.cached_tokens;
     }
+    let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    counters.latency_ms_sum = counters.latency_ms_sum.saturating_add(ms);
+    counters.latency_ms_max = counters.latency_ms_max.max(ms);
+    if counters.latency_buckets.len() != LATENCY_BUCKETS_MS.len() + 1 {
+        counters
+            .latency_buckets
+            .resize(LATENCY_BUCKETS_MS.len() + 1, 0);
+    }
+    let bucket = LATENCY_BUCKETS_MS
+        .iter()
+        .position(|bound| ms <= *bound)
+        .unwrap_or(LATENCY_BUCKETS_MS.len());
+    counters.latency_buckets[bucket] += 1;
 }
 
 /// How a request ended.
@@ -110,16 +98,6 @@ pub enum Outcome {
     Failed(ErrorClass),
     /// The downstream client went away before the response was complete.
     Cancelled,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct StatsData {
-    /// Unix time (ms) the counters were first started; kept across restarts.
-    pub since_ms: u64,
-    pub total: Counters,
-    pub by_model: BTreeMap<String, Counters>,
-    pub by_key: BTreeMap<String, Counters>,
 }
 
 pub struct Stats {
@@ -167,7 +145,7 @@ impl Stats {
         latency: Duration,
     ) {
         let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
-        data.total.add(&outcome, usage, latency);
+        count(&mut data.total, &outcome, usage, latency);
         if let Some(model) = model {
             bump(&mut data.by_model, model, &outcome, usage, latency);
         }
@@ -195,115 +173,72 @@ impl Stats {
         write_atomically(path, &bytes).inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))
     }
 
-    /// The counters in the Prometheus text exposition format.
-    pub fn prometheus(&self) -> String {
+    /// Encodes the counters for `/metrics`: per model and per client key, requests, errors by
+    /// class, cancellations and tokens; per model, a latency histogram.
+    pub fn encode_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let data = self.snapshot();
-        let mut out = String::with_capacity(4096);
-        let groups: [(&str, &BTreeMap<String, Counters>); 2] =
-            [("model", &data.by_model), ("key_id", &data.by_key)];
-        metric_header(
-            &mut out,
-            "gateway_requests_total",
-            "counter",
-            "Requests handled",
-        );
-        for (label, map) in groups {
-            for (name, c) in map {
-                let _ = writeln!(
-                    out,
-                    "gateway_requests_total{{{label}=\"{}\"}} {}",
-                    escape(name),
-                    c.requests
-                );
+        let groups = [("model", &data.by_model), ("key_id", &data.by_key)];
+        let each = || {
+            groups.into_iter().flat_map(|(label, map)| {
+                map.iter()
+                    .map(move |(name, counters)| ((label, name.as_str()), counters))
+            })
+        };
+        let mut requests = metrics::counter(encoder, "gateway_requests", "Requests handled")?;
+        for (owner, c) in each() {
+            metrics::labelled(&mut requests, &[owner], c.requests)?;
+        }
+        let mut errors = metrics::counter(encoder, "gateway_errors", "Failed requests by class")?;
+        for (owner, c) in each() {
+            for (class, n) in &c.errors {
+                metrics::labelled(&mut errors, &[owner, ("class", class.as_str())], *n)?;
             }
         }
-        metric_header(
-            &mut out,
-            "gateway_errors_total",
-            "counter",
-            "Failed requests by class",
-        );
-        for (label, map) in groups {
-            for (name, c) in map {
-                for (class, n) in &c.errors {
-                    let _ = writeln!(
-                        out,
-                        "gateway_errors_total{{{label}=\"{}\",class=\"{class}\"}} {n}",
-                        escape(name)
-                    );
-                }
-            }
-        }
-        metric_header(
-            &mut out,
-            "gateway_cancelled_total",
-            "counter",
+        let mut cancelled = metrics::counter(
+            encoder,
+            "gateway_cancelled",
             "Requests the client abandoned",
-        );
-        for (label, map) in groups {
-            for (name, c) in map {
-                let _ = writeln!(
-                    out,
-                    "gateway_cancelled_total{{{label}=\"{}\"}} {}",
-                    escape(name),
-                    c.cancelled
-                );
+        )?;
+        for (owner, c) in each() {
+            metrics::labelled(&mut cancelled, &[owner], c.cancelled)?;
+        }
+        let mut tokens =
+            metrics::counter(encoder, "gateway_tokens", "Tokens reported by the upstream")?;
+        for (owner, c) in each() {
+            for (kind, n) in [
+                ("prompt", c.prompt_tokens),
+                ("completion", c.completion_tokens),
+                ("total", c.total_tokens),
+                ("cached", c.cached_tokens),
+            ] {
+                metrics::labelled(&mut tokens, &[owner, ("kind", kind)], n)?;
             }
         }
-        metric_header(
-            &mut out,
-            "gateway_tokens_total",
-            "counter",
-            "Tokens reported by the upstream",
-        );
-        for (label, map) in groups {
-            for (name, c) in map {
-                for (kind, n) in [
-                    ("prompt", c.prompt_tokens),
-                    ("completion", c.completion_tokens),
-                    ("total", c.total_tokens),
-                    ("cached", c.cached_tokens),
-                ] {
-                    let _ = writeln!(
-                        out,
-                        "gateway_tokens_total{{{label}=\"{}\",kind=\"{kind}\"}} {n}",
-                        escape(name)
-                    );
-                }
-            }
-        }
-        metric_header(
-            &mut out,
+        let mut duration = encoder.encode_descriptor(
             "gateway_request_duration_seconds",
-            "histogram",
             "Request latency until the response ended",
-        );
+            None,
+            MetricType::Histogram,
+        )?;
         for (name, c) in &data.by_model {
-            let model = escape(name);
-            let mut cumulative = 0;
-            for (i, n) in c.latency_buckets.iter().enumerate() {
-                cumulative += n;
-                let le = LATENCY_BUCKETS_MS.get(i).map_or_else(
-                    || "+Inf".to_string(),
-                    |ms| format!("{}", *ms as f64 / 1000.0),
-                );
-                let _ = writeln!(
-                    out,
-                    "gateway_request_duration_seconds_bucket{{model=\"{model}\",le=\"{le}\"}} {cumulative}"
-                );
+            let mut buckets = [(0.0, 0); LATENCY_BUCKETS_MS.len()];
+            for ((bucket, bound_ms), count) in buckets
+                .iter_mut()
+                .zip(LATENCY_BUCKETS_MS)
+                .zip(c.latency_buckets.iter().chain(std::iter::repeat(&0)))
+            {
+                *bucket = (bound_ms as f64 / 1000.0, *count);
             }
-            let _ = writeln!(
-                out,
-                "gateway_request_duration_seconds_sum{{model=\"{model}\"}} {}",
-                c.latency_ms_sum as f64 / 1000.0
-            );
-            let _ = writeln!(
-                out,
-                "gateway_request_duration_seconds_count{{model=\"{model}\"}} {}",
-                c.requests
-            );
+            duration
+                .encode_family(&[("model", name.as_str())])?
+                .encode_histogram::<NoLabelSet>(
+                    c.latency_ms_sum as f64 / 1000.0,
+                    c.requests,
+                    &buckets,
+                    None,
+                )?;
         }
-        out
+        Ok(())
     }
 }
 
@@ -316,24 +251,12 @@ fn bump(
     latency: Duration,
 ) {
     if let Some(counters) = map.get_mut(name) {
-        counters.add(outcome, usage, latency);
+        count(counters, outcome, usage, latency);
     } else {
         let mut counters = Counters::default();
-        counters.add(outcome, usage, latency);
+        count(&mut counters, outcome, usage, latency);
         map.insert(name.to_string(), counters);
     }
-}
-
-fn metric_header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -413,7 +336,7 @@ mod tests {
             usage(4),
             Duration::from_millis(60),
         );
-        let text = stats.prometheus();
+        let text = metrics::render_with(move |encoder| stats.encode_metrics(encoder));
         assert!(
             text.contains("gateway_requests_total{model=\"m\\\"x\"} 1"),
             "{text}"
@@ -423,5 +346,10 @@ mod tests {
             text.contains("gateway_request_duration_seconds_bucket{model=\"m\\\"x\",le=\"0.1\"} 1")
         );
         assert!(text.contains("le=\"+Inf\"} 1"));
+        assert!(text.starts_with(
+            "# HELP gateway_requests_total Requests handled\n# TYPE gateway_requests_total counter\n"
+        ));
+        assert!(text.contains("gateway_request_duration_seconds_sum{model=\"m\\\"x\"} 0.06\n"));
+        assert!(text.contains("gateway_request_duration_seconds_count{model=\"m\\\"x\"} 1\n"));
     }
 }

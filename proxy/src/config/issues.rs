@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::host_port::Host;
 
 /// One problem in a config, located by its field path (`models[1].upstream`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ConfigIssue {
     pub path: String,
     pub message: String,

@@ -2,23 +2,25 @@
 //! requests with filters, config status and readiness. Never serves client traffic, never
 //! shows a secret.
 
+pub mod contract;
+pub mod metrics;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
 
 use crate::bookkeeping::accounting::Accounting;
-use crate::bookkeeping::recent::RecentQuery;
-use crate::bookkeeping::stats::StatsData;
 use crate::rewrite::images::ImageService;
-use crate::rewrite::images::stats::ImageStatsData;
-use crate::snapshot::{ConfigStatus, Shared};
+use crate::snapshot::Shared;
+use contract::{OpsStats, Readiness, RecentPage, RecentQuery, Status};
+use metrics::Metrics;
 
 pub struct OpsState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
     pub images: Arc<ImageService>,
+    pub metrics: Metrics,
     pub started: Instant,
 }
 
@@ -30,57 +32,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-#[derive(Serialize)]
-struct StatsBody {
-    #[serde(flatten)]
-    usage: StatsData,
-    images: ImageStatsData,
-}
-
 async fn stats(state: web::Data<OpsState>) -> HttpResponse {
-    HttpResponse::Ok().json(StatsBody {
+    HttpResponse::Ok().json(OpsStats {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
     })
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
-    let mut text = state.accounting.stats.prometheus();
-    text.push_str(&state.images.stats().prometheus());
-    let status = state.shared.status();
-    text.push_str("# HELP gateway_config_generation Configs applied since start\n# TYPE gateway_config_generation gauge\n");
-    text.push_str(&format!(
-        "gateway_config_generation {}\n",
-        status.generation
-    ));
-    text.push_str("# HELP gateway_config_rejected 1 while the config file on disk is invalid and an older one serves\n# TYPE gateway_config_rejected gauge\n");
-    text.push_str(&format!(
-        "gateway_config_rejected {}\n",
-        u8::from(status.rejected.is_some())
-    ));
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
+    match state.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(metrics::CONTENT_TYPE)
+            .body(text),
+        Err(err) => {
+            tracing::error!(error = %err, "encoding the metrics failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "data": state.accounting.recent.query(&query) }))
-}
-
-#[derive(Serialize)]
-struct Status {
-    version: &'static str,
-    uptime_s: u64,
-    config: ConfigStatus,
-    models: usize,
-    upstreams: usize,
-    client_keys: usize,
+    HttpResponse::Ok().json(RecentPage {
+        data: state.accounting.recent.query(&query),
+    })
 }
 
 async fn status(state: web::Data<OpsState>) -> HttpResponse {
     let snapshot = state.shared.snapshot.load();
     HttpResponse::Ok().json(Status {
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_s: state.started.elapsed().as_secs(),
         config: state.shared.status(),
         models: snapshot.config.models.len(),
@@ -90,5 +70,5 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"ready": true}))
+    HttpResponse::Ok().json(Readiness { ready: true })
 }

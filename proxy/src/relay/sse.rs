@@ -5,6 +5,7 @@ use memchr::{memchr, memmem, memrchr};
 use serde::Deserialize;
 
 use crate::config::RouteKey;
+use crate::errors::OpenAiError;
 use crate::relay::usage::{Usage, WireUsage};
 
 /// A line longer than this is not inspected (it cannot be a usage event worth holding).
@@ -145,17 +146,22 @@ pub fn error_event(route: RouteKey, code: &str, message: &str, mid_line: bool) -
     if mid_line {
         out.extend_from_slice(b"\n\n");
     }
-    let body = match route {
+    let written = match route {
         RouteKey::Responses => {
-            out.extend_from_slice(b"event: error\n");
-            serde_json::json!({"type": "error", "code": code, "message": message, "param": null})
+            out.extend_from_slice(b"event: error\ndata: ");
+            let event = serde_json::json!(
+                {"type": "error", "code": code, "message": message, "param": null}
+            );
+            serde_json::to_writer(&mut out, &event)
         }
-        _ => serde_json::json!({
-            "error": {"message": message, "type": "server_error", "param": null, "code": code}
-        }),
+        _ => {
+            out.extend_from_slice(b"data: ");
+            let error = OpenAiError::new(message, "server_error", None, code);
+            serde_json::to_writer(&mut out, &error)
+        }
     };
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(body.to_string().as_bytes());
+    // Strings and plain structs written into a Vec: this cannot fail.
+    debug_assert!(written.is_ok(), "{written:?}");
     out.extend_from_slice(b"\n\n");
     out
 }

@@ -5,13 +5,12 @@ pub mod reload;
 
 use std::sync::Mutex;
 
-use arc_swap::ArcSwap;
-use serde::Serialize;
-
-use crate::config::{Config, ConfigIssue};
+use crate::config::Config;
 use crate::downstream::client_keys::ClientKeyTable;
+use crate::ops::contract::ConfigStatus;
 use crate::process::clock::now_ms;
 use crate::upstream::credentials::{CredentialRegistry, UpstreamCredential};
+use arc_swap::ArcSwap;
 
 pub struct Snapshot {
     pub config: Config,
@@ -42,26 +41,6 @@ impl Snapshot {
     pub fn credential(&self, upstream: usize) -> &UpstreamCredential {
         &self.credentials[upstream]
     }
-}
-
-/// What the ops listener reports about the config file.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ConfigStatus {
-    pub path: String,
-    /// How many configs have been applied since start (1 = the one loaded at start).
-    pub generation: u64,
-    pub loaded_at_ms: u64,
-    pub sha256: String,
-    /// Set while the file on disk is invalid and an older config is serving.
-    pub rejected: Option<RejectedConfig>,
-    pub ignored_keys: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RejectedConfig {
-    pub at_ms: u64,
-    pub sha256: String,
-    pub issues: Vec<ConfigIssue>,
 }
 
 pub struct Shared {

@@ -11,8 +11,9 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::config::{self, Config};
+use crate::ops::contract::RejectedConfig;
 use crate::process::clock::now_ms;
-use crate::snapshot::{RejectedConfig, Shared, Snapshot};
+use crate::snapshot::{Shared, Snapshot};
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
 

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::process::{Running, start_binary_with};
 
+/// What a client is told when the gateway has no upstream credential.
+const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
+
 struct EntraSetup {
     entra: FakeEntra,
     fake: FakeFoundry,
@@ -78,6 +81,28 @@ async fn chat(http: &reqwest::Client, running: &Running, model: &str) -> reqwest
         .expect("request")
 }
 
+/// A chat request with `request_id` that is expected to fail: its status and OpenAI error.
+async fn chat_traced(running: &Running, request_id: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(running.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", request_id)
+        .json(&json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("request");
+    error_of(response).await
+}
+
+/// The error message of the "request finished" log line of `request_id`.
+fn logged_error(running: &Running, request_id: &str) -> String {
+    std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| line["message"] == "request finished" && line["request_id"] == request_id)
+        .and_then(|line| line["error.message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no log line with the error of {request_id}"))
+}
+
 #[actix_web::test]
 async fn managed_identity_tokens_sign_upstream_calls_and_are_fetched_once() {
     let s = setup().await;
@@ -134,15 +159,17 @@ async fn a_wrong_client_secret_is_a_clear_502_without_the_secret() {
                "clientSecret": "wrong-secret-value", "authorityHost": s.entra.authority_host()}),
         &[],
     );
-    let http = reqwest::Client::new();
-    let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
+    let (status, error) = chat_traced(&running, "auth-trace-1").await;
     assert_eq!(status, 502);
     assert_eq!(error["code"], "upstream_auth_failed");
-    let message = error["message"].as_str().expect("message");
-    assert!(message.contains("servicePrincipal"), "{message}");
-    assert!(message.contains("AADSTS"), "{message}");
-    assert!(!message.contains("wrong-secret-value"));
+    assert_eq!(error["message"], CREDENTIALS_FAILED);
     assert_eq!(s.fake.request_count(), 0);
+
+    // The operator finds the whole cause in the request's log line.
+    let cause = logged_error(&running, "auth-trace-1");
+    assert!(cause.contains("servicePrincipal"), "{cause}");
+    assert!(cause.contains("AADSTS"), "{cause}");
+    assert!(!cause.contains("wrong-secret-value"), "{cause}");
 }
 
 #[actix_web::test]
@@ -219,17 +246,17 @@ async fn the_default_chain_reports_why_each_credential_was_skipped() {
             format!("http://127.0.0.1:{closed}/msi/token"),
         )],
     );
-    let http = reqwest::Client::new();
-    let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
+    let (status, error) = chat_traced(&running, "chain-trace-1").await;
     assert_eq!(status, 502);
-    let message = error["message"].as_str().expect("message");
+    assert_eq!(error["message"], CREDENTIALS_FAILED);
+    let cause = logged_error(&running, "chain-trace-1");
     for link in [
         "environment client secret",
         "workload identity",
         "managed identity",
         "Azure CLI",
     ] {
-        assert!(message.contains(link), "{link} missing from: {message}");
+        assert!(cause.contains(link), "{link} missing from: {cause}");
     }
 }
 
@@ -315,12 +342,7 @@ async fn the_token_service_down_is_a_502_then_recovers_without_a_restart() {
     let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
     assert_eq!(status, 502);
     assert_eq!(error["code"], "upstream_auth_failed");
-    assert!(
-        error["message"]
-            .as_str()
-            .expect("message")
-            .contains("managedIdentity")
-    );
+    assert_eq!(error["message"], CREDENTIALS_FAILED);
     s.entra.set_down(false);
     eventually(
         "requests to succeed once the token service is back",

@@ -6,6 +6,7 @@ mod client_keys;
 mod endpoints;
 mod entra;
 mod images;
+mod ops_contract;
 mod process;
 mod reload;
 mod retries;

@@ -2,13 +2,15 @@
 //! after, time on the workers and delay added to requests. In memory since the process started
 //! (not written to stats.json); atomics only, so counting never blocks a request.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 
+use crate::ops::contract::ImageStatsData;
+use crate::ops::metrics;
 use crate::process::clock::now_ms;
 
 /// Why an image was forwarded as it came.
@@ -81,33 +83,6 @@ pub struct ImageStats {
     busy_requests: AtomicU64,
 }
 
-/// What `/stats` shows under `images`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ImageStatsData {
-    /// Unix time (ms) the counters started (process start).
-    pub since_ms: u64,
-    /// Requests whose body held at least one inline image.
-    pub requests: u64,
-    /// Inline images found (every occurrence, duplicates included).
-    pub seen: u64,
-    /// Images replaced by a smaller re-encoding.
-    pub compressed: u64,
-    /// Images forwarded as they came, by reason.
-    pub skipped: BTreeMap<&'static str, u64>,
-    /// Occurrences that reused the result of an identical image in the same request.
-    pub duplicates: u64,
-    /// Decoded image bytes as received, and as forwarded.
-    pub bytes_before: u64,
-    pub bytes_after: u64,
-    /// Worker time spent decoding, resizing and encoding.
-    pub work_ms: u64,
-    /// Wall-clock time added to requests with images, in total and at most.
-    pub delay_ms: u64,
-    pub delay_ms_max: u64,
-    /// Requests forwarded unexamined because the worker queue was full.
-    pub busy_requests: u64,
-}
-
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -162,7 +137,7 @@ impl ImageStats {
             compressed: load(&self.compressed),
             skipped: SkipReason::ALL
                 .iter()
-                .map(|r| (r.as_str(), load(&self.skipped[r.index()])))
+                .map(|r| (r.as_str().to_string(), load(&self.skipped[r.index()])))
                 .collect(),
             duplicates: load(&self.duplicates),
             bytes_before: load(&self.bytes_before),
@@ -174,93 +149,71 @@ impl ImageStats {
         }
     }
 
-    /// The counters in the Prometheus text exposition format.
-    pub fn prometheus(&self) -> String {
+    /// Encodes the counters for `/metrics`.
+    pub fn encode_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let seconds = |c: &AtomicU64| load(c) as f64 / 1_000_000.0;
-        let mut out = String::with_capacity(2048);
-        let plain = [
+        for (name, help, value) in [
             (
-                "requests",
+                "gateway_images_requests",
                 "Requests whose body held inline images",
                 load(&self.requests),
             ),
-            ("seen", "Inline request images found", load(&self.seen)),
             (
-                "compressed",
+                "gateway_images_seen",
+                "Inline request images found",
+                load(&self.seen),
+            ),
+            (
+                "gateway_images_compressed",
                 "Request images replaced by a smaller re-encoding",
                 load(&self.compressed),
             ),
             (
-                "duplicates",
+                "gateway_images_duplicates",
                 "Repeated images in one request, processed once",
                 load(&self.duplicates),
             ),
             (
-                "busy_requests",
+                "gateway_images_busy_requests",
                 "Requests forwarded unexamined because the worker queue was full",
                 load(&self.busy_requests),
             ),
-        ];
-        for (name, help, value) in plain {
-            header(&mut out, &format!("gateway_images_{name}_total"), help);
-            let _ = writeln!(out, "gateway_images_{name}_total {value}");
+        ] {
+            ConstCounter::new(value).encode(metrics::counter(encoder, name, help)?)?;
         }
-        header(
-            &mut out,
-            "gateway_images_skipped_total",
+        let mut skipped = metrics::counter(
+            encoder,
+            "gateway_images_skipped",
             "Request images forwarded unchanged, by reason",
-        );
+        )?;
         for reason in SkipReason::ALL {
-            let _ = writeln!(
-                out,
-                "gateway_images_skipped_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                load(&self.skipped[reason.index()])
-            );
+            let count = load(&self.skipped[reason.index()]);
+            metrics::labelled(&mut skipped, &[("reason", reason.as_str())], count)?;
         }
-        header(
-            &mut out,
-            "gateway_images_bytes_total",
+        let mut bytes = metrics::counter(
+            encoder,
+            "gateway_images_bytes",
             "Decoded image bytes received (before) and forwarded (after)",
-        );
-        let _ = writeln!(
-            out,
-            "gateway_images_bytes_total{{stage=\"before\"}} {}",
-            load(&self.bytes_before)
-        );
-        let _ = writeln!(
-            out,
-            "gateway_images_bytes_total{{stage=\"after\"}} {}",
-            load(&self.bytes_after)
-        );
-        header(
-            &mut out,
-            "gateway_images_work_seconds_total",
-            "Worker time spent decoding, resizing and encoding",
-        );
-        let _ = writeln!(
-            out,
-            "gateway_images_work_seconds_total {}",
-            seconds(&self.work_us)
-        );
-        header(
-            &mut out,
-            "gateway_images_delay_seconds_total",
-            "Time request bodies spent in the image compressor",
-        );
-        let _ = writeln!(
-            out,
-            "gateway_images_delay_seconds_total {}",
-            seconds(&self.delay_us)
-        );
-        out
+        )?;
+        metrics::labelled(&mut bytes, &[("stage", "before")], load(&self.bytes_before))?;
+        metrics::labelled(&mut bytes, &[("stage", "after")], load(&self.bytes_after))?;
+        for (name, help, total) in [
+            (
+                "gateway_images_work_seconds",
+                "Worker time spent decoding, resizing and encoding",
+                seconds(&self.work_us),
+            ),
+            (
+                "gateway_images_delay_seconds",
+                "Time request bodies spent in the image compressor",
+                seconds(&self.delay_us),
+            ),
+        ] {
+            ConstCounter::new(total).encode(metrics::counter(encoder, name, help)?)?;
+        }
+        Ok(())
     }
-}
-
-fn header(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
 }
 
 #[cfg(test)]
@@ -292,7 +245,7 @@ mod tests {
         let stats = ImageStats::new();
         stats.image(Err(SkipReason::BadBase64), 0, 0);
         stats.work(Duration::from_millis(1500));
-        let text = stats.prometheus();
+        let text = metrics::render_with(move |encoder| stats.encode_metrics(encoder));
         assert!(
             text.contains("gateway_images_skipped_total{reason=\"bad_base64\"} 1"),
             "{text}"

@@ -253,16 +253,8 @@ impl EntraSource {
     }
 }
 
-/// An azure_core error as one line for operators, bounded in length.
+/// An azure_core error as one line for operators (logs, recent requests, the admin API's
+/// verification); never sent to API clients.
 fn describe(err: azure_core::Error) -> String {
-    let mut text = err.to_string().replace(['\n', '\r'], " ");
-    if text.len() > 400 {
-        let mut cut = 400;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
-    text
+    err.to_string().replace(['\n', '\r'], " ")
 }

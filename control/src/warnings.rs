@@ -1,0 +1,474 @@
+//! The overview's warnings: what the operator should act on, drawn from facts the overview
+//! gathered (admin login, the config file, the proxy's status, Caddy). A pure function: no I/O,
+//! the same facts always give the same warnings in the same order.
+
+use proxy::config::Config;
+use proxy::ops::contract::Status;
+use serde::Serialize;
+
+use crate::caddy::loader::LoaderStatus;
+use crate::caddy::sync::RenderOutcome;
+use crate::errors::AdminError;
+use crate::store::{AdminCredentials, Content, OnDisk};
+
+/// Something the operator should act on. `code` selects the UI's translated text; `message`
+/// is the English text; `detail` carries names and paths.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+}
+
+/// What the warnings are drawn from.
+pub struct Facts<'a> {
+    pub admin: &'a AdminCredentials,
+    pub on_disk: &'a OnDisk,
+    /// The last valid config (the file on disk when it is valid).
+    pub config: &'a Config,
+    /// The proxy's status, or why it could not be read.
+    pub proxy: Result<&'a Status, &'a AdminError>,
+    pub caddy: &'a LoaderStatus,
+    /// The last rendering of the Caddyfile, if any happened.
+    pub render: Option<&'a RenderOutcome>,
+}
+
+pub fn warnings(facts: &Facts<'_>) -> Vec<Warning> {
+    let mut out = Vec::new();
+    admin_login(facts.admin, &mut out);
+    config_file(facts.on_disk, &mut out);
+    config_samples(facts.config, &mut out);
+    proxy(facts.proxy, &mut out);
+    caddy(facts.caddy, facts.render, &mut out);
+    out
+}
+
+fn warning(code: &'static str, message: impl Into<String>, detail: Option<String>) -> Warning {
+    Warning {
+        code,
+        message: message.into(),
+        detail,
+    }
+}
+
+fn admin_login(admin: &AdminCredentials, out: &mut Vec<Warning>) {
+    if admin.is_default_password() {
+        out.push(warning(
+            "default_password",
+            "The admin password is still the default. Change server.adminAuth.password.",
+            None,
+        ));
+    }
+    if matches!(admin, AdminCredentials::Open) {
+        out.push(warning(
+            "login_disabled",
+            "The admin login is disabled (server.adminAuth.enabled is false).",
+            None,
+        ));
+    }
+}
+
+fn config_file(on_disk: &OnDisk, out: &mut Vec<Warning>) {
+    match &on_disk.content {
+        Content::Missing => out.push(warning(
+            "config_missing",
+            "config.json does not exist yet; saving creates it.",
+            None,
+        )),
+        Content::Parsed {
+            validated: Ok(_), ..
+        } => {}
+        _ => out.push(warning(
+            "config_invalid",
+            "config.json on disk is invalid; the proxy keeps serving the last valid config.",
+            Some(joined(&on_disk.issues())),
+        )),
+    }
+}
+
+fn config_samples(config: &Config, out: &mut Vec<Warning>) {
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        if upstream.placeholder {
+            out.push(warning(
+                "placeholder_upstream",
+                format!(
+                    "Upstream \"{}\" still has the placeholder endpoint.",
+                    upstream.name
+                ),
+                Some(format!("upstreams[{i}].baseUrl")),
+            ));
+        }
+    }
+    for (i, key) in config.client_keys.iter().enumerate() {
+        if key.active && key.key.expose() == "CHANGEME" {
+            out.push(warning(
+                "sample_client_key",
+                format!("Client key \"{}\" is the sample key CHANGEME.", key.id),
+                Some(format!("apiKeys[{i}].key")),
+            ));
+        }
+    }
+}
+
+fn proxy(status: Result<&Status, &AdminError>, out: &mut Vec<Warning>) {
+    match status {
+        Ok(status) => {
+            if let Some(rejected) = &status.config.rejected {
+                out.push(warning(
+                    "proxy_rejected",
+                    "The proxy refused the config file and serves an older one.",
+                    Some(joined(&rejected.issues)),
+                ));
+            }
+        }
+        Err(err) => out.push(warning("proxy_unreachable", err.to_string(), None)),
+    }
+}
+
+fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Warning>) {
+    let managed = loader.admin_url.is_some();
+    if managed {
+        if loader.reachable == Some(false) {
+            out.push(warning(
+                "caddy_unreachable",
+                loader
+                    .unreachable_reason
+                    .clone()
+                    .unwrap_or_else(|| "Caddy's admin API does not answer.".into()),
+                None,
+            ));
+        }
+        if let Some(last) = loader.last_load.as_ref().filter(|l| !l.ok) {
+            out.push(warning(
+                "caddy_load_failed",
+                "Caddy refused the last Caddyfile; it keeps running the previous one.",
+                last.error.clone(),
+            ));
+        }
+    }
+    if let Some(failed) = render.filter(|r| !r.ok) {
+        out.push(warning(
+            "caddyfile_failed",
+            "The Caddyfile could not be rendered or written.",
+            failed.error.clone(),
+        ));
+    }
+}
+
+/// Issues as one line: `path: message; path: message`.
+fn joined(issues: &[proxy::config::ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use proxy::config::ConfigIssue;
+    use proxy::ops::contract::{ConfigStatus, RejectedConfig};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::caddy::loader::LoadRecord;
+
+    /// A config that raises no warning of its own.
+    fn clean_config() -> Value {
+        json!({
+            "server": {"adminAuth": {"enabled": true, "username": "ops", "password": "long-secret"}},
+            "auth": {"mode": "apiKey", "apiKey": "azure-key"},
+            "apiKeys": [{"id": "team", "key": "sk-team", "status": "active"}],
+            "upstreams": [{"name": "u", "baseUrl": "https://res.openai.azure.com"}],
+            "models": [{"id": "m", "upstream": "u", "targetModel": "d"}]
+        })
+    }
+
+    fn on_disk(value: &Value) -> OnDisk {
+        let bytes = serde_json::to_vec(value).expect("json");
+        let raw = proxy::config::parse_raw(&bytes).expect("raw");
+        OnDisk {
+            etag: "\"e\"".into(),
+            sha256: Some("abc".into()),
+            modified_ms: Some(1),
+            content: Content::Parsed {
+                validated: proxy::config::validate(raw.clone())
+                    .map(Box::new)
+                    .map_err(|e| e.issues()),
+                raw: Box::new(raw),
+            },
+        }
+    }
+
+    fn config(value: &Value) -> Config {
+        proxy::config::load(&serde_json::to_vec(value).expect("json")).expect("valid")
+    }
+
+    fn status(rejected: Option<RejectedConfig>) -> Status {
+        Status {
+            version: "1".into(),
+            uptime_s: 1,
+            config: ConfigStatus {
+                sha256: "abc".into(),
+                rejected,
+                ..ConfigStatus::default()
+            },
+            models: 1,
+            upstreams: 1,
+            client_keys: 1,
+        }
+    }
+
+    fn basic(password: &str) -> AdminCredentials {
+        AdminCredentials::Basic {
+            username: "ops".into(),
+            password: password.into(),
+        }
+    }
+
+    fn managed_caddy() -> LoaderStatus {
+        LoaderStatus {
+            admin_url: Some("http://localhost:2019".into()),
+            reachable: Some(true),
+            ..LoaderStatus::default()
+        }
+    }
+
+    /// The warnings of the clean setup with one fact changed by `edit`.
+    fn warnings_with(edit: impl FnOnce(&mut Setup)) -> Vec<Warning> {
+        let mut setup = Setup::clean();
+        edit(&mut setup);
+        setup.warnings()
+    }
+
+    struct Setup {
+        admin: AdminCredentials,
+        on_disk: OnDisk,
+        config: Config,
+        proxy: Result<Status, AdminError>,
+        caddy: LoaderStatus,
+        render: Option<RenderOutcome>,
+    }
+
+    impl Setup {
+        fn clean() -> Setup {
+            Setup {
+                admin: basic("long-secret"),
+                on_disk: on_disk(&clean_config()),
+                config: config(&clean_config()),
+                proxy: Ok(status(None)),
+                caddy: managed_caddy(),
+                render: Some(RenderOutcome {
+                    at_ms: 1,
+                    ok: true,
+                    error: None,
+                    written: true,
+                    sha256: Some("c".into()),
+                }),
+            }
+        }
+
+        fn warnings(&self) -> Vec<Warning> {
+            warnings(&Facts {
+                admin: &self.admin,
+                on_disk: &self.on_disk,
+                config: &self.config,
+                proxy: self.proxy.as_ref(),
+                caddy: &self.caddy,
+                render: self.render.as_ref(),
+            })
+        }
+    }
+
+    fn only(warnings: &[Warning]) -> &Warning {
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        &warnings[0]
+    }
+
+    #[test]
+    fn a_clean_setup_has_no_warning() {
+        assert_eq!(Setup::clean().warnings(), Vec::new());
+    }
+
+    #[test]
+    fn the_default_admin_password_is_a_warning() {
+        let warnings = warnings_with(|s| s.admin = basic("admin"));
+        assert_eq!(only(&warnings).code, "default_password");
+    }
+
+    #[test]
+    fn a_disabled_login_is_a_warning() {
+        let warnings = warnings_with(|s| s.admin = AdminCredentials::Open);
+        assert_eq!(only(&warnings).code, "login_disabled");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_a_warning() {
+        let warnings = warnings_with(|s| s.on_disk.content = Content::Missing);
+        assert_eq!(only(&warnings).code, "config_missing");
+    }
+
+    #[test]
+    fn an_invalid_config_file_names_its_issues() {
+        let mut broken = clean_config();
+        broken["models"][0]["upstream"] = json!("nowhere");
+        let warnings = warnings_with(|s| s.on_disk = on_disk(&broken));
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "config_invalid");
+        let detail = warning.detail.as_deref().unwrap_or_default();
+        assert!(detail.starts_with("models[0].upstream: "), "{detail}");
+    }
+
+    #[test]
+    fn an_unparseable_config_file_is_invalid() {
+        let issue = ConfigIssue {
+            path: "(root)".into(),
+            message: "expected value".into(),
+        };
+        let warnings = warnings_with(|s| s.on_disk.content = Content::Unparseable(issue));
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "config_invalid");
+        assert_eq!(warning.detail.as_deref(), Some("(root): expected value"));
+    }
+
+    #[test]
+    fn a_placeholder_upstream_is_named_with_its_path() {
+        let mut sample = clean_config();
+        sample["upstreams"][0]["baseUrl"] = json!("https://YOUR-RESOURCE-NAME.openai.azure.com");
+        let warnings = warnings_with(|s| s.config = config(&sample));
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "placeholder_upstream");
+        assert_eq!(warning.detail.as_deref(), Some("upstreams[0].baseUrl"));
+    }
+
+    #[test]
+    fn an_active_sample_client_key_is_a_warning_and_a_disabled_one_is_not() {
+        let mut sample = clean_config();
+        sample["apiKeys"][0]["key"] = json!("CHANGEME");
+        let warnings = warnings_with(|s| s.config = config(&sample));
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "sample_client_key");
+        assert_eq!(warning.detail.as_deref(), Some("apiKeys[0].key"));
+
+        sample["apiKeys"][0]["status"] = json!("disabled");
+        assert_eq!(warnings_with(|s| s.config = config(&sample)), Vec::new());
+    }
+
+    #[test]
+    fn a_config_the_proxy_refused_lists_its_issues() {
+        let rejected = RejectedConfig {
+            at_ms: 1,
+            sha256: "def".into(),
+            issues: vec![
+                ConfigIssue {
+                    path: "models[0].upstream".into(),
+                    message: "no upstream named \"x\"".into(),
+                },
+                ConfigIssue {
+                    path: "auth.mode".into(),
+                    message: "unknown".into(),
+                },
+            ],
+        };
+        let warnings = warnings_with(|s| s.proxy = Ok(status(Some(rejected))));
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "proxy_rejected");
+        assert_eq!(
+            warning.detail.as_deref(),
+            Some("models[0].upstream: no upstream named \"x\"; auth.mode: unknown")
+        );
+    }
+
+    #[test]
+    fn an_unreachable_proxy_says_why() {
+        let warnings = warnings_with(|s| {
+            s.proxy = Err(AdminError::ProxyOpsUnreachable {
+                url: "http://127.0.0.1:9".into(),
+                cause: "connection refused".into(),
+            })
+        });
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "proxy_unreachable");
+        assert!(
+            warning.message.contains("connection refused"),
+            "{warning:?}"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_caddy_is_a_warning_only_when_control_drives_it() {
+        let warnings = warnings_with(|s| {
+            s.caddy.reachable = Some(false);
+            s.caddy.unreachable_reason = Some("connection refused".into());
+        });
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "caddy_unreachable");
+        assert_eq!(warning.message, "connection refused");
+
+        let unmanaged = warnings_with(|s| {
+            s.caddy.admin_url = None;
+            s.caddy.reachable = Some(false);
+        });
+        assert_eq!(unmanaged, Vec::new());
+    }
+
+    #[test]
+    fn a_caddyfile_caddy_refused_carries_its_error() {
+        let warnings = warnings_with(|s| {
+            s.caddy.last_load = Some(LoadRecord {
+                at_ms: 1,
+                ok: false,
+                took_ms: 3,
+                sha256: "c".into(),
+                reason: "changed",
+                error: Some("adapting config: bad directive".into()),
+            });
+        });
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "caddy_load_failed");
+        assert_eq!(
+            warning.detail.as_deref(),
+            Some("adapting config: bad directive")
+        );
+    }
+
+    #[test]
+    fn a_caddyfile_that_could_not_be_written_is_a_warning() {
+        let warnings = warnings_with(|s| {
+            s.render = Some(RenderOutcome {
+                at_ms: 1,
+                ok: false,
+                error: Some("permission denied".into()),
+                written: false,
+                sha256: None,
+            })
+        });
+        let warning = only(&warnings);
+        assert_eq!(warning.code, "caddyfile_failed");
+        assert_eq!(warning.detail.as_deref(), Some("permission denied"));
+    }
+
+    #[test]
+    fn warnings_come_in_a_fixed_order() {
+        let warnings = warnings_with(|s| {
+            s.admin = AdminCredentials::Open;
+            s.on_disk.content = Content::Missing;
+            s.render = None;
+            s.caddy.reachable = Some(false);
+            s.proxy = Err(AdminError::ProxyOpsUnreachable {
+                url: "u".into(),
+                cause: "c".into(),
+            });
+        });
+        let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "login_disabled",
+                "config_missing",
+                "proxy_unreachable",
+                "caddy_unreachable"
+            ]
+        );
+    }
+}
