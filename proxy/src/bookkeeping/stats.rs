@@ -10,8 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use prometheus_client::encoding::EncodeMetric;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use serde::Serialize;
 
 use crate::ops::contract::{Counters, StatsData};
@@ -238,6 +240,20 @@ impl Stats {
                     None,
                 )?;
         }
+        let all = metrics::counter(
+            encoder,
+            "gateway_all_requests",
+            "Every request, refused ones included",
+        )?;
+        ConstCounter::new(data.total.requests).encode(all)?;
+        let mut all_errors = metrics::counter(
+            encoder,
+            "gateway_all_errors",
+            "Every failed request by class, refused ones included",
+        )?;
+        for (class, n) in &data.total.errors {
+            metrics::labelled(&mut all_errors, &[("class", class.as_str())], *n)?;
+        }
         Ok(())
     }
 }
@@ -351,5 +367,24 @@ mod tests {
         ));
         assert!(text.contains("gateway_request_duration_seconds_sum{model=\"m\\\"x\"} 0.06\n"));
         assert!(text.contains("gateway_request_duration_seconds_count{model=\"m\\\"x\"} 1\n"));
+    }
+
+    #[test]
+    fn requests_outside_any_model_or_key_count_in_the_all_metrics() {
+        let stats = Stats::load(None);
+        stats.record(
+            Some("m"),
+            Some("k"),
+            Outcome::Succeeded,
+            None,
+            Duration::ZERO,
+        );
+        let refused = Outcome::Failed(ErrorClass::Unauthorized);
+        stats.record(None, None, refused, None, Duration::ZERO);
+        let text = metrics::render_with(move |encoder| stats.encode_metrics(encoder));
+        assert!(text.contains("\ngateway_all_requests_total 2\n"), "{text}");
+        assert!(text.contains("\ngateway_all_errors_total{class=\"unauthorized\"} 1\n"));
+        assert!(text.contains("gateway_requests_total{model=\"m\"} 1\n"));
+        assert!(!text.contains("class=\"unauthorized\"} 1\ngateway_errors"));
     }
 }
