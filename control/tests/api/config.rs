@@ -325,24 +325,10 @@ async fn an_invalid_file_on_disk_is_reported_and_can_be_replaced() {
         "{\"models\": [{\"id\": \"x\", \"upstream\": \"none\"}]}",
     )
     .expect("write");
-    let body: Value = stack
-        .get("config")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let body: Value = stack.get_json("config").await;
     assert_eq!(body["valid"], false);
     assert_eq!(body["issues"][0]["path"], "models[0].upstream");
-    let status: Value = stack
-        .get("status")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let status: Value = stack.get_json("status").await;
     let codes: Vec<&str> = status["warnings"]
         .as_array()
         .expect("warnings")

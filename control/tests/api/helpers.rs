@@ -143,6 +143,17 @@ impl TestStack {
             .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
     }
 
+    /// The JSON body of an authenticated GET of the admin API.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json")
+    }
+
     /// An authenticated, same-origin state-changing call of the admin API.
     pub fn write(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http

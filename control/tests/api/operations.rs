@@ -25,14 +25,7 @@ async fn statistics_and_recent_requests_come_from_the_proxy_with_its_filters() {
         "statistics to show the requests",
         Duration::from_secs(5),
         || async {
-            let stats: Value = stack
-                .get("stats")
-                .send()
-                .await
-                .expect("request")
-                .json()
-                .await
-                .expect("json");
+            let stats: Value = stack.get_json("stats").await;
             stats["by_key"][KEY_ID]["requests"] == 2
                 && stats["by_model"]["gpt-5-mini"]["requests"] == 1
         },
@@ -40,24 +33,12 @@ async fn statistics_and_recent_requests_come_from_the_proxy_with_its_filters() {
     .await;
 
     let errors: Value = stack
-        .get("requests?level=error&key_id=team-a&bogus=1")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+        .get_json("requests?level=error&key_id=team-a&bogus=1")
+        .await;
     let rows = errors["data"].as_array().expect("rows");
     assert_eq!(rows.len(), 1, "{errors}");
     assert_eq!(rows[0]["status"], 404);
-    let by_model: Value = stack
-        .get("requests?model=gpt-5-mini")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let by_model: Value = stack.get_json("requests?model=gpt-5-mini").await;
     assert_eq!(by_model["data"].as_array().expect("rows").len(), 1);
     stack.shutdown().await;
 }
@@ -71,14 +52,7 @@ async fn the_overview_shows_the_proxy_applying_the_file_and_the_warnings() {
         ..StackOptions::default()
     })
     .await;
-    let status: Value = stack
-        .get("status")
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
+    let status: Value = stack.get_json("status").await;
     assert_eq!(status["proxy"]["reachable"], true);
     assert_eq!(status["proxy"]["applied"], true);
     assert_eq!(status["config"]["valid"], true);
