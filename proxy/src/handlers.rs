@@ -14,6 +14,7 @@ use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
 use crate::downstream::body as request_body;
+use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::{Relay, Watch};
 use crate::rewrite;
@@ -254,6 +255,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     } else {
         (StatusCode::NOT_FOUND, "unknown_url")
     };
-    let message = format!("Invalid URL ({} {})", req.method(), req.path());
+    let path = bounded(req.path(), MAX_ID_CHARS);
+    let message = format!("Invalid URL ({} {path})", req.method());
     OpenAiError::new(&message, "invalid_request_error", None, code).response(status)
 }

@@ -4,6 +4,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::config::{Config, RouteKey, RouteOverride};
+use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::ProxyError;
 
 /// Characters kept as they are in a path segment (RFC 3986 unreserved).
@@ -30,7 +31,7 @@ pub fn resolve(
 ) -> Result<Target, ProxyError> {
     let model = config
         .model(model_id)
-        .ok_or_else(|| ProxyError::ModelNotFound(model_id.to_string()))?;
+        .ok_or_else(|| ProxyError::ModelNotFound(bounded(model_id, MAX_ID_CHARS).into_owned()))?;
     let upstream = &config.upstreams[model.upstream];
     if upstream.placeholder {
         return Err(ProxyError::UpstreamNotConfigured {
