@@ -29,6 +29,8 @@ pub enum ProxyError {
     MissingModel,
     #[error("model must be a string")]
     ModelNotString,
+    #[error("the request body has more than one '{0}' member; send it once")]
+    DuplicateParameter(&'static str),
     #[error("the model '{0}' does not exist or you do not have access to it")]
     ModelNotFound(String),
 
@@ -61,6 +63,7 @@ impl ProxyError {
             ProxyError::InvalidJson(_) | ProxyError::BodyNotObject => "invalid_json",
             ProxyError::MissingModel => "missing_required_parameter",
             ProxyError::ModelNotString => "invalid_type",
+            ProxyError::DuplicateParameter(_) => "duplicate_parameter",
             ProxyError::ModelNotFound(_) => "model_not_found",
             ProxyError::UpstreamNotConfigured { .. } => "upstream_not_configured",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
@@ -94,6 +97,7 @@ impl ProxyError {
             ProxyError::MissingModel
             | ProxyError::ModelNotString
             | ProxyError::ModelNotFound(_) => Some("model"),
+            ProxyError::DuplicateParameter(name) => Some(name),
             _ => None,
         }
     }
@@ -109,6 +113,7 @@ impl ProxyError {
             | ProxyError::BodyNotObject
             | ProxyError::MissingModel
             | ProxyError::ModelNotString
+            | ProxyError::DuplicateParameter(_)
             | ProxyError::ModelNotFound(_) => ErrorClass::BadRequest,
             ProxyError::UpstreamNotConfigured { .. } => ErrorClass::NotConfigured,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBroken { .. } => {
@@ -186,7 +191,8 @@ impl ResponseError for ProxyError {
             | ProxyError::InvalidJson(_)
             | ProxyError::BodyNotObject
             | ProxyError::MissingModel
-            | ProxyError::ModelNotString => StatusCode::BAD_REQUEST,
+            | ProxyError::ModelNotString
+            | ProxyError::DuplicateParameter(_) => StatusCode::BAD_REQUEST,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::UpstreamNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. }
