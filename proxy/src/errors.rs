@@ -53,6 +53,9 @@ pub enum ProxyError {
     },
 }
 
+/// What a client is told when the gateway has no credential for the upstream.
+const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
+
 impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -74,14 +77,26 @@ impl ProxyError {
     }
 
     /// What the client is told: the message, except where it would carry internal detail. The
-    /// full message goes to the log line and the recent-requests entry of the request.
-    pub fn client_message(&self) -> String {
-        match self {
-            ProxyError::UpstreamAuthFailed { .. } => {
-                "the gateway could not obtain credentials for the upstream".into()
+    /// full message goes to the log line and the recent-requests entry of the request; there the
+    /// client's message names `request_id`, for the operator to find it.
+    pub fn client_message(&self, request_id: Option<&str>) -> String {
+        match (self, request_id) {
+            (ProxyError::UpstreamAuthFailed { .. }, Some(id)) => {
+                format!("{CREDENTIALS_FAILED} (request id {id})")
             }
-            other => other.to_string(),
+            (ProxyError::UpstreamAuthFailed { .. }, None) => CREDENTIALS_FAILED.into(),
+            (other, _) => other.to_string(),
         }
+    }
+
+    /// The answer to the request `request_id`.
+    pub fn response_for(&self, request_id: &str) -> HttpResponse {
+        self.response_with(&self.client_message(Some(request_id)))
+    }
+
+    fn response_with(&self, message: &str) -> HttpResponse {
+        OpenAiError::new(message, self.error_type(), self.param(), self.code())
+            .response(self.status_code())
     }
 
     fn error_type(&self) -> &'static str {
@@ -203,9 +218,7 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = self.client_message();
-        OpenAiError::new(&message, self.error_type(), self.param(), self.code())
-            .response(self.status_code())
+        self.response_with(&self.client_message(None))
     }
 }
 
@@ -251,11 +264,16 @@ mod tests {
             cause: "AADSTS7000215: Invalid client secret provided".into(),
         };
         assert!(err.to_string().contains("AADSTS7000215"), "{err}");
-        let body = body_of(err);
+        let bytes = err
+            .response_for("req-7")
+            .into_body()
+            .try_into_bytes()
+            .expect("bytes");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(body["error"]["code"], "upstream_auth_failed");
         assert_eq!(
             body["error"]["message"],
-            "the gateway could not obtain credentials for the upstream"
+            "the gateway could not obtain credentials for the upstream (request id req-7)"
         );
     }
 

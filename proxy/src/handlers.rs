@@ -73,7 +73,7 @@ async fn proxy(
         Err(err) => {
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
-            err.error_response()
+            err.response_for(&request_id)
         }
     };
     if let Ok(value) = request_id.parse() {
