@@ -15,7 +15,6 @@ pub struct Recent {
     errors: Mutex<Ring>,
 }
 
-#[derive(Default)]
 struct Ring {
     entries: VecDeque<RecentEntry>,
     bytes: usize,
