@@ -29,6 +29,8 @@ pub enum ProxyError {
     MissingModel,
     #[error("model must be a string")]
     ModelNotString,
+    #[error("the request body has more than one '{0}' member; send it once")]
+    DuplicateParameter(&'static str),
     #[error("the model '{0}' does not exist or you do not have access to it")]
     ModelNotFound(String),
 
@@ -51,6 +53,9 @@ pub enum ProxyError {
     },
 }
 
+/// What a client is told when the gateway has no credential for the upstream.
+const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
+
 impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -61,6 +66,7 @@ impl ProxyError {
             ProxyError::InvalidJson(_) | ProxyError::BodyNotObject => "invalid_json",
             ProxyError::MissingModel => "missing_required_parameter",
             ProxyError::ModelNotString => "invalid_type",
+            ProxyError::DuplicateParameter(_) => "duplicate_parameter",
             ProxyError::ModelNotFound(_) => "model_not_found",
             ProxyError::UpstreamNotConfigured { .. } => "upstream_not_configured",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
@@ -71,14 +77,26 @@ impl ProxyError {
     }
 
     /// What the client is told: the message, except where it would carry internal detail. The
-    /// full message goes to the log line and the recent-requests entry of the request.
-    pub fn client_message(&self) -> String {
-        match self {
-            ProxyError::UpstreamAuthFailed { .. } => {
-                "the gateway could not obtain credentials for the upstream".into()
+    /// full message goes to the log line and the recent-requests entry of the request; there the
+    /// client's message names `request_id`, for the operator to find it.
+    pub fn client_message(&self, request_id: Option<&str>) -> String {
+        match (self, request_id) {
+            (ProxyError::UpstreamAuthFailed { .. }, Some(id)) => {
+                format!("{CREDENTIALS_FAILED} (request id {id})")
             }
-            other => other.to_string(),
+            (ProxyError::UpstreamAuthFailed { .. }, None) => CREDENTIALS_FAILED.into(),
+            (other, _) => other.to_string(),
         }
+    }
+
+    /// The answer to the request `request_id`.
+    pub fn response_for(&self, request_id: &str) -> HttpResponse {
+        self.response_with(&self.client_message(Some(request_id)))
+    }
+
+    fn response_with(&self, message: &str) -> HttpResponse {
+        OpenAiError::new(message, self.error_type(), self.param(), self.code())
+            .response(self.status_code())
     }
 
     fn error_type(&self) -> &'static str {
@@ -94,6 +112,7 @@ impl ProxyError {
             ProxyError::MissingModel
             | ProxyError::ModelNotString
             | ProxyError::ModelNotFound(_) => Some("model"),
+            ProxyError::DuplicateParameter(name) => Some(name),
             _ => None,
         }
     }
@@ -109,6 +128,7 @@ impl ProxyError {
             | ProxyError::BodyNotObject
             | ProxyError::MissingModel
             | ProxyError::ModelNotString
+            | ProxyError::DuplicateParameter(_)
             | ProxyError::ModelNotFound(_) => ErrorClass::BadRequest,
             ProxyError::UpstreamNotConfigured { .. } => ErrorClass::NotConfigured,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBroken { .. } => {
@@ -186,7 +206,8 @@ impl ResponseError for ProxyError {
             | ProxyError::InvalidJson(_)
             | ProxyError::BodyNotObject
             | ProxyError::MissingModel
-            | ProxyError::ModelNotString => StatusCode::BAD_REQUEST,
+            | ProxyError::ModelNotString
+            | ProxyError::DuplicateParameter(_) => StatusCode::BAD_REQUEST,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::UpstreamNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. }
@@ -197,9 +218,7 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let message = self.client_message();
-        OpenAiError::new(&message, self.error_type(), self.param(), self.code())
-            .response(self.status_code())
+        self.response_with(&self.client_message(None))
     }
 }
 
@@ -245,11 +264,16 @@ mod tests {
             cause: "AADSTS7000215: Invalid client secret provided".into(),
         };
         assert!(err.to_string().contains("AADSTS7000215"), "{err}");
-        let body = body_of(err);
+        let bytes = err
+            .response_for("req-7")
+            .into_body()
+            .try_into_bytes()
+            .expect("bytes");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
         assert_eq!(body["error"]["code"], "upstream_auth_failed");
         assert_eq!(
             body["error"]["message"],
-            "the gateway could not obtain credentials for the upstream"
+            "the gateway could not obtain credentials for the upstream (request id req-7)"
         );
     }
 

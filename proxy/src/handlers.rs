@@ -14,6 +14,7 @@ use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
 use crate::downstream::body as request_body;
+use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::{Relay, Watch};
 use crate::rewrite;
@@ -72,7 +73,7 @@ async fn proxy(
         Err(err) => {
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
-            err.error_response()
+            err.response_for(&request_id)
         }
     };
     if let Ok(value) = request_id.parse() {
@@ -254,6 +255,7 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
     } else {
         (StatusCode::NOT_FOUND, "unknown_url")
     };
-    let message = format!("Invalid URL ({} {})", req.method(), req.path());
+    let path = bounded(req.path(), MAX_ID_CHARS);
+    let message = format!("Invalid URL ({} {path})", req.method());
     OpenAiError::new(&message, "invalid_request_error", None, code).response(status)
 }

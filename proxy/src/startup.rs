@@ -25,6 +25,8 @@ use crate::upstream::credentials::CredentialRegistry;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.
 const RECENT_PER_RING: usize = 500;
+/// The memory each ring of recent requests may hold.
+const RECENT_BYTES_PER_RING: usize = 1 << 20;
 
 /// Pending connections the API listener queues. `TcpListener::bind` queues 128, which a burst
 /// of new clients overflows (their SYNs are dropped and retried a second later), and
@@ -87,7 +89,8 @@ impl Application {
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
         let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
-        let accounting = Accounting::new(stats, Recent::new(RECENT_PER_RING));
+        let accounting =
+            Accounting::new(stats, Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING));
         let image_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let images = Arc::new(
             ImageService::new(image_threads).context("starting the image worker threads")?,

@@ -1,12 +1,14 @@
 //! The one end-of-request hook: every request, however it ends, is counted in the statistics,
 //! added to the recent-requests record and logged once with its fields.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
+use crate::downstream::bounded::{MAX_MESSAGE_CHARS, bounded};
 use crate::ops::contract::{RecentEntry, RecentOutcome};
 use crate::process::clock::epoch_ms;
 use crate::relay::usage::Usage;
@@ -67,6 +69,11 @@ impl Accounting {
     /// Closes a request's books, taking what the record of recent requests keeps out of
     /// `record`. `error` is a message safe to show operators (no secrets).
     fn finish(&self, record: &mut RequestRecord, outcome: Outcome, error: Option<String>) {
+        // A message may quote the client's input; the log line and the entry keep a bounded part.
+        let error = error.map(|message| match bounded(&message, MAX_MESSAGE_CHARS) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(cut) => cut,
+        });
         let latency = record.started.elapsed();
         // Requests refused before a model was known count only in the totals.
         self.stats.record(

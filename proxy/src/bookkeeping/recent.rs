@@ -1,5 +1,7 @@
 //! A bounded record of recent requests. Errors are kept apart from successes so that a flood of
-//! successful traffic never evicts them. Holds no request or response content.
+//! successful traffic never evicts them. Each of the two rings holds at most a number of entries
+//! and a number of bytes (the entries' own size plus their text), whichever is reached first; the
+//! oldest entries go, the newest is always kept. Holds no request or response content.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -8,19 +10,33 @@ use crate::ops::contract::{RecentEntry, RecentOutcome, RecentQuery};
 
 pub struct Recent {
     capacity: usize,
-    ok: Mutex<VecDeque<RecentEntry>>,
-    errors: Mutex<VecDeque<RecentEntry>>,
+    byte_capacity: usize,
+    ok: Mutex<Ring>,
+    errors: Mutex<Ring>,
+}
+
+struct Ring {
+    entries: VecDeque<RecentEntry>,
+    bytes: usize,
 }
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
 impl Recent {
-    pub fn new(capacity_each: usize) -> Recent {
+    /// Rings of at most `capacity_each` entries and `byte_capacity_each` bytes each.
+    pub fn new(capacity_each: usize, byte_capacity_each: usize) -> Recent {
+        let ring = || {
+            Mutex::new(Ring {
+                entries: VecDeque::with_capacity(capacity_each),
+                bytes: 0,
+            })
+        };
         Recent {
             capacity: capacity_each,
-            ok: Mutex::new(VecDeque::with_capacity(capacity_each)),
-            errors: Mutex::new(VecDeque::with_capacity(capacity_each)),
+            byte_capacity: byte_capacity_each,
+            ok: ring(),
+            errors: ring(),
         }
     }
 
@@ -30,11 +46,18 @@ impl Recent {
         } else {
             &self.ok
         };
+        let size = size_of(&entry);
         let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() == self.capacity {
-            ring.pop_front();
+        while ring.entries.len() >= self.capacity.max(1)
+            || (!ring.entries.is_empty() && ring.bytes + size > self.byte_capacity)
+        {
+            let Some(oldest) = ring.entries.pop_front() else {
+                break;
+            };
+            ring.bytes -= size_of(&oldest);
         }
-        ring.push_back(entry);
+        ring.bytes += size;
+        ring.entries.push_back(entry);
     }
 
     /// Matching entries, newest first.
@@ -58,16 +81,43 @@ impl Recent {
         let mut out = Vec::new();
         if want_errors {
             let ring = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(ring.iter().rev().filter(matches).take(limit).cloned());
+            out.extend(
+                ring.entries
+                    .iter()
+                    .rev()
+                    .filter(matches)
+                    .take(limit)
+                    .cloned(),
+            );
         }
         if want_ok {
             let ring = self.ok.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(ring.iter().rev().filter(matches).take(limit).cloned());
+            out.extend(
+                ring.entries
+                    .iter()
+                    .rev()
+                    .filter(matches)
+                    .take(limit)
+                    .cloned(),
+            );
         }
         out.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
         out.truncate(limit);
         out
     }
+}
+
+/// The memory an entry holds: its own size and the text it owns.
+fn size_of(entry: &RecentEntry) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    std::mem::size_of::<RecentEntry>()
+        + entry.request_id.len()
+        + text(&entry.upstream_request_id)
+        + text(&entry.key_id)
+        + text(&entry.model)
+        + text(&entry.deployment)
+        + text(&entry.upstream)
+        + text(&entry.error)
 }
 
 #[cfg(test)]
@@ -100,7 +150,7 @@ mod tests {
 
     #[test]
     fn successes_never_evict_errors() {
-        let recent = Recent::new(3);
+        let recent = Recent::new(3, 1 << 20);
         recent.push(entry(1, RecentOutcome::Error, "m"));
         for t in 2..100 {
             recent.push(entry(t, RecentOutcome::Ok, "m"));
@@ -115,7 +165,7 @@ mod tests {
 
     #[test]
     fn filters_apply_and_newest_comes_first() {
-        let recent = Recent::new(10);
+        let recent = Recent::new(10, 1 << 20);
         recent.push(entry(1, RecentOutcome::Ok, "a"));
         recent.push(entry(2, RecentOutcome::Ok, "b"));
         recent.push(entry(3, RecentOutcome::Error, "a"));
@@ -139,5 +189,20 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(by_id.len(), 1);
+    }
+
+    #[test]
+    fn each_ring_holds_at_most_its_bytes() {
+        let cap = 10 * size_of(&entry(0, RecentOutcome::Error, "m"));
+        let recent = Recent::new(1000, cap);
+        for t in 0..100 {
+            let mut e = entry(t, RecentOutcome::Error, "m");
+            e.error = Some("x".repeat(t as usize * 10));
+            recent.push(e);
+        }
+        let ring = recent.errors.lock().expect("ring");
+        assert!(ring.bytes <= cap, "{} > {cap}", ring.bytes);
+        assert_eq!(ring.bytes, ring.entries.iter().map(size_of).sum::<usize>());
+        assert_eq!(ring.entries.back().map(|e| e.time_ms), Some(99));
     }
 }

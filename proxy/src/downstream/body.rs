@@ -1,5 +1,7 @@
 //! The downstream request body: read under the size limit and inspected once for `model`,
 //! `stream` and `stream_options`, with the byte ranges the rewrite needs. Never changes a byte.
+//! A body with one of these members twice is refused: the gateway would read one occurrence and
+//! an upstream parser might read the other.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -75,6 +77,9 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
                 ProxyError::InvalidJson(err.to_string())
             }
         })?;
+    if let Some(name) = found.duplicate {
+        return Err(ProxyError::DuplicateParameter(name));
+    }
 
     let (model_span, model_raw) = found.model.ok_or(ProxyError::MissingModel)?;
     let model: String = serde_json::from_str(model_raw).map_err(|_| ProxyError::ModelNotString)?;
@@ -146,6 +151,17 @@ struct Found<'a> {
     model: Option<(Range<usize>, &'a str)>,
     stream: Option<&'a str>,
     stream_options: Option<Range<usize>>,
+    /// The first member of interest seen twice.
+    duplicate: Option<&'static str>,
+}
+
+impl Found<'_> {
+    /// Notes a member of interest; `again` when it was already set.
+    fn seen(&mut self, name: &'static str, again: bool) {
+        if again && self.duplicate.is_none() {
+            self.duplicate = Some(name);
+        }
+    }
 }
 
 struct TopLevel {
@@ -172,14 +188,17 @@ impl<'de> Visitor<'de> for TopLevel {
             match key.as_ref() {
                 "model" => {
                     let raw: &'de RawValue = map.next_value()?;
+                    found.seen("model", found.model.is_some());
                     found.model = Some((self.span(raw), raw.get()));
                 }
                 "stream" => {
                     let raw: &'de RawValue = map.next_value()?;
+                    found.seen("stream", found.stream.is_some());
                     found.stream = Some(raw.get());
                 }
                 "stream_options" => {
                     let raw: &'de RawValue = map.next_value()?;
+                    found.seen("stream_options", found.stream_options.is_some());
                     found.stream_options = Some(self.span(raw));
                 }
                 _ => {
@@ -266,5 +285,24 @@ mod tests {
                 .expect("ok")
                 .stream
         );
+    }
+
+    #[test]
+    fn a_member_of_interest_sent_twice_is_refused() {
+        for (body, name) in [
+            (r#"{"model":"other","model":"allowed"}"#, "model"),
+            (r#"{"model":"m","mod\u0065l":"m"}"#, "model"),
+            (r#"{"model":"m","stream":false,"stream":true}"#, "stream"),
+            (
+                r#"{"model":"m","stream_options":{},"stream_options":{}}"#,
+                "stream_options",
+            ),
+        ] {
+            assert!(
+                matches!(inspect(body.as_bytes()), Err(ProxyError::DuplicateParameter(n)) if n == name),
+                "{body}"
+            );
+        }
+        assert!(inspect(br#"{"model":"m","messages":[{"model":"x"}]}"#).is_ok());
     }
 }

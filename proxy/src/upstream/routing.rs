@@ -1,9 +1,10 @@
 //! Model → upstream, deployment and URL: applies per-model route overrides, fills `{deployment}`
-//! (URL-encoded) and merges query strings. Pure: no I/O, no actix types.
+//! (URL-encoded) and merges query strings, never forwarding a client's credential parameter. Pure: no I/O, no actix types.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::config::{Config, RouteKey, RouteOverride};
+use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::ProxyError;
 
 /// Characters kept as they are in a path segment (RFC 3986 unreserved).
@@ -30,7 +31,7 @@ pub fn resolve(
 ) -> Result<Target, ProxyError> {
     let model = config
         .model(model_id)
-        .ok_or_else(|| ProxyError::ModelNotFound(model_id.to_string()))?;
+        .ok_or_else(|| ProxyError::ModelNotFound(bounded(model_id, MAX_ID_CHARS).into_owned()))?;
     let upstream = &config.upstreams[model.upstream];
     if upstream.placeholder {
         return Err(ProxyError::UpstreamNotConfigured {
@@ -53,34 +54,44 @@ pub fn resolve(
     })
 }
 
-/// Appends the client's query parameters to the route's, the route's own values winning.
+/// Client query parameters that are credentials: never forwarded, the gateway sends its own.
+const CLIENT_CREDENTIAL_PARAMS: [&str; 3] = ["api-key", "subscription-key", "code"];
+
+/// Appends the client's query parameters to the route's. Parameter names compare decoded and in
+/// any case: the route's own parameters win, the client's credentials are dropped, and
+/// `api-version` appears at most once (the route's, else the client's first).
 fn merge_query(path: &str, client_query: &str) -> String {
     if client_query.is_empty() {
         return path.to_string();
     }
     let (base, route_query) = path.split_once('?').unwrap_or((path, ""));
-    let route_names: Vec<&str> = route_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split('=').next().unwrap_or(p))
-        .collect();
-    let extra: Vec<&str> = client_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| !route_names.contains(&p.split('=').next().unwrap_or(p)))
-        .collect();
+    let mut parts: Vec<&str> = route_query.split('&').filter(|p| !p.is_empty()).collect();
+    let mut taken: Vec<String> = parts.iter().map(|p| param_name(p)).collect();
+    for pair in client_query.split('&').filter(|p| !p.is_empty()) {
+        let name = param_name(pair);
+        if CLIENT_CREDENTIAL_PARAMS.contains(&name.as_str()) || taken.contains(&name) {
+            continue;
+        }
+        if name == "api-version" {
+            taken.push(name);
+        }
+        parts.push(pair);
+    }
     let mut out = String::with_capacity(path.len() + client_query.len() + 1);
     out.push_str(base);
-    let parts: Vec<&str> = route_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .chain(extra)
-        .collect();
     if !parts.is_empty() {
         out.push('?');
         out.push_str(&parts.join("&"));
     }
     out
+}
+
+/// A query parameter's name as a server reads it: percent-decoded, lowercase.
+fn param_name(pair: &str) -> String {
+    let raw = pair.split('=').next().unwrap_or(pair);
+    percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]
@@ -156,6 +167,31 @@ mod tests {
         );
         let t = resolve(&c, "m", RouteKey::Responses, "foo=bar").expect("target");
         assert!(t.url.ends_with("/openai/v1/responses?foo=bar"), "{}", t.url);
+    }
+
+    #[test]
+    fn client_credentials_never_go_upstream_and_api_version_is_set_once() {
+        let c = config(json!([{"id": "m", "upstream": "a"}]));
+        let query = "api-key=sk&API-VERSION=evil&Api%2DVersion=evil&Subscription-Key=s&CODE=c&api%2Dkey=k&trace=1";
+        let t = resolve(&c, "m", RouteKey::ChatCompletions, query).expect("target");
+        assert!(
+            t.url
+                .ends_with("/chat/completions?api-version=2024-10-21&trace=1"),
+            "{}",
+            t.url
+        );
+        let t = resolve(
+            &c,
+            "m",
+            RouteKey::Responses,
+            "api-version=preview&Api-Version=evil&api-key=sk",
+        )
+        .expect("target");
+        assert!(
+            t.url.ends_with("/openai/v1/responses?api-version=preview"),
+            "{}",
+            t.url
+        );
     }
 
     #[test]

@@ -124,6 +124,37 @@ async fn malformed_json_is_400_saying_where() {
 }
 
 #[actix_web::test]
+async fn a_body_with_model_or_stream_twice_is_400_and_never_forwarded() {
+    let app = spawn_app().await;
+    for (body, param) in [
+        (
+            r#"{"model":"gpt-image-1","model":"gpt-5-mini","messages":[]}"#,
+            "model",
+        ),
+        (
+            r#"{"model":"gpt-5-mini","stream":false,"messages":[],"stream":true}"#,
+            "stream",
+        ),
+    ] {
+        let response = app
+            .http
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let (status, error) = error_of(response).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(error["code"], "duplicate_parameter");
+        assert_eq!(error["param"], param);
+        assert_eq!(error["type"], "invalid_request_error");
+    }
+    assert_eq!(app.fake.request_count(), 0);
+}
+
+#[actix_web::test]
 async fn body_over_the_limit_is_413_while_reading() {
     let app = spawn_app_with(Default::default(), |_| {}, &[("BODY_LIMIT", "4096")]).await;
     let big = json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": "x".repeat(10_000)}]});

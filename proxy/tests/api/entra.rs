@@ -162,7 +162,10 @@ async fn a_wrong_client_secret_is_a_clear_502_without_the_secret() {
     let (status, error) = chat_traced(&running, "auth-trace-1").await;
     assert_eq!(status, 502);
     assert_eq!(error["code"], "upstream_auth_failed");
-    assert_eq!(error["message"], CREDENTIALS_FAILED);
+    assert_eq!(
+        error["message"],
+        format!("{CREDENTIALS_FAILED} (request id auth-trace-1)")
+    );
     assert_eq!(s.fake.request_count(), 0);
 
     // The operator finds the whole cause in the request's log line.
@@ -248,7 +251,10 @@ async fn the_default_chain_reports_why_each_credential_was_skipped() {
     );
     let (status, error) = chat_traced(&running, "chain-trace-1").await;
     assert_eq!(status, 502);
-    assert_eq!(error["message"], CREDENTIALS_FAILED);
+    assert_eq!(
+        error["message"],
+        format!("{CREDENTIALS_FAILED} (request id chain-trace-1)")
+    );
     let cause = logged_error(&running, "chain-trace-1");
     for link in [
         "environment client secret",
@@ -342,7 +348,11 @@ async fn the_token_service_down_is_a_502_then_recovers_without_a_restart() {
     let (status, error) = error_of(chat(&http, &running, "gpt-5-mini").await).await;
     assert_eq!(status, 502);
     assert_eq!(error["code"], "upstream_auth_failed");
-    assert_eq!(error["message"], CREDENTIALS_FAILED);
+    let message = error["message"].as_str().expect("message");
+    assert!(
+        message.starts_with(&format!("{CREDENTIALS_FAILED} (request id ")),
+        "{message}"
+    );
     s.entra.set_down(false);
     eventually(
         "requests to succeed once the token service is back",

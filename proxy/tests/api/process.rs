@@ -12,6 +12,8 @@ use crate::helpers::*;
 pub struct Running {
     pub child: Child,
     pub port: u16,
+    /// The ops listener, `http://ip:port`.
+    pub ops: String,
     pub lines: std::sync::mpsc::Receiver<String>,
 }
 
@@ -59,7 +61,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
             }
         }
     });
-    let port = loop {
+    let (port, ops) = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
             .expect("a start-up log line");
@@ -67,10 +69,17 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
             panic!("log line is not JSON: {line}");
         };
         if json["message"] == "proxy listening" {
-            break json["port"].as_u64().expect("port") as u16;
+            let port = json["port"].as_u64().expect("port") as u16;
+            let ops = json["ops"].as_str().expect("ops address");
+            break (port, format!("http://{ops}"));
         }
     };
-    Running { child, port, lines }
+    Running {
+        child,
+        port,
+        ops,
+        lines,
+    }
 }
 
 #[actix_web::test]
@@ -165,6 +174,49 @@ async fn a_retry_is_logged_with_the_request_id() {
             .expect("a log line for the retry");
     assert_eq!(retry_line["request_id"], "retry-trace-1");
     assert_eq!(retry_line["status"], 429);
+}
+
+#[actix_web::test]
+async fn a_megabyte_model_id_is_bounded_in_the_answer_the_log_line_and_recent_requests() {
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    write_json(&config_path, &base_config(&fake));
+    let running = start_binary(&config_path);
+    let long_model = "m".repeat(1 << 20);
+    let mut body = chat_body(false);
+    body["model"] = Value::from(long_model.as_str());
+
+    let response = reqwest::Client::new()
+        .post(running.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("x-request-id", "long-model-1")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 404);
+    assert_eq!(error["code"], "model_not_found");
+    let message = error["message"].as_str().expect("message");
+    assert!(message.len() < 1024, "{} bytes", message.len());
+    assert!(message.contains("…(truncated)"), "{message}");
+
+    let line = std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
+        .find(|line| line.contains("long-model-1"))
+        .expect("the request's log line");
+    assert!(line.len() < 4096, "log line of {} bytes", line.len());
+    assert!(line.contains("…(truncated)"), "{line}");
+
+    let recent: Value = reqwest::get(format!("{}/requests?request_id=long-model-1", running.ops))
+        .await
+        .expect("ops request")
+        .json()
+        .await
+        .expect("ops json");
+    let entry = recent["data"][0].to_string();
+    assert!(entry.len() < 4096, "recent entry of {} bytes", entry.len());
+    assert!(entry.contains("…(truncated)"), "{entry}");
 }
 
 #[actix_web::test]

@@ -110,6 +110,27 @@ async fn deployment_in_a_path_template_is_url_encoded_and_query_strings_kept() {
 }
 
 #[actix_web::test]
+async fn client_credentials_in_the_query_are_dropped_and_api_version_is_the_routes_once() {
+    let app = spawn_app().await;
+    let query =
+        "api-key=sk-client&API-VERSION=evil&api-version=1&Subscription-Key=s&code=c&trace=1";
+    let response = app
+        .post(
+            &format!("/v1/chat/completions?{query}"),
+            &json!({"model": "legacy-model", "messages": []}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let received = &app.fake.requests()[0];
+    assert_eq!(
+        received.query.as_deref(),
+        Some("api-version=2024-10-21&trace=1")
+    );
+}
+
+#[actix_web::test]
 async fn a_model_route_override_changes_only_the_url() {
     let app = spawn_app().await;
     let sent = json!({"model": "via-responses", "input": "hi"});
