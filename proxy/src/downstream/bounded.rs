@@ -12,7 +12,7 @@ pub const TRUNCATED: &str = "…(truncated)";
 pub const MAX_ID_CHARS: usize = 256;
 
 /// The most characters kept of an error message that is logged and kept in recent requests.
-pub const MAX_MESSAGE_CHARS: usize = 1024;
+pub const MAX_MESSAGE_CHARS: usize = 4096;
 
 /// `text` when it has at most `max_chars` characters, else its first `max_chars` characters
 /// followed by [`TRUNCATED`].
