@@ -975,17 +975,15 @@ mod tests {
     }
 
     #[test]
-    fn a_png_whose_metadata_chunks_are_past_the_budget_is_kept_quickly() {
+    fn a_png_whose_metadata_chunks_are_past_the_budget_is_kept_as_it_came() {
         let png = png_bytes(&DynamicImage::ImageRgb8(noisy_rgb(1000, 800)));
         // A 1 GiB profile in a 6.8 MB chunk: the chunk alone is past the budget.
         let input = with_iccp(&png, (1 << 30) / 258);
-        let started = std::time::Instant::now();
         let result = compress(
             &input,
             &settings(ImageFormat::Jpeg, 500),
             &Limits::default(),
         );
         assert!(matches!(result, Err(Kept::TooLarge)), "{result:?}");
-        eprintln!("kept after {:?}", started.elapsed());
     }
 }
