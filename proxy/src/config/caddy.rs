@@ -46,7 +46,9 @@ impl fmt::Display for DomainName {
     }
 }
 
-/// A plain address `local@domain` with no spaces, quotes, braces or other Caddyfile syntax.
+/// A plain address `local@domain` with no spaces, quotes, braces or other Caddyfile syntax: the
+/// Caddyfile lexer reads a token that starts with `#` as a comment and one that starts with a
+/// backtick as quoted, so the local part starts with neither.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EmailAddress(String);
 
@@ -98,7 +100,7 @@ pub(super) fn parse(check: &mut Checker, c: &RawCaddy) -> Option<Caddy> {
         if email.is_none() {
             check.fail(
                 "server.caddy.email",
-                "must be an e-mail address such as ops@example.com",
+                "must be an e-mail address such as ops@example.com, not starting with \"#\" or \"`\"",
             );
         }
         email
@@ -158,6 +160,7 @@ fn is_email(s: &str) -> bool {
     };
     !local.is_empty()
         && local.len() <= 64
+        && !local.starts_with(['#', '`'])
         && local
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`|~.".contains(&b))
@@ -263,7 +266,15 @@ mod tests {
 
     #[test]
     fn plain_addresses_parse() {
-        for address in ["ops@example.com", "a.b+tag@mail.example.co", "x@b.co"] {
+        for address in [
+            "ops@example.com",
+            "a.b+tag@mail.example.co",
+            "x@b.co",
+            "a#b@example.com",
+            "a`b@example.com",
+            "'ops'@example.com",
+            "$ops@example.com",
+        ] {
             assert_eq!(
                 EmailAddress::parse(address).map(|e| e.to_string()),
                 Some(address.into())
@@ -284,6 +295,11 @@ mod tests {
             "\"ops\"@example.com",
             "o ps@example.com",
             "ops@{env.X}.com",
+            "#ops@example.com",
+            "`ops@example.com",
+            "`ops`@example.com",
+            "ops\\@example.com",
+            "<<ops@example.com",
             &long_local,
         ] {
             assert_eq!(EmailAddress::parse(address), None, "{address:?}");

@@ -27,8 +27,12 @@ pub struct Limits {
     pub max_side: u32,
     /// Most pixels accepted (width × height of the source).
     pub max_pixels: u64,
-    /// Most bytes a PNG or GIF decoder may allocate at once.
+    /// Most bytes a GIF decoder may allocate at once.
     pub max_alloc: u64,
+    /// Most bytes a PNG decoder may hold besides the pixels: the chunks around them (EXIF,
+    /// text) and the inflated ICC profile. A profile that does not fit is dropped; other chunks
+    /// that do not fit leave the image as it came.
+    pub max_png_metadata: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             max_side: 16_384,
             max_pixels: 50_000_000,
             max_alloc: 256 * 1024 * 1024,
+            max_png_metadata: 8 * 1024 * 1024,
         }
     }
 }
@@ -426,7 +431,15 @@ fn image_error(err: ImageError) -> Kept {
 fn decode_png(input: &[u8], limits: &Limits) -> Result<Decoded, Kept> {
     guarded(
         || {
-            let mut decoder = PngDecoder::with_limits(Cursor::new(input), limits.for_image_crate())
+            // The png crate inflates an iCCP profile up to the whole allocation limit it is
+            // given before it drops one that is too large, so it gets only the metadata budget;
+            // the image crate keeps its own limits, set after.
+            let mut metadata_limits = limits.for_image_crate();
+            metadata_limits.max_alloc = Some(limits.max_png_metadata);
+            let mut decoder = PngDecoder::with_limits(Cursor::new(input), metadata_limits)
+                .map_err(image_error)?;
+            decoder
+                .set_limits(limits.for_image_crate())
                 .map_err(image_error)?;
             let (width, height) = decoder.dimensions();
             limits.check(width, height)?;
@@ -894,5 +907,83 @@ mod tests {
         )
         .expect("compressed");
         assert!(matches!(decoded(&out.bytes), DynamicImage::ImageLuma8(_)));
+    }
+
+    /// A zlib stream that inflates to `1 + 258 * copies` zero bytes, built without compressing
+    /// them: one fixed-Huffman block of a literal zero and copies of 258 bytes at distance 1.
+    fn zeros_zlib(copies: usize) -> Vec<u8> {
+        let mut out = vec![0x78, 0x01];
+        let (mut acc, mut bits) = (0u64, 0u32);
+        let mut push = |value: u32, n: u32| {
+            acc |= u64::from(value) << bits;
+            bits += n;
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
+            }
+        };
+        // Huffman codes go most significant bit first into the least-significant-first stream.
+        let huffman = |code: u32, n: u32| code.reverse_bits() >> (32 - n);
+        push(0b011, 3); // final block, fixed codes
+        push(huffman(0b0011_0000, 8), 8); // literal 0
+        for _ in 0..copies {
+            push(huffman(0b1100_0101, 8), 13); // length 258, then distance code 0 (distance 1)
+        }
+        push(0, 7 + 7); // end of block, then padding to a byte
+        let len = 1 + 258 * copies as u64;
+        let adler = ((len % 65521) << 16) | 1;
+        out.extend_from_slice(&(adler as u32).to_be_bytes());
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let table: Vec<u32> = (0..256u32)
+            .map(|n| (0..8).fold(n, |c, _| (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg())))
+            .collect();
+        !bytes.iter().fold(!0u32, |c, &b| {
+            table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8)
+        })
+    }
+
+    /// `png` with an iCCP chunk after its header whose profile inflates to `1 + 258 * copies`
+    /// bytes.
+    fn with_iccp(png: &[u8], copies: usize) -> Vec<u8> {
+        let mut chunk = b"iCCPicc\0\0".to_vec(); // type, profile name, compression method
+        chunk.extend(zeros_zlib(copies));
+        let len = u32::try_from(chunk.len() - 4).expect("chunk length");
+        let crc = crc32(&chunk);
+        let header_end = 8 + 25;
+        let mut out = png[..header_end].to_vec();
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend(chunk);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out.extend_from_slice(&png[header_end..]);
+        out
+    }
+
+    #[test]
+    fn a_png_icc_profile_is_inflated_only_within_the_metadata_budget() {
+        let png = png_bytes(&DynamicImage::ImageRgb8(noisy_rgb(300, 200)));
+        let limits = Limits::default();
+        let kept = decode_png(&with_iccp(&png, 10), &limits).expect("decodes");
+        assert_eq!(kept.icc.map(|icc| icc.len()), Some(1 + 258 * 10));
+        // 64 MiB: well within the allocation limit, far past the metadata budget.
+        let dropped = decode_png(&with_iccp(&png, (64 << 20) / 258), &limits).expect("decodes");
+        assert!(dropped.icc.is_none());
+        assert_eq!(dropped.source_size, (300, 200));
+    }
+
+    #[test]
+    fn a_png_whose_metadata_chunks_are_past_the_budget_is_kept_as_it_came() {
+        let png = png_bytes(&DynamicImage::ImageRgb8(noisy_rgb(1000, 800)));
+        // A 1 GiB profile in a 6.8 MB chunk: the chunk alone is past the budget.
+        let input = with_iccp(&png, (1 << 30) / 258);
+        let result = compress(
+            &input,
+            &settings(ImageFormat::Jpeg, 500),
+            &Limits::default(),
+        );
+        assert!(matches!(result, Err(Kept::TooLarge)), "{result:?}");
     }
 }
