@@ -4,7 +4,6 @@
 //! half-written file. Blocking: call from a blocking pool.
 
 use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +14,7 @@ use proxy::config::{self, Config, ConfigError, ConfigIssue};
 use proxy::process::atomic_file::write_atomically;
 use proxy::process::clock::epoch_ms;
 use proxy::process::digest::sha256_hex;
+use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
 
 use crate::errors::AdminError;
 use crate::masking::unmask;
@@ -72,7 +72,8 @@ pub struct OnDisk {
 #[derive(Debug, Clone)]
 pub enum Content {
     Missing,
-    /// Not JSON, or a value of the wrong type: only the problem is known.
+    /// Not JSON, a value of the wrong type, or not a regular file of at most
+    /// `CONFIG_FILE_LIMIT` bytes: only the problem is known.
     Unparseable(ConfigIssue),
     Parsed {
         raw: Box<RawConfig>,
@@ -184,9 +185,9 @@ impl ConfigStore {
 
     /// Reads and validates the file as it is now.
     pub fn read(&self) -> anyhow::Result<OnDisk> {
-        let bytes = match fs::read(&self.path) {
+        let bytes = match read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
             Ok(bytes) => bytes,
-            Err(err) if err.kind() == ErrorKind::NotFound => {
+            Err(FileError::Missing) => {
                 return Ok(OnDisk {
                     etag: ABSENT_ETAG.into(),
                     sha256: None,
@@ -194,8 +195,19 @@ impl ConfigStore {
                     content: Content::Missing,
                 });
             }
+            // A FIFO, a device, a directory, an oversized or unreadable file: reported like a
+            // file that is not JSON; a save (with this ETag) replaces it.
             Err(err) => {
-                return Err(err).with_context(|| format!("reading {}", self.path.display()));
+                let message = err.to_string();
+                return Ok(OnDisk {
+                    etag: etag_of(message.as_bytes()),
+                    sha256: None,
+                    modified_ms: None,
+                    content: Content::Unparseable(ConfigIssue {
+                        path: "(file)".into(),
+                        message,
+                    }),
+                });
             }
         };
         let modified_ms = fs::metadata(&self.path)
@@ -304,6 +316,16 @@ impl ConfigStore {
         let (raw, mut issues) = next(&current)?;
         let raw = normalize(raw);
         let bytes = serialize(&raw).map_err(AdminError::internal("serializing the config"))?;
+        if bytes.len() > CONFIG_FILE_LIMIT {
+            issues.push(ConfigIssue {
+                path: "(file)".into(),
+                message: format!(
+                    "the config would be {} bytes as written, over the limit of {CONFIG_FILE_LIMIT} bytes",
+                    bytes.len()
+                ),
+            });
+            return Err(AdminError::InvalidConfig(issues));
+        }
         let validated = match config::load(&bytes) {
             Ok(validated) if issues.is_empty() => validated,
             Ok(_) => return Err(AdminError::InvalidConfig(issues)),
@@ -323,7 +345,7 @@ impl ConfigStore {
                 changed: false,
             });
         }
-        if let Ok(previous) = fs::read(&self.path) {
+        if let Ok(previous) = read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
             write_atomically(&self.backup_path, &previous)
                 .map_err(AdminError::internal("writing config.json.bak"))?;
         }
@@ -453,6 +475,54 @@ mod tests {
         fs::write(&path, "{ not json").expect("write");
         let store = ConfigStore::open(path).expect("opens");
         assert_eq!(*store.credentials(), AdminCredentials::Locked);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_or_a_fifo_in_place_of_the_file_is_reported_and_locks_the_login() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink");
+        let store = ConfigStore::open(path.clone()).expect("opens");
+        assert_eq!(*store.credentials(), AdminCredentials::Locked);
+        let on_disk = store.read().expect("read");
+        assert_eq!(
+            on_disk.issues()[0].message,
+            "the file is a device, not a regular file"
+        );
+
+        fs::remove_file(&path).expect("remove");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        let on_disk = store.read().expect("read");
+        assert_eq!(
+            on_disk.issues()[0].message,
+            "the file is a FIFO, not a regular file"
+        );
+        store
+            .save(raw_of(json!({})), Some(&on_disk.etag))
+            .expect("a save replaces it");
+        assert!(fs::metadata(&path).expect("meta").is_file());
+    }
+
+    #[test]
+    fn an_oversized_file_is_reported_and_an_oversized_save_is_refused() {
+        let (_dir, store) = store_with(&json!({"notes": "x".repeat(CONFIG_FILE_LIMIT)}));
+        assert_eq!(
+            store.read().expect("read").issues()[0].message,
+            format!("the file is larger than the limit of {CONFIG_FILE_LIMIT} bytes")
+        );
+        let result = store.save(
+            raw_of(json!({"notes": "y".repeat(CONFIG_FILE_LIMIT)})),
+            None,
+        );
+        let Err(AdminError::InvalidConfig(issues)) = result else {
+            panic!("expected a refusal, got {result:?}");
+        };
+        assert_eq!(issues[0].path, "(file)");
     }
 
     #[test]

@@ -25,8 +25,9 @@ use body::BodyLimit;
 
 pub use body::Body;
 
-/// Largest request body accepted, a config document included.
-pub const CONFIG_BODY_LIMIT: usize = 1024 * 1024;
+/// Largest request body accepted, a config document included: the largest config.json either
+/// binary reads.
+pub const CONFIG_BODY_LIMIT: usize = proxy::process::regular_file::CONFIG_FILE_LIMIT;
 /// Largest endpoint-tester request (image inputs included).
 pub const TESTER_BODY_LIMIT: usize = 16 * 1024 * 1024;
 

@@ -1,6 +1,8 @@
 //! Hot reload of config.json: file events on its directory (debounced; atomic renames and
 //! in-place writes alike) plus a content-hash poll for mounts that deliver no events (SMB).
 //! A valid file swaps the snapshot; an invalid one is refused and the last good config serves.
+//! The file is read only when it is a regular file (a symlink's target included) of at most
+//! `CONFIG_FILE_LIMIT` bytes; anything else is refused like an invalid file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,16 +12,17 @@ use crate::process::digest::sha256_hex;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigIssue};
 use crate::ops::contract::RejectedConfig;
 use crate::process::clock::now_ms;
+use crate::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
 use crate::snapshot::{Shared, Snapshot};
 
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Reads and validates the config file (blocking I/O and parsing: call off the reactor).
 pub fn read_config(path: &Path) -> anyhow::Result<(Config, String)> {
-    let bytes = std::fs::read(path)?;
+    let bytes = read_regular_file(path, CONFIG_FILE_LIMIT)?;
     let hash = sha256_hex(&bytes);
     let config = config::load(&bytes)?;
     Ok((config, hash))
@@ -125,11 +128,15 @@ fn is_read_only(kind: &notify::EventKind) -> bool {
 /// Applies the file when its content differs from what was last applied or rejected.
 pub async fn reload_if_changed(path: &Path, shared: &Shared) {
     let path_buf = path.to_path_buf();
-    let Ok(read) = tokio::task::spawn_blocking(move || std::fs::read(&path_buf)).await else {
-        return;
-    };
+    let read =
+        tokio::task::spawn_blocking(move || read_regular_file(&path_buf, CONFIG_FILE_LIMIT)).await;
+    let Ok(read) = read else { return };
     let bytes = match read {
         Ok(bytes) => bytes,
+        Err(err @ (FileError::NotRegular(_) | FileError::TooLarge { .. })) => {
+            refuse_unreadable(path, shared, &err);
+            return;
+        }
         Err(err) => {
             // Between an unlink and a rename the file may be briefly missing.
             tracing::debug!(error = %err, "config file not readable");
@@ -173,4 +180,27 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
             });
         }
     }
+}
+
+/// Reports a file that could not be read as a config (once per distinct problem); the previous
+/// config keeps serving. Such a refusal has no content hash.
+fn refuse_unreadable(path: &Path, shared: &Shared, err: &FileError) {
+    let issues = vec![ConfigIssue {
+        path: "(file)".into(),
+        message: err.to_string(),
+    }];
+    let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
+    if status
+        .rejected
+        .as_ref()
+        .is_some_and(|r| r.sha256.is_empty() && r.issues == issues)
+    {
+        return;
+    }
+    tracing::error!(error = %err, path = %path.display(), "config file refused; the previous config keeps serving");
+    status.rejected = Some(RejectedConfig {
+        at_ms: now_ms(),
+        sha256: String::new(),
+        issues,
+    });
 }

@@ -106,3 +106,58 @@ async fn polling_alone_picks_up_a_change() {
     write_json(&app.config_path, &config);
     wait_for_model(&app, "polled").await;
 }
+
+async fn rejected_message(app: &TestApp) -> String {
+    let status = app.ops_json("/status").await;
+    status["config"]["rejected"]["issues"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn wait_for_rejection(app: &TestApp, fragment: &str) {
+    let what = format!("a refusal saying \"{fragment}\"");
+    eventually(&what, Duration::from_secs(5), || async {
+        rejected_message(app).await.contains(fragment)
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[actix_web::test]
+async fn a_device_a_fifo_or_an_oversized_file_is_refused_and_a_later_edit_still_applies() {
+    let app = spawn_app().await;
+    let path = app.config_path.clone();
+
+    std::fs::remove_file(&path).expect("remove");
+    std::os::unix::fs::symlink("/dev/zero", &path).expect("symlink");
+    wait_for_rejection(&app, "the file is a device, not a regular file").await;
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+
+    std::fs::remove_file(&path).expect("remove");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    wait_for_rejection(&app, "the file is a FIFO, not a regular file").await;
+
+    std::fs::remove_file(&path).expect("remove");
+    let mut large = base_config(&app.fake);
+    large["notes"] = json!("x".repeat(2 * 1024 * 1024));
+    std::fs::write(&path, serde_json::to_vec(&large).expect("json")).expect("write");
+    wait_for_rejection(&app, "larger than the limit of 1048576 bytes").await;
+    let status = app.ops_json("/status").await;
+    assert_eq!(status["config"]["rejected"]["sha256"], "");
+    assert_eq!(status["config"]["generation"], 1);
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+
+    let mut config = base_config(&app.fake);
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "after", "upstream": "fake"}));
+    write_json(&path, &config);
+    wait_for_model(&app, "after").await;
+    assert!(app.ops_json("/status").await["config"]["rejected"].is_null());
+}
