@@ -216,6 +216,8 @@ mod tests {
             models: 1,
             upstreams: 1,
             client_keys: 1,
+            body_bytes_in_flight: 0,
+            body_memory_limit: 1,
         }
     }
 

@@ -2,7 +2,10 @@
 //! the downstream client (4xx), or the upstream and its credential (5xx).
 //! Messages never carry a secret, a token or an upstream URL.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -21,6 +24,14 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error(
+        "the request body arrived too slowly: send it without pauses over {}s and at {min_rate} bytes/s or faster",
+        read_timeout.as_secs()
+    )]
+    BodyTimeout {
+        read_timeout: Duration,
+        min_rate: u64,
+    },
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
     #[error("request body must be a JSON object")]
@@ -33,6 +44,10 @@ pub enum ProxyError {
     DuplicateParameter(&'static str),
     #[error("the model '{0}' does not exist or you do not have access to it")]
     ModelNotFound(String),
+
+    // The gateway.
+    #[error("the gateway is holding too many request bodies right now; retry shortly")]
+    ServerBusy,
 
     // Upstream.
     #[error(
@@ -53,6 +68,10 @@ pub enum ProxyError {
     },
 }
 
+/// When a client refused with `server_busy` is told to retry: request bodies leave memory as
+/// soon as they have gone upstream.
+const BUSY_RETRY_AFTER_SECS: u32 = 1;
+
 /// What a client is told when the gateway has no credential for the upstream.
 const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
 
@@ -63,6 +82,8 @@ impl ProxyError {
             ProxyError::DisabledClientKey => "api_key_disabled",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BodyRead(_) => "invalid_body",
+            ProxyError::BodyTimeout { .. } => "request_timeout",
+            ProxyError::ServerBusy => "server_busy",
             ProxyError::InvalidJson(_) | ProxyError::BodyNotObject => "invalid_json",
             ProxyError::MissingModel => "missing_required_parameter",
             ProxyError::ModelNotString => "invalid_type",
@@ -95,8 +116,14 @@ impl ProxyError {
     }
 
     fn response_with(&self, message: &str) -> HttpResponse {
-        OpenAiError::new(message, self.error_type(), self.param(), self.code())
-            .response(self.status_code())
+        let mut response = OpenAiError::new(message, self.error_type(), self.param(), self.code())
+            .response(self.status_code());
+        if let ProxyError::ServerBusy = self {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
+        }
+        response
     }
 
     fn error_type(&self) -> &'static str {
@@ -124,12 +151,14 @@ impl ProxyError {
             | ProxyError::DisabledClientKey => ErrorClass::Unauthorized,
             ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
+            | ProxyError::BodyTimeout { .. }
             | ProxyError::InvalidJson(_)
             | ProxyError::BodyNotObject
             | ProxyError::MissingModel
             | ProxyError::ModelNotString
             | ProxyError::DuplicateParameter(_)
             | ProxyError::ModelNotFound(_) => ErrorClass::BadRequest,
+            ProxyError::ServerBusy => ErrorClass::Busy,
             ProxyError::UpstreamNotConfigured { .. } => ErrorClass::NotConfigured,
             ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamBroken { .. } => {
                 ErrorClass::Unreachable
@@ -208,7 +237,9 @@ impl ResponseError for ProxyError {
             | ProxyError::MissingModel
             | ProxyError::ModelNotString
             | ProxyError::DuplicateParameter(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. }
             | ProxyError::UpstreamBroken { .. }

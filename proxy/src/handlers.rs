@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
-use crate::downstream::body as request_body;
+use crate::downstream::body::{self as request_body, BodyRules};
+use crate::downstream::body_budget::BodyBudget;
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::{Relay, Watch};
@@ -28,7 +29,9 @@ pub struct AppState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
     pub images: Arc<ImageService>,
-    pub body_limit: usize,
+    pub body_rules: BodyRules,
+    /// The memory all request bodies being read or sent upstream may hold at once.
+    pub body_budget: Arc<BodyBudget>,
 }
 
 pub async fn chat_completions(
@@ -58,7 +61,7 @@ pub async fn images_generations(
 async fn proxy(
     route: RouteKey,
     req: HttpRequest,
-    payload: web::Payload,
+    mut payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let request_id = headers::request_id(req.headers());
@@ -67,13 +70,19 @@ async fn proxy(
         state.accounting.clone(),
         RequestRecord::new(request_id.clone(), route),
     );
-    let result = forward(&req, payload, &state, &snapshot, &mut open).await;
+    let result = forward(&req, &mut payload, &state, &snapshot, &mut open).await;
     let mut response = match result {
         Ok((exchange, speaks)) => respond(exchange, speaks, &snapshot, open),
         Err(err) => {
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
-            err.response_for(&request_id)
+            let response = err.response_for(&request_id);
+            if let ProxyError::BodyTimeout { .. } = err {
+                // The rest of a body that came too slowly is not worth waiting for.
+                request_body::closing_connection(response, payload)
+            } else {
+                response
+            }
         }
     };
     if let Ok(value) = request_id.parse() {
@@ -85,7 +94,7 @@ async fn proxy(
 /// Authenticates, reads and rewrites the body, resolves the target and sends upstream.
 async fn forward(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: &mut web::Payload,
     state: &AppState,
     snapshot: &Snapshot,
     open: &mut OpenRequest,
@@ -98,7 +107,14 @@ async fn forward(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let body = request_body::read_limited(payload, content_length, state.body_limit).await?;
+    // Held until the body has gone upstream: the exchange below drops it before returning.
+    let (body, _reservation) = request_body::read_limited(
+        payload,
+        content_length,
+        &state.body_rules,
+        &state.body_budget,
+    )
+    .await?;
     let inspected = request_body::inspect_off_reactor(&body).await?;
     record.stream = inspected.stream;
 

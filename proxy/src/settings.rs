@@ -4,9 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::downstream::body::BodyRules;
 use crate::process::env::{Env, data_dir_of};
 
 pub const DEFAULT_BODY_LIMIT: usize = 52_428_800;
+/// The bodies of this many uploads of the default limit fit in memory at once.
+pub const DEFAULT_BODY_MEMORY_LIMIT: usize = 8 * DEFAULT_BODY_LIMIT;
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// 64 KiB/s: a 50 MiB body may take some 13 minutes.
+const DEFAULT_BODY_MIN_RATE: u64 = 65_536;
 /// Polling faster than this would re-read config.json for nothing.
 const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 
@@ -16,6 +22,12 @@ pub struct Settings {
     /// Where runtime files (stats.json) go; by default the config file's directory.
     pub data_dir: PathBuf,
     pub body_limit: usize,
+    /// The longest pause in a request body, and the grace before `body_min_rate` applies.
+    pub body_read_timeout: Duration,
+    /// Bytes per second a request body must average after `body_read_timeout`; 0 for none.
+    pub body_min_rate: u64,
+    /// The bytes all request bodies in memory may hold at once; at least `body_limit`.
+    pub body_memory_limit: usize,
     /// `host:port` overriding `server.host`/`server.port`.
     pub listen: Option<String>,
     /// `host:port` overriding `server.ops.host`/`server.ops.port`.
@@ -36,6 +48,9 @@ impl Settings {
             data_dir: data_dir_of(&config_path),
             config_path,
             body_limit: DEFAULT_BODY_LIMIT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
+            body_memory_limit: DEFAULT_BODY_MEMORY_LIMIT,
             listen: None,
             ops_listen: None,
             config_poll: Duration::from_secs(2),
@@ -57,6 +72,20 @@ impl Settings {
         if let Some(limit) = env.parse("BODY_LIMIT", "a number of bytes")? {
             settings.body_limit = limit;
         }
+        if let Some(secs) = env.number_in("BODY_READ_TIMEOUT_SECS", 1..=3600)? {
+            settings.body_read_timeout = Duration::from_secs(secs);
+        }
+        if let Some(rate) = env.parse("BODY_MIN_RATE", "a number of bytes per second")? {
+            settings.body_min_rate = rate;
+        }
+        match env.parse::<usize>("BODY_MEMORY_LIMIT", "a number of bytes")? {
+            Some(memory) if memory < settings.body_limit => anyhow::bail!(
+                "BODY_MEMORY_LIMIT must be at least BODY_LIMIT ({} bytes), got {memory}",
+                settings.body_limit
+            ),
+            Some(memory) => settings.body_memory_limit = memory,
+            None => settings.body_memory_limit = DEFAULT_BODY_MEMORY_LIMIT.max(settings.body_limit),
+        }
         settings.listen = env.text("PROXY_LISTEN");
         settings.ops_listen = env.text("PROXY_OPS_LISTEN");
         if let Some(poll) = env.millis("CONFIG_POLL_MS", MIN_CONFIG_POLL)? {
@@ -70,6 +99,14 @@ impl Settings {
         }
         settings.workers = env.number_in("PROXY_WORKERS", 1..=512)?;
         Ok(settings)
+    }
+
+    pub fn body_rules(&self) -> BodyRules {
+        BodyRules {
+            limit: self.body_limit,
+            read_timeout: self.body_read_timeout,
+            min_rate: self.body_min_rate,
+        }
     }
 
     pub fn stats_path(&self) -> PathBuf {
@@ -94,6 +131,21 @@ mod tests {
         assert_eq!(settings.body_limit, 1024);
         assert!(!settings.config_events);
         assert_eq!(settings.workers, Some(3));
+    }
+
+    #[test]
+    fn the_body_memory_limit_holds_at_least_one_body() {
+        let big_body = Env::from_pairs(&[("BODY_LIMIT", "500000000")]);
+        let settings = Settings::read(&big_body).expect("valid settings");
+        assert_eq!(settings.body_memory_limit, 500_000_000);
+
+        let env = Env::from_pairs(&[("BODY_LIMIT", "1000"), ("BODY_MEMORY_LIMIT", "999")]);
+        let err = Settings::read(&env).expect_err("below the body limit");
+        assert!(
+            err.to_string()
+                .starts_with("BODY_MEMORY_LIMIT must be at least BODY_LIMIT"),
+            "{err}"
+        );
     }
 
     #[test]

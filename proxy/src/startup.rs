@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
+use crate::downstream::body_budget::BodyBudget;
 use crate::handlers::{self, AppState};
 use crate::ops::contract::ConfigStatus;
 use crate::ops::metrics::Metrics;
@@ -99,11 +100,13 @@ impl Application {
         let api_listener = bind_with_backlog(&listen, API_BACKLOG)
             .with_context(|| format!("binding the API listener on {listen}"))?;
         let port = api_listener.local_addr()?.port();
+        let body_budget = BodyBudget::new(settings.body_memory_limit);
         let state = web::Data::new(AppState {
             shared: shared.clone(),
             accounting: accounting.clone(),
             images: images.clone(),
-            body_limit: settings.body_limit,
+            body_rules: settings.body_rules(),
+            body_budget: body_budget.clone(),
         });
         let mut api = HttpServer::new(move || {
             App::new()
@@ -142,6 +145,7 @@ impl Application {
             shared: shared.clone(),
             accounting: accounting.clone(),
             images,
+            body_budget,
             started: Instant::now(),
         });
         let ops = HttpServer::new(move || {

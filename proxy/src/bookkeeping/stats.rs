@@ -36,6 +36,8 @@ pub enum ErrorClass {
     Timeout,
     UpstreamAuth,
     StreamInterrupted,
+    /// Refused because the gateway was at a capacity limit (request bodies in memory).
+    Busy,
 }
 
 impl ErrorClass {
@@ -50,6 +52,7 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::UpstreamAuth => "upstream_auth",
             ErrorClass::StreamInterrupted => "stream_interrupted",
+            ErrorClass::Busy => "busy",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The downstream request body: read under the size limit and inspected once for `model`,
+//! The downstream request body: read under the size limit, a minimum rate and the memory
+//! budget shared by all requests (`body_budget`), and inspected once for `model`,
 //! `stream` and `stream_options`, with the byte ranges the rewrite needs. Never changes a byte.
 //! A body with one of these members twice is refused: the gateway would read one occurrence and
 //! an upstream parser might read the other.
@@ -6,33 +7,123 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use actix_web::web;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::{HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::downstream::body_budget::{BodyBudget, Reservation};
 use crate::errors::ProxyError;
 
-/// Reads the whole request body, failing as soon as it passes `limit` bytes.
+/// How a request body must arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyRules {
+    /// The most bytes a body may have (`BODY_LIMIT`).
+    pub limit: usize,
+    /// The longest pause between bytes, and the grace before `min_rate` applies
+    /// (`BODY_READ_TIMEOUT_SECS`).
+    pub read_timeout: Duration,
+    /// Bytes per second the body must average once `read_timeout` has passed; 0 for no minimum
+    /// (`BODY_MIN_RATE`).
+    pub min_rate: u64,
+}
+
+impl BodyRules {
+    /// When the next bytes must have arrived, `received` bytes into a body started at `started`:
+    /// within `read_timeout` of now, and no later than `read_timeout` plus the time `received`
+    /// bytes take at `min_rate` after the start.
+    fn deadline(&self, started: Instant, received: usize) -> Instant {
+        let next = Instant::now() + self.read_timeout;
+        if self.min_rate == 0 {
+            return next;
+        }
+        let earned = Duration::try_from_secs_f64(received as f64 / self.min_rate as f64)
+            .unwrap_or(Duration::MAX);
+        started
+            .checked_add(self.read_timeout.saturating_add(earned))
+            .map_or(next, |by_rate| next.min(by_rate))
+    }
+}
+
+/// Reads the whole request body, failing as soon as it passes the limit, arrives too slowly,
+/// or would take the bodies held in memory over `budget`. The returned reservation holds the
+/// body's bytes against the budget until it is dropped.
 pub async fn read_limited(
-    mut payload: web::Payload,
+    payload: &mut web::Payload,
     content_length: Option<usize>,
-    limit: usize,
-) -> Result<Bytes, ProxyError> {
+    rules: &BodyRules,
+    budget: &Arc<BodyBudget>,
+) -> Result<(Bytes, Reservation), ProxyError> {
+    let limit = rules.limit;
     if content_length.is_some_and(|len| len > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
+    let mut reservation = budget.reservation();
+    if !reservation.grow_to(content_length.unwrap_or(0)) {
+        return Err(ProxyError::ServerBusy);
+    }
+    let started = Instant::now();
     let mut body = BytesMut::with_capacity(content_length.unwrap_or(8 * 1024).min(limit));
-    while let Some(chunk) = payload.next().await {
+    loop {
+        let deadline = rules.deadline(started, body.len());
+        let next = tokio::time::timeout_at(deadline.into(), payload.next())
+            .await
+            .map_err(|_| ProxyError::BodyTimeout {
+                read_timeout: rules.read_timeout,
+                min_rate: rules.min_rate,
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|err| ProxyError::BodyRead(err.to_string()))?;
-        if body.len() + chunk.len() > limit {
+        let total = body.len() + chunk.len();
+        if total > limit {
             return Err(ProxyError::BodyTooLarge { limit });
+        }
+        // Within a declared length this is no atomic operation at all.
+        if !reservation.grow_to(total) {
+            return Err(ProxyError::ServerBusy);
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(body.freeze())
+    Ok((body.freeze(), reservation))
+}
+
+/// `response` sent with the connection closed after it, the rest of the request body unread.
+/// Keeping `payload` alive until the response is sent is what tells the server the body was
+/// not read; dropped, a chunked body would be drained to its end, however slowly it comes.
+pub fn closing_connection(response: HttpResponse, payload: web::Payload) -> HttpResponse {
+    response.map_body(|_, body| {
+        BoxBody::new(WithUnreadPayload {
+            body,
+            _payload: payload,
+        })
+    })
+}
+
+struct WithUnreadPayload {
+    body: BoxBody,
+    _payload: web::Payload,
+}
+
+impl MessageBody for WithUnreadPayload {
+    type Error = <BoxBody as MessageBody>::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_next(cx)
+    }
 }
 
 /// What the gateway needs to know about a request body, with byte ranges for splicing.

@@ -1,7 +1,9 @@
 //! Accepting a request from the client: its key, checked before the body is read, and its body,
-//! read under the size limit and inspected once. What the gateway repeats of the client's input
+//! read under the size limit, a minimum rate and the memory budget of all bodies, and inspected
+//! once. What the gateway repeats of the client's input
 //! is bounded (`bounded`).
 
 pub mod body;
+pub mod body_budget;
 pub mod bounded;
 pub mod client_keys;

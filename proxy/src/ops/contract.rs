@@ -23,6 +23,10 @@ pub struct Status {
     pub models: usize,
     pub upstreams: usize,
     pub client_keys: usize,
+    /// Bytes of request bodies held in memory right now (being read or sent upstream).
+    pub body_bytes_in_flight: u64,
+    /// The most they may hold at once (`BODY_MEMORY_LIMIT`).
+    pub body_memory_limit: u64,
 }
 
 /// What the proxy reports about its config file.

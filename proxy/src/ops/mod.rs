@@ -11,6 +11,7 @@ use std::time::Instant;
 use actix_web::{HttpResponse, web};
 
 use crate::bookkeeping::accounting::Accounting;
+use crate::downstream::body_budget::BodyBudget;
 use crate::rewrite::images::ImageService;
 use crate::snapshot::Shared;
 use contract::{OpsStats, Readiness, RecentPage, RecentQuery, Status};
@@ -20,6 +21,7 @@ pub struct OpsState {
     pub shared: Arc<Shared>,
     pub accounting: Arc<Accounting>,
     pub images: Arc<ImageService>,
+    pub body_budget: Arc<BodyBudget>,
     pub metrics: Metrics,
     pub started: Instant,
 }
@@ -66,6 +68,8 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
         models: snapshot.config.models.len(),
         upstreams: snapshot.config.upstreams.len(),
         client_keys: snapshot.config.client_keys.len(),
+        body_bytes_in_flight: state.body_budget.in_flight() as u64,
+        body_memory_limit: state.body_budget.limit() as u64,
     })
 }
 

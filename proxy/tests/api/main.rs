@@ -14,3 +14,4 @@ mod rewriting;
 mod stats;
 mod streaming;
 mod timeouts;
+mod uploads;
