@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// A photo-like frame: smooth gradients with grain, which JPEG compresses the way it does photos.
-fn photo(width: u32, height: u32) -> RgbImage {
+pub(crate) fn photo(width: u32, height: u32) -> RgbImage {
     let mut state = 0x9E37_79B9_u32;
     RgbImage::from_fn(width, height, |x, y| {
         state ^= state << 13;
@@ -29,7 +29,7 @@ fn photo(width: u32, height: u32) -> RgbImage {
     })
 }
 
-fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+pub(crate) fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .write_image(
