@@ -38,6 +38,7 @@ fn settings() -> ImageCompression {
     ImageCompression {
         enabled: true,
         max_size: 1600,
+        min_bytes: 32 * 1024,
         quality: 0.85,
         format: ImageFormat::Jpeg,
     }

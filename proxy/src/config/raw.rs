@@ -127,6 +127,7 @@ impl Default for RawCaddyTransport {
 pub struct RawImageCompression {
     pub enabled: bool,
     pub max_size: u64,
+    pub min_bytes: u64,
     pub quality: f64,
     pub format: String,
     #[serde(flatten)]
@@ -138,6 +139,7 @@ impl Default for RawImageCompression {
         Self {
             enabled: true,
             max_size: 1600,
+            min_bytes: 32 * 1024,
             quality: 0.85,
             format: "jpeg".into(),
             extra: Extra::new(),

@@ -125,6 +125,7 @@ mod tests {
         let compression = ImageCompression {
             enabled: true,
             max_size: 64,
+            min_bytes: 32 * 1024,
             quality: 0.85,
             format: crate::config::ImageFormat::Jpeg,
         };

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// A photo-like frame: smooth gradients with grain, which JPEG compresses the way it does photos.
-fn photo(width: u32, height: u32) -> RgbImage {
+pub(crate) fn photo(width: u32, height: u32) -> RgbImage {
     let mut state = 0x9E37_79B9_u32;
     RgbImage::from_fn(width, height, |x, y| {
         state ^= state << 13;
@@ -29,7 +29,7 @@ fn photo(width: u32, height: u32) -> RgbImage {
     })
 }
 
-fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
+pub(crate) fn jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
         .write_image(
@@ -241,12 +241,29 @@ async fn a_webp_in_image_base64_becomes_raw_base64_jpeg() {
 }
 
 #[actix_web::test]
+async fn a_small_jpeg_that_needs_no_resize_reaches_upstream_as_it_came() {
+    let small = jpeg(&photo(64, 64), 40);
+    assert!(small.len() < 32 * 1024);
+    let url = data_url("image/jpeg", &small);
+    let app = spawn_app().await;
+    let sent = send(&app, "/v1/chat/completions", &chat_with_image(&url)).await;
+    let received = received_body(&app, 0);
+    let json: Value = serde_json::from_str(&received).expect("json upstream");
+    assert_eq!(json["messages"][0]["content"][1]["image_url"]["url"], url);
+    assert_eq!(received, with_deployment(&sent, "dep-mini"));
+    let stats = image_stats(&app, |i| i["seen"] == 1).await;
+    assert_eq!(stats["skipped"]["small"], 1);
+    assert_eq!(stats["bytes_before"], stats["bytes_after"]);
+}
+
+#[actix_web::test]
 async fn a_tiny_image_that_would_grow_stays_byte_for_byte() {
     let tiny = encoded(
         &DynamicImage::ImageRgb8(RgbImage::from_pixel(6, 6, Rgb([250, 20, 20]))),
         image::ImageFormat::Png,
     );
-    let app = spawn_app().await;
+    let app =
+        spawn_app_with_config(|c| c["server"]["imageCompression"] = json!({"minBytes": 0})).await;
     let body = json!({"model": "gpt-5-mini", "input": [{"role": "user", "content": [
         {"type": "input_text", "text": "colour?"},
         {"type": "input_image", "image_url": data_url("image/png", &tiny)}

@@ -293,3 +293,50 @@ async fn a_client_that_stops_reading_does_not_grow_the_proxy_memory() {
     );
     drop(client);
 }
+
+#[actix_web::test]
+async fn the_idle_proxy_gives_image_memory_back() {
+    use base64::Engine as _;
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    write_json(&config_path, &base_config(&fake));
+    let running = start_binary(&config_path);
+    let pid = running.child.id();
+    let idle = rss_kb(pid);
+
+    let http = reqwest::Client::new();
+    let photo = crate::images::jpeg(&crate::images::photo(3000, 2000), 95);
+    let url = format!(
+        "data:image/jpeg;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&photo)
+    );
+    let body = serde_json::json!({"model": "gpt-5-mini", "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": url}}
+    ]}]});
+    let mut peak = 0;
+    let sends = (0..4).map(|_| {
+        http.post(running.url("/v1/chat/completions"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    });
+    for response in futures_util::future::join_all(sends).await {
+        assert_eq!(response.expect("request").status(), 200);
+        peak = peak.max(rss_kb(pid));
+    }
+    // The image workers' buffers and heaps (about 75 MiB over idle after these images) go
+    // back once the workers have been idle for ten seconds; what stays is the request path's.
+    let bound = idle + 32 * 1024;
+    let released = test_support::wait_until(
+        "the idle proxy's memory to shrink",
+        Duration::from_secs(40),
+        || async { rss_kb(pid) < bound },
+    )
+    .await;
+    assert!(
+        released.is_ok(),
+        "RSS {} kB after images, {idle} kB idle before (peak {peak} kB)",
+        rss_kb(pid)
+    );
+}

@@ -81,6 +81,8 @@ pub struct Compressed {
 /// Why an image is forwarded exactly as it came.
 #[derive(Debug, thiserror::Error)]
 pub enum Kept {
+    #[error("the image is under minBytes and needs no resize")]
+    Small,
     #[error("the re-encoded image was not smaller than the original")]
     NotSmaller,
     #[error("animated images are forwarded as they are")]
@@ -97,7 +99,9 @@ pub enum Kept {
     EncodeFailed(String),
 }
 
-/// Re-encodes `input` per `target`, within `limits`.
+/// Re-encodes `input` per `target`, within `limits`. An image under `target.min_bytes` whose
+/// header says it fits `target.max_size` is kept from its header alone, without decoding: a
+/// second generation of loss is not worth the few bytes it would save.
 pub fn compress(
     input: &[u8],
     target: &ImageCompression,
@@ -108,6 +112,11 @@ pub fn compress(
         ImageFormat::Jpeg => target.max_size,
         ImageFormat::Webp => target.max_size.min(WEBP_MAX_SIDE),
     };
+    if input.len() < target.min_bytes
+        && sniff::dimensions(input, source).is_some_and(|(w, h)| w.max(h) <= max_side)
+    {
+        return Err(Kept::Small);
+    }
     let decoded = match source {
         SourceFormat::Jpeg => decode_jpeg(input, max_side, limits)?,
         SourceFormat::Png => decode_png(input, limits)?,
@@ -638,6 +647,7 @@ mod tests {
         ImageCompression {
             enabled: true,
             max_size,
+            min_bytes: 0,
             quality: 0.85,
             format,
         }
@@ -709,6 +719,26 @@ mod tests {
         assert_eq!(jpeg_scale(3000, 1600), 8);
         assert_eq!(jpeg_scale(1600, 1600), 8);
         assert_eq!(jpeg_scale(3200, 1600), 4);
+    }
+
+    #[test]
+    fn a_small_image_that_fits_max_size_is_kept_from_its_header() {
+        let input = jpeg_bytes(&noisy_rgb(64, 64), 40);
+        let small = |min_bytes: usize, max_size: u32| {
+            let target = ImageCompression {
+                min_bytes,
+                ..settings(ImageFormat::Jpeg, max_size)
+            };
+            matches!(
+                compress(&input, &target, &Limits::default()),
+                Err(Kept::Small)
+            )
+        };
+        assert!(small(input.len() + 1, 1600));
+        assert!(small(input.len() + 1, 64));
+        assert!(!small(input.len(), 1600), "not under minBytes");
+        assert!(!small(input.len() + 1, 63), "needs a resize");
+        assert!(!small(0, 1600), "0 turns the rule off");
     }
 
     #[test]

@@ -380,6 +380,7 @@ fn process(
 
 fn skip_reason(kept: &Kept) -> SkipReason {
     match kept {
+        Kept::Small => SkipReason::Small,
         Kept::NotSmaller => SkipReason::NotSmaller,
         Kept::Animated => SkipReason::Animated,
         Kept::Transparent => SkipReason::Transparent,
@@ -445,6 +446,7 @@ pub(crate) mod tests {
         ImageCompression {
             enabled: true,
             max_size: 64,
+            min_bytes: 0,
             quality: 0.85,
             format: ImageFormat::Jpeg,
         }

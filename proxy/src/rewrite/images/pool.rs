@@ -1,13 +1,23 @@
 //! A fixed set of threads for CPU-heavy image work, fed through a bounded queue. Never runs a
 //! job on an async worker and never blocks the caller: a full queue is reported, not waited on.
+//!
+//! A worker keeps buffers between images (its scratch pixels, its resizer, its allocator heap),
+//! which is what makes steady work fast and what an idle process should not hold on to. So a
+//! worker that has had no job for [`IDLE_RELEASE`] since its last one hands its place to a fresh
+//! thread and ends: its thread-locals are dropped and the allocator takes back the thread's heap.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// How long a worker that has run a job waits for the next one before it is renewed.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(10);
 
 /// The queue is full (or the pool is gone): the caller should do without the work.
 #[derive(Debug, thiserror::Error)]
@@ -17,25 +27,56 @@ pub struct Busy;
 pub struct WorkerPool {
     queue: SyncSender<Job>,
     threads: usize,
+    #[cfg(test)]
+    renewed: Arc<AtomicU64>,
+}
+
+/// What every worker thread shares.
+struct Shared {
+    jobs: Mutex<Receiver<Job>>,
+    idle_release: Duration,
+    renewed: Arc<AtomicU64>,
 }
 
 impl WorkerPool {
     /// Starts `threads` workers (at least one) sharing a queue of `capacity` waiting jobs.
     pub fn new(threads: usize, capacity: usize) -> std::io::Result<WorkerPool> {
+        WorkerPool::with_idle_release(threads, capacity, IDLE_RELEASE)
+    }
+
+    /// [`WorkerPool::new`] whose workers are renewed after `idle_release` without a job.
+    pub fn with_idle_release(
+        threads: usize,
+        capacity: usize,
+        idle_release: Duration,
+    ) -> std::io::Result<WorkerPool> {
         let threads = threads.max(1);
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(capacity);
-        let jobs = Arc::new(Mutex::new(jobs));
+        let renewed = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(jobs),
+            idle_release,
+            renewed: renewed.clone(),
+        });
         for index in 0..threads {
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("image-worker-{index}"))
-                .spawn(move || work(&jobs))?;
+            spawn_worker(index, shared.clone())?;
         }
-        Ok(WorkerPool { queue, threads })
+        Ok(WorkerPool {
+            queue,
+            threads,
+            #[cfg(test)]
+            renewed,
+        })
     }
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// How many times an idle worker has handed its place to a fresh thread.
+    #[cfg(test)]
+    pub fn renewed(&self) -> u64 {
+        self.renewed.load(Ordering::Relaxed)
     }
 
     /// Queues `job`; its result arrives on the returned receiver. A job whose receiver was
@@ -60,16 +101,56 @@ impl WorkerPool {
     }
 }
 
+fn spawn_worker(index: usize, shared: Arc<Shared>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("image-worker-{index}"))
+        .spawn(move || work(index, shared))
+        .map(drop)
+}
+
 /// A worker's loop: one job at a time until the pool is dropped. A panicking job is contained
-/// so that the worker lives on.
-fn work(jobs: &Mutex<Receiver<Job>>) {
+/// so that the worker lives on. A fresh worker waits for its first job without a time limit;
+/// one that has worked is renewed once it has been idle for `idle_release`, timed from its last
+/// job (not from when it got the queue, so that workers queued behind each other on the lock
+/// are all renewed at about the same time).
+fn work(index: usize, shared: Arc<Shared>) {
+    let mut last_job: Option<Instant> = None;
     loop {
-        let next = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(job) = next else {
-            return;
+        let next = {
+            let jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            match last_job {
+                None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(last) => {
+                    let left = shared.idle_release.saturating_sub(last.elapsed());
+                    if left.is_zero() {
+                        Err(RecvTimeoutError::Timeout)
+                    } else {
+                        jobs.recv_timeout(left)
+                    }
+                }
+            }
         };
-        if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
-            tracing::error!("an image job panicked; the image is forwarded unchanged");
+        match next {
+            Ok(job) => {
+                if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("an image job panicked; the image is forwarded unchanged");
+                }
+                last_job = Some(Instant::now());
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                match spawn_worker(index, shared.clone()) {
+                    Ok(()) => {
+                        shared.renewed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    // No fresh thread to be had: this one carries on.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "an idle image worker could not be renewed");
+                        last_job = None;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -145,6 +226,58 @@ mod tests {
         release_tx.send(()).expect("release");
         running.await.expect("done");
         waiting.await.expect("done");
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_worker_is_renewed_and_its_thread_locals_dropped() {
+        thread_local! {
+            static SCRATCH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+        }
+        let pool = WorkerPool::with_idle_release(1, 4, Duration::from_millis(50)).expect("pool");
+        let first = pool
+            .submit(|| {
+                SCRATCH.set(7);
+                std::thread::current().id()
+            })
+            .expect("queued")
+            .await
+            .expect("ran");
+        test_support::eventually("the idle worker's renewal", Duration::from_secs(10), || {
+            std::future::ready(pool.renewed() == 1)
+        })
+        .await;
+        let (second, scratch, name) = pool
+            .submit(|| {
+                let current = std::thread::current();
+                (
+                    current.id(),
+                    SCRATCH.get(),
+                    current.name().map(str::to_string),
+                )
+            })
+            .expect("queued")
+            .await
+            .expect("ran");
+        assert_ne!(first, second, "a fresh thread");
+        assert_eq!(scratch, 0, "the old thread's locals are gone");
+        assert_eq!(name.as_deref(), Some("image-worker-0"));
+    }
+
+    #[actix_rt::test]
+    async fn a_busy_worker_is_not_renewed() {
+        let pool = WorkerPool::with_idle_release(1, 4, Duration::from_secs(60)).expect("pool");
+        let ids = [
+            pool.submit(|| std::thread::current().id())
+                .expect("queued")
+                .await
+                .expect("ran"),
+            pool.submit(|| std::thread::current().id())
+                .expect("queued")
+                .await
+                .expect("ran"),
+        ];
+        assert_eq!(ids[0], ids[1]);
+        assert_eq!(pool.renewed(), 0);
     }
 
     #[actix_rt::test]

@@ -1,5 +1,6 @@
-//! What an encoded image is, read from its first bytes and container structure: format and
-//! whether a GIF holds more than one frame. Never decodes pixels and never allocates.
+//! What an encoded image is, read from its first bytes and container structure: format, stored
+//! dimensions and whether a GIF holds more than one frame. Never decodes pixels and never
+//! allocates.
 
 /// The formats the compressor can decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,75 @@ pub fn source_format(bytes: &[u8]) -> Option<SourceFormat> {
         Some(SourceFormat::Webp)
     } else {
         None
+    }
+}
+
+/// The stored width and height of an image of `format`, read from its header (the JPEG frame
+/// header, PNG `IHDR`, GIF logical screen, WebP `VP8 `/`VP8L`/`VP8X` chunk). `None` when the
+/// header is missing or malformed.
+pub fn dimensions(bytes: &[u8], format: SourceFormat) -> Option<(u32, u32)> {
+    let be16 = |at: usize| {
+        Some(u32::from(u16::from_be_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+        ])))
+    };
+    let le16 = |at: usize| {
+        Some(u32::from(u16::from_le_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+        ])))
+    };
+    let le24 = |at: usize| {
+        Some(u32::from_le_bytes([
+            *bytes.get(at)?,
+            *bytes.get(at + 1)?,
+            *bytes.get(at + 2)?,
+            0,
+        ]))
+    };
+    let be32 = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    match format {
+        SourceFormat::Png => (bytes.get(12..16)? == b"IHDR").then_some((be32(16)?, be32(20)?)),
+        SourceFormat::Gif => Some((le16(6)?, le16(8)?)),
+        SourceFormat::Webp => match bytes.get(12..16)? {
+            // Key frame: 3-byte frame tag, start code 9D 01 2A, then 14-bit width and height.
+            b"VP8 " => (bytes.get(23..26)? == [0x9D, 0x01, 0x2A])
+                .then_some((le16(26)? & 0x3FFF, le16(28)? & 0x3FFF)),
+            // Signature 0x2F, then width - 1 and height - 1 in 14 bits each, little-endian.
+            b"VP8L" => {
+                if *bytes.get(20)? != 0x2F {
+                    return None;
+                }
+                let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
+                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+            }
+            // Flags and reserved (4 bytes), then canvas width - 1 and height - 1 in 24 bits.
+            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
+            _ => None,
+        },
+        SourceFormat::Jpeg => {
+            let mut at = 2;
+            loop {
+                if *bytes.get(at)? != 0xFF {
+                    return None;
+                }
+                let marker = *bytes.get(at + 1)?;
+                match marker {
+                    // Fill byte before a marker.
+                    0xFF => at += 1,
+                    // Markers without a segment.
+                    0x01 | 0xD0..=0xD7 => at += 2,
+                    // Start of frame (not DHT, JPG, DAC): length, precision, height, width.
+                    0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                        return Some((be16(at + 7)?, be16(at + 5)?));
+                    }
+                    // Start of scan or end of image before any frame header.
+                    0xDA | 0xD9 => return None,
+                    _ => at += 2 + usize::try_from(be16(at + 2)?).ok()?,
+                }
+            }
+        }
     }
 }
 
@@ -113,6 +183,59 @@ mod tests {
         assert_eq!(source_format(b"BM\x00\x00"), None);
         assert_eq!(source_format(b"<svg"), None);
         assert_eq!(source_format(b""), None);
+    }
+
+    fn encoded(format: image::ImageFormat, width: u32, height: u32, alpha: bool) -> Vec<u8> {
+        let image = if alpha {
+            image::DynamicImage::ImageRgba8(image::RgbaImage::new(width, height))
+        } else {
+            image::DynamicImage::ImageRgb8(image::RgbImage::new(width, height))
+        };
+        let mut out = Vec::new();
+        image
+            .write_to(&mut std::io::Cursor::new(&mut out), format)
+            .expect("encode");
+        out
+    }
+
+    #[test]
+    fn dimensions_are_read_from_each_header() {
+        for (format, sniffed) in [
+            (image::ImageFormat::Png, SourceFormat::Png),
+            (image::ImageFormat::Jpeg, SourceFormat::Jpeg),
+            (image::ImageFormat::Gif, SourceFormat::Gif),
+            (image::ImageFormat::WebP, SourceFormat::Webp),
+        ] {
+            let alpha = format != image::ImageFormat::Jpeg;
+            let bytes = encoded(format, 300, 17, alpha);
+            assert_eq!(source_format(&bytes), Some(sniffed));
+            assert_eq!(dimensions(&bytes, sniffed), Some((300, 17)), "{format:?}");
+        }
+        let lossy = webp::Encoder::from_rgb(&[90; 40 * 3 * 9], 40, 9)
+            .encode(50.0)
+            .to_vec();
+        assert_eq!(&lossy[12..16], b"VP8 ");
+        assert_eq!(dimensions(&lossy, SourceFormat::Webp), Some((40, 9)));
+        let extended = webp::Encoder::from_rgba(&[90; 40 * 4 * 9], 40, 9)
+            .encode(50.0)
+            .to_vec();
+        assert_eq!(&extended[12..16], b"VP8X");
+        assert_eq!(dimensions(&extended, SourceFormat::Webp), Some((40, 9)));
+    }
+
+    #[test]
+    fn a_truncated_header_has_no_dimensions() {
+        for format in [image::ImageFormat::Png, image::ImageFormat::Jpeg] {
+            let bytes = encoded(format, 30, 20, false);
+            let sniffed = source_format(&bytes).expect("format");
+            for cut in 0..12 {
+                assert_eq!(dimensions(&bytes[..cut], sniffed), None);
+            }
+        }
+        assert_eq!(
+            dimensions(b"\xFF\xD8\xFF\xDA\x00\x02", SourceFormat::Jpeg),
+            None
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::process::clock::now_ms;
 /// Why an image was forwarded as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
+    /// Under `minBytes` and within `maxSize`: nothing to gain worth a second generation of loss.
+    Small,
     /// Re-encoding did not make it smaller.
     NotSmaller,
     Animated,
@@ -36,7 +38,8 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 10] = [
+        SkipReason::Small,
         SkipReason::NotSmaller,
         SkipReason::Animated,
         SkipReason::Transparent,
@@ -50,6 +53,7 @@ impl SkipReason {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            SkipReason::Small => "small",
             SkipReason::NotSmaller => "not_smaller",
             SkipReason::Animated => "animated",
             SkipReason::Transparent => "transparent",
