@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use proxy::config::raw::RawConfig;
 use proxy::config::{self, Config, ConfigError, ConfigIssue};
-use proxy::process::atomic_file::write_atomically;
+use proxy::process::atomic_file::{remove_stale_temporaries, write_atomically};
 use proxy::process::clock::epoch_ms;
 use proxy::process::digest::sha256_hex;
 use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
@@ -141,7 +141,8 @@ pub fn etag_of(bytes: &[u8]) -> String {
 }
 
 impl ConfigStore {
-    /// Opens the store and reads the file once.
+    /// Opens the store and reads the file once. Temporary files of saves that a kill
+    /// interrupted (they may hold every secret) are removed first.
     pub fn open(path: PathBuf) -> anyhow::Result<ConfigStore> {
         let file_name = path
             .file_name()
@@ -149,6 +150,8 @@ impl ConfigStore {
             .to_string_lossy()
             .into_owned();
         let backup_path = path.with_file_name(format!("{file_name}.bak"));
+        remove_stale_temporaries(&path);
+        remove_stale_temporaries(&backup_path);
         let defaults = config::validate(RawConfig::default())
             .map_err(|e| anyhow::anyhow!("the default config is invalid: {e}"))?;
         let store = ConfigStore {
@@ -523,6 +526,24 @@ mod tests {
             panic!("expected a refusal, got {result:?}");
         };
         assert_eq!(issues[0].path, "(file)");
+    }
+
+    #[test]
+    fn opening_removes_the_temporary_files_of_interrupted_saves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        fs::write(&path, "{}").expect("write");
+        let stale = [
+            dir.path().join(".config.json.77.3.tmp"),
+            dir.path().join(".config.json.bak.77.2.tmp"),
+        ];
+        for file in &stale {
+            fs::write(file, "{\"secret\": true}").expect("write");
+        }
+        ConfigStore::open(path).expect("opens");
+        for file in &stale {
+            assert!(!file.exists(), "{} was kept", file.display());
+        }
     }
 
     #[test]
