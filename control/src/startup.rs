@@ -222,6 +222,9 @@ fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
         credentials if credentials.is_default_password() => tracing::warn!(
             "the admin password is still the default \"admin\": change server.adminAuth.password"
         ),
+        AdminCredentials::NoConfig => tracing::error!(
+            "config.json does not exist: the admin login is closed until the file is created by hand"
+        ),
         AdminCredentials::Basic { .. } => {}
     }
     let on_disk = store.read()?;

@@ -34,6 +34,9 @@ pub enum AdminCredentials {
     /// config.json exists but cannot be read as a config: nobody can log in until it is
     /// fixed by hand, so a damaged file never falls back to a default password.
     Locked,
+    /// config.json did not exist when control started: nobody can log in until one is
+    /// created by hand, so a missing file never opens the default password.
+    NoConfig,
 }
 
 impl AdminCredentials {
@@ -164,7 +167,9 @@ impl ConfigStore {
         };
         let on_disk = store.read()?;
         match &on_disk.content {
-            Content::Missing => {}
+            Content::Missing => store
+                .credentials
+                .store(Arc::new(AdminCredentials::NoConfig)),
             Content::Unparseable(_) => store.credentials.store(Arc::new(AdminCredentials::Locked)),
             Content::Parsed { raw, validated } => {
                 store
@@ -246,6 +251,11 @@ impl ConfigStore {
     pub fn refresh(&self) -> anyhow::Result<bool> {
         let on_disk = self.read()?;
         let Some(config) = on_disk.valid() else {
+            if **self.credentials.load() == AdminCredentials::NoConfig
+                && !matches!(on_disk.content, Content::Missing)
+            {
+                self.credentials.store(Arc::new(AdminCredentials::Locked));
+            }
             return Ok(false);
         };
         if **self.last_good_sha256.load() == on_disk.sha256 {
@@ -551,6 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.json");
         let store = ConfigStore::open(path.clone()).expect("opens");
+        assert_eq!(*store.credentials(), AdminCredentials::NoConfig);
         assert_eq!(store.read().expect("read").etag, ABSENT_ETAG);
         store
             .save(RawConfig::default(), Some(ABSENT_ETAG))
