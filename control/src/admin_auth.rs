@@ -48,6 +48,7 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Option<String>, Admin
     let (username, password) = match &*credentials {
         AdminCredentials::Open => return Ok(None),
         AdminCredentials::Locked => return Err(AdminError::Unauthorized),
+        AdminCredentials::NoConfig => return Err(AdminError::NoConfig),
         AdminCredentials::Basic { username, password } => (username, password),
     };
     let ip = client_ip(req);

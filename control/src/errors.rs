@@ -36,6 +36,12 @@ pub enum AdminError {
     #[error("{0}")]
     Exists(String),
 
+    // Control cannot serve (503).
+    #[error(
+        "config.json does not exist, so the admin login is closed (no default password is accepted): create the file by hand, then log in with its server.adminAuth"
+    )]
+    NoConfig,
+
     // Upstream: a process control depends on failed (502/504).
     #[error("the proxy's ops listener at {url} is not reachable: {cause}")]
     ProxyOpsUnreachable { url: String, cause: String },
@@ -65,6 +71,7 @@ impl AdminError {
             AdminError::ProxyOpsUnreachable { .. } => "proxy_ops_unreachable",
             AdminError::ProxyUnreachable { .. } => "proxy_unreachable",
             AdminError::CaddyDisabled => "caddy_disabled",
+            AdminError::NoConfig => "config_missing",
             AdminError::Internal(..) => "internal_error",
         }
     }
@@ -113,6 +120,7 @@ impl ResponseError for AdminError {
             AdminError::ProxyOpsUnreachable { .. }
             | AdminError::ProxyUnreachable { .. }
             | AdminError::CaddyDisabled => StatusCode::BAD_GATEWAY,
+            AdminError::NoConfig => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(..) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,6 +10,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use proxy::process::atomic_file::remove_stale_temporaries;
 use proxy::process::signals::StopSignals;
 use url::Url;
 
@@ -90,6 +91,8 @@ impl Application {
             tls_log: std::path::absolute(settings.caddy.tls_log_path(&settings.data_dir))?,
             tls_internal: settings.caddy.tls_internal,
         };
+        let caddyfile_path = settings.caddy.caddyfile_path.clone();
+        tokio::task::spawn_blocking(move || remove_stale_temporaries(&caddyfile_path)).await?;
         let caddy = Arc::new(CaddySync::new(
             template,
             settings.caddy.caddyfile_path.clone(),
@@ -218,6 +221,9 @@ fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
         ),
         credentials if credentials.is_default_password() => tracing::warn!(
             "the admin password is still the default \"admin\": change server.adminAuth.password"
+        ),
+        AdminCredentials::NoConfig => tracing::error!(
+            "config.json does not exist: the admin login is closed until the file is created by hand"
         ),
         AdminCredentials::Basic { .. } => {}
     }

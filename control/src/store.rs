@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use proxy::config::raw::RawConfig;
 use proxy::config::{self, Config, ConfigError, ConfigIssue};
-use proxy::process::atomic_file::write_atomically;
+use proxy::process::atomic_file::{remove_stale_temporaries, write_atomically};
 use proxy::process::clock::epoch_ms;
 use proxy::process::digest::sha256_hex;
 use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
@@ -34,6 +34,9 @@ pub enum AdminCredentials {
     /// config.json exists but cannot be read as a config: nobody can log in until it is
     /// fixed by hand, so a damaged file never falls back to a default password.
     Locked,
+    /// config.json did not exist when control started: nobody can log in until one is
+    /// created by hand, so a missing file never opens the default password.
+    NoConfig,
 }
 
 impl AdminCredentials {
@@ -141,7 +144,8 @@ pub fn etag_of(bytes: &[u8]) -> String {
 }
 
 impl ConfigStore {
-    /// Opens the store and reads the file once.
+    /// Opens the store and reads the file once. Temporary files of saves that a kill
+    /// interrupted (they may hold every secret) are removed first.
     pub fn open(path: PathBuf) -> anyhow::Result<ConfigStore> {
         let file_name = path
             .file_name()
@@ -149,6 +153,8 @@ impl ConfigStore {
             .to_string_lossy()
             .into_owned();
         let backup_path = path.with_file_name(format!("{file_name}.bak"));
+        remove_stale_temporaries(&path);
+        remove_stale_temporaries(&backup_path);
         let defaults = config::validate(RawConfig::default())
             .map_err(|e| anyhow::anyhow!("the default config is invalid: {e}"))?;
         let store = ConfigStore {
@@ -161,7 +167,9 @@ impl ConfigStore {
         };
         let on_disk = store.read()?;
         match &on_disk.content {
-            Content::Missing => {}
+            Content::Missing => store
+                .credentials
+                .store(Arc::new(AdminCredentials::NoConfig)),
             Content::Unparseable(_) => store.credentials.store(Arc::new(AdminCredentials::Locked)),
             Content::Parsed { raw, validated } => {
                 store
@@ -243,6 +251,11 @@ impl ConfigStore {
     pub fn refresh(&self) -> anyhow::Result<bool> {
         let on_disk = self.read()?;
         let Some(config) = on_disk.valid() else {
+            if **self.credentials.load() == AdminCredentials::NoConfig
+                && !matches!(on_disk.content, Content::Missing)
+            {
+                self.credentials.store(Arc::new(AdminCredentials::Locked));
+            }
             return Ok(false);
         };
         if **self.last_good_sha256.load() == on_disk.sha256 {
@@ -526,10 +539,29 @@ mod tests {
     }
 
     #[test]
+    fn opening_removes_the_temporary_files_of_interrupted_saves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        fs::write(&path, "{}").expect("write");
+        let stale = [
+            dir.path().join(".config.json.77.3.tmp"),
+            dir.path().join(".config.json.bak.77.2.tmp"),
+        ];
+        for file in &stale {
+            fs::write(file, "{\"secret\": true}").expect("write");
+        }
+        ConfigStore::open(path).expect("opens");
+        for file in &stale {
+            assert!(!file.exists(), "{} was kept", file.display());
+        }
+    }
+
+    #[test]
     fn a_missing_file_reads_as_absent_and_a_save_creates_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("config.json");
         let store = ConfigStore::open(path.clone()).expect("opens");
+        assert_eq!(*store.credentials(), AdminCredentials::NoConfig);
         assert_eq!(store.read().expect("read").etag, ABSENT_ETAG);
         store
             .save(RawConfig::default(), Some(ABSENT_ETAG))

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, ADMIN_USER, StackOptions, eventually, spawn_stack, spawn_stack_with,
+    ADMIN_PASSWORD, ADMIN_USER, StackOptions, eventually, spawn_stack, spawn_stack_with, write_json,
 };
 
 #[actix_web::test]
@@ -227,4 +227,54 @@ async fn a_write_from_another_origin_or_site_is_refused() {
         .expect("request");
     assert_eq!(ok.status(), 200);
     stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn without_config_json_nobody_can_log_in_until_the_file_is_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut settings = control::settings::Settings::for_config(config_path.clone());
+    settings.listen = "127.0.0.1:0".into();
+    settings.caddy.admin_url = None;
+    settings.config_poll = Duration::from_millis(100);
+    settings.workers = Some(1);
+    let app = control::startup::Application::build(settings)
+        .await
+        .expect("control builds");
+    let url = format!("http://127.0.0.1:{}/admin/api/session", app.port());
+    let stop = app.stop_handle();
+    actix_rt::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let http = reqwest::Client::new();
+
+    let refused = http
+        .get(&url)
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "config_missing");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("config.json does not exist"), "{message}");
+
+    write_json(
+        &config_path,
+        &json!({"server": {"adminAuth": {"username": "ops", "password": "first-pass"}}}),
+    );
+    eventually(
+        "the created file to open the login",
+        Duration::from_secs(5),
+        || async {
+            http.get(&url)
+                .basic_auth("ops", Some("first-pass"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    stop.stop().await;
 }

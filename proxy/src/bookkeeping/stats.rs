@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::ops::contract::{Counters, StatsData};
 use crate::ops::metrics;
 
-use crate::process::atomic_file::write_atomically;
+use crate::process::atomic_file::{remove_stale_temporaries, write_atomically};
 use crate::process::clock::now_ms;
 use crate::relay::usage::Usage;
 
@@ -112,8 +112,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Counters loaded from `path` when it holds a snapshot, else fresh ones.
+    /// Counters loaded from `path` when it holds a snapshot, else fresh ones. Temporary files of
+    /// snapshots a kill interrupted are removed.
     pub fn load(path: Option<PathBuf>) -> Stats {
+        if let Some(path) = &path {
+            remove_stale_temporaries(path);
+        }
         let data = path
             .as_deref()
             .and_then(|p| match std::fs::read(p) {

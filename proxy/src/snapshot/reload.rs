@@ -2,7 +2,8 @@
 //! in-place writes alike) plus a content-hash poll for mounts that deliver no events (SMB).
 //! A valid file swaps the snapshot; an invalid one is refused and the last good config serves.
 //! The file is read only when it is a regular file (a symlink's target included) of at most
-//! `CONFIG_FILE_LIMIT` bytes; anything else is refused like an invalid file.
+//! `CONFIG_FILE_LIMIT` bytes; anything else, and a missing or unreadable file, is refused like an
+//! invalid file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,21 +128,19 @@ fn is_read_only(kind: &notify::EventKind) -> bool {
 
 /// Applies the file when its content differs from what was last applied or rejected.
 pub async fn reload_if_changed(path: &Path, shared: &Shared) {
-    let path_buf = path.to_path_buf();
-    let read =
-        tokio::task::spawn_blocking(move || read_regular_file(&path_buf, CONFIG_FILE_LIMIT)).await;
-    let Ok(read) = read else { return };
+    let mut read = read_off_reactor(path).await;
+    if matches!(read, Some(Err(FileError::Missing))) {
+        // Some editors unlink the file before they write the new one: look again once.
+        actix_rt::time::sleep(DEBOUNCE).await;
+        read = read_off_reactor(path).await;
+    }
     let bytes = match read {
-        Ok(bytes) => bytes,
-        Err(err @ (FileError::NotRegular(_) | FileError::TooLarge { .. })) => {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(err)) => {
             refuse_unreadable(path, shared, &err);
             return;
         }
-        Err(err) => {
-            // Between an unlink and a rename the file may be briefly missing.
-            tracing::debug!(error = %err, "config file not readable");
-            return;
-        }
+        None => return,
     };
     let hash = sha256_hex(&bytes);
     {
@@ -180,6 +179,13 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
             });
         }
     }
+}
+
+async fn read_off_reactor(path: &Path) -> Option<Result<Vec<u8>, FileError>> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read_regular_file(&path, CONFIG_FILE_LIMIT))
+        .await
+        .ok()
 }
 
 /// Reports a file that could not be read as a config (once per distinct problem); the previous

@@ -161,3 +161,28 @@ async fn a_device_a_fifo_or_an_oversized_file_is_refused_and_a_later_edit_still_
     wait_for_model(&app, "after").await;
     assert!(app.ops_json("/status").await["config"]["rejected"].is_null());
 }
+
+#[actix_web::test]
+async fn a_missing_file_or_a_directory_is_reported_until_the_file_is_back() {
+    let app = spawn_app().await;
+    let path = app.config_path.clone();
+    let original = std::fs::read(&path).expect("read");
+
+    std::fs::remove_file(&path).expect("remove");
+    wait_for_rejection(&app, "the file does not exist").await;
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+
+    std::fs::create_dir(&path).expect("mkdir");
+    wait_for_rejection(&app, "the file is a directory, not a regular file").await;
+    assert_eq!(app.ops_json("/status").await["config"]["generation"], 1);
+
+    std::fs::remove_dir(&path).expect("rmdir");
+    std::fs::write(&path, &original).expect("write");
+    eventually(
+        "the refusal to be cleared",
+        Duration::from_secs(5),
+        || async { app.ops_json("/status").await["config"]["rejected"].is_null() },
+    )
+    .await;
+    assert_eq!(app.ops_json("/status").await["config"]["generation"], 1);
+}
