@@ -79,27 +79,18 @@ impl Recent {
                 && q.since.is_none_or(|since| e.time_ms >= since)
         };
         let mut out = Vec::new();
-        if want_errors {
-            let ring = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(
-                ring.entries
-                    .iter()
-                    .rev()
-                    .filter(matches)
-                    .take(limit)
-                    .cloned(),
-            );
-        }
-        if want_ok {
-            let ring = self.ok.lock().unwrap_or_else(|e| e.into_inner());
-            out.extend(
-                ring.entries
-                    .iter()
-                    .rev()
-                    .filter(matches)
-                    .take(limit)
-                    .cloned(),
-            );
+        for (wanted, ring) in [(want_errors, &self.errors), (want_ok, &self.ok)] {
+            if wanted {
+                let ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+                out.extend(
+                    ring.entries
+                        .iter()
+                        .rev()
+                        .filter(matches)
+                        .take(limit)
+                        .cloned(),
+                );
+            }
         }
         out.sort_by_key(|e| std::cmp::Reverse(e.time_ms));
         out.truncate(limit);
