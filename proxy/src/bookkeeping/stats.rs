@@ -21,6 +21,7 @@ use crate::ops::metrics;
 
 use crate::process::atomic_file::{remove_stale_temporaries, write_atomically};
 use crate::process::clock::now_ms;
+use crate::process::regular_file::{FileError, read_regular_file};
 use crate::relay::usage::Usage;
 
 /// Why a request did not succeed. Upstream statuses are split from failures of our own making.
@@ -105,6 +106,9 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// The largest stats.json read at start: far above what thousands of keys and models need.
+const STATS_FILE_LIMIT: usize = 64 * 1024 * 1024;
+
 pub struct Stats {
     data: Mutex<StatsData>,
     dirty: AtomicBool,
@@ -120,7 +124,7 @@ impl Stats {
         }
         let data = path
             .as_deref()
-            .and_then(|p| match std::fs::read(p) {
+            .and_then(|p| match read_regular_file(p, STATS_FILE_LIMIT) {
                 Ok(bytes) => match serde_json::from_slice::<StatsData>(&bytes) {
                     Ok(data) => Some(data),
                     Err(err) => {
@@ -128,7 +132,7 @@ impl Stats {
                         None
                     }
                 },
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(FileError::Missing) => None,
                 Err(err) => {
                     tracing::warn!(path = %p.display(), error = %err, "stats snapshot unreadable; starting from zero");
                     None
@@ -347,6 +351,20 @@ mod tests {
         let again = Stats::load(Some(path));
         assert_eq!(again.snapshot().by_model["m"].total_tokens, 5);
         assert_eq!(again.snapshot().since_ms, stats.snapshot().since_ms);
+    }
+
+    #[test]
+    fn a_stats_file_that_is_no_regular_file_starts_from_zero_without_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stats.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // A blocked read would hang the test; it must return at once.
+        let stats = Stats::load(Some(path));
+        assert_eq!(stats.snapshot().total.requests, 0);
     }
 
     #[test]
