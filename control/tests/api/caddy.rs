@@ -447,11 +447,7 @@ fn every_golden_caddyfile_is_accepted_by_caddy() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&golden).expect("golden dir").flatten() {
         let path = entry.path();
-        let out = Command::new(&binary)
-            .args(["adapt", "--adapter", "caddyfile", "--config"])
-            .arg(&path)
-            .output()
-            .expect("caddy adapt");
+        let out = caddy_adapt(&binary, &path);
         assert!(
             out.status.success(),
             "{}: {}",
@@ -503,11 +499,7 @@ fn every_accepted_email_reaches_caddy_unchanged() {
         .expect("renders");
         let path = dir.path().join("Caddyfile");
         std::fs::write(&path, rendered).expect("write");
-        let out = Command::new(&binary)
-            .args(["adapt", "--adapter", "caddyfile", "--config"])
-            .arg(&path)
-            .output()
-            .expect("caddy adapt");
+        let out = caddy_adapt(&binary, &path);
         assert!(
             out.status.success(),
             "{email:?}: {}",
@@ -522,4 +514,13 @@ fn every_accepted_email_reaches_caddy_unchanged() {
         adapted >= 10,
         "only {adapted} of {candidates:?} were accepted"
     );
+}
+
+/// `caddy adapt` of the Caddyfile at `path`.
+fn caddy_adapt(binary: &Path, path: &Path) -> std::process::Output {
+    Command::new(binary)
+        .args(["adapt", "--adapter", "caddyfile", "--config"])
+        .arg(path)
+        .output()
+        .expect("caddy adapt")
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
 
 use crate::helpers::*;
 
@@ -34,6 +36,18 @@ async fn upload_head_framed(app: &TestApp, framing: &str) -> TcpStream {
     );
     stream.write_all(head.as_bytes()).await.expect("head");
     stream
+}
+
+/// Writes `pieces` one every 100 ms until they run out or the gateway stops reading.
+fn trickle(mut writer: OwnedWriteHalf, pieces: Vec<Vec<u8>>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for piece in pieces {
+            if writer.write_all(&piece).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
 }
 
 /// Everything the server sends until it closes the connection (at most `limit` to wait).
@@ -97,16 +111,9 @@ async fn a_trickling_body_is_cut_at_the_minimum_rate() {
     .await;
     let body = chat_body_of_len(1000);
     let stream = upload_head(&app, body.len()).await;
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
     // Ten bytes a second, each well within the pause allowed: only the rate cuts it.
-    let trickle = tokio::spawn(async move {
-        for byte in body.chunks(1) {
-            if writer.write_all(byte).await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let trickle = trickle(writer, body.chunks(1).map(<[u8]>::to_vec).collect());
     let started = Instant::now();
 
     let answer = read_until_closed(&mut reader, Duration::from_secs(5)).await;
@@ -123,15 +130,8 @@ async fn a_trickling_chunked_body_is_cut_and_its_connection_closed() {
     )
     .await;
     let stream = upload_head_framed(&app, "Transfer-Encoding: chunked").await;
-    let (mut reader, mut writer) = stream.into_split();
-    let trickle = tokio::spawn(async move {
-        for _ in 0..100 {
-            if writer.write_all(b"1\r\n \r\n").await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    let (mut reader, writer) = stream.into_split();
+    let trickle = trickle(writer, vec![b"1\r\n \r\n".to_vec(); 100]);
     let started = Instant::now();
 
     let answer = read_until_closed(&mut reader, Duration::from_secs(5)).await;
