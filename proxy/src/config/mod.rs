@@ -37,12 +37,12 @@ pub use client_keys::ClientKeyEntry;
 pub use host_port::{Host, HostPort};
 pub use images::{ImageCompression, ImageFormat};
 pub use issues::{ConfigError, ConfigIssue};
-pub use models::{Model, RouteOverride};
+pub use models::{Deployment, Model, RouteOverride};
 pub use routes::RouteKey;
 pub use secret::Secret;
 pub use server::Server;
 pub use syntax::parse_raw;
-pub use upstream_settings::{Pool, UpstreamSettings};
+pub use upstream_settings::{Failover, Pool, UpstreamSettings};
 pub use upstreams::Upstream;
 
 use issues::Checker;
@@ -139,7 +139,7 @@ mod tests {
             config.upstreams[0].routes[&RouteKey::Responses],
             "/openai/v1/responses"
         );
-        assert_eq!(config.models[0].deployment, "gpt-5-mini-dep");
+        assert_eq!(config.models[0].deployments[0].name, "gpt-5-mini-dep");
         assert!(config.client_keys[0].active);
     }
 

@@ -1,12 +1,12 @@
-//! `models`: the ids clients send, each mapped to an upstream, a deployment and optional
-//! route overrides.
+//! `models`: the ids clients send, each mapped to a pool of deployments (one, or several with
+//! priorities and weights) and optional route overrides.
 
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
 use super::issues::Checker;
-use super::raw::RawModel;
+use super::raw::{RawDeployment, RawModel};
 use super::routes::{RouteKey, route_names};
 use super::upstreams::Upstream;
 
@@ -20,14 +20,30 @@ pub enum RouteOverride {
 #[derive(Debug, Clone)]
 pub struct Model {
     pub id: String,
-    /// Index into `Config::upstreams`.
-    pub upstream: usize,
-    pub deployment: String,
+    /// The pool serving the model: one entry for `upstream` + `targetModel`, never empty.
+    pub deployments: Vec<Deployment>,
     pub routes: HashMap<RouteKey, RouteOverride>,
     pub any_route: Option<RouteOverride>,
 }
 
-/// `models`: unique ids, each naming one of `upstreams`, with valid route overrides.
+/// One deployment of a model's pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    /// The deployment name sent as `model` and put in the path.
+    pub name: String,
+    /// Lower is tried first; higher groups take traffic only while every lower one is out.
+    pub priority: u32,
+    /// Share of traffic within its priority group; 0 takes none (kept in the config, drained).
+    pub weight: u32,
+}
+
+const MAX_PRIORITY: u64 = 1000;
+const MAX_WEIGHT: u64 = 1_000_000;
+
+/// `models`: unique ids, each served by one deployment (`upstream` + `targetModel`) or a pool
+/// of them (`deployments`), with valid route overrides.
 pub(super) fn parse(check: &mut Checker, raw: &[RawModel], upstreams: &[Upstream]) -> Vec<Model> {
     let mut ids = HashSet::new();
     let mut models = Vec::with_capacity(raw.len());
@@ -38,31 +54,96 @@ pub(super) fn parse(check: &mut Checker, raw: &[RawModel], upstreams: &[Upstream
         } else if !ids.insert(m.id.as_str()) {
             check.fail(format!("{path}.id"), format!("duplicate id \"{}\"", m.id));
         }
-        let upstream = match upstreams.iter().position(|u| u.name == m.upstream) {
-            Some(index) => index,
-            None => {
-                check.fail(
-                    format!("{path}.upstream"),
-                    format!("no upstream named \"{}\"", m.upstream),
-                );
-                0
+        let deployments = match &m.deployments {
+            None => vec![Deployment {
+                upstream: upstream_index(check, &format!("{path}.upstream"), &m.upstream, upstreams),
+                name: deployment_name(&m.target_model, &m.id),
+                priority: 0,
+                weight: 1,
+            }],
+            Some(pool) => {
+                for (field, set) in [
+                    ("upstream", !m.upstream.trim().is_empty()),
+                    ("targetModel", !m.target_model.trim().is_empty()),
+                ] {
+                    if set {
+                        check.fail(
+                            format!("{path}.{field}"),
+                            "a model with deployments names its upstream and targetModel in each deployment; remove this field",
+                        );
+                    }
+                }
+                parse_pool(check, &path, pool, &m.id, upstreams)
             }
-        };
-        let deployment = if m.target_model.trim().is_empty() {
-            m.id.clone()
-        } else {
-            m.target_model.trim().to_string()
         };
         let (routes, any_route) = parse_routes(check, &path, &m.routes);
         models.push(Model {
             id: m.id.clone(),
-            upstream,
-            deployment,
+            deployments,
             routes,
             any_route,
         });
     }
     models
+}
+
+fn parse_pool(
+    check: &mut Checker,
+    path: &str,
+    raw: &[RawDeployment],
+    model_id: &str,
+    upstreams: &[Upstream],
+) -> Vec<Deployment> {
+    if raw.is_empty() {
+        check.fail(
+            format!("{path}.deployments"),
+            "must list at least one deployment",
+        );
+        return Vec::new();
+    }
+    let mut pool: Vec<Deployment> = Vec::with_capacity(raw.len());
+    for (j, d) in raw.iter().enumerate() {
+        let dpath = format!("{path}.deployments[{j}]");
+        let deployment = Deployment {
+            upstream: upstream_index(check, &format!("{dpath}.upstream"), &d.upstream, upstreams),
+            name: deployment_name(&d.target_model, model_id),
+            priority: check.range(&format!("{dpath}.priority"), d.priority, 0, MAX_PRIORITY)
+                as u32,
+            weight: check.range(&format!("{dpath}.weight"), d.weight, 0, MAX_WEIGHT) as u32,
+        };
+        if let Some(k) = raw[..j]
+            .iter()
+            .position(|e| e.upstream == d.upstream && deployment_name(&e.target_model, model_id) == deployment.name)
+        {
+            check.fail(
+                dpath,
+                format!("the same upstream and targetModel as {path}.deployments[{k}]"),
+            );
+        }
+        pool.push(deployment);
+    }
+    if pool.iter().all(|d| d.weight == 0) {
+        check.fail(
+            format!("{path}.deployments"),
+            "every weight is 0: at least one deployment must take traffic",
+        );
+    }
+    pool
+}
+
+fn upstream_index(check: &mut Checker, path: &str, name: &str, upstreams: &[Upstream]) -> usize {
+    upstreams.iter().position(|u| u.name == name).unwrap_or_else(|| {
+        check.fail(path, format!("no upstream named \"{name}\""));
+        0
+    })
+}
+
+/// The deployment name: `targetModel`, or else the model id.
+fn deployment_name(target_model: &str, model_id: &str) -> String {
+    match target_model.trim() {
+        "" => model_id.to_string(),
+        name => name.to_string(),
+    }
 }
 
 fn parse_routes(
@@ -119,9 +200,84 @@ mod tests {
             {"id": "b", "upstream": "foundry"}
         ]);
         let config = load_value(v).expect("valid");
-        assert_eq!(config.models[0].deployment, "a-dep");
-        assert_eq!(config.models[1].deployment, "b");
-        assert_eq!(config.models[1].upstream, 0);
+        assert_eq!(config.models[0].deployments[0].name, "a-dep");
+        assert_eq!(config.models[1].deployments[0].name, "b");
+        assert_eq!(config.models[1].deployments[0].upstream, 0);
+    }
+
+    fn with_upstreams(models: serde_json::Value) -> serde_json::Value {
+        let mut v = sample();
+        v["upstreams"] = json!([
+            {"name": "east", "baseUrl": "https://east.openai.azure.com"},
+            {"name": "west", "baseUrl": "https://west.openai.azure.com"}
+        ]);
+        v["models"] = models;
+        v
+    }
+
+    #[test]
+    fn a_pool_lists_deployments_with_priority_and_weight() {
+        let config = load_value(with_upstreams(json!([{"id": "m", "deployments": [
+            {"upstream": "east", "targetModel": "m-ptu"},
+            {"upstream": "west", "targetModel": "m-paygo", "priority": 1, "weight": 3},
+            {"upstream": "east"}
+        ]}])))
+        .expect("valid");
+        assert_eq!(
+            config.models[0].deployments,
+            vec![
+                Deployment { upstream: 0, name: "m-ptu".into(), priority: 0, weight: 1 },
+                Deployment { upstream: 1, name: "m-paygo".into(), priority: 1, weight: 3 },
+                Deployment { upstream: 0, name: "m".into(), priority: 0, weight: 1 },
+            ]
+        );
+    }
+
+    #[test]
+    fn pool_problems_name_their_field_path() {
+        let cases = [
+            (json!([{"id": "m", "deployments": []}]), vec!["models[0].deployments"]),
+            (
+                json!([{"id": "m", "deployments": [{"upstream": "north"}]}]),
+                vec!["models[0].deployments[0].upstream"],
+            ),
+            (
+                json!([{"id": "m", "deployments": [
+                    {"upstream": "east", "weight": 0}, {"upstream": "west", "weight": 0}]}]),
+                vec!["models[0].deployments"],
+            ),
+            (
+                json!([{"id": "m", "deployments": [
+                    {"upstream": "east", "targetModel": "d"}, {"upstream": "west"},
+                    {"upstream": "east", "targetModel": " d "}]}]),
+                vec!["models[0].deployments[2]"],
+            ),
+            (
+                json!([{"id": "m", "deployments": [{"upstream": "east", "priority": 1001, "weight": 2000000}]}]),
+                vec!["models[0].deployments[0].priority", "models[0].deployments[0].weight"],
+            ),
+            (
+                json!([{"id": "m", "upstream": "east", "targetModel": "x",
+                        "deployments": [{"upstream": "east"}]}]),
+                vec!["models[0].upstream", "models[0].targetModel"],
+            ),
+        ];
+        for (models, paths) in cases {
+            assert_eq!(issue_paths(with_upstreams(models.clone())), paths, "{models}");
+        }
+    }
+
+    #[test]
+    fn a_pool_is_written_back_without_empty_model_fields() {
+        let config = load_value(with_upstreams(
+            json!([{"id": "m", "deployments": [{"upstream": "east"}]}]),
+        ))
+        .expect("valid");
+        let written = serde_json::to_value(&config.raw.models[0]).expect("json");
+        assert_eq!(
+            written,
+            json!({"id": "m", "deployments": [{"upstream": "east", "priority": 0, "weight": 1}], "routes": {}})
+        );
     }
 
     #[test]

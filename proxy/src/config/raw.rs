@@ -159,6 +159,7 @@ pub struct RawUpstreamSettings {
     pub retry_max_ms: u64,
     pub retry_statuses: Vec<u64>,
     pub pool: RawPool,
+    pub failover: RawFailover,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -175,6 +176,31 @@ impl Default for RawUpstreamSettings {
             retry_max_ms: 8_000,
             retry_statuses: vec![408, 409, 425, 429, 500, 502, 503, 504],
             pool: RawPool::default(),
+            failover: RawFailover::default(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// How a pool treats a throttled or failing deployment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawFailover {
+    pub cooldown_ms: u64,
+    pub circuit_failures: u64,
+    pub circuit_open_ms: u64,
+    pub circuit_max_open_ms: u64,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawFailover {
+    fn default() -> Self {
+        Self {
+            cooldown_ms: 10_000,
+            circuit_failures: 3,
+            circuit_open_ms: 5_000,
+            circuit_max_open_ms: 300_000,
             extra: Extra::new(),
         }
     }
@@ -290,9 +316,38 @@ pub struct RawUpstream {
 #[serde(rename_all = "camelCase", default)]
 pub struct RawModel {
     pub id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub upstream: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub target_model: String,
+    /// A pool of deployments, instead of `upstream` + `targetModel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployments: Option<Vec<RawDeployment>>,
     pub routes: Map<String, Value>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawDeployment {
+    pub upstream: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub target_model: String,
+    pub priority: u64,
+    pub weight: u64,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawDeployment {
+    fn default() -> Self {
+        Self {
+            upstream: String::new(),
+            target_model: String::new(),
+            priority: 0,
+            weight: 1,
+            extra: Extra::new(),
+        }
+    }
 }

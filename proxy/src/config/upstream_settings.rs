@@ -22,11 +22,25 @@ pub struct UpstreamSettings {
     pub retry_max: Duration,
     pub retry_statuses: Vec<u16>,
     pub pool: Pool,
+    pub failover: Failover,
+}
+
+/// How a deployment pool treats a throttled or failing deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failover {
+    /// How long a deployment that answered 429 without saying until when is left out.
+    pub cooldown: Duration,
+    /// Failures in a row that open a deployment's circuit.
+    pub circuit_failures: u32,
+    /// How long the circuit first stays open; doubled each time a trial request fails.
+    pub circuit_open: Duration,
+    pub circuit_max_open: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pool {
-    /// Simultaneous upstream connections; 0 means no limit.
+    /// Keep-alive connections one worker keeps to the upstreams; requests beyond that many in
+    /// flight go out on a connection of their own, closed after the answer. 0 means no limit.
     pub connections: usize,
     pub keep_alive: Duration,
     pub max_lifetime: Duration,
@@ -65,7 +79,34 @@ pub(super) fn parse(check: &mut Checker, u: &RawUpstreamSettings) -> UpstreamSet
             "{pp}.pipelining is not used: requests are never pipelined on one connection"
         ));
     }
+    let f = &u.failover;
+    let fp = "server.upstream.failover";
+    let circuit_open = check.millis(&format!("{fp}.circuitOpenMs"), f.circuit_open_ms, 1, HOUR_MS);
+    let circuit_max_open = check.millis(
+        &format!("{fp}.circuitMaxOpenMs"),
+        f.circuit_max_open_ms,
+        1,
+        DAY_MS,
+    );
+    if circuit_open > circuit_max_open {
+        check.fail(
+            format!("{fp}.circuitOpenMs"),
+            "must not be greater than circuitMaxOpenMs",
+        );
+    }
+    let failover = Failover {
+        cooldown: check.millis(&format!("{fp}.cooldownMs"), f.cooldown_ms, 1, HOUR_MS),
+        circuit_failures: check.range(
+            &format!("{fp}.circuitFailures"),
+            f.circuit_failures,
+            1,
+            1000,
+        ) as u32,
+        circuit_open,
+        circuit_max_open,
+    };
     UpstreamSettings {
+        failover,
         connect_timeout: check.millis(
             &format!("{p}.connectTimeoutMs"),
             u.connect_timeout_ms,
@@ -125,6 +166,26 @@ mod tests {
         assert_eq!(u.max_retries, 0);
         assert_eq!(u.pool.keep_alive, Duration::from_secs(60));
         assert!(config.ignored.is_empty(), "{:?}", config.ignored);
+    }
+
+    #[test]
+    fn failover_defaults_and_limits() {
+        let config = load_value(sample()).expect("valid");
+        let f = &config.server.upstream.failover;
+        assert_eq!(f.cooldown, Duration::from_secs(10));
+        assert_eq!(f.circuit_failures, 3);
+        assert_eq!(f.circuit_open, Duration::from_secs(5));
+        assert_eq!(f.circuit_max_open, Duration::from_secs(300));
+        let mut v = sample();
+        v["server"]["upstream"]["failover"] =
+            json!({"circuitFailures": 0, "circuitOpenMs": 9000, "circuitMaxOpenMs": 1000});
+        assert_eq!(
+            issue_paths(v),
+            vec![
+                "server.upstream.failover.circuitOpenMs",
+                "server.upstream.failover.circuitFailures"
+            ]
+        );
     }
 
     #[test]

@@ -55,6 +55,69 @@ pub struct OpsStats {
     #[serde(flatten)]
     pub usage: StatsData,
     pub images: ImageStatsData,
+    /// Every deployment of the serving config's pools, with its state and counters.
+    pub deployments: Vec<DeploymentStats>,
+}
+
+/// One deployment (an upstream's deployment name, which several models may share): where it
+/// stands now and what it did since the proxy started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStats {
+    pub upstream: String,
+    pub deployment: String,
+    /// The model ids whose pools hold it.
+    pub models: Vec<String>,
+    pub state: DeploymentState,
+    /// Unix time (ms) a cooling deployment comes back or an open circuit lets a trial through.
+    pub until_ms: Option<u64>,
+    /// Failures in a row since its last success.
+    pub consecutive_failures: u32,
+    /// Attempts sent to it.
+    pub requests: u64,
+    /// Answers passed to the client (any status the pool does not fail over on).
+    pub succeeded: u64,
+    /// 429 answers.
+    pub throttled: u64,
+    /// Failed attempts by class (`unreachable`, `timeout`, `upstream_5xx`, `upstream_auth`,
+    /// `upstream_4xx` for 408 and 409).
+    pub failures: BTreeMap<String, u64>,
+    /// Requests that moved on from it to another deployment.
+    pub failovers_out: u64,
+    /// Time it spent cooling after 429s, in total.
+    pub cooling_ms: u64,
+    /// Time to the response head of its answered attempts.
+    pub ttfb_ms_sum: u64,
+    pub ttfb_ms_max: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    Available,
+    /// Left out after a 429 until `until_ms`.
+    Cooling,
+    /// Left out after failures in a row until `until_ms`.
+    CircuitOpen,
+    /// Its circuit's wait is over: the next request is a trial.
+    HalfOpen,
+}
+
+impl DeploymentState {
+    pub const ALL: [DeploymentState; 4] = [
+        DeploymentState::Available,
+        DeploymentState::Cooling,
+        DeploymentState::CircuitOpen,
+        DeploymentState::HalfOpen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Available => "available",
+            DeploymentState::Cooling => "cooling",
+            DeploymentState::CircuitOpen => "circuit_open",
+            DeploymentState::HalfOpen => "half_open",
+        }
+    }
 }
 
 /// The usage counters; also the content of `stats.json`.
@@ -149,6 +212,24 @@ pub struct RecentEntry {
     pub outcome: RecentOutcome,
     /// Why the request failed, for operators (no secrets).
     pub error: Option<String>,
+    /// Every upstream attempt, in order: the deployment, what came of it and when.
+    #[serde(default)]
+    pub attempts: Vec<RecentAttempt>,
+}
+
+/// One attempt of a request at one deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentAttempt {
+    /// `<upstream>/<deployment>`.
+    pub deployment: String,
+    /// `answered` (passed to the client), `throttled` (429), or the failure class.
+    pub outcome: String,
+    /// The upstream's status, when it answered.
+    pub status: Option<u16>,
+    /// When the attempt started, in ms after the request arrived, and how long it took to
+    /// the response head or the failure.
+    pub start_ms: u64,
+    pub duration_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
