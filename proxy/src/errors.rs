@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::RETRY_AFTER;
+use actix_web::http::header::{HeaderName, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -60,6 +60,19 @@ pub enum ProxyError {
     UpstreamBroken { upstream: String, reason: String },
     #[error("upstream \"{upstream}\" did not answer within {what}")]
     UpstreamTimeout { upstream: String, what: String },
+    #[error(
+        "every deployment of the model '{model}' is rate limited; the first is available again in {} ms",
+        retry_after.as_millis()
+    )]
+    RateLimited {
+        model: String,
+        retry_after: Duration,
+    },
+    #[error("no deployment of the model '{model}' can take requests right now{}", retry_after.map(|d| format!("; the first is tried again in {} ms", d.as_millis())).unwrap_or_default())]
+    NoDeploymentAvailable {
+        model: String,
+        retry_after: Option<Duration>,
+    },
     #[error("could not authenticate to upstream \"{upstream}\" with auth.mode {mode}: {cause}")]
     UpstreamAuthFailed {
         upstream: String,
@@ -70,7 +83,9 @@ pub enum ProxyError {
 
 /// When a client refused with `server_busy` is told to retry: request bodies leave memory as
 /// soon as they have gone upstream.
-const BUSY_RETRY_AFTER_SECS: u32 = 1;
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
 /// What a client is told when the gateway has no credential for the upstream.
 const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
@@ -94,6 +109,8 @@ impl ProxyError {
             ProxyError::UpstreamBroken { .. } => "upstream_error",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::NoDeploymentAvailable { .. } => "no_deployment_available",
         }
     }
 
@@ -118,16 +135,25 @@ impl ProxyError {
     fn response_with(&self, message: &str) -> HttpResponse {
         let mut response = OpenAiError::new(message, self.error_type(), self.param(), self.code())
             .response(self.status_code());
-        if let ProxyError::ServerBusy = self {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, BUSY_RETRY_AFTER_SECS.into());
+        let retry_after = match self {
+            ProxyError::ServerBusy => Some(Duration::from_secs(BUSY_RETRY_AFTER_SECS)),
+            ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ProxyError::NoDeploymentAvailable { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        if let Some(wait) = retry_after {
+            let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+            let headers = response.headers_mut();
+            headers.insert(RETRY_AFTER, millis.div_ceil(1000).max(1).into());
+            headers.insert(RETRY_AFTER_MS, millis.into());
         }
         response
     }
 
     fn error_type(&self) -> &'static str {
-        if self.status_code().is_client_error() {
+        if let ProxyError::RateLimited { .. } = self {
+            "requests"
+        } else if self.status_code().is_client_error() {
             "invalid_request_error"
         } else {
             "server_error"
@@ -165,6 +191,8 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
             ProxyError::UpstreamAuthFailed { .. } => ErrorClass::UpstreamAuth,
+            ProxyError::RateLimited { .. } => ErrorClass::RateLimited,
+            ProxyError::NoDeploymentAvailable { .. } => ErrorClass::Unavailable,
         }
     }
 }
@@ -245,6 +273,8 @@ impl ResponseError for ProxyError {
             | ProxyError::UpstreamBroken { .. }
             | ProxyError::UpstreamAuthFailed { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::NoDeploymentAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -306,6 +336,25 @@ mod tests {
             body["error"]["message"],
             "the gateway could not obtain credentials for the upstream (request id req-7)"
         );
+    }
+
+    #[test]
+    fn a_rate_limited_pool_says_when_to_come_back_in_both_headers() {
+        let response = ProxyError::RateLimited {
+            model: "m".into(),
+            retry_after: Duration::from_millis(1200),
+        }
+        .response_for("req-1");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get("retry-after").expect("header"), "2");
+        assert_eq!(
+            response.headers().get("retry-after-ms").expect("header"),
+            "1200"
+        );
+        let bytes = response.into_body().try_into_bytes().expect("bytes");
+        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body["error"]["type"], "requests");
     }
 
     #[test]

@@ -22,8 +22,11 @@ use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
 use crate::rewrite::images::ImageService;
 use crate::snapshot::{Shared, Snapshot};
-use crate::upstream::exchange::{self, UpstreamCall, UpstreamResponse};
+use crate::upstream::dispatch::{self, AttemptLog, Dispatch, Dispatched};
 use crate::upstream::routing;
+
+/// The response header naming the deployment that served a request: `<upstream>/<deployment>`.
+const GATEWAY_DEPLOYMENT: &str = "x-gateway-deployment";
 
 pub struct AppState {
     pub shared: Arc<Shared>,
@@ -72,7 +75,7 @@ async fn proxy(
     );
     let result = forward(&req, &mut payload, &state, &snapshot, &mut open).await;
     let mut response = match result {
-        Ok((exchange, speaks)) => respond(exchange, speaks, &snapshot, open),
+        Ok(dispatched) => respond(dispatched, &snapshot, open),
         Err(err) => {
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
@@ -91,14 +94,14 @@ async fn proxy(
     response
 }
 
-/// Authenticates, reads and rewrites the body, resolves the target and sends upstream.
+/// Authenticates, reads and rewrites the body, and dispatches it over the model's pool.
 async fn forward(
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &AppState,
     snapshot: &Snapshot,
     open: &mut OpenRequest,
-) -> Result<(UpstreamResponse, RouteKey), ProxyError> {
+) -> Result<Dispatched, ProxyError> {
     let record = &mut open.record;
     record.key_id = Some(snapshot.client_keys.authenticate(req.headers())?);
 
@@ -107,7 +110,7 @@ async fn forward(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    // Held until the body has gone upstream: the exchange below drops it before returning.
+    // Held until the body has gone upstream.
     let (body, _reservation) = request_body::read_limited(
         payload,
         content_length,
@@ -119,19 +122,13 @@ async fn forward(
     record.stream = inspected.stream;
 
     let config = &snapshot.config;
-    if config.model(&inspected.model).is_some() {
-        // Only configured ids become statistics keys; a client cannot grow the tables.
-        record.model = Some(inspected.model.clone());
-    }
-    let target = routing::resolve(config, &inspected.model, record.route, req.query_string())?;
-    let upstream = &config.upstreams[target.upstream];
-    record.deployment = Some(target.deployment.clone());
-    record.upstream = Some(upstream.name.clone());
+    let (model, _) = routing::model(config, &inspected.model)?;
+    // Only configured ids become statistics keys; a client cannot grow the tables.
+    record.model = Some(inspected.model.clone());
 
-    let upstream_body = rewrite::upstream_body(
+    let prepared = rewrite::upstream_body(
         body,
         &inspected,
-        &target.deployment,
         &config.server.image_compression,
         &state.images,
         &record.request_id,
@@ -140,31 +137,39 @@ async fn forward(
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
-    let exchange = exchange::send(UpstreamCall {
-        request_id: &record.request_id,
-        upstream_name: &upstream.name,
-        url: &target.url,
-        headers: &headers::upstream_request_headers(req.headers(), &record.request_id),
-        body: upstream_body,
-        settings,
-        credential: snapshot.credential(target.upstream),
-        deadline: record.deadline,
-    })
-    .await?;
-    record.attempts = exchange.attempts;
+    let mut log = AttemptLog::new(record.started);
+    let dispatched = dispatch::dispatch(
+        Dispatch {
+            snapshot,
+            model,
+            route: record.route,
+            client_query: req.query_string(),
+            request_id: &record.request_id,
+            headers: &headers::upstream_request_headers(req.headers(), &record.request_id),
+            body: &prepared,
+            deadline: record.deadline,
+        },
+        &mut log,
+    )
+    .await;
+    record.attempts = log.attempts;
+    record.sends = log.sends;
+    if let Some((upstream, deployment)) = log.last {
+        record.upstream = Some(upstream);
+        record.deployment = Some(deployment);
+    }
+    let dispatched = dispatched?;
+    let exchange = &dispatched.exchange;
     record.ttfb = Some(exchange.ttfb);
     record.status = exchange.response.status().as_u16();
     record.upstream_request_id = headers::upstream_request_id(exchange.response.headers());
-    Ok((exchange, target.speaks))
+    Ok(dispatched)
 }
 
 /// Passes the upstream status, useful headers and body through; the body is relayed, not read.
-fn respond(
-    exchange: UpstreamResponse,
-    speaks: RouteKey,
-    snapshot: &Snapshot,
-    open: OpenRequest,
-) -> HttpResponse {
+/// `x-gateway-deployment` names the deployment that answered.
+fn respond(dispatched: Dispatched, snapshot: &Snapshot, open: OpenRequest) -> HttpResponse {
+    let Dispatched { exchange, speaks } = dispatched;
     let mut response = exchange.response;
     let status = response.status();
     let on_complete = if status.is_success() {
@@ -193,6 +198,14 @@ fn respond(
     if is_stream {
         builder.insert_header(("x-accel-buffering", "no"));
     }
+    if let (Some(upstream), Some(name)) = (&open.record.upstream, &open.record.deployment) {
+        let served_by = format!(
+            "{}/{}",
+            routing::path_segment(upstream),
+            routing::path_segment(name)
+        );
+        builder.insert_header((GATEWAY_DEPLOYMENT, served_by));
+    }
     let settings = &snapshot.config.server.upstream;
     let deadline = open.record.deadline;
     let relay = Relay::new(
@@ -203,6 +216,7 @@ fn respond(
         on_complete,
         upstream_length,
         open,
+        exchange.lease,
     );
     match content_length {
         Some(len) => builder.body(SizedStream::new(len, relay)),

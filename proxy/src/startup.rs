@@ -23,6 +23,7 @@ use crate::settings::Settings;
 use crate::snapshot::reload::{self, ConfigWatcher};
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::credentials::CredentialRegistry;
+use crate::upstream::pool::PoolRegistry;
 
 /// Entries kept per ring (errors and successes) in the recent-requests record.
 const RECENT_PER_RING: usize = 500;
@@ -76,7 +77,8 @@ impl Application {
             .unwrap_or_else(|| config.server.ops.to_string());
 
         let credentials = CredentialRegistry::default();
-        let snapshot = Snapshot::build(config, &credentials);
+        let pools = PoolRegistry::default();
+        let snapshot = Snapshot::build(config, &credentials, &pools);
         let status = ConfigStatus {
             path: settings.config_path.display().to_string(),
             generation: 1,
@@ -85,7 +87,7 @@ impl Application {
             rejected: None,
             ignored_keys: snapshot.config.ignored.clone(),
         };
-        let shared = Arc::new(Shared::new(snapshot, status, credentials));
+        let shared = Arc::new(Shared::new(snapshot, status, credentials, pools));
 
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();

@@ -121,14 +121,15 @@ fn request_path(input: &[u8], mime: &str, iterations: usize) -> anyhow::Result<D
     for _ in 0..iterations {
         let started = Instant::now();
         let inspected = inspect(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let out = system.block_on(upstream_body(
-            body.clone(),
-            &inspected,
-            "deployment",
-            &settings,
-            &service,
-            "bench",
-        ));
+        let out = system
+            .block_on(upstream_body(
+                body.clone(),
+                &inspected,
+                &settings,
+                &service,
+                "bench",
+            ))
+            .for_deployment("deployment");
         times.push(started.elapsed());
         if out.len() >= body.len() {
             bail!("the request body did not shrink");

@@ -9,7 +9,7 @@ use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
 use crate::downstream::bounded::{MAX_MESSAGE_CHARS, bounded};
-use crate::ops::contract::{RecentEntry, RecentOutcome};
+use crate::ops::contract::{RecentAttempt, RecentEntry, RecentOutcome};
 use crate::process::clock::epoch_ms;
 use crate::relay::usage::Usage;
 
@@ -31,7 +31,10 @@ pub struct RequestRecord {
     /// When a non-streaming exchange must be over.
     pub deadline: Option<Instant>,
     pub usage: Option<Usage>,
-    pub attempts: u32,
+    /// The upstream attempts, in order.
+    pub attempts: Vec<RecentAttempt>,
+    /// Requests sent upstream, resends on a new connection included.
+    pub sends: u32,
 }
 
 impl RequestRecord {
@@ -51,7 +54,8 @@ impl RequestRecord {
             ttfb: None,
             deadline: None,
             usage: None,
-            attempts: 0,
+            attempts: Vec::new(),
+            sends: 0,
         }
     }
 }
@@ -107,7 +111,8 @@ impl Accounting {
                     error.message = error.as_deref(),
                     upstream.request_id = record.upstream_request_id.as_deref(),
                     upstream.ttfb_ms = ttfb_ms,
-                    attempts = record.attempts,
+                    attempts = record.attempts.len(),
+                    sends = record.sends,
                     latency_ms,
                     tokens.prompt = usage.prompt_tokens,
                     tokens.completion = usage.completion_tokens,
@@ -138,6 +143,7 @@ impl Accounting {
             usage: record.usage,
             outcome: recent_outcome,
             error,
+            attempts: std::mem::take(&mut record.attempts),
         });
     }
 }

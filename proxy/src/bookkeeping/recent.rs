@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::ops::contract::{RecentEntry, RecentOutcome, RecentQuery};
+use crate::ops::contract::{RecentAttempt, RecentEntry, RecentOutcome, RecentQuery};
 
 pub struct Recent {
     capacity: usize,
@@ -109,6 +109,11 @@ fn size_of(entry: &RecentEntry) -> usize {
         + text(&entry.deployment)
         + text(&entry.upstream)
         + text(&entry.error)
+        + entry
+            .attempts
+            .iter()
+            .map(|a| std::mem::size_of::<RecentAttempt>() + a.deployment.len() + a.outcome.len())
+            .sum::<usize>()
 }
 
 #[cfg(test)]
@@ -128,6 +133,7 @@ mod tests {
             model: Some(model.into()),
             deployment: None,
             upstream: None,
+            attempts: Vec::new(),
             route: RouteKey::ChatCompletions,
             stream: false,
             status: 200,

@@ -37,6 +37,10 @@ pub enum ErrorClass {
     Timeout,
     UpstreamAuth,
     StreamInterrupted,
+    /// Every deployment of the model was cooling after 429s.
+    RateLimited,
+    /// No deployment of the model could take the request (open circuits).
+    Unavailable,
     /// Refused because the gateway was at a capacity limit (request bodies in memory).
     Busy,
 }
@@ -53,6 +57,8 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::UpstreamAuth => "upstream_auth",
             ErrorClass::StreamInterrupted => "stream_interrupted",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Unavailable => "unavailable",
             ErrorClass::Busy => "busy",
         }
     }

@@ -56,7 +56,12 @@ pub(super) fn parse(check: &mut Checker, raw: &[RawModel], upstreams: &[Upstream
         }
         let deployments = match &m.deployments {
             None => vec![Deployment {
-                upstream: upstream_index(check, &format!("{path}.upstream"), &m.upstream, upstreams),
+                upstream: upstream_index(
+                    check,
+                    &format!("{path}.upstream"),
+                    &m.upstream,
+                    upstreams,
+                ),
                 name: deployment_name(&m.target_model, &m.id),
                 priority: 0,
                 weight: 1,
@@ -107,14 +112,13 @@ fn parse_pool(
         let deployment = Deployment {
             upstream: upstream_index(check, &format!("{dpath}.upstream"), &d.upstream, upstreams),
             name: deployment_name(&d.target_model, model_id),
-            priority: check.range(&format!("{dpath}.priority"), d.priority, 0, MAX_PRIORITY)
-                as u32,
+            priority: check.range(&format!("{dpath}.priority"), d.priority, 0, MAX_PRIORITY) as u32,
             weight: check.range(&format!("{dpath}.weight"), d.weight, 0, MAX_WEIGHT) as u32,
         };
-        if let Some(k) = raw[..j]
-            .iter()
-            .position(|e| e.upstream == d.upstream && deployment_name(&e.target_model, model_id) == deployment.name)
-        {
+        if let Some(k) = raw[..j].iter().position(|e| {
+            e.upstream == d.upstream
+                && deployment_name(&e.target_model, model_id) == deployment.name
+        }) {
             check.fail(
                 dpath,
                 format!("the same upstream and targetModel as {path}.deployments[{k}]"),
@@ -122,7 +126,7 @@ fn parse_pool(
         }
         pool.push(deployment);
     }
-    if pool.iter().all(|d| d.weight == 0) {
+    if raw.iter().all(|d| d.weight == 0) {
         check.fail(
             format!("{path}.deployments"),
             "every weight is 0: at least one deployment must take traffic",
@@ -132,10 +136,13 @@ fn parse_pool(
 }
 
 fn upstream_index(check: &mut Checker, path: &str, name: &str, upstreams: &[Upstream]) -> usize {
-    upstreams.iter().position(|u| u.name == name).unwrap_or_else(|| {
-        check.fail(path, format!("no upstream named \"{name}\""));
-        0
-    })
+    upstreams
+        .iter()
+        .position(|u| u.name == name)
+        .unwrap_or_else(|| {
+            check.fail(path, format!("no upstream named \"{name}\""));
+            0
+        })
 }
 
 /// The deployment name: `targetModel`, or else the model id.
@@ -226,9 +233,24 @@ mod tests {
         assert_eq!(
             config.models[0].deployments,
             vec![
-                Deployment { upstream: 0, name: "m-ptu".into(), priority: 0, weight: 1 },
-                Deployment { upstream: 1, name: "m-paygo".into(), priority: 1, weight: 3 },
-                Deployment { upstream: 0, name: "m".into(), priority: 0, weight: 1 },
+                Deployment {
+                    upstream: 0,
+                    name: "m-ptu".into(),
+                    priority: 0,
+                    weight: 1
+                },
+                Deployment {
+                    upstream: 1,
+                    name: "m-paygo".into(),
+                    priority: 1,
+                    weight: 3
+                },
+                Deployment {
+                    upstream: 0,
+                    name: "m".into(),
+                    priority: 0,
+                    weight: 1
+                },
             ]
         );
     }
@@ -236,7 +258,10 @@ mod tests {
     #[test]
     fn pool_problems_name_their_field_path() {
         let cases = [
-            (json!([{"id": "m", "deployments": []}]), vec!["models[0].deployments"]),
+            (
+                json!([{"id": "m", "deployments": []}]),
+                vec!["models[0].deployments"],
+            ),
             (
                 json!([{"id": "m", "deployments": [{"upstream": "north"}]}]),
                 vec!["models[0].deployments[0].upstream"],
@@ -254,7 +279,10 @@ mod tests {
             ),
             (
                 json!([{"id": "m", "deployments": [{"upstream": "east", "priority": 1001, "weight": 2000000}]}]),
-                vec!["models[0].deployments[0].priority", "models[0].deployments[0].weight"],
+                vec![
+                    "models[0].deployments[0].priority",
+                    "models[0].deployments[0].weight",
+                ],
             ),
             (
                 json!([{"id": "m", "upstream": "east", "targetModel": "x",
@@ -263,7 +291,11 @@ mod tests {
             ),
         ];
         for (models, paths) in cases {
-            assert_eq!(issue_paths(with_upstreams(models.clone())), paths, "{models}");
+            assert_eq!(
+                issue_paths(with_upstreams(models.clone())),
+                paths,
+                "{models}"
+            );
         }
     }
 

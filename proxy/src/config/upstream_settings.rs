@@ -81,7 +81,12 @@ pub(super) fn parse(check: &mut Checker, u: &RawUpstreamSettings) -> UpstreamSet
     }
     let f = &u.failover;
     let fp = "server.upstream.failover";
-    let circuit_open = check.millis(&format!("{fp}.circuitOpenMs"), f.circuit_open_ms, 1, HOUR_MS);
+    let circuit_open = check.millis(
+        &format!("{fp}.circuitOpenMs"),
+        f.circuit_open_ms,
+        1,
+        HOUR_MS,
+    );
     let circuit_max_open = check.millis(
         &format!("{fp}.circuitMaxOpenMs"),
         f.circuit_max_open_ms,

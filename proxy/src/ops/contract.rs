@@ -367,6 +367,13 @@ mod tests {
             usage: None,
             outcome: RecentOutcome::Cancelled,
             error: Some("gone".into()),
+            attempts: vec![RecentAttempt {
+                deployment: "east/d".into(),
+                outcome: "throttled".into(),
+                status: Some(429),
+                start_ms: 1,
+                duration_ms: 2,
+            }],
         };
         let json = serde_json::to_value(&entry).expect("json");
         assert_eq!(json["time"], "2023-11-14T22:13:20.123Z");

@@ -38,6 +38,7 @@ async fn stats(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::Ok().json(OpsStats {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
+        deployments: state.shared.pools.stats(),
     })
 }
 

@@ -21,6 +21,7 @@ use self::usage::JSON_TAIL_BYTES;
 use crate::bookkeeping::accounting::OpenRequest;
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
+use crate::upstream::transport::PooledLease;
 
 /// What the relay looks at in the bytes it forwards.
 pub enum Watch {
@@ -115,6 +116,9 @@ pub struct Relay {
     expected_len: Option<u64>,
     received: u64,
     request: OpenRequest,
+    /// The request's place among the pooled upstream connections; dropped after `payload`
+    /// (fields drop in order), when the connection is idle again.
+    _lease: Option<PooledLease>,
     closed: bool,
     /// Set when a chunk completes the body: the next poll yields once, so that the chunk goes
     /// out to the client before the books are closed on the upstream body's end.
@@ -130,6 +134,7 @@ impl Relay {
         on_complete: Outcome,
         expected_len: Option<u64>,
         request: OpenRequest,
+        lease: Option<PooledLease>,
     ) -> Relay {
         Relay {
             payload,
@@ -143,6 +148,7 @@ impl Relay {
             expected_len,
             received: 0,
             request,
+            _lease: lease,
             closed: false,
             flush_first: false,
         }

@@ -13,54 +13,109 @@ use crate::downstream::body::Inspected;
 use images::ImageService;
 use splice::{Edit, UpstreamBody};
 
-/// The body to send upstream for a request inspected as `inspected`. Without images to
-/// compress, it is the client's buffer around the new `model`, not a copy.
+/// The body to send upstream, rewritten once for every deployment it may go to: everything but
+/// `model`, which [`PreparedBody::for_deployment`] fills in. Without images to compress, its
+/// parts are slices of the client's buffer, not copies.
 pub async fn upstream_body(
     body: Bytes,
     inspected: &Inspected,
-    deployment: &str,
     compression: &ImageCompression,
     images: &ImageService,
     request_id: &str,
-) -> UpstreamBody {
-    let mut edits = request_edits(inspected, deployment);
-    if !compression.enabled {
-        return splice::apply(&body, edits);
-    }
-    let image_edits = images::image_edits(&body, compression, images, request_id).await;
-    if image_edits.is_empty() {
-        return splice::apply(&body, edits);
-    }
+) -> PreparedBody {
+    let mut edits = request_edits(inspected);
+    let image_edits = if compression.enabled {
+        images::image_edits(&body, compression, images, request_id).await
+    } else {
+        Vec::new()
+    };
+    let images_replaced = !image_edits.is_empty();
     edits.extend(image_edits);
-    let spliced = splice::apply(&body, edits);
-    if spliced.len() >= body.len() / 2 {
-        return spliced;
+    let span = inspected.model_span.clone();
+    let client_model = body.slice(span.clone());
+    if edits.is_empty() {
+        return PreparedBody {
+            head: UpstreamBody::from(body.slice(..span.start)),
+            tail: UpstreamBody::from(body.slice(span.end..)),
+            client_model,
+            model_id: inspected.model.clone(),
+            unchanged: Some(body),
+        };
     }
-    // Mostly replaced: copy what remains so that the client's (large) buffer is freed instead
-    // of being held by a few slices until the upstream has answered.
-    drop(body);
-    images.compact(spliced).await
+    let (before, after): (Vec<Edit>, Vec<Edit>) = edits
+        .into_iter()
+        .partition(|edit| edit.range.end <= span.start);
+    let after = after
+        .into_iter()
+        .filter(|edit| edit.range.start >= span.end)
+        .map(|edit| {
+            Edit::replace(
+                edit.range.start - span.end..edit.range.end - span.end,
+                edit.replacement,
+            )
+        })
+        .collect();
+    let mut head = splice::apply(&body.slice(..span.start), before);
+    let mut tail = splice::apply(&body.slice(span.end..), after);
+    if images_replaced && head.len() + tail.len() < body.len() / 2 {
+        // Mostly replaced: copy what remains so that the client's (large) buffer is freed
+        // instead of being held by a few slices until the upstream has answered.
+        drop(body);
+        head = images.compact(head).await;
+        tail = images.compact(tail).await;
+    }
+    PreparedBody {
+        head,
+        tail,
+        client_model,
+        model_id: inspected.model.clone(),
+        unchanged: None,
+    }
 }
 
-/// `model` set to the deployment and, on a non-streaming request, `stream_options` removed.
-fn request_edits(inspected: &Inspected, deployment: &str) -> Vec<Edit> {
-    let mut edits = Vec::with_capacity(2);
-    if inspected.model != deployment {
-        let model_json =
-            serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
-        edits.push(Edit::replace(
-            inspected.model_span.clone(),
-            Bytes::from(model_json),
-        ));
+/// A rewritten request body waiting for its deployment's name as `model`.
+#[derive(Debug)]
+pub struct PreparedBody {
+    /// What comes before and after the `model` value.
+    head: UpstreamBody,
+    tail: UpstreamBody,
+    /// The `model` value as the client wrote it (JSON, quotes included).
+    client_model: Bytes,
+    model_id: String,
+    /// The client's body itself, when nothing but `model` may change.
+    unchanged: Option<Bytes>,
+}
+
+impl PreparedBody {
+    /// The body for `deployment`: `model` set to its name.
+    pub fn for_deployment(&self, deployment: &str) -> UpstreamBody {
+        let model = if deployment == self.model_id {
+            if let Some(body) = &self.unchanged {
+                return UpstreamBody::from(body.clone());
+            }
+            self.client_model.clone()
+        } else {
+            let json =
+                serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
+            Bytes::from(json)
+        };
+        let (head, tail) = (self.head.parts(), self.tail.parts());
+        let mut parts = Vec::with_capacity(head.len() + tail.len() + 1);
+        parts.extend_from_slice(head);
+        parts.push(model);
+        parts.extend_from_slice(tail);
+        UpstreamBody::from_parts(parts)
     }
-    if let Some(member) = inspected
+}
+
+/// On a non-streaming request, `stream_options` removed.
+fn request_edits(inspected: &Inspected) -> Vec<Edit> {
+    inspected
         .stream_options_member
         .as_ref()
         .filter(|_| !inspected.stream)
-    {
-        edits.push(Edit::remove(member.clone()));
-    }
-    edits
+        .map(|member| vec![Edit::remove(member.clone())])
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -69,10 +124,29 @@ mod tests {
     use crate::downstream::body::inspect;
     use serde_json::Value;
 
-    fn rewritten(body: &str, deployment: &str) -> String {
+    fn prepared(body: &str) -> PreparedBody {
         let bytes = Bytes::copy_from_slice(body.as_bytes());
         let inspected = inspect(&bytes).expect("inspect");
-        let out = splice::apply(&bytes, request_edits(&inspected, deployment)).into_bytes();
+        let service = ImageService::new(1).expect("pool");
+        let compression = ImageCompression {
+            enabled: false,
+            max_size: 64,
+            min_bytes: 0,
+            quality: 0.85,
+            format: crate::config::ImageFormat::Jpeg,
+        };
+        futures_util::FutureExt::now_or_never(upstream_body(
+            bytes,
+            &inspected,
+            &compression,
+            &service,
+            "req",
+        ))
+        .expect("ready without images")
+    }
+
+    fn rewritten(body: &str, deployment: &str) -> String {
+        let out = prepared(body).for_deployment(deployment).into_bytes();
         String::from_utf8(out.to_vec()).expect("utf8")
     }
 
@@ -106,10 +180,22 @@ mod tests {
     }
 
     #[test]
-    fn a_body_that_needs_no_change_is_not_copied() {
-        let bytes = Bytes::from_static(br#"{"model":"same"}"#);
-        let inspected = inspect(&bytes).expect("inspect");
-        assert!(request_edits(&inspected, "same").is_empty());
+    fn a_body_that_needs_no_change_is_the_clients_buffer() {
+        let body = prepared(r#"{"model":"same"}"#);
+        assert_eq!(body.for_deployment("same").parts().len(), 1);
+        assert_eq!(body.for_deployment("other").parts().len(), 3);
+    }
+
+    #[test]
+    fn one_prepared_body_serves_every_deployment() {
+        let body =
+            prepared(r#"{"stream_options":{"include_usage":true},"model":"m","messages":[]}"#);
+        for deployment in ["m", "east-1", "west/2"] {
+            let out = body.for_deployment(deployment).into_bytes();
+            let json: Value = serde_json::from_slice(&out).expect("json");
+            assert_eq!(json["model"], deployment);
+            assert!(json.get("stream_options").is_none());
+        }
     }
 
     #[test]
@@ -134,8 +220,9 @@ mod tests {
             r#"{{"model":"m","stream_options":{{"include_usage":true}},"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"data:image/png;base64,{image}"}}}}]}}]}}"#
         ));
         let inspected = inspect(&body).expect("inspect");
-        let out = upstream_body(body, &inspected, "dep", &compression, &service, "req-1")
+        let out = upstream_body(body, &inspected, &compression, &service, "req-1")
             .await
+            .for_deployment("dep")
             .into_bytes();
         let json: Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(json["model"], "dep");

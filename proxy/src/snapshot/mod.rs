@@ -1,5 +1,5 @@
 //! Everything a request needs that changes together on reload (config, key table, upstream
-//! credentials), in one immutable snapshot behind an `ArcSwap`. A request loads it once.
+//! credentials, deployment pools), in one immutable snapshot behind an `ArcSwap`. A request loads it once.
 
 pub mod reload;
 
@@ -10,6 +10,7 @@ use crate::downstream::client_keys::ClientKeyTable;
 use crate::ops::contract::ConfigStatus;
 use crate::process::clock::now_ms;
 use crate::upstream::credentials::{CredentialRegistry, UpstreamCredential};
+use crate::upstream::pool::{ModelPool, PoolRegistry};
 use arc_swap::ArcSwap;
 
 pub struct Snapshot {
@@ -17,13 +18,16 @@ pub struct Snapshot {
     pub client_keys: ClientKeyTable,
     /// One per entry of `config.upstreams`, same order.
     credentials: Vec<UpstreamCredential>,
+    /// One per entry of `config.models`, same order.
+    pools: Vec<ModelPool>,
     pub loaded_at_ms: u64,
 }
 
 impl Snapshot {
     /// Builds the snapshot of `config`, taking credentials from `registry` (call within the
-    /// async runtime: a new token cache starts fetching at once).
-    pub fn build(config: Config, registry: &CredentialRegistry) -> Snapshot {
+    /// async runtime: a new token cache starts fetching at once) and the deployments' health
+    /// from `pools`.
+    pub fn build(config: Config, registry: &CredentialRegistry, pools: &PoolRegistry) -> Snapshot {
         let auths: Vec<_> = config
             .upstreams
             .iter()
@@ -33,6 +37,7 @@ impl Snapshot {
         Snapshot {
             client_keys: ClientKeyTable::new(&config.client_keys),
             credentials,
+            pools: pools.pools_for(&config),
             config,
             loaded_at_ms: now_ms(),
         }
@@ -41,12 +46,17 @@ impl Snapshot {
     pub fn credential(&self, upstream: usize) -> &UpstreamCredential {
         &self.credentials[upstream]
     }
+
+    pub fn pool(&self, model: usize) -> &ModelPool {
+        &self.pools[model]
+    }
 }
 
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub status: Mutex<ConfigStatus>,
     pub credentials: CredentialRegistry,
+    pub pools: PoolRegistry,
 }
 
 impl Shared {
@@ -54,11 +64,13 @@ impl Shared {
         snapshot: Snapshot,
         status: ConfigStatus,
         credentials: CredentialRegistry,
+        pools: PoolRegistry,
     ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             status: Mutex::new(status),
             credentials,
+            pools,
         }
     }
 

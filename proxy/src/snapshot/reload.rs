@@ -158,7 +158,7 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
     let Ok(parsed) = parsed else { return };
     match parsed {
         Ok(config) => {
-            let snapshot = Snapshot::build(config, &shared.credentials);
+            let snapshot = Snapshot::build(config, &shared.credentials, &shared.pools);
             let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
             log_notes(&snapshot.config);
             status.generation += 1;

@@ -1,5 +1,7 @@
-//! One upstream exchange up to the response head: signs, sends, bounds the wait for the first
-//! byte and retries what may be retried, all before any byte has reached the client.
+//! One attempt at one deployment, up to the response head: signs, sends and bounds the wait for
+//! the first byte. Within the attempt, a refused token is replaced once and a request whose
+//! pooled connection turns out closed is sent once more on a new connection; every other
+//! outcome goes back to the dispatch, which decides on failover and retries.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -16,8 +18,7 @@ use crate::config::UpstreamSettings;
 use crate::errors::ProxyError;
 use crate::rewrite::splice::UpstreamBody;
 use crate::upstream::credentials::UpstreamCredential;
-use crate::upstream::retry::{self, Decision};
-use crate::upstream::transport;
+use crate::upstream::transport::{self, ConnectionChoice, PooledLease};
 
 /// awc copies the body it is given into its write buffer before writing it, so a body is handed
 /// over in slices of at most this size: the buffer stays this small instead of growing to the
@@ -39,37 +40,56 @@ pub struct UpstreamCall<'a> {
 
 pub struct UpstreamResponse {
     pub response: awc::ClientResponse,
-    pub attempts: u32,
+    /// Requests sent (a resend on a new connection counts).
+    pub sends: u32,
     pub ttfb: Duration,
+    /// Held until the response body has ended.
+    pub lease: Option<PooledLease>,
 }
 
-/// Sends the request, retrying per `settings`, and returns the response head.
-pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError> {
+/// A failed attempt: the error, how many requests it sent, and whether it failed while
+/// connecting (the request never reached the upstream, so sending it again is safe).
+pub struct AttemptError {
+    pub error: ProxyError,
+    pub sends: u32,
+    pub retryable: bool,
+}
+
+/// Sends the request once (see the module's two exceptions) and returns the response head.
+pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, AttemptError> {
     let clients = transport::clients(call.settings);
     let settings = call.settings;
-    let mut attempt = 0;
+    let mut sends = 0;
     let mut fresh_credential_tried = false;
-    // A request whose pooled connection closes before any byte of an answer (the upstream was
-    // closing it for being idle) is sent once more on a new connection, whatever `maxRetries`.
     let mut resent_on_new_connection = false;
-    let mut use_new_connection = false;
+    let (mut use_own_connection, mut lease) = match transport::choose_connection(settings) {
+        ConnectionChoice::Pooled(lease) => (false, lease),
+        ConnectionChoice::Own => (true, None),
+    };
+    let fail = |error: ProxyError, sends: u32| AttemptError {
+        error,
+        sends,
+        retryable: false,
+    };
     loop {
-        let client = if std::mem::take(&mut use_new_connection) {
-            &clients.fresh
-        } else {
-            &clients.pooled
+        let auth = match call.credential.authorize(call.request_id).await {
+            Ok(auth) => auth,
+            Err(err) => {
+                let error = ProxyError::UpstreamAuthFailed {
+                    upstream: call.upstream_name.to_string(),
+                    mode: call.credential.mode().to_string(),
+                    cause: err.cause,
+                };
+                return Err(fail(error, sends));
+            }
         };
-        let auth = call
-            .credential
-            .authorize(call.request_id)
-            .await
-            .map_err(|err| ProxyError::UpstreamAuthFailed {
-                upstream: call.upstream_name.to_string(),
-                mode: call.credential.mode().to_string(),
-                cause: err.cause,
-            })?;
         let used_credential = auth.1.clone();
-        let mut request = client.post(call.url).insert_header(auth);
+        let mut request = if use_own_connection {
+            clients.fresh.post(call.url).force_close()
+        } else {
+            clients.pooled.post(call.url)
+        };
+        request = request.insert_header(auth);
         for (name, value) in call.headers {
             request = request.insert_header((name.clone(), value.clone()));
         }
@@ -85,22 +105,23 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
         } else {
             request.send_body(SlicedBody::new(&call.body))
         };
+        sends += 1;
         let (outcome, opened_connection) =
             transport::noting_new_connection(actix_rt::time::timeout(wait, sending)).await;
-        let failure = match outcome {
+        match outcome {
             Err(_elapsed) => {
-                return Err(ProxyError::UpstreamTimeout {
+                let error = ProxyError::UpstreamTimeout {
                     upstream: call.upstream_name.to_string(),
                     what: format!(
                         "{} ms (waiting for the response to start)",
                         wait.as_millis()
                     ),
-                });
+                };
+                return Err(fail(error, sends));
             }
             Ok(Ok(response)) => {
-                let status = response.status().as_u16();
                 // A refused token is replaced once, before any byte reached the client.
-                if status == 401
+                if response.status().as_u16() == 401
                     && !fresh_credential_tried
                     && call.credential.reject(&used_credential, call.request_id)
                 {
@@ -108,26 +129,12 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
                     drop(response);
                     continue;
                 }
-                match retry::decide(attempt, status, response.headers(), settings) {
-                    Decision::PassThrough => {
-                        return Ok(UpstreamResponse {
-                            response,
-                            attempts: attempt + 1 + u32::from(resent_on_new_connection),
-                            ttfb: sent_at.elapsed(),
-                        });
-                    }
-                    Decision::RetryAfter(delay) => {
-                        tracing::debug!(
-                            request_id = call.request_id,
-                            status,
-                            delay_ms = delay.as_millis() as u64,
-                            attempt,
-                            "retrying upstream call"
-                        );
-                        drop(response);
-                        delay
-                    }
-                }
+                return Ok(UpstreamResponse {
+                    response,
+                    sends,
+                    ttfb: sent_at.elapsed(),
+                    lease: lease.take(),
+                });
             }
             Ok(Err(err))
                 if !opened_connection
@@ -136,36 +143,18 @@ pub async fn send(call: UpstreamCall<'_>) -> Result<UpstreamResponse, ProxyError
             {
                 tracing::debug!(request_id = call.request_id, error = %err, "the pooled upstream connection was closed; sending again on a new one");
                 resent_on_new_connection = true;
-                use_new_connection = true;
-                continue;
+                use_own_connection = true;
+                lease = None;
             }
             Ok(Err(err)) => {
-                let error = connect_failure(&call, err);
-                let retryable = matches!(
-                    error,
-                    ProxyError::UpstreamUnreachable { .. } | ProxyError::UpstreamTimeout { .. }
-                );
-                if !retryable || attempt >= settings.max_retries {
-                    return Err(error);
-                }
-                tracing::debug!(request_id = call.request_id, error = %error, attempt, "retrying upstream call after a connect failure");
-                retry::backoff(attempt, settings)
+                let retryable = matches!(err, SendRequestError::Connect(_));
+                return Err(AttemptError {
+                    error: connect_failure(&call, err),
+                    sends,
+                    retryable,
+                });
             }
-        };
-        if call
-            .deadline
-            .is_some_and(|deadline| Instant::now() + failure >= deadline)
-        {
-            return Err(ProxyError::UpstreamTimeout {
-                upstream: call.upstream_name.to_string(),
-                what: format!(
-                    "{} ms (retries included)",
-                    settings.request_timeout.as_millis()
-                ),
-            });
         }
-        actix_rt::time::sleep(failure).await;
-        attempt += 1;
     }
 }
 

@@ -1,5 +1,5 @@
-//! When and how long to wait before trying an upstream call again: exponential backoff with
-//! jitter, and the upstream's own `retry-after-ms` / `retry-after` when it gives one.
+//! How long to wait: exponential backoff with jitter before a retry, and the time an upstream's
+//! 429 asks for (`retry-after-ms`, `retry-after`, the rate-limit reset headers).
 
 use std::time::{Duration, SystemTime};
 
@@ -47,27 +47,61 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// What to do with a response whose status may be retried.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    RetryAfter(Duration),
-    PassThrough,
+/// How long a 429 leaves its deployment out: the upstream's `retry-after-ms` or `retry-after`,
+/// else its `x-ratelimit-reset-requests` / `-tokens` (the exhausted one's, the longer if both
+/// or neither say `remaining: 0`), else `None`.
+pub fn throttled_for(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(wait) = retry_after(headers) {
+        return Some(wait);
+    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let resets: Vec<(Duration, bool)> = ["requests", "tokens"]
+        .iter()
+        .filter_map(|kind| {
+            let reset = go_duration(text(&format!("x-ratelimit-reset-{kind}"))?)?;
+            let exhausted = text(&format!("x-ratelimit-remaining-{kind}")) == Some("0");
+            Some((reset, exhausted))
+        })
+        .collect();
+    let exhausted = resets.iter().filter(|(_, e)| *e).map(|(d, _)| *d).max();
+    exhausted.or_else(|| resets.iter().map(|(d, _)| *d).max())
 }
 
-pub fn decide(
-    attempt: u32,
-    status: u16,
-    headers: &HeaderMap,
-    settings: &UpstreamSettings,
-) -> Decision {
-    if attempt >= settings.max_retries || !settings.retry_statuses.contains(&status) {
-        return Decision::PassThrough;
+/// A duration as OpenAI's rate-limit headers write it (`"20ms"`, `"6m0s"`, `"1.5s"`), or a bare
+/// number of seconds.
+fn go_duration(text: &str) -> Option<Duration> {
+    if let Ok(secs) = text.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
-    match retry_after(headers) {
-        Some(wait) if wait > settings.retry_max => Decision::PassThrough,
-        Some(wait) => Decision::RetryAfter(wait),
-        None => Decision::RetryAfter(backoff(attempt, settings)),
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
     }
+    (total.is_finite() && total <= 86_400.0 * 365.0).then(|| Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]
@@ -124,26 +158,33 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_longer_than_retry_max_passes_the_response_through() {
-        let s = settings(2);
+    fn throttled_for_reads_retry_headers_then_rate_limit_resets() {
         assert_eq!(
-            decide(0, 429, &headers("retry-after", "60"), &s),
-            Decision::PassThrough
+            throttled_for(&headers("retry-after-ms", "1500")),
+            Some(Duration::from_millis(1500))
         );
         assert_eq!(
-            decide(0, 429, &headers("retry-after-ms", "10"), &s),
-            Decision::RetryAfter(Duration::from_millis(10))
+            throttled_for(&headers("x-ratelimit-reset-requests", "1m30.5s")),
+            Some(Duration::from_millis(90_500))
         );
-    }
-
-    #[test]
-    fn only_listed_statuses_and_remaining_attempts_retry() {
-        let s = settings(1);
-        assert_eq!(decide(0, 400, &HeaderMap::new(), &s), Decision::PassThrough);
-        assert!(matches!(
-            decide(0, 503, &HeaderMap::new(), &s),
-            Decision::RetryAfter(_)
-        ));
-        assert_eq!(decide(1, 503, &HeaderMap::new(), &s), Decision::PassThrough);
+        let mut h = headers("x-ratelimit-reset-requests", "20ms");
+        for (name, value) in [
+            ("x-ratelimit-reset-tokens", "6m0s"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-remaining-tokens", "1200"),
+        ] {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        assert_eq!(throttled_for(&h), Some(Duration::from_millis(20)));
+        h.remove("x-ratelimit-remaining-requests");
+        assert_eq!(throttled_for(&h), Some(Duration::from_secs(360)));
+        assert_eq!(
+            throttled_for(&headers("x-ratelimit-reset-tokens", "soon")),
+            None
+        );
+        assert_eq!(throttled_for(&HeaderMap::new()), None);
     }
 }

@@ -1,9 +1,9 @@
-//! Model → upstream, deployment and URL: applies per-model route overrides, fills `{deployment}`
+//! Model and deployment → URL: applies per-model route overrides, fills `{deployment}`
 //! (URL-encoded) and merges query strings, never forwarding a client's credential parameter. Pure: no I/O, no actix types.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::config::{Config, RouteKey, RouteOverride};
+use crate::config::{Config, Deployment, Model, RouteKey, RouteOverride};
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::ProxyError;
 
@@ -16,42 +16,54 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub upstream: usize,
-    pub deployment: String,
     pub url: String,
     /// The route the upstream path speaks (decides the stream format).
     pub speaks: RouteKey,
 }
 
+/// The configured model `model_id` and its index, or `model_not_found`.
+pub fn model<'c>(config: &'c Config, model_id: &str) -> Result<(usize, &'c Model), ProxyError> {
+    config
+        .models
+        .iter()
+        .enumerate()
+        .find(|(_, m)| m.id == model_id)
+        .ok_or_else(|| ProxyError::ModelNotFound(bounded(model_id, MAX_ID_CHARS).into_owned()))
+}
+
+/// The error for a model none of whose deployments has a configured upstream.
+pub fn not_configured(config: &Config, model: &Model) -> ProxyError {
+    let index = model.deployments.first().map_or(0, |d| d.upstream);
+    ProxyError::UpstreamNotConfigured {
+        upstream: config.upstreams[index].name.clone(),
+        index,
+    }
+}
+
+/// The URL of `route` for one deployment of `model`, with the model's route overrides applied.
 pub fn resolve(
     config: &Config,
-    model_id: &str,
+    model: &Model,
+    deployment: &Deployment,
     route: RouteKey,
     client_query: &str,
-) -> Result<Target, ProxyError> {
-    let model = config
-        .model(model_id)
-        .ok_or_else(|| ProxyError::ModelNotFound(bounded(model_id, MAX_ID_CHARS).into_owned()))?;
-    let upstream = &config.upstreams[model.upstream];
-    if upstream.placeholder {
-        return Err(ProxyError::UpstreamNotConfigured {
-            upstream: upstream.name.clone(),
-            index: model.upstream,
-        });
-    }
+) -> Target {
+    let upstream = &config.upstreams[deployment.upstream];
     let (path, speaks) = match model.routes.get(&route).or(model.any_route.as_ref()) {
         None => (upstream.routes[&route].as_str(), route),
         Some(RouteOverride::Route(other)) => (upstream.routes[other].as_str(), *other),
         Some(RouteOverride::Path(path)) => (path.as_str(), RouteKey::guess_from_path(path)),
     };
-    let encoded = utf8_percent_encode(&model.deployment, SEGMENT).to_string();
-    let path = path.replace("{deployment}", &encoded);
-    Ok(Target {
-        upstream: model.upstream,
-        deployment: model.deployment.clone(),
+    let path = path.replace("{deployment}", &path_segment(&deployment.name));
+    Target {
         url: format!("{}{}", upstream.base_url, merge_query(&path, client_query)),
         speaks,
-    })
+    }
+}
+
+/// `text` as one URL path segment (also safe in a header value).
+pub fn path_segment(text: &str) -> String {
+    utf8_percent_encode(text, SEGMENT).to_string()
 }
 
 /// Client query parameters that are credentials: never forwarded, the gateway sends its own.
@@ -99,6 +111,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn resolve(c: &Config, id: &str, route: RouteKey, query: &str) -> Result<Target, ProxyError> {
+        let (_, m) = model(c, id)?;
+        if m.deployments
+            .iter()
+            .all(|d| c.upstreams[d.upstream].placeholder)
+        {
+            return Err(not_configured(c, m));
+        }
+        Ok(super::resolve(c, m, &m.deployments[0], route, query))
+    }
+
     fn config(models: serde_json::Value) -> Config {
         crate::config::load(
             json!({
@@ -124,7 +147,6 @@ mod tests {
             t.url,
             "https://a.example.com/openai/deployments/my%20dep%2F1/chat/completions?api-version=2024-10-21"
         );
-        assert_eq!(t.deployment, "my dep/1");
     }
 
     #[test]

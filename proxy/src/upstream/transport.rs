@@ -1,5 +1,10 @@
 //! The awc client of each worker thread: pooled keep-alive connections with TCP_NODELAY and
-//! rustls (system roots plus the compiled-in Mozilla roots). Rebuilt only when the transport settings change; never one client per request.
+//! rustls (system roots plus the compiled-in Mozilla roots). Rebuilt only when the transport
+//! settings change; never one client per request.
+//!
+//! `pool.connections` bounds the keep-alive connections a worker keeps, never the requests it
+//! sends: while that many are in flight on pooled connections, the next request goes out on a
+//! connection of its own, closed after its answer. Nothing ever waits for a connection.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -27,13 +32,51 @@ struct TransportKey {
 pub struct Clients {
     /// Keep-alive connections from the pool.
     pub pooled: awc::Client,
-    /// A new connection for each request, closed after it: for sending a request again after
-    /// its pooled connection turned out to be closed.
+    /// A new connection for each request, closed after it: for requests beyond the pool's
+    /// connections, and for sending a request again after its pooled connection turned out to
+    /// be closed. Requests on it must be sent with `force_close`.
     pub fresh: awc::Client,
 }
 
 thread_local! {
     static CLIENTS: RefCell<Option<(TransportKey, Clients)>> = const { RefCell::new(None) };
+    /// Requests of this thread in flight on pooled connections.
+    static POOLED_IN_FLIGHT: Rc<Cell<usize>> = Rc::new(Cell::new(0));
+}
+
+/// A request's place among the pooled connections of its thread, given back when dropped
+/// (once its response body has ended, so that its connection is idle again by then).
+#[derive(Debug)]
+pub struct PooledLease(Rc<Cell<usize>>);
+
+impl Drop for PooledLease {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// Which connection a request goes out on.
+pub enum ConnectionChoice {
+    /// A pooled keep-alive connection, held while the lease lives (`None`: no limit is set).
+    Pooled(Option<PooledLease>),
+    /// A connection of its own, closed after the answer.
+    Own,
+}
+
+/// A pooled connection while fewer than `pool.connections` requests of this thread hold one,
+/// else a connection of the request's own.
+pub fn choose_connection(settings: &UpstreamSettings) -> ConnectionChoice {
+    let limit = settings.pool.connections;
+    if limit == 0 {
+        return ConnectionChoice::Pooled(None);
+    }
+    POOLED_IN_FLIGHT.with(|in_flight| {
+        if in_flight.get() >= limit {
+            return ConnectionChoice::Own;
+        }
+        in_flight.set(in_flight.get() + 1);
+        ConnectionChoice::Pooled(Some(PooledLease(in_flight.clone())))
+    })
 }
 
 tokio::task_local! {
@@ -96,7 +139,9 @@ fn build(key: &TransportKey, keep_alive: Duration, lifetime: Duration) -> awc::C
         // handshake: together they are the connect phase and nothing after it.
         .timeout(key.connect_timeout)
         .handshake_timeout(key.connect_timeout)
-        .limit(key.pool.connections)
+        // `pool.connections` is applied by `choose_connection`; awc's own limit would make the
+        // request over it wait for a connection.
+        .limit(0)
         .conn_keep_alive(keep_alive)
         .conn_lifetime(lifetime);
     awc::Client::builder()

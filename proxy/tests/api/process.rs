@@ -170,7 +170,7 @@ async fn a_retry_is_logged_with_the_request_id() {
     let retry_line =
         std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
             .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
-            .find(|line| line["message"] == "retrying upstream call")
+            .find(|line| line["message"] == "upstream attempt failed")
             .expect("a log line for the retry");
     assert_eq!(retry_line["request_id"], "retry-trace-1");
     assert_eq!(retry_line["status"], 429);
