@@ -17,7 +17,7 @@ use crate::downstream::body::{self as request_body, BodyRules};
 use crate::downstream::body_budget::BodyBudget;
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::errors::{OpenAiError, ProxyError};
-use crate::relay::{Relay, Watch};
+use crate::relay::{self, Relay, Watch};
 use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
 use crate::rewrite::images::ImageService;
@@ -208,15 +208,18 @@ fn respond(dispatched: Dispatched, snapshot: &Snapshot, open: OpenRequest) -> Ht
     }
     let settings = &snapshot.config.server.upstream;
     let deadline = open.record.deadline;
+    let upstream_body = relay::UpstreamBody {
+        payload: response.take_payload(),
+        expected_len: upstream_length,
+        lease: exchange.lease,
+    };
     let relay = Relay::new(
-        response.take_payload(),
+        upstream_body,
         watch,
         settings.idle_timeout,
         deadline,
         on_complete,
-        upstream_length,
         open,
-        exchange.lease,
     );
     match content_length {
         Some(len) => builder.body(SizedStream::new(len, relay)),

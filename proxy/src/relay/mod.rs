@@ -101,6 +101,15 @@ impl Watch {
 #[error("{0}")]
 pub struct RelayError(String);
 
+/// The upstream response body as it arrives.
+pub struct UpstreamBody {
+    pub payload: Payload,
+    /// The upstream's Content-Length.
+    pub expected_len: Option<u64>,
+    /// The request's place among the pooled upstream connections.
+    pub lease: Option<PooledLease>,
+}
+
 pub struct Relay {
     payload: Payload,
     watch: Watch,
@@ -127,15 +136,18 @@ pub struct Relay {
 
 impl Relay {
     pub fn new(
-        payload: Payload,
+        upstream: UpstreamBody,
         watch: Watch,
         idle_timeout: Duration,
         deadline: Option<Instant>,
         on_complete: Outcome,
-        expected_len: Option<u64>,
         request: OpenRequest,
-        lease: Option<PooledLease>,
     ) -> Relay {
+        let UpstreamBody {
+            payload,
+            expected_len,
+            lease,
+        } = upstream;
         Relay {
             payload,
             watch,
