@@ -7,6 +7,7 @@ mod endpoints;
 mod entra;
 mod images;
 mod ops_contract;
+mod pools;
 mod process;
 mod reload;
 mod retries;
