@@ -110,12 +110,11 @@ impl Pool {
 
     /// The attempts of the newest recent request.
     async fn last_attempts(&self) -> Vec<Value> {
-        let recent = until("the request to be recorded", || async {
+        until("the request to be recorded", || async {
             let page = self.app.ops_json("/requests?limit=1").await;
             page["data"][0]["attempts"].as_array().cloned()
         })
-        .await;
-        recent
+        .await
     }
 }
 
