@@ -108,11 +108,12 @@ impl Pool {
             .unwrap_or_else(|| panic!("no deployment on {upstream}: {stats:#}"))
     }
 
-    /// The attempts of the newest recent request.
-    async fn last_attempts(&self) -> Vec<Value> {
+    /// The attempts of the newest request, once `requests` requests have been recorded.
+    async fn last_attempts(&self, requests: usize) -> Vec<Value> {
         until("the request to be recorded", || async {
-            let page = self.app.ops_json("/requests?limit=1").await;
-            page["data"][0]["attempts"].as_array().cloned()
+            let page = self.app.ops_json("/requests?limit=1000").await;
+            let data = page["data"].as_array()?;
+            (data.len() == requests).then(|| data[0]["attempts"].as_array().cloned())?
         })
         .await
     }
@@ -156,7 +157,7 @@ async fn a_429_with_retry_after_ms_takes_the_deployment_out_for_that_long_and_no
     let throttled_at = Instant::now();
     let (status, by) = pool.send().await;
     assert_eq!((status, by.as_str()), (200, "b/dep-b"));
-    let attempts = pool.last_attempts().await;
+    let attempts = pool.last_attempts(1).await;
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert_eq!(attempts[0]["deployment"], "a/dep-a");
     assert_eq!(attempts[0]["outcome"], "throttled");
@@ -257,7 +258,7 @@ async fn a_5xx_and_a_refused_connection_move_the_request_to_the_next_deployment(
     let (status, by) = pool.send().await;
     assert_eq!((status, by.as_str()), (200, "b/dep-b"));
     let outcomes: Vec<Value> = pool
-        .last_attempts()
+        .last_attempts(1)
         .await
         .iter()
         .map(|a| a["outcome"].clone())
@@ -292,7 +293,7 @@ async fn failures_in_a_row_open_the_circuit_and_a_trial_closes_it_again() {
     assert_eq!(a["consecutive_failures"], 2);
     // While open, a is not tried at all.
     assert_eq!(pool.send().await.1, "b/dep-b");
-    assert_eq!(pool.last_attempts().await.len(), 1);
+    assert_eq!(pool.last_attempts(3).await.len(), 1);
     assert_eq!(pool.app.fake.request_count(), 2);
 
     // After the wait, one trial: it fails, and the circuit opens for twice as long.
