@@ -65,6 +65,7 @@ impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.accounting.stats.encode_metrics(&mut encoder)?;
         self.images.stats().encode_metrics(&mut encoder)?;
+        crate::upstream::pool::encode_metrics(&self.shared.pools.stats(), &mut encoder)?;
         let status = self.shared.status();
         let generation = encoder.encode_descriptor(
             "gateway_config_generation",

@@ -7,11 +7,17 @@ pub mod health;
 pub mod select;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use crate::config::{Config, Deployment};
-use crate::ops::contract::DeploymentStats;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::ops::contract::{DeploymentState, DeploymentStats};
+use crate::ops::metrics;
 use health::{Availability, DeploymentHealth};
 use select::Selector;
 
@@ -76,7 +82,7 @@ impl ModelPool {
         for i in self.serving() {
             let standing = self.health[i].standing(now);
             match (standing.state, standing.until) {
-                (crate::ops::contract::DeploymentState::Cooling, Some(until)) => {
+                (DeploymentState::Cooling, Some(until)) => {
                     earliest = Some(earliest.map_or(until, |e| e.min(until)));
                 }
                 _ => return None,
@@ -213,6 +219,75 @@ impl PoolRegistry {
     }
 }
 
+/// Encodes every deployment's state and counters for `/metrics`, labelled `upstream` and
+/// `deployment` (names from the config only, so the label sets stay bounded).
+pub fn encode_metrics(stats: &[DeploymentStats], encoder: &mut DescriptorEncoder) -> fmt::Result {
+    let labels = |d: &'_ DeploymentStats| {
+        [
+            ("upstream", d.upstream.clone()),
+            ("deployment", d.deployment.clone()),
+        ]
+    };
+    type Counter = (&'static str, &'static str, fn(&DeploymentStats) -> u64);
+    let counters: [Counter; 4] = [
+        ("gateway_deployment_requests", "Attempts sent to the deployment", |d| d.requests),
+        (
+            "gateway_deployment_succeeded",
+            "Deployment answers passed to the client",
+            |d| d.succeeded,
+        ),
+        ("gateway_deployment_throttled", "429 answers of the deployment", |d| d.throttled),
+        (
+            "gateway_deployment_failovers",
+            "Requests that moved on from the deployment to another",
+            |d| d.failovers_out,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let mut family = metrics::counter(encoder, name, help)?;
+        for d in stats {
+            metrics::labelled(&mut family, &labels(d), value(d))?;
+        }
+    }
+    let mut failures = metrics::counter(
+        encoder,
+        "gateway_deployment_failures",
+        "Failed attempts of the deployment by class",
+    )?;
+    for d in stats {
+        for (class, n) in &d.failures {
+            let [upstream, deployment] = labels(d);
+            metrics::labelled(
+                &mut failures,
+                &[upstream, deployment, ("class", class.clone())],
+                *n,
+            )?;
+        }
+    }
+    let mut cooling = metrics::counter(
+        encoder,
+        "gateway_deployment_cooling_seconds",
+        "Time the deployment spent cooling after 429s",
+    )?;
+    for d in stats {
+        metrics::labelled(&mut cooling, &labels(d), d.cooling_ms as f64 / 1000.0)?;
+    }
+    let mut state = encoder.encode_descriptor(
+        "gateway_deployment_state",
+        "1 for the deployment's current state",
+        None,
+        MetricType::Gauge,
+    )?;
+    for d in stats {
+        for s in DeploymentState::ALL {
+            let [upstream, deployment] = labels(d);
+            let set = [upstream, deployment, ("state", s.as_str().to_string())];
+            ConstGauge::new(u64::from(d.state == s)).encode(state.encode_family(&set)?)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +368,27 @@ mod tests {
         assert_eq!(pool.all_cooling(now), Some(now + Duration::from_secs(2)));
         assert_eq!(pool.next_return(now), Some(now + Duration::from_secs(2)));
         assert_eq!(pool.pick(&[false, false], now), Pick::None);
+    }
+
+    #[test]
+    fn metrics_label_each_deployment_and_mark_its_state() {
+        let registry = PoolRegistry::default();
+        let pools = registry.pools_for(&config(two_region_models(), "https://east.example.com"));
+        let now = Instant::now();
+        pools[0]
+            .health(1)
+            .throttled(now + Duration::from_millis(2500), now, Duration::ZERO);
+        let stats = registry.stats();
+        let text = metrics::render_with(move |encoder| encode_metrics(&stats, encoder));
+        for line in [
+            r#"gateway_deployment_throttled_total{upstream="west",deployment="d"} 1"#,
+            r#"gateway_deployment_cooling_seconds_total{upstream="west",deployment="d"} 2.5"#,
+            r#"gateway_deployment_state{upstream="west",deployment="d",state="cooling"} 1"#,
+            r#"gateway_deployment_state{upstream="east",deployment="d",state="available"} 1"#,
+            r#"gateway_deployment_state{upstream="east",deployment="d",state="cooling"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
     }
 
     #[test]
