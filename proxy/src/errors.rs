@@ -10,6 +10,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::bookkeeping::stats::ErrorClass;
+use crate::config::Metered;
+use crate::downstream::limits::RateHeaders;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -20,6 +22,10 @@ pub enum ProxyError {
     InvalidClientKey,
     #[error("this API key is disabled")]
     DisabledClientKey,
+    #[error("this API key has expired")]
+    ExpiredClientKey,
+    #[error("this API key may not use the model '{0}'")]
+    ModelNotAllowed(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
@@ -73,6 +79,24 @@ pub enum ProxyError {
         model: String,
         retry_after: Option<Duration>,
     },
+    #[error(
+        "this API key's limit of {limit} {} per {} is reached; retry in {} ms",
+        metered.as_str(),
+        humantime::format_duration(*per),
+        retry_after.as_millis()
+    )]
+    KeyRateLimited {
+        metered: Metered,
+        limit: u64,
+        per: Duration,
+        retry_after: Duration,
+        headers: RateHeaders,
+    },
+    #[error("this API key's token budget is spent; it renews in {} s", retry_after.as_secs())]
+    KeyBudgetSpent {
+        retry_after: Duration,
+        headers: RateHeaders,
+    },
     #[error("could not authenticate to upstream \"{upstream}\" with auth.mode {mode}: {cause}")]
     UpstreamAuthFailed {
         upstream: String,
@@ -95,6 +119,8 @@ impl ProxyError {
         match self {
             ProxyError::MissingClientKey | ProxyError::InvalidClientKey => "invalid_api_key",
             ProxyError::DisabledClientKey => "api_key_disabled",
+            ProxyError::ExpiredClientKey => "api_key_expired",
+            ProxyError::ModelNotAllowed(_) => "model_not_allowed",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BodyRead(_) => "invalid_body",
             ProxyError::BodyTimeout { .. } => "request_timeout",
@@ -111,6 +137,8 @@ impl ProxyError {
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
             ProxyError::NoDeploymentAvailable { .. } => "no_deployment_available",
+            ProxyError::KeyRateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::KeyBudgetSpent { .. } => "insufficient_quota",
         }
     }
 
@@ -139,8 +167,15 @@ impl ProxyError {
             ProxyError::ServerBusy => Some(Duration::from_secs(BUSY_RETRY_AFTER_SECS)),
             ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
             ProxyError::NoDeploymentAvailable { retry_after, .. } => *retry_after,
+            ProxyError::KeyRateLimited { retry_after, .. }
+            | ProxyError::KeyBudgetSpent { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
+        if let ProxyError::KeyRateLimited { headers, .. }
+        | ProxyError::KeyBudgetSpent { headers, .. } = self
+        {
+            headers.write(response.headers_mut());
+        }
         if let Some(wait) = retry_after {
             let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
             let headers = response.headers_mut();
@@ -151,8 +186,10 @@ impl ProxyError {
     }
 
     fn error_type(&self) -> &'static str {
-        if let ProxyError::RateLimited { .. } = self {
+        if let ProxyError::RateLimited { .. } | ProxyError::KeyRateLimited { .. } = self {
             "requests"
+        } else if let ProxyError::KeyBudgetSpent { .. } = self {
+            "insufficient_quota"
         } else if self.status_code().is_client_error() {
             "invalid_request_error"
         } else {
@@ -164,7 +201,8 @@ impl ProxyError {
         match self {
             ProxyError::MissingModel
             | ProxyError::ModelNotString
-            | ProxyError::ModelNotFound(_) => Some("model"),
+            | ProxyError::ModelNotFound(_)
+            | ProxyError::ModelNotAllowed(_) => Some("model"),
             ProxyError::DuplicateParameter(name) => Some(name),
             _ => None,
         }
@@ -174,7 +212,9 @@ impl ProxyError {
         match self {
             ProxyError::MissingClientKey
             | ProxyError::InvalidClientKey
-            | ProxyError::DisabledClientKey => ErrorClass::Unauthorized,
+            | ProxyError::DisabledClientKey
+            | ProxyError::ExpiredClientKey => ErrorClass::Unauthorized,
+            ProxyError::ModelNotAllowed(_) => ErrorClass::Forbidden,
             ProxyError::BodyTooLarge { .. }
             | ProxyError::BodyRead(_)
             | ProxyError::BodyTimeout { .. }
@@ -193,6 +233,9 @@ impl ProxyError {
             ProxyError::UpstreamAuthFailed { .. } => ErrorClass::UpstreamAuth,
             ProxyError::RateLimited { .. } => ErrorClass::RateLimited,
             ProxyError::NoDeploymentAvailable { .. } => ErrorClass::Unavailable,
+            ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
+                ErrorClass::KeyLimited
+            }
         }
     }
 }
@@ -257,7 +300,9 @@ impl ResponseError for ProxyError {
         match self {
             ProxyError::MissingClientKey
             | ProxyError::InvalidClientKey
-            | ProxyError::DisabledClientKey => StatusCode::UNAUTHORIZED,
+            | ProxyError::DisabledClientKey
+            | ProxyError::ExpiredClientKey => StatusCode::UNAUTHORIZED,
+            ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BodyRead(_)
             | ProxyError::InvalidJson(_)
@@ -275,6 +320,9 @@ impl ResponseError for ProxyError {
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::NoDeploymentAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
         }
     }
 

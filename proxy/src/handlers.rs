@@ -16,6 +16,7 @@ use crate::config::RouteKey;
 use crate::downstream::body::{self as request_body, BodyRules};
 use crate::downstream::body_budget::BodyBudget;
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
+use crate::downstream::limits::{Charge, Limiter, RateHeaders};
 use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::{self, Relay, Watch};
 use crate::rewrite;
@@ -35,6 +36,7 @@ pub struct AppState {
     pub body_rules: BodyRules,
     /// The memory all request bodies being read or sent upstream may hold at once.
     pub body_budget: Arc<BodyBudget>,
+    pub limiter: Arc<Limiter>,
 }
 
 pub async fn chat_completions(
@@ -75,7 +77,11 @@ async fn proxy(
     );
     let result = forward(&req, &mut payload, &state, &snapshot, &mut open).await;
     let mut response = match result {
-        Ok(dispatched) => respond(dispatched, &snapshot, open),
+        Ok((dispatched, rate_headers)) => {
+            let mut response = respond(dispatched, &snapshot, open);
+            rate_headers.write(response.headers_mut());
+            response
+        }
         Err(err) => {
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
@@ -101,9 +107,10 @@ async fn forward(
     state: &AppState,
     snapshot: &Snapshot,
     open: &mut OpenRequest,
-) -> Result<Dispatched, ProxyError> {
+) -> Result<(Dispatched, RateHeaders), ProxyError> {
     let record = &mut open.record;
-    record.key_id = Some(snapshot.client_keys.authenticate(req.headers())?);
+    let key = snapshot.client_keys.authenticate(req.headers())?;
+    record.key_id = Some(key.id.clone());
 
     let content_length = req
         .headers()
@@ -122,9 +129,23 @@ async fn forward(
     record.stream = inspected.stream;
 
     let config = &snapshot.config;
+    if !key.policy.allows(&inspected.model) {
+        return Err(ProxyError::ModelNotAllowed(
+            bounded(&inspected.model, MAX_ID_CHARS).into_owned(),
+        ));
+    }
     let (model, _) = routing::model(config, &inspected.model)?;
     // Only configured ids become statistics keys; a client cannot grow the tables.
     record.model = Some(inspected.model.clone());
+    let limits = &key.policy.limits;
+    let rate_headers = state.limiter.admit(&key.id, limits)?;
+    if !limits.is_empty() {
+        record.charge = Some(Charge {
+            limiter: state.limiter.clone(),
+            key: key.id.clone(),
+            limits: limits.clone(),
+        });
+    }
 
     let prepared = rewrite::upstream_body(
         body,
@@ -163,7 +184,7 @@ async fn forward(
     record.ttfb = Some(exchange.ttfb);
     record.status = exchange.response.status().as_u16();
     record.upstream_request_id = headers::upstream_request_id(exchange.response.headers());
-    Ok(dispatched)
+    Ok((dispatched, rate_headers))
 }
 
 /// Passes the upstream status, useful headers and body through; the body is relayed, not read.
@@ -241,18 +262,19 @@ struct ModelEntry<'a> {
     owned_by: &'static str,
 }
 
-/// `GET /v1/models`: the configured model ids in the OpenAI list shape.
+/// `GET /v1/models`: the configured model ids the key may use, in the OpenAI list shape.
 pub async fn models(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ProxyError> {
     let snapshot = state.shared.snapshot.load();
-    snapshot.client_keys.authenticate(req.headers())?;
+    let key = snapshot.client_keys.authenticate(req.headers())?;
     let created = snapshot.loaded_at_ms / 1000;
     let data = snapshot
         .config
         .models
         .iter()
+        .filter(|m| key.policy.allows(&m.id))
         .map(|m| ModelEntry {
             id: &m.id,
             object: "model",

@@ -109,6 +109,7 @@ impl Application {
             images: images.clone(),
             body_rules: settings.body_rules(),
             body_budget: body_budget.clone(),
+            limiter: accounting.limiter.clone(),
         });
         let mut api = HttpServer::new(move || {
             App::new()
@@ -228,7 +229,7 @@ impl Application {
 
 async fn persist(accounting: &Arc<Accounting>) {
     let accounting = accounting.clone();
-    match tokio::task::spawn_blocking(move || accounting.stats.persist()).await {
+    match tokio::task::spawn_blocking(move || accounting.persist()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
         Err(err) => tracing::warn!(error = %err, "stats writer failed"),

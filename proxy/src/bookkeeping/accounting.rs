@@ -1,5 +1,6 @@
 //! The one end-of-request hook: every request, however it ends, is counted in the statistics,
-//! added to the recent-requests record and logged once with its fields.
+//! charged to its key's limits, added to the recent-requests record and logged once with its
+//! fields.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
 use crate::downstream::bounded::{MAX_MESSAGE_CHARS, bounded};
+use crate::downstream::limits::{Charge, Limiter};
 use crate::ops::contract::{RecentAttempt, RecentEntry, RecentOutcome};
 use crate::process::clock::epoch_ms;
 use crate::relay::usage::Usage;
@@ -35,6 +37,8 @@ pub struct RequestRecord {
     pub attempts: Vec<RecentAttempt>,
     /// Requests sent upstream, resends on a new connection included.
     pub sends: u32,
+    /// Where the tokens the upstream reports are charged (keys with limits).
+    pub charge: Option<Charge>,
 }
 
 impl RequestRecord {
@@ -56,6 +60,7 @@ impl RequestRecord {
             usage: None,
             attempts: Vec::new(),
             sends: 0,
+            charge: None,
         }
     }
 }
@@ -63,11 +68,24 @@ impl RequestRecord {
 pub struct Accounting {
     pub stats: Stats,
     pub recent: Recent,
+    /// The client keys' limits, with the budget use stats.json carried over.
+    pub limiter: Arc<Limiter>,
 }
 
 impl Accounting {
     pub fn new(stats: Stats, recent: Recent) -> Arc<Self> {
-        Arc::new(Accounting { stats, recent })
+        let limiter = Arc::new(Limiter::with_budgets(&stats.snapshot().budgets));
+        Arc::new(Accounting {
+            stats,
+            recent,
+            limiter,
+        })
+    }
+
+    /// Writes the statistics and the budget use to stats.json if they changed. Blocking I/O.
+    pub fn persist(&self) -> anyhow::Result<()> {
+        self.stats.set_budgets(self.limiter.budgets());
+        self.stats.persist()
     }
 
     /// Closes a request's books, taking what the record of recent requests keeps out of
@@ -79,6 +97,9 @@ impl Accounting {
             Cow::Owned(cut) => cut,
         });
         let latency = record.started.elapsed();
+        if let Some(charge) = record.charge.take() {
+            charge.settle(record.usage.map_or(0, |u| u.total_tokens));
+        }
         // Requests refused before a model was known count only in the totals.
         self.stats.record(
             record.model.as_deref(),

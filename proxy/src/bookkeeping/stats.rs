@@ -16,6 +16,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use serde::Serialize;
 
+use crate::downstream::limits::local::BudgetUsage;
 use crate::ops::contract::{Counters, StatsData};
 use crate::ops::metrics;
 
@@ -29,6 +30,10 @@ use crate::relay::usage::Usage;
 #[serde(rename_all = "snake_case")]
 pub enum ErrorClass {
     Unauthorized,
+    /// The key may not use the model.
+    Forbidden,
+    /// Refused by the key's own limits or budget.
+    KeyLimited,
     BadRequest,
     NotConfigured,
     Upstream4xx,
@@ -49,6 +54,8 @@ impl ErrorClass {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::Forbidden => "forbidden",
+            ErrorClass::KeyLimited => "key_limited",
             ErrorClass::BadRequest => "bad_request",
             ErrorClass::NotConfigured => "not_configured",
             ErrorClass::Upstream4xx => "upstream_4xx",
@@ -173,6 +180,15 @@ impl Stats {
         }
         drop(data);
         self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// Replaces the budget use kept in stats.json (marked for writing when it changed).
+    pub fn set_budgets(&self, budgets: BTreeMap<String, BudgetUsage>) {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        if data.budgets != budgets {
+            data.budgets = budgets;
+            self.dirty.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn snapshot(&self) -> StatsData {

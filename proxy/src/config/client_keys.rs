@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use super::issues::Checker;
+use super::key_policy::{self, KeyPolicy};
 use super::raw::RawClientKey;
 use super::secret::Secret;
 
@@ -14,6 +15,7 @@ pub struct ClientKeyEntry {
     pub key: Secret,
     /// `status` is "active" or absent (a "disabled" key is kept but refused).
     pub active: bool,
+    pub policy: KeyPolicy,
 }
 
 /// `apiKeys`: ids and keys unique, keys without surrounding whitespace.
@@ -52,10 +54,12 @@ pub(super) fn parse(check: &mut Checker, raw: &[RawClientKey]) -> Vec<ClientKeyE
                 false
             }
         };
+        let policy = key_policy::parse(check, &path, k);
         entries.push(ClientKeyEntry {
             id: k.id.clone(),
             key: Secret::new(k.key.clone()),
             active,
+            policy,
         });
     }
     entries

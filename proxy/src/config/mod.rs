@@ -17,6 +17,8 @@ mod client_keys;
 mod host_port;
 mod images;
 mod issues;
+mod key_policy;
+mod limits;
 mod models;
 pub mod raw;
 mod routes;
@@ -37,6 +39,8 @@ pub use client_keys::ClientKeyEntry;
 pub use host_port::{Host, HostPort};
 pub use images::{ImageCompression, ImageFormat};
 pub use issues::{ConfigError, ConfigIssue};
+pub use key_policy::{Budget, BudgetPeriod, KeyLimits, KeyPolicy, Metered, ModelPattern, Window};
+pub use limits::{FailMode, Limits};
 pub use models::{Deployment, Model, RouteOverride};
 pub use routes::RouteKey;
 pub use secret::Secret;
@@ -57,6 +61,7 @@ pub struct Config {
     pub client_keys: Vec<ClientKeyEntry>,
     pub upstreams: Vec<Upstream>,
     pub models: Vec<Model>,
+    pub limits: Limits,
     /// Keys that were set but have no effect in this gateway, with the reason (logged on load).
     pub ignored: Vec<String>,
     /// The file as parsed, unknown keys included, for writers that must keep them.
@@ -89,6 +94,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let client_keys = client_keys::parse(&mut check, &raw.client_keys);
     let upstreams = upstreams::parse(&mut check, &raw.upstreams);
     let models = models::parse(&mut check, &raw.models, &upstreams);
+    let limits = limits::parse(&mut check, &raw.limits);
     let ignored = check.finish().map_err(ConfigError::Invalid)?;
     // `server` is missing only when a problem was recorded; this names the section regardless.
     let server = server.ok_or_else(|| {
@@ -103,6 +109,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         client_keys,
         upstreams,
         models,
+        limits,
         ignored,
         raw,
     })

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub client_keys: Vec<RawClientKey>,
     pub upstreams: Vec<RawUpstream>,
     pub models: Vec<RawModel>,
+    #[serde(skip_serializing_if = "RawLimits::is_default")]
+    pub limits: RawLimits,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -296,8 +298,71 @@ pub struct RawClientKey {
     pub id: String,
     pub key: String,
     pub status: Option<String>,
+    /// Model ids (exact or with `*`) the key may use; absent: every model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<RawWindow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<RawBudget>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+/// A rate window: `requests` or `tokens` (one of them) `per` a duration (`"1m"`, `"2s"`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawWindow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+    pub per: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// A token budget per calendar `day` or `month` (UTC).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawBudget {
+    pub tokens: u64,
+    pub per: String,
+    /// RFC 3339: when the budget was last reset (by the admin UI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// Where the limits' counters live and what happens when that store is down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<String>,
+    pub fail_mode: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawLimits {
+    fn is_default(&self) -> bool {
+        *self == RawLimits::default()
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            redis: None,
+            fail_mode: "open".into(),
+            extra: Extra::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -2,23 +2,25 @@
 //! configured key. Only key ids ever leave this module.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::ClientKeyEntry;
+use crate::config::{ClientKeyEntry, KeyPolicy};
 use crate::errors::ProxyError;
 
-struct KeyDigest {
-    id: Arc<str>,
+/// A configured key as a digest, so every comparison takes the same time whatever the length.
+pub struct ClientKey {
+    pub id: Arc<str>,
+    pub policy: KeyPolicy,
     digest: [u8; 32],
     active: bool,
 }
 
-/// The configured keys as digests, so every comparison takes the same time whatever the length.
 pub struct ClientKeyTable {
-    keys: Vec<KeyDigest>,
+    keys: Vec<ClientKey>,
 }
 
 impl ClientKeyTable {
@@ -26,8 +28,9 @@ impl ClientKeyTable {
         ClientKeyTable {
             keys: entries
                 .iter()
-                .map(|e| KeyDigest {
+                .map(|e| ClientKey {
                     id: Arc::from(e.id.as_str()),
+                    policy: e.policy.clone(),
                     digest: Sha256::digest(e.key.expose().as_bytes()).into(),
                     active: e.active,
                 })
@@ -35,11 +38,11 @@ impl ClientKeyTable {
         }
     }
 
-    /// The id of the active key the request presents.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<str>, ProxyError> {
+    /// The active, unexpired key the request presents.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&ClientKey, ProxyError> {
         let presented = presented_key(headers).ok_or(ProxyError::MissingClientKey)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut matched: Option<&KeyDigest> = None;
+        let mut matched: Option<&ClientKey> = None;
         for key in &self.keys {
             // Every key is compared; no early exit reveals which one matched.
             if bool::from(key.digest.ct_eq(&digest)) {
@@ -47,8 +50,16 @@ impl ClientKeyTable {
             }
         }
         match matched {
-            Some(key) if key.active => Ok(key.id.clone()),
-            Some(_) => Err(ProxyError::DisabledClientKey),
+            Some(key) if !key.active => Err(ProxyError::DisabledClientKey),
+            Some(key)
+                if key
+                    .policy
+                    .expires_at
+                    .is_some_and(|at| SystemTime::now() >= at) =>
+            {
+                Err(ProxyError::ExpiredClientKey)
+            }
+            Some(key) => Ok(key),
             None => Err(ProxyError::InvalidClientKey),
         }
     }
@@ -86,11 +97,22 @@ mod tests {
                 id: "a".into(),
                 key: Secret::new("sk-a"),
                 active: true,
+                policy: KeyPolicy::default(),
+            },
+            ClientKeyEntry {
+                id: "old".into(),
+                key: Secret::new("sk-old"),
+                active: true,
+                policy: KeyPolicy {
+                    expires_at: Some(SystemTime::now() - std::time::Duration::from_secs(1)),
+                    ..KeyPolicy::default()
+                },
             },
             ClientKeyEntry {
                 id: "off".into(),
                 key: Secret::new("sk-off"),
                 active: false,
+                policy: KeyPolicy::default(),
             },
         ])
     }
@@ -113,13 +135,20 @@ mod tests {
             ("api-key", "sk-a"),
             ("x-api-key", "sk-a"),
         ] {
-            assert_eq!(&*t.authenticate(&headers(name, value)).expect(value), "a");
+            assert_eq!(
+                &*t.authenticate(&headers(name, value)).expect(value).id,
+                "a"
+            );
         }
     }
 
     #[test]
-    fn disabled_unknown_and_missing_keys_are_refused() {
+    fn disabled_expired_unknown_and_missing_keys_are_refused() {
         let t = table();
+        assert!(matches!(
+            t.authenticate(&headers("api-key", "sk-old")),
+            Err(ProxyError::ExpiredClientKey)
+        ));
         assert!(matches!(
             t.authenticate(&headers("api-key", "sk-off")),
             Err(ProxyError::DisabledClientKey)

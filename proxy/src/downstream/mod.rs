@@ -1,4 +1,5 @@
-//! Accepting a request from the client: its key, checked before the body is read, and its body,
+//! Accepting a request from the client: its key, checked before the body is read (with its
+//! model list, expiry and `limits`), and its body,
 //! read under the size limit, a minimum rate and the memory budget of all bodies, and inspected
 //! once. What the gateway repeats of the client's input
 //! is bounded (`bounded`).
@@ -7,3 +8,4 @@ pub mod body;
 pub mod body_budget;
 pub mod bounded;
 pub mod client_keys;
+pub mod limits;

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::config::{ConfigIssue, RouteKey};
+use crate::downstream::limits::local::BudgetUsage;
 use crate::relay::usage::Usage;
 
 /// `GET /status`: the running proxy and the config it serves.
@@ -129,6 +130,8 @@ pub struct StatsData {
     pub total: Counters,
     pub by_model: BTreeMap<String, Counters>,
     pub by_key: BTreeMap<String, Counters>,
+    /// Token budget use per key id in its current period (keys with a `budget`).
+    pub budgets: BTreeMap<String, BudgetUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
