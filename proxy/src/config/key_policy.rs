@@ -218,16 +218,18 @@ fn budget(check: &mut Checker, path: &str, raw: &RawBudget) -> Option<Budget> {
     }
     let reset_at_ms = match raw.reset_at.as_deref().map(str::trim) {
         None | Some("") => None,
-        Some(text) => match humantime::parse_rfc3339(text) {
-            Ok(at) => Some(crate::process::clock::epoch_ms(at)),
-            Err(_) => {
-                check.fail(
+        Some(text) => {
+            match humantime::parse_rfc3339(text) {
+                Ok(at) => Some(crate::process::clock::epoch_ms(at)),
+                Err(_) => {
+                    check.fail(
                     format!("{path}.resetAt"),
                     format!("must be an RFC 3339 UTC time such as 2027-01-31T23:59:59Z; got \"{text}\""),
                 );
-                return None;
+                    return None;
+                }
             }
-        },
+        }
     };
     Some(Budget {
         tokens: raw.tokens,

@@ -185,6 +185,44 @@ pub struct ImageStatsData {
     pub busy_requests: u64,
 }
 
+/// `GET /limits`: every client key with limits, and where it stands against each of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LimitsPage {
+    pub keys: Vec<KeyLimitsUsage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyLimitsUsage {
+    pub key_id: String,
+    pub windows: Vec<WindowUsage>,
+    pub budget: Option<BudgetUsageView>,
+    /// Unix ms after which the key is refused.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// One window of a key, in its current span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowUsage {
+    /// `requests` or `tokens`.
+    pub metered: String,
+    pub limit: u64,
+    pub per_s: u64,
+    pub used: u64,
+    /// Unix ms the current span ends.
+    pub reset_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetUsageView {
+    pub tokens: u64,
+    /// `day` or `month`.
+    pub per: String,
+    pub used: u64,
+    /// Unix ms the current period started (the last reset, if later) and ends.
+    pub since_ms: u64,
+    pub reset_ms: u64,
+}
+
 /// `GET /requests`: matching recent requests, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecentPage {

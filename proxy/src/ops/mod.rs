@@ -1,5 +1,5 @@
 //! The ops listener (loopback by default): statistics as JSON and Prometheus text, recent
-//! requests with filters, config status and readiness. Never serves client traffic, never
+//! requests with filters, the client keys' limits, config status and readiness. Never serves client traffic, never
 //! shows a secret.
 
 pub mod contract;
@@ -14,7 +14,7 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::downstream::body_budget::BodyBudget;
 use crate::rewrite::images::ImageService;
 use crate::snapshot::Shared;
-use contract::{OpsStats, Readiness, RecentPage, RecentQuery, Status};
+use contract::{LimitsPage, OpsStats, Readiness, RecentPage, RecentQuery, Status};
 use metrics::Metrics;
 
 pub struct OpsState {
@@ -30,11 +30,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/stats", web::get().to(stats))
         .route("/metrics", web::get().to(metrics))
         .route("/requests", web::get().to(requests))
+        .route("/limits", web::get().to(limits))
         .route("/status", web::get().to(status))
         .route("/readyz", web::get().to(readyz));
 }
 
 async fn stats(state: web::Data<OpsState>) -> HttpResponse {
+    let accounting = &state.accounting;
+    accounting.stats.set_budgets(accounting.limiter.budgets());
     HttpResponse::Ok().json(OpsStats {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
@@ -57,6 +60,13 @@ async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
 async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) -> HttpResponse {
     HttpResponse::Ok().json(RecentPage {
         data: state.accounting.recent.query(&query),
+    })
+}
+
+async fn limits(state: web::Data<OpsState>) -> HttpResponse {
+    let snapshot = state.shared.snapshot.load();
+    HttpResponse::Ok().json(LimitsPage {
+        keys: state.accounting.limiter.usage(&snapshot.config.client_keys),
     })
 }
 

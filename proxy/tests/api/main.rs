@@ -6,6 +6,7 @@ mod client_keys;
 mod endpoints;
 mod entra;
 mod images;
+mod key_limits;
 mod ops_contract;
 mod pools;
 mod process;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use proxy::ops::contract::{OpsStats, Readiness, RecentOutcome, RecentPage, RecentQuery, Status};
+use proxy::ops::contract::{
+    LimitsPage, OpsStats, Readiness, RecentOutcome, RecentPage, RecentQuery, Status,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -33,6 +35,10 @@ async fn round_trip<T: DeserializeOwned + Serialize>(app: &TestApp, path: &str) 
 async fn every_ops_body_reads_into_its_contract_type_and_back_unchanged() {
     let app = spawn_app_with_config(|config| {
         config["server"]["upstream"]["pool"] = json!({"headersTimeoutMs": 1000});
+        config["apiKeys"][0]["limits"] =
+            json!([{"requests": 100, "per": "1h"}, {"tokens": 100000, "per": "1d"}]);
+        config["apiKeys"][0]["budget"] = json!({"tokens": 1000000, "per": "month"});
+        config["apiKeys"][0]["expiresAt"] = json!("2100-01-01T00:00:00Z");
     })
     .await;
     // One success with usage, one refused request, one upstream error and a body with an image,
@@ -89,6 +95,16 @@ async fn every_ops_body_reads_into_its_contract_type_and_back_unchanged() {
     assert_eq!(errors.data.len(), 1);
     assert_eq!(errors.data[0].outcome, RecentOutcome::Error);
     assert_eq!(errors.data[0].status, 404);
+
+    assert!(stats.usage.budgets[KEY_ID].used > 0);
+
+    let limits: LimitsPage = round_trip(&app, "/limits").await;
+    assert_eq!(limits.keys.len(), 1);
+    assert_eq!(
+        limits.keys[0].windows[0].used, 2,
+        "the unknown model is refused before"
+    );
+    assert!(limits.keys[0].budget.as_ref().is_some_and(|b| b.used > 0));
 
     let ready: Readiness = round_trip(&app, "/readyz").await;
     assert!(ready.ready);

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::config::{KeyLimits, Metered};
+use crate::config::{BudgetPeriod, ClientKeyEntry, KeyLimits, Metered};
 use crate::errors::ProxyError;
-use crate::process::clock::now_ms;
+use crate::ops::contract::{BudgetUsageView, KeyLimitsUsage, WindowUsage};
+use crate::process::clock::{epoch_ms, now_ms};
 use local::{BudgetUsage, LocalCounters};
 
 /// A key's counts before a request: per window of its limits (same order) the count and the
@@ -187,6 +188,49 @@ impl Limiter {
 
     pub fn budgets(&self) -> BTreeMap<String, BudgetUsage> {
         self.local.budgets()
+    }
+
+    /// Where each key with limits stands now, for the ops listener.
+    pub fn usage(&self, keys: &[ClientKeyEntry]) -> Vec<KeyLimitsUsage> {
+        let now = now_ms();
+        self.local.retain(|id| keys.iter().any(|k| k.id == id));
+        keys.iter()
+            .filter(|k| !k.policy.limits.is_empty() || k.policy.expires_at.is_some())
+            .map(|k| {
+                let limits = &k.policy.limits;
+                let counts = self.local.counts(&Arc::from(k.id.as_str()), limits, now);
+                KeyLimitsUsage {
+                    key_id: k.id.clone(),
+                    windows: limits
+                        .windows
+                        .iter()
+                        .zip(&counts.windows)
+                        .map(|(w, (used, end))| WindowUsage {
+                            metered: w.metered.as_str().to_string(),
+                            limit: w.limit,
+                            per_s: w.per.as_secs(),
+                            used: *used,
+                            reset_ms: *end,
+                        })
+                        .collect(),
+                    budget: limits.budget.as_ref().map(|b| {
+                        let (since, end) = periods::budget(now, b);
+                        BudgetUsageView {
+                            tokens: b.tokens,
+                            per: match b.period {
+                                BudgetPeriod::Day => "day",
+                                BudgetPeriod::Month => "month",
+                            }
+                            .to_string(),
+                            used: counts.budget.map_or(0, |(used, _)| used),
+                            since_ms: since,
+                            reset_ms: end,
+                        }
+                    }),
+                    expires_at_ms: k.policy.expires_at.map(epoch_ms),
+                }
+            })
+            .collect()
     }
 }
 
