@@ -21,6 +21,10 @@ pub enum AdminError {
     Throttled(Duration),
     #[error("{0}")]
     CrossSite(&'static str),
+    #[error(
+        "the admin UI does not answer to the host name \"{0}\": reach it by IP address or localhost, or add the name to CONTROL_ALLOWED_HOSTS (or set it as server.caddy.domain)"
+    )]
+    UnknownHost(String),
     #[error("send If-Match with the ETag of the config you edited (or \"*\" to overwrite)")]
     PreconditionRequired,
     #[error("config.json changed since it was read; reload it and apply your changes again")]
@@ -61,6 +65,7 @@ impl AdminError {
             AdminError::Unauthorized => "unauthorized",
             AdminError::Throttled(_) => "too_many_attempts",
             AdminError::CrossSite(_) => "cross_site_request",
+            AdminError::UnknownHost(_) => "unknown_host",
             AdminError::PreconditionRequired => "precondition_required",
             AdminError::Conflict { .. } => "config_changed",
             AdminError::InvalidConfig(_) => "invalid_config",
@@ -111,6 +116,7 @@ impl ResponseError for AdminError {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
+            AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             AdminError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,
             AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -25,6 +25,9 @@ pub struct Settings {
     /// How often config.json is re-read to notice hand edits.
     pub config_poll: Duration,
     pub workers: Option<usize>,
+    /// Host names the admin UI answers to besides IP addresses, localhost and the configured
+    /// domain (`CONTROL_ALLOWED_HOSTS`, comma-separated; `*`: any).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How control renders the Caddyfile and reaches Caddy's admin API.
@@ -91,6 +94,7 @@ impl Settings {
             throttle: ThrottlePolicy::default(),
             config_poll: Duration::from_secs(2),
             workers: None,
+            allowed_hosts: Vec::new(),
         }
     }
 
@@ -129,6 +133,15 @@ impl Settings {
             settings.config_poll = poll;
         }
         settings.workers = env.number_in("CONTROL_WORKERS", 1..=64)?;
+        settings.allowed_hosts = env
+            .text("CONTROL_ALLOWED_HOSTS")
+            .map(|list| {
+                list.split(',')
+                    .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(settings)
     }
 

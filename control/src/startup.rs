@@ -24,7 +24,7 @@ use crate::proxy_ops::ProxyOps;
 use crate::settings::Settings;
 use crate::store::{AdminCredentials, ConfigStore};
 use crate::throttle::LoginThrottle;
-use crate::{admin_auth, cross_site, mount, ui};
+use crate::{admin_auth, cross_site, host_check, mount, ui};
 
 /// Caddy's admin address in the Caddyfile when control does not drive Caddy.
 const DEFAULT_ADMIN_LISTEN: &str = "localhost:2019";
@@ -132,6 +132,7 @@ impl Application {
                 .wrap(from_fn(cross_site::refuse_cross_site))
                 .wrap(from_fn(admin_auth::require_login))
                 .wrap(from_fn(mount::admin_path))
+                .wrap(from_fn(host_check::refuse_unknown_host))
                 .wrap(
                     DefaultHeaders::new()
                         .add(("content-security-policy", ui::CONTENT_SECURITY_POLICY))

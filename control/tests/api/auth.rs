@@ -278,3 +278,45 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created() {
     .await;
     stop.stop().await;
 }
+
+#[actix_web::test]
+async fn a_request_for_another_host_name_is_refused_against_dns_rebinding() {
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(|config| {
+            config["server"]["caddy"] = json!({"domain": "gw.example.com"});
+        }),
+        edit_control: Box::new(|settings| {
+            settings.allowed_hosts = vec!["gw.internal.example".into()];
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    let session = |host: &'static str| stack.get("session").header("host", host).send();
+    let refused = session("attacker.example:3001").await.expect("request");
+    assert_eq!(refused.status(), 421);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unknown_host");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("CONTROL_ALLOWED_HOSTS")),
+        "{body}"
+    );
+    for host in [
+        "gw.example.com",
+        "gw.internal.example:3000",
+        "localhost:3000",
+    ] {
+        assert_eq!(
+            session(host).await.expect("request").status(),
+            200,
+            "{host}"
+        );
+    }
+    // The request as sent, to 127.0.0.1.
+    assert_eq!(
+        stack.get("session").send().await.expect("request").status(),
+        200
+    );
+    stack.shutdown().await;
+}
