@@ -86,8 +86,11 @@ async fn proxy(
             open.record.status = err.status_code().as_u16();
             open.close(Outcome::Failed(err.class()), Some(err.to_string()));
             let response = err.response_for(&request_id);
-            if let ProxyError::BodyTimeout { .. } = err {
-                // The rest of a body that came too slowly is not worth waiting for.
+            if let ProxyError::BodyTimeout { .. }
+            | ProxyError::BodyTooLarge { .. }
+            | ProxyError::ServerBusy = err
+            {
+                // The rest of a body refused for its size or pace is not worth reading.
                 request_body::closing_connection(response, payload)
             } else {
                 response

@@ -190,3 +190,25 @@ async fn a_body_over_the_memory_limit_gets_503_while_the_first_completes() {
     assert_eq!(stats["total"]["errors"]["busy"], 1);
     assert_eq!(stats["total"]["succeeded"], 1);
 }
+
+#[actix_web::test]
+async fn a_chunked_body_over_the_limit_gets_413_and_its_connection_closed_unread() {
+    let app = spawn_app_with(Default::default(), |_| {}, &[("BODY_LIMIT", "1000")]).await;
+    let stream = upload_head_framed(&app, "Transfer-Encoding: chunked").await;
+    let (mut reader, writer) = stream.into_split();
+    let mut pieces = vec![format!("7d0\r\n{}\r\n", "x".repeat(2000)).into_bytes()];
+    // The rest keeps coming for 10 s: the gateway must not wait for it.
+    pieces.extend(vec![b"1\r\n \r\n".to_vec(); 100]);
+    let trickle = trickle(writer, pieces);
+    let started = Instant::now();
+
+    let answer = read_until_closed(&mut reader, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(error_code(&answer), "request_too_large");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    trickle.abort();
+}
