@@ -143,6 +143,18 @@ impl TestApp {
     }
 }
 
+/// A scripted upstream answer: `status` with `headers` and an Azure-shaped error body.
+pub fn status_reply(status: u16, headers: &[(&str, &str)]) -> fake_foundry::ScriptedReply {
+    fake_foundry::ScriptedReply::Status {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body: fake_foundry::error_body(&status.to_string(), "try again"),
+    }
+}
+
 pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("error json");

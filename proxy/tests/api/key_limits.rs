@@ -182,6 +182,16 @@ async fn a_spent_budget_is_insufficient_quota_and_survives_a_restart() {
     .await;
 }
 
+async fn chat_with_rotated_key(app: &TestApp) -> reqwest::Response {
+    app.http
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth("sk-rotated-key")
+        .json(&chat_body(false))
+        .send()
+        .await
+        .expect("request")
+}
+
 #[actix_web::test]
 async fn a_reload_keeps_the_counters_of_a_key_that_got_a_new_secret() {
     let app = app_with_key(json!({"limits": [{"requests": 2, "per": "1h"}]})).await;
@@ -196,14 +206,7 @@ async fn a_reload_keeps_the_counters_of_a_key_that_got_a_new_secret() {
         app.ops_json("/status").await["config"]["generation"] == 2
     })
     .await;
-    let response = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth("sk-rotated-key")
-        .json(&chat_body(false))
-        .send()
-        .await
-        .expect("request");
+    let response = chat_with_rotated_key(&app).await;
     assert_eq!(response.status(), 429);
 
     // New limits start new windows.
@@ -213,14 +216,7 @@ async fn a_reload_keeps_the_counters_of_a_key_that_got_a_new_secret() {
         app.ops_json("/status").await["config"]["generation"] == 3
     })
     .await;
-    let response = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth("sk-rotated-key")
-        .json(&chat_body(false))
-        .send()
-        .await
-        .expect("request");
+    let response = chat_with_rotated_key(&app).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-ratelimit-remaining-requests"), "2");
 }

@@ -3,23 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use fake_foundry::{Behaviour, FakeFoundry, ScriptedReply};
+use fake_foundry::{Behaviour, FakeFoundry};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const POOLED: &str = "pooled";
-
-fn status(status: u16, headers: &[(&str, &str)]) -> ScriptedReply {
-    ScriptedReply::Status {
-        status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        body: fake_foundry::error_body(&status.to_string(), "from the fake"),
-    }
-}
 
 /// The app's own fake (upstream `a`) and two more (`b`, `c`), with the model `pooled` on
 /// `deployments` and the config after `edit`.
@@ -153,7 +142,7 @@ async fn a_429_with_retry_after_ms_takes_the_deployment_out_for_that_long_and_no
     let pool = pool_with(three([1, 1, 0], [0, 0, 0]), |_| {}).await;
     pool.app
         .fake
-        .enqueue(status(429, &[("retry-after-ms", "1500")]));
+        .enqueue(status_reply(429, &[("retry-after-ms", "1500")]));
     let throttled_at = Instant::now();
     let (status, by) = pool.send().await;
     assert_eq!((status, by.as_str()), (200, "b/dep-b"));
@@ -197,7 +186,7 @@ async fn a_higher_priority_takes_traffic_only_while_the_lower_is_cooling() {
     assert_eq!(pool.send().await.1, "a/dep-a");
     pool.app
         .fake
-        .enqueue(status(429, &[("retry-after-ms", "800")]));
+        .enqueue(status_reply(429, &[("retry-after-ms", "800")]));
     assert_eq!(pool.send().await.1, "b/dep-b");
     assert_eq!(pool.send().await.1, "b/dep-b");
     until("the traffic to come back to priority 0", || async {
@@ -212,8 +201,8 @@ async fn when_every_deployment_is_cooling_the_client_gets_one_429_with_the_earli
     let pool = pool_with(three([1, 1, 0], [0, 0, 0]), |_| {}).await;
     pool.app
         .fake
-        .enqueue(status(429, &[("retry-after-ms", "4000")]));
-    pool.b.enqueue(status(429, &[("retry-after", "2")]));
+        .enqueue(status_reply(429, &[("retry-after-ms", "4000")]));
+    pool.b.enqueue(status_reply(429, &[("retry-after", "2")]));
     let response = pool.app.chat(body(false)).await;
     assert_eq!(response.status(), 429);
     let retry_ms: u64 = response.headers()["retry-after-ms"]
@@ -254,7 +243,7 @@ async fn a_5xx_and_a_refused_connection_move_the_request_to_the_next_deployment(
         },
     )
     .await;
-    pool.app.fake.enqueue(status(503, &[]));
+    pool.app.fake.enqueue(status_reply(503, &[]));
     let (status, by) = pool.send().await;
     assert_eq!((status, by.as_str()), (200, "b/dep-b"));
     let outcomes: Vec<Value> = pool
@@ -271,7 +260,7 @@ async fn a_5xx_and_a_refused_connection_move_the_request_to_the_next_deployment(
 #[actix_web::test]
 async fn a_4xx_of_the_client_is_returned_as_it_is_without_failover() {
     let pool = pool_with(three([1, 1, 1], [0, 1, 2]), |_| {}).await;
-    pool.app.fake.enqueue(status(400, &[]));
+    pool.app.fake.enqueue(status_reply(400, &[]));
     let (status, by) = pool.send().await;
     assert_eq!((status, by.as_str()), (400, "a/dep-a"));
     assert_eq!(pool.b.request_count(), 0);
@@ -285,7 +274,7 @@ async fn failures_in_a_row_open_the_circuit_and_a_trial_closes_it_again() {
     })
     .await;
     for _ in 0..2 {
-        pool.app.fake.enqueue(status(500, &[]));
+        pool.app.fake.enqueue(status_reply(500, &[]));
         assert_eq!(pool.send().await, (200, "b/dep-b".to_string()));
     }
     let a = pool.deployment("a").await;
@@ -297,7 +286,7 @@ async fn failures_in_a_row_open_the_circuit_and_a_trial_closes_it_again() {
     assert_eq!(pool.app.fake.request_count(), 2);
 
     // After the wait, one trial: it fails, and the circuit opens for twice as long.
-    pool.app.fake.enqueue(status(502, &[]));
+    pool.app.fake.enqueue(status_reply(502, &[]));
     until("the half-open trial", || async {
         pool.send().await;
         (pool.app.fake.request_count() == 3).then_some(())
@@ -320,7 +309,7 @@ async fn a_stream_is_served_whole_by_the_second_deployment_after_a_429() {
     let pool = pool_with(three([1, 1, 0], [0, 1, 0]), |_| {}).await;
     pool.app
         .fake
-        .enqueue(status(429, &[("retry-after-ms", "5000")]));
+        .enqueue(status_reply(429, &[("retry-after-ms", "5000")]));
     let response = pool.app.chat(body(true)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-gateway-deployment"], "b/dep-b");
@@ -356,7 +345,7 @@ async fn a_reload_keeps_the_state_of_deployments_that_did_not_change() {
     let pool = pool_with(three([1, 1, 1], [0, 0, 0]), |_| {}).await;
     pool.app
         .fake
-        .enqueue(status(429, &[("retry-after-ms", "60000")]));
+        .enqueue(status_reply(429, &[("retry-after-ms", "60000")]));
     pool.send().await;
     assert_eq!(pool.deployment("a").await["state"], "cooling");
 

@@ -3,27 +3,17 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fake_foundry::{Behaviour, ScriptedReply};
+use fake_foundry::Behaviour;
 use serde_json::json;
 
 use crate::helpers::*;
 
-fn status(status: u16, headers: &[(&str, &str)]) -> ScriptedReply {
-    ScriptedReply::Status {
-        status,
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        body: fake_foundry::error_body(&status.to_string(), "try again"),
-    }
-}
-
 #[actix_web::test]
 async fn a_429_with_retry_after_ms_is_retried_and_succeeds() {
     let app = spawn_app_with_config(|c| c["server"]["upstream"]["maxRetries"] = json!(2)).await;
-    app.fake.enqueue(status(429, &[("retry-after-ms", "50")]));
-    app.fake.enqueue(status(503, &[]));
+    app.fake
+        .enqueue(status_reply(429, &[("retry-after-ms", "50")]));
+    app.fake.enqueue(status_reply(503, &[]));
     let response = app.chat(chat_body(false)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.fake.request_count(), 3);
@@ -36,7 +26,8 @@ async fn a_429_with_retry_after_ms_is_retried_and_succeeds() {
 #[actix_web::test]
 async fn a_wait_longer_than_retry_max_passes_the_429_through() {
     let app = spawn_app_with_config(|c| c["server"]["upstream"]["maxRetries"] = json!(3)).await;
-    app.fake.enqueue(status(429, &[("retry-after", "30")]));
+    app.fake
+        .enqueue(status_reply(429, &[("retry-after", "30")]));
     let response = app.chat(chat_body(false)).await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "30");
@@ -46,7 +37,7 @@ async fn a_wait_longer_than_retry_max_passes_the_429_through() {
 #[actix_web::test]
 async fn without_retries_an_upstream_500_passes_through() {
     let app = spawn_app().await;
-    app.fake.enqueue(status(500, &[]));
+    app.fake.enqueue(status_reply(500, &[]));
     let response = app.chat(chat_body(false)).await;
     assert_eq!(response.status(), 500);
     let body: serde_json::Value = response.json().await.expect("json");
@@ -59,7 +50,7 @@ async fn without_retries_an_upstream_500_passes_through() {
 #[actix_web::test]
 async fn statuses_not_listed_are_not_retried() {
     let app = spawn_app_with_config(|c| c["server"]["upstream"]["maxRetries"] = json!(2)).await;
-    app.fake.enqueue(status(400, &[]));
+    app.fake.enqueue(status_reply(400, &[]));
     assert_eq!(app.chat(chat_body(false)).await.status(), 400);
     assert_eq!(app.fake.request_count(), 1);
 }
@@ -67,9 +58,9 @@ async fn statuses_not_listed_are_not_retried() {
 #[actix_web::test]
 async fn retries_give_up_after_max_retries() {
     let app = spawn_app_with_config(|c| c["server"]["upstream"]["maxRetries"] = json!(1)).await;
-    app.fake.enqueue(status(503, &[]));
-    app.fake.enqueue(status(503, &[]));
-    app.fake.enqueue(status(503, &[]));
+    app.fake.enqueue(status_reply(503, &[]));
+    app.fake.enqueue(status_reply(503, &[]));
+    app.fake.enqueue(status_reply(503, &[]));
     assert_eq!(app.chat(chat_body(false)).await.status(), 503);
     assert_eq!(app.fake.request_count(), 2);
 }
