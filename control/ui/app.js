@@ -746,14 +746,15 @@
     note.hidden = !S.poolError;
     note.textContent = S.poolError ? t('pool.unreachable', { error: S.poolError }) : '';
     const rows = S.pool || [];
-    if (!rows.length && !S.poolError) body.append(h('tr', {}, h('td', { colspan: 8, class: 'empty' }, t('pool.none'))));
+    if (!rows.length && !S.poolError) body.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, t('pool.none'))));
     const cell = (label, attrs, ...content) => h('td', Object.assign({ dataset: { label: t(label) } }, attrs), ...content);
     for (const d of rows) {
       const key = d.upstream + '/' + d.deployment;
       const failures = Object.entries(d.failures || {}).map(([k, v]) => outcomeText(k) + ': ' + v).join(', ');
       body.append(h('tr', { dataset: { deployment: key, state: d.state } },
-        cell('pool.deployment', { class: 'mono' }, key),
-        cell('pool.models', {}, d.models.join(', ')),
+        cell('pool.deployment', {}, h('span', {},
+          h('span', { class: 'mono' }, key),
+          h('span', { class: 'models' }, ...d.models.flatMap((m, i) => [i ? ', ' : null, h('span', {}, m)])))),
         cell('pool.state', { class: 'state' }, stateBadge(d)),
         cell('stats.requests', { class: 'num' }, num(d.requests)),
         cell('pool.throttled', { class: 'num' }, num(d.throttled)),
@@ -1046,7 +1047,8 @@
         h('span', { class: 'muted' }, t('requests.attemptTiming', { start: duration(a.start_ms), took: duration(a.duration_ms) })));
     });
     return h('tr', { class: 'attempts', dataset: { requestId: r.request_id } },
-      h('td', { colspan: 10 }, h('span', { class: 'muted' }, t('requests.attempts', { n: r.attempts.length })), h('ol', {}, ...items)));
+      h('td', { colspan: 10 }, h('div', { class: 'attempt-list' },
+        h('span', { class: 'muted' }, t('requests.attempts', { n: r.attempts.length })), h('ol', {}, ...items))));
   }
 
   // ---------- endpoint tester ----------

@@ -1,7 +1,7 @@
 //! Deployment pools in the admin UI, in headless Chromium: the model editor builds, reorders
 //! and shrinks a pool and saves it in the file's shapes; pool errors appear at their field; the
-//! live view, the overview and recent requests show a throttled deployment cooling and the
-//! request's attempts, in both languages and at phone width.
+//! live view, the overview and recent requests show a throttled deployment cooling, a failing
+//! one with its circuit open, and the request's attempts, in both languages and at phone width.
 
 use std::time::Duration;
 
@@ -169,7 +169,9 @@ async fn an_operator_builds_a_pool_of_three_and_finds_it_after_a_reload() {
     browser.js("window.beforeReload = true").await;
     browser.client.refresh().await.expect("reload");
     browser
-        .wait_js("return window.beforeReload === undefined && document.body.dataset.ready === 'true'")
+        .wait_js(
+            "return window.beforeReload === undefined && document.body.dataset.ready === 'true'",
+        )
         .await;
     for (path, expected) in [
         ("models[0].deployments[1].upstream", "west"),
@@ -286,7 +288,7 @@ async fn pool_errors_are_shown_at_their_field_and_nothing_is_written() {
 }
 
 #[actix_web::test]
-async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
+async fn throttled_and_failing_deployments_show_their_state_and_the_request_its_attempts() {
     let Some(browser) = Browser::start().await else {
         return;
     };
@@ -294,8 +296,11 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         edit_config: Box::new(|config| {
             config["models"][0] = json!({"id": "gpt-5-mini", "deployments": [
                 {"upstream": "fake", "targetModel": "dep-a"},
-                {"upstream": "fake", "targetModel": "dep-b", "priority": 1}
+                {"upstream": "fake", "targetModel": "dep-b", "priority": 1},
+                {"upstream": "fake", "targetModel": "dep-c", "priority": 2}
             ]});
+            config["server"]["upstream"]["failover"] =
+                json!({"circuitFailures": 1, "circuitOpenMs": 120000});
         }),
         ..StackOptions::default()
     })
@@ -304,6 +309,11 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         status: 429,
         headers: vec![("retry-after-ms".into(), "120000".into())],
         body: fake_foundry::error_body("429", "Rate limit is exceeded."),
+    });
+    stack.fake.enqueue(ScriptedReply::Status {
+        status: 500,
+        headers: Vec::new(),
+        body: fake_foundry::error_body("InternalServerError", "Something broke."),
     });
     let answer = stack.chat(KEY, chat_body(false)).await;
     assert_eq!(answer.status(), 200, "the pool did not fail over");
@@ -329,9 +339,17 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         .text("#model-list [data-live='fake/dep-a'] .badge")
         .await;
     assert_eq!(in_editor, state);
+    let open = browser
+        .text("#pool-live tr[data-deployment='fake/dep-b'][data-state='circuit_open'] td.state")
+        .await;
+    assert!(
+        open.starts_with("circuit open until ")
+            && is_clock_time(&open["circuit open until ".len()..]),
+        "{open}"
+    );
     assert_eq!(
         browser
-            .text("#model-list [data-live='fake/dep-b'] .badge")
+            .text("#model-list [data-live='fake/dep-c'] .badge")
             .await,
         "available"
     );
@@ -340,15 +358,15 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         .await;
     browser.shot("models-pool-live", "#pool-live-card").await;
 
-    // The overview lists only the deployment that is out.
+    // The overview lists only the deployments that are out.
     browser.show_settled("overview").await;
     let out = browser
         .js("return [...document.querySelectorAll('#pool-alerts li[data-deployment]')].map((li) => li.dataset.deployment)")
         .await;
-    assert_eq!(out, json!(["fake/dep-a"]));
+    assert_eq!(out, json!(["fake/dep-a", "fake/dep-b"]));
     browser.screenshot("overview-pool").await;
 
-    // Recent requests show both attempts.
+    // Recent requests show the three attempts.
     browser.show_settled("requests").await;
     let attempts = browser
         .js("return [...document.querySelectorAll('#requests-table tr.attempts li')].map((li) => [li.dataset.deployment, li.dataset.outcome, li.querySelector('.badge').textContent])")
@@ -357,7 +375,8 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         attempts,
         json!([
             ["fake/dep-a", "throttled", "throttled · 429"],
-            ["fake/dep-b", "answered", "answered · 200"]
+            ["fake/dep-b", "upstream_5xx", "5xx error · 500"],
+            ["fake/dep-c", "answered", "answered · 200"]
         ])
     );
     browser.screenshot("requests-attempts").await;
@@ -384,6 +403,30 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
             .contains("被限流 · 429")
     );
 
+    browser.switch_language("en").await;
+    browser.show_settled("timeouts").await;
+    browser
+        .shot(
+            "timeouts-failover",
+            "[data-path='server.upstream.failover.circuitOpenMs']",
+        )
+        .await;
+
+    // A narrow laptop window: the menu stays, the pool rows take their compact layout.
+    browser
+        .client
+        .set_window_size(960, 800)
+        .await
+        .expect("window size");
+    browser.show_settled("models").await;
+    browser.assert_fits_the_window("models").await;
+    browser
+        .shot(
+            "models-pool-narrow",
+            "#model-list > .row:nth-child(1) .deployments",
+        )
+        .await;
+
     // A phone, in both languages: every control on screen, the live table in stacked rows.
     browser
         .client
@@ -409,6 +452,17 @@ async fn a_throttled_deployment_shows_as_cooling_with_the_request_attempts() {
         browser.show_settled("overview").await;
         browser
             .shot(&format!("overview-pool-phone-{lang}"), "#card-deployments")
+            .await;
+        // The wide table scrolls sideways; the attempts stay in view.
+        browser.show_settled("requests").await;
+        browser
+            .wait_js("const r = document.querySelector('#requests-table tr.attempts .attempt-list').getBoundingClientRect(); return r.left >= 0 && r.right <= document.documentElement.clientWidth")
+            .await;
+        browser
+            .shot(
+                &format!("requests-attempts-phone-{lang}"),
+                "#requests-table tr.attempts",
+            )
             .await;
         browser.show_settled("timeouts").await;
         browser
