@@ -659,9 +659,8 @@
   function removeDeployment(i, j) {
     const m = S.draft.models[i];
     m.deployments.splice(j, 1);
-    const [only] = m.deployments;
     if (m.deployments.length === 1) {
-      const { upstream, targetModel, priority, weight, ...extra } = only;
+      const { upstream, targetModel, priority, weight, ...extra } = m.deployments[0];
       if ((priority ?? 0) === 0 && (weight ?? 1) === 1 && !Object.keys(extra).length) {
         S.draft.models[i] = modelShape(m, { upstream: upstream || '', targetModel: targetModel || '' });
       }
@@ -1023,7 +1022,7 @@
     for (const r of rows) {
       const kind = r.outcome === 'ok' ? 'ok' : r.outcome === 'cancelled' ? 'warn' : 'bad';
       const retried = (r.attempts || []).length > 1;
-      body.append(h('tr', { class: retried ? 'with-attempts' : null, dataset: { requestId: r.request_id } },
+      body.append(h('tr', { class: retried ? 'with-attempts' : null },
         h('td', { title: r.time }, when(r.time_ms)),
         h('td', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
         h('td', { title: r.deployment ? '→ ' + r.deployment : '' }, r.model || '—'),
@@ -1046,7 +1045,7 @@
         badge(outcomeText(a.outcome) + (a.status ? ' · ' + a.status : ''), kind), ' ',
         h('span', { class: 'muted' }, t('requests.attemptTiming', { start: duration(a.start_ms), took: duration(a.duration_ms) })));
     });
-    return h('tr', { class: 'attempts', dataset: { requestId: r.request_id } },
+    return h('tr', { class: 'attempts' },
       h('td', { colspan: 10 }, h('div', { class: 'attempt-list' },
         h('span', { class: 'muted' }, t('requests.attempts', { n: r.attempts.length })), h('ol', {}, ...items))));
   }
