@@ -17,7 +17,7 @@ use crate::helpers::{
     free_port, require_tool, spawn_stack, spawn_stack_with, wait_until,
 };
 
-pub(crate) const DESKTOP: (u32, u32) = (1280, 900);
+const DESKTOP: (u32, u32) = (1280, 900);
 pub(crate) const PHONE: (u32, u32) = (390, 844);
 
 /// chromedriver and the Chromium it starts, in their own process group, killed when dropped.
@@ -103,7 +103,7 @@ impl Browser {
             .await;
     }
 
-    pub(crate) async fn go(&self, page: &str) {
+    async fn go(&self, page: &str) {
         self.js(&format!("location.hash = '{page}'")).await;
         self.wait_js(&format!(
             "return !document.getElementById('page-{page}').hidden"
@@ -219,7 +219,7 @@ if (window.pendingApiCalls === undefined) {
 }
 "#;
 
-pub(crate) fn screenshots_dir() -> PathBuf {
+fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../screenshots")
 }
 

@@ -9,7 +9,7 @@ use fake_foundry::ScriptedReply;
 use fantoccini::Locator;
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, DESKTOP, PHONE, saved};
+use crate::browser::{Browser, PHONE, saved};
 use crate::helpers::{KEY, StackOptions, chat_body, spawn_stack_with};
 
 /// Adds the upstreams `east` and `west` (both the fake) to the test config.
@@ -479,11 +479,6 @@ async fn throttled_and_failing_deployments_show_their_state_and_the_request_its_
             .await,
         "none"
     );
-    browser
-        .client
-        .set_window_size(DESKTOP.0, DESKTOP.1)
-        .await
-        .expect("window size");
     browser.close().await;
     stack.shutdown().await;
 }
