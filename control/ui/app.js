@@ -17,6 +17,8 @@
     timers: {},
     keys: [],
     tester: null,
+    pool: null,        // the proxy's deployments, from GET /api/stats
+    poolError: null,
   };
 
   // ---------- i18n ----------
@@ -367,12 +369,23 @@
     $$('.invalid').forEach((e) => e.classList.remove('invalid'));
     for (const issue of S.issues) {
       const el = $$('[data-path]').find((e) => e.dataset.path === issue.path);
-      if (!el) continue;
-      const field = el.closest('.field, .check, .pair') || el.parentElement;
-      el.classList.add('invalid');
-      field.classList.add('invalid');
-      field.append(h('span', { class: 'field-error' }, issue.message));
+      if (el) {
+        const field = el.closest('.field, .check, .pair') || el.parentElement;
+        el.classList.add('invalid');
+        field.classList.add('invalid');
+        field.append(h('span', { class: 'field-error' }, issue.message));
+        continue;
+      }
+      // A path that names a group of fields (a pool, one of its rows) rather than one field.
+      const group = issueGroup(issue.path);
+      if (group) {
+        group.classList.add('invalid');
+        group.append(h('span', { class: 'field-error' }, issue.message));
+      }
     }
+  }
+  function issueGroup(path) {
+    return $$('[data-issue-path]').find((e) => e.dataset.issuePath === path);
   }
   function showIssues(issues) {
     S.issues = issues;
@@ -387,7 +400,7 @@
     if (S.page === 'json' && issues.length) jumpToLine(issueLine(issues[0]));
   }
   function focusPath(path) {
-    const el = $$('[data-path]').find((e) => e.dataset.path === path);
+    const el = $$('[data-path]').find((e) => e.dataset.path === path) || issueGroup(path);
     if (el && !el.closest('[hidden]')) { el.scrollIntoView({ block: 'center' }); el.focus(); }
     else if (S.page === 'json') jumpToLine(lineOfPath(path));
   }
@@ -473,6 +486,7 @@
     } else {
       fact(tr, t('overview.state'), '—');
     }
+    if (stats !== undefined) renderPoolAlerts(stats);
   }
 
   // ---------- models and upstreams ----------
@@ -496,7 +510,10 @@
       name.addEventListener('change', () => {
         const before = name.dataset.before;
         if (before !== undefined && before !== name.value) {
-          (S.draft.models || []).forEach((m) => { if (m.upstream === before) m.upstream = name.value; });
+          (S.draft.models || []).forEach((m) => {
+            if (m.upstream === before) m.upstream = name.value;
+            (Array.isArray(m.deployments) ? m.deployments : []).forEach((d) => { if (d.upstream === before) d.upstream = name.value; });
+          });
           renderModels();
         }
       });
@@ -517,23 +534,20 @@
   function renderModels() {
     const list = clear($('#model-list'));
     const models = S.draft.models || [];
-    const names = (S.draft.upstreams || []).map((u) => u.name);
     if (!models.length) list.append(h('p', { class: 'empty' }, t('models.noModels')));
     models.forEach((m, i) => {
       const p = 'models[' + i + ']';
-      const select = h('select', { dataset: { path: p + '.upstream' }, onchange: onFieldInput },
-        ...names.map((n) => h('option', { value: n }, n)));
-      showFieldValue(select, m.upstream);
       const pairs = h('div', { class: 'pairs' });
       const routes = m.routes || {};
       Object.entries(routes).forEach(([key, value]) => pairs.append(routePair(i, key, value)));
+      const pooled = Array.isArray(m.deployments);
       const row = h('div', { class: 'row' },
         h('div', { class: 'row-head' }, h('strong', {}, m.id || t('models.newModel')),
+          pooled ? badge(t('pool.badge', { n: m.deployments.length }), '') : null,
           h('button', { type: 'button', class: 'button small danger', onclick: () => removeAt('models', i) }, t('common.remove'))),
         h('div', { class: 'form-grid' },
           labelled(t('models.id'), input(p + '.id', m.id)),
-          labelled(t('models.upstream'), select),
-          labelled(t('models.targetModel'), input(p + '.targetModel', m.targetModel, { placeholder: m.id || '' })),
+          ...(pooled ? [poolEditor(m, i)] : singleDeployment(m, i)),
           h('div', { class: 'field wide' }, h('span', {}, t('models.routeOverrides')), pairs,
             h('div', {}, h('button', {
               type: 'button', class: 'button small', onclick: () => {
@@ -547,6 +561,111 @@
       list.append(row);
     });
     markIssues();
+    showLiveStates();
+  }
+  function upstreamSelect(path, value) {
+    const select = h('select', { dataset: { path }, onchange: onFieldInput },
+      ...(S.draft.upstreams || []).map((u) => h('option', { value: u.name }, u.name)));
+    showFieldValue(select, value);
+    return select;
+  }
+  // A model served by one deployment: today's `upstream` + `targetModel` fields.
+  function singleDeployment(m, i) {
+    const p = 'models[' + i + ']';
+    return [
+      labelled(t('models.upstream'), upstreamSelect(p + '.upstream', m.upstream)),
+      labelled(t('models.targetModel'), input(p + '.targetModel', m.targetModel, { placeholder: m.id || '' })),
+      h('div', { class: 'field wide pool-start' },
+        h('div', { class: 'button-row' },
+          h('span', { class: 'deployment-state', dataset: { live: liveKey(m.upstream, m.targetModel, m.id) } }),
+          h('button', { type: 'button', class: 'button small', dataset: { action: 'add-deployment' }, onclick: () => addDeployment(i) }, t('pool.add'))),
+        h('span', { class: 'hint' }, t('pool.startHint'))),
+    ];
+  }
+  // A model served by a pool: one row per deployment, in the order of `deployments`.
+  function poolEditor(m, i) {
+    const p = 'models[' + i + '].deployments';
+    const head = h('div', { class: 'deployment deployment-head', 'aria-hidden': 'true' },
+      h('span', { class: 'd-index' }), h('span', { class: 'd-upstream' }, t('models.upstream')),
+      h('span', { class: 'd-name' }, t('pool.deployment')), h('span', { class: 'd-priority' }, t('pool.priority')),
+      h('span', { class: 'd-weight' }, t('pool.weight')), h('span', { class: 'd-state' }, t('pool.state')), h('span', { class: 'd-actions' }));
+    const last = m.deployments.length - 1;
+    const rows = m.deployments.map((d, j) => {
+      const dp = p + '[' + j + ']';
+      const cell = (cls, label, control) => h('label', { class: 'field ' + cls }, h('span', { class: 'cell-label' }, label), control);
+      const move = (delta, text, label, disabled) => h('button', {
+        type: 'button', class: 'button small', title: label, 'aria-label': label, disabled,
+        dataset: { action: delta < 0 ? 'up' : 'down' }, onclick: () => moveDeployment(i, j, delta),
+      }, text);
+      return h('div', { class: 'deployment', dataset: { issuePath: dp, index: String(j) } },
+        h('span', { class: 'd-index' }, '#' + (j + 1)),
+        cell('d-upstream', t('models.upstream'), upstreamSelect(dp + '.upstream', d.upstream)),
+        cell('d-name', t('pool.deployment'), input(dp + '.targetModel', d.targetModel, { placeholder: m.id || '' })),
+        cell('d-priority', t('pool.priority'), input(dp + '.priority', d.priority ?? 0, { type: 'number', min: 0, max: 1000, step: 1, 'data-type': 'int' })),
+        cell('d-weight', t('pool.weight'), input(dp + '.weight', d.weight ?? 1, { type: 'number', min: 0, max: 1000000, step: 1, 'data-type': 'int' })),
+        h('span', { class: 'd-state deployment-state', dataset: { live: liveKey(d.upstream, d.targetModel, m.id) } }),
+        h('div', { class: 'd-actions button-row' },
+          move(-1, '↑', t('pool.moveUp'), j === 0),
+          move(1, '↓', t('pool.moveDown'), j === last),
+          h('button', {
+            type: 'button', class: 'button small danger', title: t('common.remove'), 'aria-label': t('common.remove'),
+            disabled: last === 0, dataset: { action: 'remove' }, onclick: () => removeDeployment(i, j),
+          }, '×')));
+    });
+    return h('div', { class: 'field wide' },
+      h('span', {}, t('pool.title')),
+      h('p', { class: 'hint' }, t('pool.hint')),
+      h('div', { class: 'deployments', dataset: { issuePath: p } }, head, ...rows),
+      h('div', {}, h('button', { type: 'button', class: 'button small', dataset: { action: 'add-deployment' }, onclick: () => addDeployment(i) }, t('pool.add'))));
+  }
+  // A model object with its keys in the order control writes them.
+  function modelShape(m, shape) {
+    const { id, upstream, targetModel, deployments, routes, ...rest } = m;
+    return Object.assign({ id }, shape, { routes: routes || {} }, rest);
+  }
+  // The first upstream the pool does not use yet, so a new row is rarely a duplicate.
+  function freshDeployment(pool) {
+    const names = (S.draft.upstreams || []).map((u) => u.name);
+    const unused = names.find((n) => !pool.some((d) => d.upstream === n));
+    return { upstream: unused || names[0] || '', targetModel: '', priority: 0, weight: 1 };
+  }
+  function changedPools() {
+    clearIssues();
+    renderModels();
+    updateSavebar();
+  }
+  function addDeployment(i) {
+    const m = S.draft.models[i];
+    if (Array.isArray(m.deployments)) {
+      m.deployments.push(freshDeployment(m.deployments));
+    } else {
+      const first = { upstream: m.upstream || '', targetModel: m.targetModel || '', priority: 0, weight: 1 };
+      S.draft.models[i] = modelShape(m, { deployments: [first, freshDeployment([first])] });
+    }
+    changedPools();
+    const added = 'models[' + i + '].deployments[' + (S.draft.models[i].deployments.length - 1) + '].targetModel';
+    const name = $$('#model-list [data-path]').find((e) => e.dataset.path === added);
+    if (name) name.focus();
+  }
+  function moveDeployment(i, j, delta) {
+    const pool = S.draft.models[i].deployments;
+    const k = j + delta;
+    if (k < 0 || k >= pool.length) return;
+    [pool[j], pool[k]] = [pool[k], pool[j]];
+    changedPools();
+  }
+  // A pool left with one deployment of default priority and weight goes back to
+  // `upstream` + `targetModel`, the shape a file has without pools.
+  function removeDeployment(i, j) {
+    const m = S.draft.models[i];
+    m.deployments.splice(j, 1);
+    if (m.deployments.length === 1) {
+      const { upstream, targetModel, priority, weight, ...extra } = m.deployments[0];
+      if ((priority ?? 0) === 0 && (weight ?? 1) === 1 && !Object.keys(extra).length) {
+        S.draft.models[i] = modelShape(m, { upstream: upstream || '', targetModel: targetModel || '' });
+      }
+    }
+    changedPools();
   }
   function routePair(i, key, value) {
     const keySelect = h('select', {}, ...['chat/completions', 'responses', 'images/generations', '*'].map((k) => h('option', { value: k }, k === '*' ? t('models.anyRoute') : k)));
@@ -574,6 +693,95 @@
     renderUpstreams();
     renderModels();
     updateSavebar();
+  }
+
+  // ---------- live pool view ----------
+  // `<upstream>/<deployment>`: how the proxy names a deployment in its statistics and attempts.
+  function liveKey(upstream, targetModel, modelId) {
+    return (upstream || '') + '/' + ((targetModel || '').trim() || modelId || '');
+  }
+  function clockTime(ms) {
+    return new Date(ms).toLocaleTimeString(lang() === 'zh' ? 'zh-CN' : 'en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+  }
+  function stateBadge(d) {
+    const until = d.until_ms ? clockTime(d.until_ms) : '';
+    const [text, kind] = {
+      available: [t('pool.available'), 'ok'],
+      cooling: [until ? t('pool.coolingUntil', { time: until }) : t('pool.cooling'), 'warn'],
+      circuit_open: [until ? t('pool.openUntil', { time: until }) : t('pool.open'), 'bad'],
+      half_open: [t('pool.halfOpen'), 'warn'],
+    }[d.state] || [d.state, ''];
+    const el = badge(text, kind);
+    el.title = text;
+    return el;
+  }
+  // An attempt's outcome or a failure class in words; an unknown one as it came.
+  function outcomeText(outcome) {
+    const key = 'outcome.' + outcome;
+    const text = t(key);
+    return text === key ? outcome : text;
+  }
+  const failureTotal = (d) => Object.values(d.failures || {}).reduce((a, b) => a + b, 0);
+  // Time to first byte is measured on the attempts that got an answer head: passed on or 429.
+  function avgFirstByte(d) {
+    const answered = d.succeeded + d.throttled;
+    return answered ? duration(Math.round(d.ttfb_ms_sum / answered)) : '—';
+  }
+  async function enterPoolLive() {
+    try {
+      const { data } = await api('GET', 'stats');
+      S.pool = data.deployments || [];
+      S.poolError = null;
+    } catch (err) {
+      S.pool = null;
+      S.poolError = err.message;
+    }
+    renderPoolLive();
+    showLiveStates();
+  }
+  function renderPoolLive() {
+    const body = clear($('#pool-live tbody'));
+    const note = $('#pool-live-error');
+    note.hidden = !S.poolError;
+    note.textContent = S.poolError ? t('pool.unreachable', { error: S.poolError }) : '';
+    const rows = S.pool || [];
+    if (!rows.length && !S.poolError) body.append(h('tr', {}, h('td', { colspan: 7, class: 'empty' }, t('pool.none'))));
+    const cell = (label, attrs, ...content) => h('td', Object.assign({ dataset: { label: t(label) } }, attrs), ...content);
+    for (const d of rows) {
+      const key = d.upstream + '/' + d.deployment;
+      const failures = Object.entries(d.failures || {}).map(([k, v]) => outcomeText(k) + ': ' + v).join(', ');
+      body.append(h('tr', { dataset: { deployment: key, state: d.state } },
+        cell('pool.deployment', {}, h('span', {},
+          h('span', { class: 'mono' }, key),
+          h('span', { class: 'models' }, ...d.models.flatMap((m, i) => [i ? ', ' : null, h('span', {}, m)])))),
+        cell('pool.state', { class: 'state' }, stateBadge(d)),
+        cell('stats.requests', { class: 'num' }, num(d.requests)),
+        cell('pool.throttled', { class: 'num' }, num(d.throttled)),
+        cell('pool.failures', { class: 'num', title: failures || null }, num(failureTotal(d))),
+        cell('pool.failoversOut', { class: 'num' }, num(d.failovers_out)),
+        cell('pool.avgFirstByte', { class: 'num' }, avgFirstByte(d))));
+    }
+  }
+  // The state of each deployment next to its row in the model editor.
+  function showLiveStates() {
+    const byKey = new Map((S.pool || []).map((d) => [d.upstream + '/' + d.deployment, d]));
+    $$('#model-list [data-live]').forEach((el) => {
+      const d = byKey.get(el.dataset.live);
+      clear(el);
+      if (d) el.append(stateBadge(d));
+    });
+  }
+  function renderPoolAlerts(stats) {
+    const list = clear($('#pool-alerts'));
+    if (!stats || !Array.isArray(stats.deployments)) { list.append(h('li', { class: 'muted' }, '—')); return; }
+    const out = stats.deployments.filter((d) => d.state !== 'available');
+    if (!stats.deployments.length) list.append(h('li', { class: 'muted' }, t('pool.none')));
+    else if (!out.length) list.append(h('li', { class: 'ok' }, t('pool.allAvailable', { n: stats.deployments.length })));
+    for (const d of out) {
+      list.append(h('li', { dataset: { deployment: d.upstream + '/' + d.deployment } },
+        h('span', { class: 'mono' }, d.upstream + '/' + d.deployment), ' ', stateBadge(d),
+        h('span', { class: 'muted detail' }, d.models.join(', '))));
+    }
   }
 
   // ---------- client keys ----------
@@ -813,7 +1021,8 @@
     if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'empty' }, t('requests.none'))));
     for (const r of rows) {
       const kind = r.outcome === 'ok' ? 'ok' : r.outcome === 'cancelled' ? 'warn' : 'bad';
-      body.append(h('tr', {},
+      const retried = (r.attempts || []).length > 1;
+      body.append(h('tr', { class: retried ? 'with-attempts' : null },
         h('td', { title: r.time }, when(r.time_ms)),
         h('td', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
         h('td', { title: r.deployment ? '→ ' + r.deployment : '' }, r.model || '—'),
@@ -824,7 +1033,21 @@
         h('td', {}, r.usage ? num(r.usage.total_tokens) : '—'),
         h('td', { class: 'mono', title: r.request_id + (r.upstream_request_id ? '\nupstream: ' + r.upstream_request_id : '') }, r.request_id.length > 13 ? r.request_id.slice(0, 8) + '…' : r.request_id),
         h('td', { class: 'wrap' }, r.error || '')));
+      if (retried) body.append(attemptsRow(r));
     }
+  }
+  // A request that went to more than one deployment: each attempt, in order.
+  function attemptsRow(r) {
+    const items = r.attempts.map((a) => {
+      const kind = a.outcome === 'answered' ? 'ok' : a.outcome === 'throttled' ? 'warn' : 'bad';
+      return h('li', { dataset: { deployment: a.deployment, outcome: a.outcome } },
+        h('span', { class: 'mono' }, a.deployment), ' ',
+        badge(outcomeText(a.outcome) + (a.status ? ' · ' + a.status : ''), kind), ' ',
+        h('span', { class: 'muted' }, t('requests.attemptTiming', { start: duration(a.start_ms), took: duration(a.duration_ms) })));
+    });
+    return h('tr', { class: 'attempts' },
+      h('td', { colspan: 10 }, h('div', { class: 'attempt-list' },
+        h('span', { class: 'muted' }, t('requests.attempts', { n: r.attempts.length })), h('ol', {}, ...items))));
   }
 
   // ---------- endpoint tester ----------
@@ -1123,7 +1346,7 @@
   // ---------- pages ----------
   const PAGES = {
     overview: { enter: enterOverview, every: 10000 },
-    models: { enter: () => { renderUpstreams(); renderModels(); } },
+    models: { enter: () => { renderUpstreams(); renderModels(); enterPoolLive(); }, tick: enterPoolLive, every: 5000, auto: '#pool-auto' },
     keys: { enter: enterKeys },
     auth: { enter: showAuthFields },
     images: {},
@@ -1148,10 +1371,11 @@
     const page = PAGES[name];
     if (S.draft && page.enter) page.enter();
     if (page.every) {
+      const refresh = page.tick || page.enter;
       S.timers.page = setInterval(() => {
-        if (document.hidden || !page.enter) return;
+        if (document.hidden || !refresh) return;
         if (page.auto && !$(page.auto).checked) return;
-        page.enter();
+        refresh();
       }, page.every);
     }
     markIssues();

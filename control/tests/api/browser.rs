@@ -18,17 +18,17 @@ use crate::helpers::{
 };
 
 const DESKTOP: (u32, u32) = (1280, 900);
-const PHONE: (u32, u32) = (390, 844);
+pub(crate) const PHONE: (u32, u32) = (390, 844);
 
 /// chromedriver and the Chromium it starts, in their own process group, killed when dropped.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn start() -> Option<Browser> {
+    pub(crate) async fn start() -> Option<Browser> {
         let Some(driver_bin) = find_program("chromedriver", "CHROMEDRIVER", "--version") else {
             require_tool("chromedriver (apt-get install chromium-driver)");
             return None;
@@ -95,7 +95,7 @@ impl Browser {
     }
 
     /// Opens the admin UI at `page`, logged in with HTTP Basic credentials in the URL.
-    async fn open(&self, base: &str, page: &str) {
+    pub(crate) async fn open(&self, base: &str, page: &str) {
         let authority = base.trim_start_matches("http://");
         let url = format!("http://{ADMIN_USER}:{ADMIN_PASSWORD}@{authority}/admin/#{page}");
         self.client.goto(&url).await.expect("navigate");
@@ -111,7 +111,7 @@ impl Browser {
         .await;
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -119,12 +119,12 @@ impl Browser {
     }
 
     /// Polls a script until it returns true (10 s).
-    async fn wait_js(&self, script: &str) {
+    pub(crate) async fn wait_js(&self, script: &str) {
         let ok = self.poll_js(script, Duration::from_secs(10)).await;
         assert!(ok, "never true: {script}");
     }
 
-    async fn poll_js(&self, script: &str, limit: Duration) -> bool {
+    pub(crate) async fn poll_js(&self, script: &str, limit: Duration) -> bool {
         wait_until(script, limit, || async {
             self.js(script).await == Value::Bool(true)
         })
@@ -134,7 +134,7 @@ impl Browser {
 
     /// Shows `page`, entered afresh even when it is the current one, and waits until the API
     /// calls it made have been answered and their answers rendered.
-    async fn show_settled(&self, page: &str) {
+    pub(crate) async fn show_settled(&self, page: &str) {
         self.js(TRACK_API_CALLS).await;
         self.js(&format!(
             "if (location.hash === '#{page}') window.dispatchEvent(new HashChangeEvent('hashchange')); else location.hash = '{page}';"
@@ -146,7 +146,7 @@ impl Browser {
         .await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.js(&format!(
             "const e = document.querySelector({css:?}); return e ? e.textContent : ''"
         ))
@@ -156,7 +156,13 @@ impl Browser {
         .to_string()
     }
 
-    async fn click(&self, css: &str) {
+    /// Clicks `css` once it is scrolled to the middle of the window, clear of the sticky top
+    /// bar.
+    pub(crate) async fn click(&self, css: &str) {
+        self.js(&format!(
+            "const e = document.querySelector({css:?}); if (e) e.scrollIntoView({{ block: 'center' }})"
+        ))
+        .await;
         self.client
             .find(Locator::Css(css))
             .await
@@ -166,20 +172,20 @@ impl Browser {
             .expect("click");
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let field = self.client.find(Locator::Css(css)).await.expect(css);
         field.clear().await.expect("clear");
         field.send_keys(text).await.expect("type");
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
         let dir = screenshots_dir();
         std::fs::create_dir_all(&dir).expect("screenshots dir");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.client.clone().close().await;
     }
 }
@@ -217,7 +223,7 @@ fn screenshots_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../screenshots")
 }
 
-async fn saved(browser: &Browser) {
+pub(crate) async fn saved(browser: &Browser) {
     browser
         .wait_js("return document.getElementById('savebar').hidden")
         .await;
