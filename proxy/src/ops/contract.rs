@@ -86,7 +86,8 @@ pub struct DeploymentStats {
     pub failovers_out: u64,
     /// Time it spent cooling after 429s, in total.
     pub cooling_ms: u64,
-    /// Time to the response head of its answered attempts.
+    /// Time to the response head of its answers counted in `succeeded` and `throttled` (the
+    /// average is `ttfb_ms_sum / (succeeded + throttled)`).
     pub ttfb_ms_sum: u64,
     pub ttfb_ms_max: u64,
 }
