@@ -4,7 +4,8 @@
 //! and inspected), `rewrite` (headers, images; the upstream body), `upstream` (route, credential,
 //! transport, retries), `relay` (the answer back, SSE and usage read in passing). `bookkeeping`
 //! closes every request once; `snapshot` holds the config a request runs with; `process` is the
-//! plumbing both binaries share.
+//! plumbing both binaries share. `translate` turns chat completions into Responses and back, for
+//! models that speak only one of them.
 
 pub mod bookkeeping;
 pub mod config;
@@ -18,4 +19,5 @@ pub mod rewrite;
 pub mod settings;
 pub mod snapshot;
 pub mod startup;
+pub mod translate;
 pub mod upstream;
