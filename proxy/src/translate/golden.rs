@@ -107,3 +107,47 @@ fn chat_requests_become_responses_requests() {
 fn responses_requests_become_chat_requests() {
     request_cases("request/responses_to_chat", super::responses_to_chat);
 }
+
+fn answer_cases(sub: &str, translate: fn(&[u8]) -> Result<Vec<u8>, TranslateError>) {
+    for path in cases(sub, ".json") {
+        let case = read_json(&path);
+        let name = path.display();
+        let input = match &case["in"] {
+            Value::String(raw) => raw.as_bytes().to_vec(),
+            other => serde_json::to_vec(other).expect("json"),
+        };
+        match (translate(&input), case.get("error")) {
+            (Ok(body), None) => {
+                let body: Value = serde_json::from_slice(&body).expect("json answer");
+                assert!(
+                    body == case["out"],
+                    "{name}: got\n{}\nexpected\n{}",
+                    pretty(&body),
+                    pretty(&case["out"])
+                );
+            }
+            (Err(error), Some(expected)) => check_error(&path, &error, expected),
+            (Ok(body), Some(_)) => panic!(
+                "{name}: expected an error, got {}",
+                String::from_utf8_lossy(&body)
+            ),
+            (Err(error), None) => panic!("{name}: unexpected error {error:?}"),
+        }
+    }
+}
+
+#[test]
+fn responses_answers_become_chat_completions() {
+    answer_cases(
+        "answer/responses_to_chat",
+        super::answer::responses_to_chat_completion,
+    );
+}
+
+#[test]
+fn chat_completions_become_responses_answers() {
+    answer_cases(
+        "answer/chat_to_responses",
+        super::answer::chat_completion_to_response,
+    );
+}
