@@ -151,3 +151,84 @@ fn chat_completions_become_responses_answers() {
         super::answer::chat_completion_to_response,
     );
 }
+
+/// A stream's events: the `event:` name and the data as JSON (or the raw `[DONE]`).
+fn sse_events(bytes: &[u8]) -> Vec<(Option<String>, Value)> {
+    let mut frames = super::stream::Frames::default();
+    let mut events = Vec::new();
+    frames.feed(bytes, |frame| {
+        let super::stream::Frame::Event(event) = frame else {
+            panic!("oversized event");
+        };
+        let data = match serde_json::from_slice(event.data) {
+            Ok(json) => json,
+            Err(_) => Value::String(String::from_utf8_lossy(event.data).into_owned()),
+        };
+        events.push((event.name.map(str::to_owned), data));
+    });
+    assert!(!frames.mid_event(), "a stream ends with a whole event");
+    events
+}
+
+/// Feeds `input` in pieces of `piece` bytes (0: whole) and returns the client's bytes.
+fn translate_stream(
+    make: &dyn Fn() -> super::stream::StreamTranslator,
+    input: &[u8],
+    piece: usize,
+) -> Vec<u8> {
+    let mut translator = make();
+    let mut out = Vec::new();
+    if piece == 0 {
+        out.extend(translator.feed(input));
+    } else {
+        for chunk in input.chunks(piece) {
+            out.extend(translator.feed(chunk));
+        }
+    }
+    assert!(translator.finished(), "the client's stream has its end");
+    out
+}
+
+fn stream_cases(sub: &str, make: &dyn Fn(&[u8]) -> super::stream::StreamTranslator) {
+    for path in cases(sub, ".in.sse") {
+        let name = path.display().to_string();
+        let input = fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let make_one = || make(&input);
+        let whole = translate_stream(&make_one, &input, 0);
+        // Whatever the upstream's reads, the client gets the same bytes.
+        for piece in [1, 3, 64] {
+            assert!(
+                translate_stream(&make_one, &input, piece) == whole,
+                "{name}: output differs when fed in pieces of {piece} bytes"
+            );
+        }
+        let expected_path = PathBuf::from(name.replace(".in.sse", ".out.sse"));
+        if std::env::var_os("GOLDEN_BLESS").is_some() && !expected_path.exists() {
+            fs::write(&expected_path, &whole).expect("write golden output");
+        }
+        let expected = fs::read(&expected_path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (got, want) = (sse_events(&whole), sse_events(&expected));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                g == w,
+                "{name}: event {i} is\n{g:?}\nexpected\n{w:?}\nwhole output:\n{}",
+                String::from_utf8_lossy(&whole)
+            );
+        }
+        assert_eq!(got.len(), want.len(), "{name}: number of events");
+    }
+}
+
+#[test]
+fn responses_streams_become_chat_streams() {
+    stream_cases("stream/responses_to_chat", &|input| {
+        super::stream::StreamTranslator::responses_to_chat(input.starts_with(b": include_usage"))
+    });
+}
+
+#[test]
+fn chat_streams_become_responses_streams() {
+    stream_cases("stream/chat_to_responses", &|_| {
+        super::stream::StreamTranslator::chat_to_responses()
+    });
+}

@@ -364,6 +364,10 @@ impl ChatToResponses {
         let position = match self.calls.iter().position(|c| c.chat_index == call.index) {
             Some(position) => position,
             None => {
+                // Chat streams a message's text before its tool calls: the text is complete.
+                if let Some(message) = self.message.take() {
+                    self.close_message(message, Ending::Completed.item_status(), out);
+                }
                 let output_index = self.take_output_index();
                 let call_id = call
                     .id

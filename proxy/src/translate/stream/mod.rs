@@ -100,3 +100,85 @@ impl StreamTranslator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREATED: &[u8] = b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"created_at\":5,\"model\":\"m\",\"status\":\"in_progress\"}}\n\n";
+
+    fn text_delta(text: &str) -> Vec<u8> {
+        format!(
+            "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":{}}}\n\n",
+            serde_json::to_string(text).expect("json")
+        )
+        .into_bytes()
+    }
+
+    fn text(bytes: &[u8]) -> String {
+        String::from_utf8(bytes.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn each_delta_goes_out_with_the_event_that_carries_it() {
+        let mut t = StreamTranslator::responses_to_chat(false);
+        assert!(text(&t.feed(CREATED)).contains("\"role\":\"assistant\""));
+        let delta = text_delta("héllo");
+        let cut = delta.len() - 6;
+        // Half an event: held, nothing to send yet.
+        assert!(t.feed(&delta[..cut]).is_empty());
+        let out = text(&t.feed(&delta[cut..]));
+        assert!(out.contains("\"content\":\"héllo\""), "{out}");
+        assert!(!t.finished());
+    }
+
+    #[test]
+    fn chat_deltas_go_out_as_responses_deltas_at_once() {
+        let mut t = StreamTranslator::chat_to_responses();
+        let out = text(&t.feed(
+            b"data: {\"id\":\"chatcmpl-1\",\"created\":5,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n",
+        ));
+        for event in [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+        ] {
+            assert!(out.contains(&format!("event: {event}\n")), "{event}: {out}");
+        }
+        assert!(!out.contains("response.completed"));
+    }
+
+    #[test]
+    fn the_gateways_failure_ends_the_stream_in_the_clients_format() {
+        let mut chat = StreamTranslator::responses_to_chat(true);
+        chat.feed(CREATED);
+        let out = text(&chat.fail("upstream_timeout", "the upstream sent nothing for 5 ms"));
+        assert!(out.starts_with("data: {\"error\":"), "{out}");
+        assert!(out.contains("upstream_timeout"));
+        assert!(chat.finished());
+        assert!(chat.fail("again", "x").is_empty());
+        assert!(chat.feed(&text_delta("late")).is_empty());
+
+        let mut responses = StreamTranslator::chat_to_responses();
+        let out = text(&responses.fail("upstream_stream_interrupted", "cut"));
+        assert!(out.starts_with("event: response.created\n"), "{out}");
+        assert!(out.contains("event: error\n"));
+        assert!(out.contains("event: response.failed\n"));
+        assert!(responses.finished());
+    }
+
+    #[test]
+    fn an_oversized_event_ends_the_stream_with_an_error() {
+        let mut t = StreamTranslator::chat_to_responses();
+        let mut out = t.feed(b"data: ");
+        let block = vec![b'x'; 1 << 20];
+        for _ in 0..=MAX_EVENT_BYTES >> 20 {
+            out.extend(t.feed(&block));
+        }
+        out.extend(t.feed(b"\n\n"));
+        assert!(text(&out).contains("upstream_event_too_large"));
+        assert!(t.finished());
+    }
+}
