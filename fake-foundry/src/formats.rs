@@ -29,11 +29,11 @@ pub const SYSTEM_FINGERPRINT: &str = "fp_ee1d74bde0";
 
 // The literals below spell out the constants above (checked by a unit test) so they can be
 // pasted into responses without formatting numbers at request time.
-const CHAT_USAGE: &str = concat!(
+pub(crate) const CHAT_USAGE: &str = concat!(
     r#"{"completion_tokens":7,"completion_tokens_details":{"accepted_prediction_tokens":0,"audio_tokens":0,"reasoning_tokens":0,"rejected_prediction_tokens":0},"#,
     r#""prompt_tokens":11,"prompt_tokens_details":{"audio_tokens":0,"cached_tokens":3},"total_tokens":18}"#
 );
-const RESPONSES_USAGE: &str = concat!(
+pub(crate) const RESPONSES_USAGE: &str = concat!(
     r#"{"input_tokens":11,"input_tokens_details":{"cached_tokens":3},"#,
     r#""output_tokens":7,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":18}"#
 );
@@ -102,6 +102,19 @@ impl Completion {
             text: json_string(text),
             pieces,
         }
+    }
+
+    /// The text as given.
+    pub(crate) fn text(&self) -> &str {
+        &self.raw
+    }
+
+    /// The stream pieces as plain strings.
+    pub(crate) fn pieces(&self) -> Vec<String> {
+        self.pieces
+            .iter()
+            .map(|p| serde_json::from_str(p).unwrap_or_default())
+            .collect()
     }
 
     /// Whether this was prepared from exactly `text` split into `chunks` pieces.

@@ -17,6 +17,7 @@ use crate::formats::{self, Sse, error_body, json_string};
 use crate::ids;
 use crate::script::{Delivery, Overrides, Plan, Queued, StatusReply};
 use crate::state::{AuthFailure, Shared, TokenVerdict};
+use crate::tools;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -27,6 +28,14 @@ const SSE_CONTENT_TYPE: &str = "text/event-stream; charset=utf-8";
 const REGION: &str = "Sweden Central";
 const RATELIMIT_REMAINING_REQUESTS: &str = "999";
 const RATELIMIT_REMAINING_TOKENS: &str = "999982";
+
+/// A deployment whose name starts with this serves only the Responses API: chat completions
+/// get Azure's 400 `OperationNotSupported` (as codex models do).
+pub const RESPONSES_ONLY_PREFIX: &str = "responses-only-";
+/// A deployment whose name starts with this serves only chat completions: Responses requests
+/// get Azure's 400 `OperationNotSupported`.
+pub const CHAT_ONLY_PREFIX: &str = "chat-only-";
+const UNSUPPORTED_MODEL_ADVICE: &str = "Please choose different model and try again. You can learn more about which models can be used with each operation here: https://go.microsoft.com/fwlink/?linkid=2197993.";
 
 const BEARER_DENIED: &str = "Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired.";
 const API_KEY_DENIED: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
@@ -191,18 +200,32 @@ async fn answer(
         return status_reply(reply);
     }
 
-    let model = json_string(match (&fields.model, route) {
+    let model_name: &str = match (&fields.model, route) {
         (Some(model), _) => model,
         (None, Route::Chat { deployment }) => deployment.unwrap_or(DEFAULT_MODEL),
         (None, _) => DEFAULT_MODEL,
-    });
+    };
+    if let Some(operation) = unsupported_operation(route, model_name) {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "OperationNotSupported",
+            &format!(
+                "The {operation} operation does not work with the specified model, {model_name}. {UNSUPPORTED_MODEL_ADVICE}"
+            ),
+        );
+    }
     let stream = fields.stream.unwrap_or(false);
+    let include_usage = fields
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    if !plan.tool_calls.is_empty() && !matches!(route, Route::Images) {
+        return tool_call_answer(route, model_name, stream, include_usage, &plan, shared);
+    }
+    let model = json_string(model_name);
     match route {
         Route::Chat { .. } if stream => {
-            let include_usage = fields
-                .stream_options
-                .and_then(|o| o.include_usage)
-                .unwrap_or(false);
             let sse = formats::chat_stream(&model, &plan.completion, include_usage);
             sse_response(sse, &plan, shared)
         }
@@ -217,6 +240,45 @@ async fn answer(
             json_response(formats::response_object(&model, &plan.completion), &plan)
         }
         Route::Images => json_response(formats::image_generation(fields.n.unwrap_or(1)), &plan),
+    }
+}
+
+/// The operation a route-restricted deployment refuses on `route`, as Azure names it.
+fn unsupported_operation(route: Route<'_>, model: &str) -> Option<&'static str> {
+    match route {
+        Route::Chat { .. } if model.starts_with(RESPONSES_ONLY_PREFIX) => Some("chatCompletion"),
+        Route::Responses if model.starts_with(CHAT_ONLY_PREFIX) => Some("responses"),
+        _ => None,
+    }
+}
+
+/// An answer that calls the plan's functions.
+fn tool_call_answer(
+    route: Route<'_>,
+    model: &str,
+    stream: bool,
+    include_usage: bool,
+    plan: &Plan,
+    shared: &Shared,
+) -> HttpResponse {
+    let calls = &plan.tool_calls;
+    match route {
+        Route::Chat { .. } if stream => {
+            let sse = tools::chat_stream(model, &plan.completion, calls, include_usage);
+            sse_response(sse, plan, shared)
+        }
+        Route::Chat { .. } => {
+            json_response(tools::chat_completion(model, &plan.completion, calls), plan)
+        }
+        Route::Responses if stream => sse_response(
+            tools::response_stream(model, &plan.completion, calls),
+            plan,
+            shared,
+        ),
+        // Image generations never call functions; the caller answers them.
+        Route::Responses | Route::Images => {
+            json_response(tools::response_object(model, &plan.completion, calls), plan)
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A fake Azure AI Foundry / Azure OpenAI upstream speaking the real wire formats (chat
-//! completions, Responses API, image generations, with Azure's SSE quirks and headers), and a fake
+//! completions, Responses API, image generations, with Azure's SSE quirks and headers; function
+//! calls; deployments that serve only one of chat completions and Responses), and a fake
 //! Microsoft Entra ID issuing the tokens it can require, for the proxy's integration tests and for
 //! benchmarks.
 
@@ -12,6 +13,7 @@ mod script;
 mod server;
 mod state;
 mod tls;
+mod tools;
 
 pub use entra::{FakeEntra, TokenChecker};
 pub use formats::{
@@ -19,7 +21,8 @@ pub use formats::{
     SYSTEM_FINGERPRINT, USAGE_CACHED_TOKENS, USAGE_COMPLETION_TOKENS, USAGE_PROMPT_TOKENS,
     USAGE_REASONING_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
-pub use handler::MAX_BODY_BYTES;
+pub use handler::{CHAT_ONLY_PREFIX, MAX_BODY_BYTES, RESPONSES_ONLY_PREFIX};
 pub use script::{Behaviour, ScriptedReply};
 pub use server::{FakeFoundry, ServeOptions, serve};
 pub use state::RecordedRequest;
+pub use tools::ToolCall;

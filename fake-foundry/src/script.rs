@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::formats::{Completion, FinalEvent, error_body};
+use crate::tools::ToolCall;
 
 /// How the fake answers a normal request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct Behaviour {
     pub chunk_gap_ms: u64,
     /// The completion text, split across the stream's content deltas.
     pub text: String,
+    /// Functions the answer calls after its text (none: a plain text answer). Chat answers get
+    /// `tool_calls`, Responses answers `function_call` items.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl Default for Behaviour {
@@ -31,6 +35,7 @@ impl Default for Behaviour {
             stream_chunks: 5,
             chunk_gap_ms: 0,
             text: "Hello, 世界! 👋 ok".to_owned(),
+            tool_calls: Vec::new(),
         }
     }
 }
@@ -182,6 +187,7 @@ pub(crate) struct Overrides {
     piece_gap_ms: Option<u64>,
     #[serde(default)]
     final_event: FinalEvent,
+    tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// Everything needed to answer one request normally.
@@ -192,6 +198,7 @@ pub(crate) struct Plan {
     pub delivery: Delivery,
     pub completion: Arc<Completion>,
     pub final_event: FinalEvent,
+    pub tool_calls: Vec<ToolCall>,
     /// Answer with this instead (`"fake": {"status": N}` with N other than 200).
     pub status: Option<StatusReply>,
 }
@@ -245,6 +252,9 @@ impl Plan {
             delivery,
             completion,
             final_event: overrides.final_event,
+            tool_calls: overrides
+                .tool_calls
+                .unwrap_or_else(|| base.tool_calls.clone()),
             status,
         })
     }

@@ -5,7 +5,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use fake_foundry::{
-    Behaviour, FakeFoundry, ScriptedReply, USAGE_CACHED_TOKENS, USAGE_TOTAL_TOKENS, error_body,
+    Behaviour, CHAT_ONLY_PREFIX, FakeFoundry, RESPONSES_ONLY_PREFIX, ScriptedReply, ToolCall,
+    USAGE_CACHED_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
 use serde_json::{Value, json};
 use test_support::eventually;
@@ -324,4 +325,91 @@ async fn client_disconnect_cancels_the_stream() {
     })
     .await;
     assert_eq!(fake.streams_completed(), 0);
+}
+
+#[tokio::test]
+async fn route_restricted_deployments_refuse_the_other_api_like_azure() {
+    let fake = FakeFoundry::start().await;
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let responses = json!({"input": "hi"});
+    let codex = format!("{RESPONSES_ONLY_PREFIX}gpt-5-codex");
+    let refused = post(
+        &fake,
+        &format!("/openai/deployments/{codex}/chat/completions?api-version=2025-04-01-preview"),
+        &[],
+        &chat,
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["code"], "OperationNotSupported");
+    let message = refused.json()["error"]["message"].to_string();
+    assert!(
+        message.contains(&format!(
+            "The chatCompletion operation does not work with the specified model, {codex}."
+        )),
+        "{message}"
+    );
+    let mut body = responses.clone();
+    body["model"] = codex.clone().into();
+    assert_eq!(post(&fake, "/openai/v1/responses", &[], &body).status, 200);
+
+    let legacy = format!("{CHAT_ONLY_PREFIX}gpt-4o");
+    let mut body = responses;
+    body["model"] = legacy.clone().into();
+    let refused = post(&fake, "/openai/v1/responses", &[], &body);
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.json()["error"]["message"]
+            .to_string()
+            .contains("The responses operation does not work")
+    );
+    let mut body = chat;
+    body["model"] = legacy.into();
+    assert_eq!(
+        post(&fake, "/openai/v1/chat/completions", &[], &body).status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn answers_call_the_functions_asked_for() {
+    let fake = FakeFoundry::start_with(Behaviour {
+        tool_calls: vec![ToolCall::new("now", "{}")],
+        ..Behaviour::default()
+    })
+    .await;
+    let chat = post(
+        &fake,
+        "/openai/v1/chat/completions",
+        &[],
+        &json!({"model": "m", "messages": [], "stream": true,
+            "fake": {"text": "", "tool_calls": [{"name": "get_weather", "arguments": "{\"city\":\"東京\"}"}]}}),
+    );
+    assert_eq!(chat.status, 200);
+    let chunks: Vec<Value> = chat
+        .sse_data()
+        .iter()
+        .filter(|d| **d != "[DONE]")
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    let arguments: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{\"city\":\"東京\"}");
+    assert_eq!(
+        chunks[chunks.len() - 1]["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
+
+    let response = post(
+        &fake,
+        "/openai/v1/responses",
+        &[],
+        &json!({"model": "m", "input": "time?"}),
+    )
+    .json();
+    let output = response["output"].as_array().expect("output");
+    assert_eq!(output[0]["type"], "message");
+    assert_eq!(output[1]["type"], "function_call");
+    assert_eq!(output[1]["name"], "now");
 }

@@ -17,6 +17,8 @@ pub mod stream;
 mod wire;
 
 #[cfg(test)]
+mod against_fake;
+#[cfg(test)]
 mod golden;
 
 pub use error::TranslateError;
