@@ -105,7 +105,7 @@ impl Completion {
     }
 
     /// The text as given.
-    pub(crate) fn text(&self) -> &str {
+    pub(crate) fn raw_text(&self) -> &str {
         &self.raw
     }
 

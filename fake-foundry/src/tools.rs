@@ -77,7 +77,7 @@ fn response_ids() -> (String, String) {
 
 /// A `chat.completion` whose message calls `tool_calls` (after `text`, when there is any).
 pub fn chat_completion(model: &str, completion: &Completion, tool_calls: &[ToolCall]) -> Bytes {
-    let text = completion.text();
+    let text = completion.raw_text();
     let calls: Vec<Value> = calls(tool_calls)
         .iter()
         .map(|c| {
@@ -281,7 +281,7 @@ pub fn response_object(model: &str, completion: &Completion, tool_calls: &[ToolC
         model,
         ids::unix_now(),
         "completed",
-        output(&message_id, completion.text(), &calls),
+        output(&message_id, completion.raw_text(), &calls),
     );
     Bytes::from(body.to_string())
 }
@@ -293,7 +293,7 @@ pub fn response_stream(model: &str, completion: &Completion, tool_calls: &[ToolC
     let (id, message_id) = response_ids();
     let created = ids::unix_now();
     let calls = calls(tool_calls);
-    let text = completion.text();
+    let text = completion.raw_text();
     let mut events = Events::default();
     let mut sequence = 0u64;
     let mut deltas = 0;

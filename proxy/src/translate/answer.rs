@@ -16,8 +16,13 @@ pub fn responses_to_chat_completion(body: &[u8]) -> Result<Vec<u8>, TranslateErr
         "completed" | "incomplete" => {}
         "failed" | "cancelled" => {
             let error = &response["error"];
+            let code = match &error["code"] {
+                Value::String(code) => Some(code.clone()),
+                Value::Number(code) => Some(code.to_string()),
+                _ => None,
+            };
             return Err(TranslateError::upstream(
-                error["code"].as_str().map(str::to_owned),
+                code,
                 error["message"]
                     .as_str()
                     .unwrap_or("the upstream failed to generate a response"),

@@ -170,6 +170,17 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_error_with_a_numeric_code_is_passed_on() {
+        let mut t = StreamTranslator::responses_to_chat(false);
+        let out = text(&t.feed(
+            b"event: error\ndata: {\"type\":\"error\",\"code\":429,\"message\":\"slow down\"}\n\n",
+        ));
+        assert!(out.contains("\"code\":\"429\""), "{out}");
+        assert!(out.contains("slow down"));
+        assert!(t.finished());
+    }
+
+    #[test]
     fn an_oversized_event_ends_the_stream_with_an_error() {
         let mut t = StreamTranslator::chat_to_responses();
         let mut out = t.feed(b"data: ");

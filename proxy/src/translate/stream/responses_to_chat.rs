@@ -49,7 +49,7 @@ struct WireEvent<'a> {
     output_index: Option<u64>,
     item: Option<WireItem>,
     response: Option<WireResponse>,
-    code: Option<String>,
+    code: Option<Value>,
     message: Option<String>,
 }
 
@@ -81,8 +81,17 @@ struct WireIncomplete {
 
 #[derive(Deserialize)]
 struct WireError {
-    code: Option<String>,
+    code: Option<Value>,
     message: Option<String>,
+}
+
+/// An error code as text: upstreams send strings, some send numbers.
+fn code_text(code: Option<&Value>) -> Option<String> {
+    match code? {
+        Value::String(code) => Some(code.clone()),
+        Value::Number(code) => Some(code.to_string()),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -222,12 +231,13 @@ impl ResponsesToChat {
             }
             "response.failed" => {
                 let error = event.response.as_ref().and_then(|r| r.error.as_ref());
-                let code = error.and_then(|e| e.code.as_deref());
+                let code = code_text(error.and_then(|e| e.code.as_ref()));
                 let message = error.and_then(|e| e.message.as_deref());
-                self.fail_with(code, message, out);
+                self.fail_with(code.as_deref(), message, out);
             }
             "error" => {
-                self.fail_with(event.code.as_deref(), event.message.as_deref(), out);
+                let code = code_text(event.code.as_ref());
+                self.fail_with(code.as_deref(), event.message.as_deref(), out);
             }
             _ => {}
         }
