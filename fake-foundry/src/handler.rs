@@ -36,6 +36,7 @@ enum Route<'a> {
     Chat { deployment: Option<&'a str> },
     Responses,
     Images,
+    Embeddings,
 }
 
 fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
@@ -46,6 +47,7 @@ fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
         "/openai/v1/chat/completions" => Some(Route::Chat { deployment: None }),
         "/openai/v1/responses" | "/openai/responses" => Some(Route::Responses),
         "/openai/v1/images/generations" => Some(Route::Images),
+        "/openai/v1/embeddings" => Some(Route::Embeddings),
         path => {
             let rest = path.strip_prefix("/openai/deployments/")?;
             let (deployment, operation) = rest.split_once('/')?;
@@ -57,6 +59,7 @@ fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
                     deployment: Some(deployment),
                 }),
                 "images/generations" => Some(Route::Images),
+                "embeddings" => Some(Route::Embeddings),
                 _ => None,
             }
         }
@@ -217,6 +220,7 @@ async fn answer(
             json_response(formats::response_object(&model, &plan.completion), &plan)
         }
         Route::Images => json_response(formats::image_generation(fields.n.unwrap_or(1)), &plan),
+        Route::Embeddings => json_response(formats::embeddings(&model, body.len()), &plan),
     }
 }
 
