@@ -3,7 +3,7 @@
 //! stream counters.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use actix_web::HttpRequest;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::body::StreamStats;
 use crate::entra::TokenChecker;
 use crate::formats::Completion;
-use crate::script::{Behaviour, Queued};
+use crate::script::{Behaviour, Queued, StatusReply};
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     record: bool,
     request_count: AtomicUsize,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Requests the behaviour's throttle has counted.
+    throttle_count: AtomicU64,
     /// Length of `queue`, readable without taking its lock.
     queued: AtomicUsize,
     queue: Mutex<VecDeque<Queued>>,
@@ -137,6 +139,7 @@ impl Shared {
             record,
             request_count: AtomicUsize::new(0),
             requests: Mutex::default(),
+            throttle_count: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             queue: Mutex::default(),
             auth_required: AtomicBool::new(false),
@@ -180,6 +183,17 @@ impl Shared {
         let next = queue.pop_front();
         self.queued.store(queue.len(), Ordering::SeqCst);
         next
+    }
+
+    /// Counts a request against the behaviour's throttle: the 429 to send when this one is
+    /// refused.
+    pub fn throttle(&self) -> Option<StatusReply> {
+        let throttle = self.behaviour.throttle?;
+        if throttle.every == 0 {
+            return None;
+        }
+        let n = self.throttle_count.fetch_add(1, Ordering::SeqCst) + 1;
+        (n % throttle.every == 0).then(|| StatusReply::throttled(throttle.retry_after_ms))
     }
 
     pub fn set_required_bearer(&self, token: Option<String>) {
