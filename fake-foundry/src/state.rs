@@ -1,6 +1,6 @@
 //! State shared by the server workers and the test's handle: the request log, the scripted-reply
-//! queue, the credentials required (a fixed key or bearer, or tokens a fake Entra issued), and the
-//! stream counters.
+//! queue, the credentials required (a fixed key or bearer, or tokens a fake Entra issued), the
+//! throttle's request count and the stream counters.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
