@@ -95,6 +95,16 @@ impl Run {
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Adds the requests of `other`, a run of the same load at another time.
+    pub fn merge(&mut self, other: Run) {
+        let mut samples = std::mem::take(&mut self.latency).0;
+        samples.extend_from_slice(other.latency.samples());
+        self.latency = Dist::new(samples);
+        self.ok += other.ok;
+        self.failures.merge(other.failures);
+        self.elapsed += other.elapsed;
+    }
 }
 
 fn io_kind(err: &std::io::Error) -> String {
@@ -233,7 +243,21 @@ pub struct StreamRecord {
 pub struct StreamRun {
     pub streams: Vec<StreamRecord>,
     pub failures: Failures,
+    /// When the connections were let go.
+    pub started: Option<Instant>,
     pub elapsed: Duration,
+}
+
+impl StreamRun {
+    /// From the start of the run to the last event of the stream that ended last.
+    pub fn slowest(&self) -> Option<Duration> {
+        let started = self.started?;
+        self.streams
+            .iter()
+            .filter_map(|s| s.events.last())
+            .max()
+            .map(|last| last.saturating_duration_since(started))
+    }
 }
 
 /// How long each connection keeps streaming.
@@ -347,7 +371,10 @@ pub async fn streams(
     }
     barrier.wait().await;
     let started = Instant::now();
-    let mut run = StreamRun::default();
+    let mut run = StreamRun {
+        started: Some(started),
+        ..StreamRun::default()
+    };
     for task in tasks {
         if let Ok((records, failures)) = task.await {
             run.streams.extend(records);
