@@ -384,3 +384,47 @@ pub async fn streams(
     run.elapsed = started.elapsed();
     run
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_runs_keep_every_sample_in_order() {
+        let mut a = Run {
+            latency: Dist::new(vec![5, 1]),
+            ok: 2,
+            elapsed: Duration::from_secs(1),
+            ..Run::default()
+        };
+        let mut failures = Failures::default();
+        failures.add("HTTP 429".into());
+        a.merge(Run {
+            latency: Dist::new(vec![3]),
+            ok: 1,
+            failures,
+            elapsed: Duration::from_secs(2),
+        });
+        assert_eq!(a.latency.samples(), &[1, 3, 5]);
+        assert_eq!((a.ok, a.failures.total()), (3, 1));
+        assert_eq!(a.elapsed, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn slowest_stream_counts_from_the_start_of_the_run() {
+        let started = Instant::now();
+        let stream = |last_ms: u64| StreamRecord {
+            id: String::new(),
+            sent: started,
+            first_byte: started,
+            events: vec![started, started + Duration::from_millis(last_ms)],
+        };
+        let run = StreamRun {
+            streams: vec![stream(900), stream(1200), stream(1000)],
+            started: Some(started),
+            ..StreamRun::default()
+        };
+        assert_eq!(run.slowest(), Some(Duration::from_millis(1200)));
+        assert_eq!(StreamRun::default().slowest(), None);
+    }
+}

@@ -1034,3 +1034,70 @@ pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
     std::fs::rename(&temp, path)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::load::{Failures, Run};
+    use crate::scenarios::DeploymentCounts;
+
+    fn pool_row(throttled: bool, p50_ms: f64, throttles: u64, failures: &[&str]) -> PoolRow {
+        let p50 = (p50_ms * 1e6) as u64;
+        let mut run = Run {
+            latency: Dist::new(vec![p50 - 1000, p50, p50 + 1000]),
+            ok: 3,
+            ..Run::default()
+        };
+        let mut failed = Failures::default();
+        for kind in failures {
+            failed.add((*kind).to_string());
+        }
+        run.failures = failed;
+        PoolRow {
+            model: "m",
+            throttled,
+            run,
+            deployments: vec![DeploymentCounts {
+                name: "b/d".into(),
+                throttled: throttles,
+                ..DeploymentCounts::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn pool_target_needs_no_client_failure_absorbed_429s_and_close_p50s() {
+        let clean = pool_row(false, 20.0, 0, &[]);
+        assert!(pool_met(&clean, &pool_row(true, 20.9, 10, &[])));
+        assert!(pool_met(&clean, &pool_row(true, 19.2, 10, &[])));
+        assert!(!pool_met(&clean, &pool_row(true, 21.2, 10, &[])));
+        assert!(!pool_met(&clean, &pool_row(true, 20.1, 0, &[])));
+        let leaked = pool_row(true, 20.1, 10, &["HTTP 429", "io: connection reset"]);
+        assert_eq!(leaked.client_429s(), 1);
+        assert!(!pool_met(&clean, &leaked));
+    }
+
+    fn burst(completed: usize, slowest_ms: u64) -> ManyStreamsResult {
+        ManyStreamsResult {
+            via: Via::Proxy,
+            pool: PoolSettings::Original,
+            started: 1000,
+            completed,
+            failures: Failures::default(),
+            elapsed: Duration::from_millis(slowest_ms),
+            slowest: Some(Duration::from_millis(slowest_ms)),
+            processes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn original_pool_target_allows_half_a_second_over_direct() {
+        let direct = Some(Duration::from_millis(9160));
+        assert!(original_pool_met(&burst(1000, 9660), direct));
+        assert!(!original_pool_met(&burst(1000, 9661), direct));
+        assert!(!original_pool_met(&burst(999, 9200), direct));
+        assert!(!original_pool_met(&burst(1000, 9200), None));
+    }
+}
