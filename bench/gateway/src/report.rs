@@ -374,7 +374,7 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
         s,
         "- Proxy config: `auth.mode` `apiKey`, `server.upstream.pool.connections` 0 and \
          `keepAliveTimeoutMs` 4000 (below the fake's 5 s idle timeout, as it must be below any \
-         upstream's), image \
+         upstream's; the last run of scenario 4 changes them), image \
          compression on (the default; a body without images costs it two substring searches). The client sends model `bench`, which the proxy \
          maps to deployment `bench-deployment`, so every body is rewritten. Requests are a small \
          chat completion (about 250 bytes; the answer about 600 bytes, no delay in the fake)."

@@ -1,6 +1,7 @@
 //! The scenarios of the benchmark. Each one measures the same load direct to the fake, through
 //! the proxy and (when Caddy runs) through Caddy and the proxy, in the same run, and returns
-//! raw figures; the report turns them into tables.
+//! raw figures; the report turns them into tables. Scenario 8 instead compares two pools of
+//! deployments through the proxy: one with a throttling deployment, one without.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
