@@ -193,7 +193,8 @@ impl Shared {
             return None;
         }
         let n = self.throttle_count.fetch_add(1, Ordering::SeqCst) + 1;
-        (n % throttle.every == 0).then(|| StatusReply::throttled(throttle.retry_after_ms))
+        n.is_multiple_of(throttle.every)
+            .then(|| StatusReply::throttled(throttle.retry_after_ms))
     }
 
     pub fn set_required_bearer(&self, token: Option<String>) {

@@ -227,7 +227,6 @@ pub async fn start_fake_in_process(
                     workers,
                     record_requests: false,
                     handle_signals: false,
-                    ..fake_foundry::ServeOptions::default()
                 };
                 match fake_foundry::serve(listener, options) {
                     Ok(server) => {
