@@ -230,21 +230,13 @@ pub fn encode_metrics(stats: &[DeploymentStats], encoder: &mut DescriptorEncoder
     };
     type Counter = (&'static str, &'static str, fn(&DeploymentStats) -> u64);
     let counters: [Counter; 4] = [
-        (
-            "gateway_deployment_requests",
-            "Attempts sent to the deployment",
-            |d| d.requests,
-        ),
+        ("gateway_deployment_requests", "Attempts sent to the deployment", |d| d.requests),
         (
             "gateway_deployment_succeeded",
             "Deployment answers passed to the client",
             |d| d.succeeded,
         ),
-        (
-            "gateway_deployment_throttled",
-            "429 answers of the deployment",
-            |d| d.throttled,
-        ),
+        ("gateway_deployment_throttled", "429 answers of the deployment", |d| d.throttled),
         (
             "gateway_deployment_failovers",
             "Requests that moved on from the deployment to another",
