@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::load::Dist;
 use crate::scenarios::{
@@ -130,18 +131,16 @@ fn ms2_signed(ns: i64) -> String {
     format!("{:+.2} ms", ns as f64 / 1e6)
 }
 
-fn secs(d: Option<std::time::Duration>) -> String {
+fn secs(d: Option<Duration>) -> String {
     d.map_or_else(|| "–".into(), |d| format!("{:.2} s", d.as_secs_f64()))
 }
 
 /// Tolerances of the targets of scenarios 4 (with the original pool settings) and 8.
-const SLOWEST_STREAM_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+const SLOWEST_STREAM_MARGIN: Duration = Duration::from_millis(500);
 const POOL_P50_MARGIN_NS: u64 = 1_000_000;
 
 /// The slowest stream of the run with the original pool settings, and direct's.
-fn original_pool_streams(
-    results: &Results,
-) -> Option<(&ManyStreamsResult, Option<std::time::Duration>)> {
+fn original_pool_streams(results: &Results) -> Option<(&ManyStreamsResult, Option<Duration>)> {
     let original = results.many_streams_original.as_ref()?;
     let direct = results
         .many_streams
@@ -151,7 +150,7 @@ fn original_pool_streams(
     Some((original, direct))
 }
 
-fn original_pool_met(original: &ManyStreamsResult, direct: Option<std::time::Duration>) -> bool {
+fn original_pool_met(original: &ManyStreamsResult, direct: Option<Duration>) -> bool {
     original.completed == original.started
         && matches!(
             (original.slowest, direct),
@@ -1037,8 +1036,6 @@ pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::load::{Failures, Run};
     use crate::scenarios::DeploymentCounts;

@@ -8,9 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use test_support::{free_port, free_ports, wait_for};
-
 use fake_foundry::{Behaviour, Throttle};
+use test_support::{free_port, free_ports, wait_for};
 
 use crate::client;
 use crate::processes::{self, Child};
@@ -256,7 +255,11 @@ pub fn proxy_config(
     pool_b: PoolFakes,
     variant: ConfigVariant,
 ) -> serde_json::Value {
-    let deployment = |upstream: &str| serde_json::json!({ "upstream": upstream, "targetModel": DEPLOYMENT, "priority": 0, "weight": 1 });
+    let deployment = |upstream: &str| {
+        serde_json::json!({
+            "upstream": upstream, "targetModel": DEPLOYMENT, "priority": 0, "weight": 1
+        })
+    };
     serde_json::json!({
         "server": {
             "host": "127.0.0.1",
