@@ -173,7 +173,10 @@ async fn answer(
             behaviour,
             delivery,
         }) => Some((behaviour, delivery)),
-        None => None,
+        None => match shared.throttle() {
+            Some(reply) => return status_reply(reply),
+            None => None,
+        },
     };
     let fields: Fields<'_> = match serde_json::from_slice(body) {
         Ok(fields) => fields,

@@ -20,6 +20,6 @@ pub use formats::{
     USAGE_REASONING_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
 pub use handler::MAX_BODY_BYTES;
-pub use script::{Behaviour, ScriptedReply};
+pub use script::{Behaviour, ScriptedReply, Throttle};
 pub use server::{FakeFoundry, ServeOptions, serve};
 pub use state::RecordedRequest;
