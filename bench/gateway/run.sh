@@ -2,7 +2,7 @@
 # Benchmarks the gateway against the fake upstream it fronts (and Caddy + gateway against the
 # gateway alone) in one run, and writes the "## Gateway" section of docs/benchmarks.md.
 #
-#   bench/gateway/run.sh              the full run (about 2 minutes after the build)
+#   bench/gateway/run.sh              the full run (about 3 minutes after the build)
 #   bench/gateway/run.sh --quick      shorter scenarios, for a first look
 #
 # Needs cargo. Caddy is taken from $CADDY, else from PATH; when there is none, it is installed

@@ -5,7 +5,7 @@
 (() => {
   const BASE = location.pathname.endsWith('/') ? location.pathname : location.pathname.replace(/[^/]*$/, '');
   const MASK = '********';
-  const ROUTES = ['chat/completions', 'responses', 'images/generations'];
+  const ROUTES = ['chat/completions', 'responses', 'images/generations', 'embeddings'];
 
   const S = {
     session: null,
@@ -552,7 +552,7 @@
             h('div', {}, h('button', {
               type: 'button', class: 'button small', onclick: () => {
                 const used = Object.keys((S.draft.models[i].routes) || {});
-                const key = ['chat/completions', 'responses', 'images/generations', '*'].find((k) => !used.includes(k));
+                const key = [...ROUTES, '*'].find((k) => !used.includes(k));
                 if (!key) return;
                 S.draft.models[i].routes = Object.assign({}, S.draft.models[i].routes, { [key]: key === 'chat/completions' ? 'responses' : 'chat/completions' });
                 renderModels(); updateSavebar();
@@ -668,7 +668,7 @@
     changedPools();
   }
   function routePair(i, key, value) {
-    const keySelect = h('select', {}, ...['chat/completions', 'responses', 'images/generations', '*'].map((k) => h('option', { value: k }, k === '*' ? t('models.anyRoute') : k)));
+    const keySelect = h('select', {}, ...[...ROUTES, '*'].map((k) => h('option', { value: k }, k === '*' ? t('models.anyRoute') : k)));
     keySelect.value = key;
     const valueInput = h('input', { value, dataset: { path: 'models[' + i + '].routes["' + key + '"]' }, list: 'route-targets', autocomplete: 'off' });
     const rebuild = () => {

@@ -559,6 +559,34 @@ pub fn image_generation(n: u64) -> Bytes {
     Bytes::from(buf)
 }
 
+/// Dimensions of the fake's embedding vectors.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+
+/// An embeddings answer: one vector of [`EMBEDDING_DIMENSIONS`] numbers, and usage of one
+/// prompt token per 8 request bytes.
+pub fn embeddings(model: &str, request_len: usize) -> Bytes {
+    let tokens = (request_len as u64).div_ceil(8).max(1);
+    let mut buf = Vec::with_capacity(256);
+    put(
+        &mut buf,
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":["#,
+    );
+    for i in 0..EMBEDDING_DIMENSIONS {
+        if i > 0 {
+            put(&mut buf, ",");
+        }
+        put(&mut buf, &format!("0.{}", 125 * (i + 1)));
+    }
+    put(&mut buf, r#"]}],"model":"#);
+    put(&mut buf, model);
+    put(&mut buf, r#","usage":{"prompt_tokens":"#);
+    push_u64(&mut buf, tokens);
+    put(&mut buf, r#","total_tokens":"#);
+    push_u64(&mut buf, tokens);
+    put(&mut buf, "}}");
+    Bytes::from(buf)
+}
+
 /// An Azure/OpenAI-shaped error body: `{"error":{"code":…,"message":…}}`.
 pub fn error_body(code: &str, message: &str) -> String {
     let mut buf = Vec::with_capacity(32 + code.len() + message.len());

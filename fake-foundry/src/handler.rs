@@ -45,6 +45,7 @@ enum Route<'a> {
     Chat { deployment: Option<&'a str> },
     Responses,
     Images,
+    Embeddings,
 }
 
 fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
@@ -55,6 +56,7 @@ fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
         "/openai/v1/chat/completions" => Some(Route::Chat { deployment: None }),
         "/openai/v1/responses" | "/openai/responses" => Some(Route::Responses),
         "/openai/v1/images/generations" => Some(Route::Images),
+        "/openai/v1/embeddings" => Some(Route::Embeddings),
         path => {
             let rest = path.strip_prefix("/openai/deployments/")?;
             let (deployment, operation) = rest.split_once('/')?;
@@ -66,6 +68,7 @@ fn route<'a>(req: &'a HttpRequest) -> Option<Route<'a>> {
                     deployment: Some(deployment),
                 }),
                 "images/generations" => Some(Route::Images),
+                "embeddings" => Some(Route::Embeddings),
                 _ => None,
             }
         }
@@ -179,7 +182,10 @@ async fn answer(
             behaviour,
             delivery,
         }) => Some((behaviour, delivery)),
-        None => None,
+        None => match shared.throttle() {
+            Some(reply) => return status_reply(reply),
+            None => None,
+        },
     };
     let fields: Fields<'_> = match serde_json::from_slice(body) {
         Ok(fields) => fields,
@@ -220,8 +226,15 @@ async fn answer(
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    if !plan.tool_calls.is_empty() && !matches!(route, Route::Images) {
-        return tool_call_answer(route, model_name, stream, include_usage, &plan, shared);
+    if !plan.tool_calls.is_empty() {
+        let chat = match route {
+            Route::Chat { .. } => Some(true),
+            Route::Responses => Some(false),
+            Route::Images | Route::Embeddings => None,
+        };
+        if let Some(chat) = chat {
+            return tool_call_answer(chat, model_name, stream, include_usage, &plan, shared);
+        }
     }
     let model = json_string(model_name);
     match route {
@@ -240,6 +253,7 @@ async fn answer(
             json_response(formats::response_object(&model, &plan.completion), &plan)
         }
         Route::Images => json_response(formats::image_generation(fields.n.unwrap_or(1)), &plan),
+        Route::Embeddings => json_response(formats::embeddings(&model, body.len()), &plan),
     }
 }
 
@@ -252,33 +266,29 @@ fn unsupported_operation(route: Route<'_>, model: &str) -> Option<&'static str> 
     }
 }
 
-/// An answer that calls the plan's functions.
+/// An answer that calls the plan's functions, in the chat (`chat`) or the Responses format.
 fn tool_call_answer(
-    route: Route<'_>,
+    chat: bool,
     model: &str,
     stream: bool,
     include_usage: bool,
     plan: &Plan,
     shared: &Shared,
 ) -> HttpResponse {
-    let calls = &plan.tool_calls;
-    match route {
-        Route::Chat { .. } if stream => {
-            let sse = tools::chat_stream(model, &plan.completion, calls, include_usage);
-            sse_response(sse, plan, shared)
-        }
-        Route::Chat { .. } => {
-            json_response(tools::chat_completion(model, &plan.completion, calls), plan)
-        }
-        Route::Responses if stream => sse_response(
-            tools::response_stream(model, &plan.completion, calls),
+    let (completion, calls) = (&plan.completion, &plan.tool_calls);
+    match (chat, stream) {
+        (true, true) => sse_response(
+            tools::chat_stream(model, completion, calls, include_usage),
             plan,
             shared,
         ),
-        // Image generations never call functions; the caller answers them.
-        Route::Responses | Route::Images => {
-            json_response(tools::response_object(model, &plan.completion, calls), plan)
-        }
+        (true, false) => json_response(tools::chat_completion(model, completion, calls), plan),
+        (false, true) => sse_response(
+            tools::response_stream(model, completion, calls),
+            plan,
+            shared,
+        ),
+        (false, false) => json_response(tools::response_object(model, completion, calls), plan),
     }
 }
 

@@ -1,6 +1,6 @@
 //! A fake Azure AI Foundry / Azure OpenAI upstream speaking the real wire formats (chat
-//! completions, Responses API, image generations, with Azure's SSE quirks and headers; function
-//! calls; deployments that serve only one of chat completions and Responses), and a fake
+//! completions, Responses API, image generations, embeddings, with Azure's SSE quirks and headers;
+//! function calls; deployments that serve only one of chat completions and Responses), and a fake
 //! Microsoft Entra ID issuing the tokens it can require, for the proxy's integration tests and for
 //! benchmarks.
 
@@ -22,7 +22,7 @@ pub use formats::{
     USAGE_REASONING_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
 pub use handler::{CHAT_ONLY_PREFIX, MAX_BODY_BYTES, RESPONSES_ONLY_PREFIX};
-pub use script::{Behaviour, ScriptedReply};
+pub use script::{Behaviour, ScriptedReply, Throttle};
 pub use server::{FakeFoundry, ServeOptions, serve};
 pub use state::RecordedRequest;
 pub use tools::ToolCall;

@@ -4,10 +4,13 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
-use fake_foundry::{ServeOptions, serve};
+use fake_foundry::{ServeOptions, Throttle, serve};
 
-const USAGE: &str =
-    "usage: fake-foundry [--port N] [--latency-ms N] [--chunks N] [--gap-ms N] [--workers N]";
+const USAGE: &str = "usage: fake-foundry [--port N] [--latency-ms N] [--chunks N] [--gap-ms N] \
+[--workers N] [--throttle-every N] [--retry-after-ms N]";
+
+/// `retry-after-ms` of the 429s when `--throttle-every` is given alone.
+const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 
 struct Args {
     port: u16,
@@ -39,6 +42,24 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--chunks" => behaviour.stream_chunks = number("--chunks")? as usize,
             "--gap-ms" => behaviour.chunk_gap_ms = number("--gap-ms")?,
             "--workers" => parsed.options.workers = (number("--workers")? as usize).max(1),
+            "--throttle-every" => {
+                let every = number("--throttle-every")?;
+                let retry_after_ms = behaviour
+                    .throttle
+                    .map_or(DEFAULT_RETRY_AFTER_MS, |t| t.retry_after_ms);
+                behaviour.throttle = Some(Throttle {
+                    every,
+                    retry_after_ms,
+                });
+            }
+            "--retry-after-ms" => {
+                let retry_after_ms = number("--retry-after-ms")?;
+                let every = behaviour.throttle.map_or(0, |t| t.every);
+                behaviour.throttle = Some(Throttle {
+                    every,
+                    retry_after_ms,
+                });
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -93,4 +114,39 @@ fn bind(port: u16) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     socket.listen(BACKLOG)?.into_std()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn throttle_flags_in_either_order() {
+        let throttle = |args: &[&str]| parse(args).map(|a| a.options.behaviour.throttle);
+        assert_eq!(throttle(&[]), Ok(None));
+        let expected = Some(Throttle {
+            every: 2,
+            retry_after_ms: 100,
+        });
+        assert_eq!(
+            throttle(&["--throttle-every", "2", "--retry-after-ms", "100"]),
+            Ok(expected)
+        );
+        assert_eq!(
+            throttle(&["--retry-after-ms", "100", "--throttle-every", "2"]),
+            Ok(expected)
+        );
+        assert_eq!(
+            throttle(&["--throttle-every", "3"]),
+            Ok(Some(Throttle {
+                every: 3,
+                retry_after_ms: DEFAULT_RETRY_AFTER_MS
+            }))
+        );
+        assert!(parse(&["--throttle-every", "x"]).is_err());
+    }
 }

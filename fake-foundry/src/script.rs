@@ -26,6 +26,8 @@ pub struct Behaviour {
     /// Functions the answer calls after its text (none: a plain text answer). Chat answers get
     /// `tool_calls`, Responses answers `function_call` items.
     pub tool_calls: Vec<ToolCall>,
+    /// Answer some requests with 429, as a deployment over its quota does.
+    pub throttle: Option<Throttle>,
 }
 
 impl Default for Behaviour {
@@ -36,8 +38,25 @@ impl Default for Behaviour {
             chunk_gap_ms: 0,
             text: "Hello, 世界! 👋 ok".to_owned(),
             tool_calls: Vec::new(),
+            throttle: None,
         }
     }
+}
+
+/// Which requests a throttled fake refuses, and for how long it asks to be left alone.
+///
+/// Requests are counted from the first one that reaches a known route and passes the credential
+/// checks; scripted replies come first and are not counted. The 429 is Azure's over-quota answer
+/// (its error body, `retry-after-ms` and `retry-after` in whole seconds, rounded up) and is sent
+/// at once, without the behaviour's `latency_ms`: Azure refuses such a request before any model
+/// work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    /// Every `every`-th request is refused: 2 refuses the 2nd, 4th, 6th...; 1 refuses all of
+    /// them; 0 none.
+    pub every: u64,
+    /// Sent as `retry-after-ms`.
+    pub retry_after_ms: u64,
 }
 
 /// A reply for the next request, taking the place of the normal answer.
@@ -137,28 +156,38 @@ pub(crate) struct StatusReply {
 impl StatusReply {
     /// The answer to `"fake": {"status": N}`, shaped like Azure's error for that status.
     fn for_status(status: StatusCode) -> Self {
-        let code = status.as_str();
-        let (message, headers) = if status == StatusCode::TOO_MANY_REQUESTS {
-            (
-                "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current AIServices S0 pricing tier. Please retry after 1 second.",
-                vec![
-                    (
-                        HeaderName::from_static("retry-after"),
-                        HeaderValue::from_static("1"),
-                    ),
-                    (
-                        HeaderName::from_static("retry-after-ms"),
-                        HeaderValue::from_static("1000"),
-                    ),
-                ],
-            )
-        } else {
-            (status.canonical_reason().unwrap_or("Error"), Vec::new())
-        };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Self::throttled(1000);
+        }
+        let message = status.canonical_reason().unwrap_or("Error");
         Self {
             status,
-            headers,
-            body: Bytes::from(error_body(code, message)),
+            headers: Vec::new(),
+            body: Bytes::from(error_body(status.as_str(), message)),
+        }
+    }
+
+    /// Azure's 429 for a deployment over its rate limit, asking to come back after
+    /// `retry_after_ms` (`retry-after` holds the same rounded up to whole seconds).
+    pub(crate) fn throttled(retry_after_ms: u64) -> Self {
+        let seconds = retry_after_ms.div_ceil(1000).max(1);
+        let plural = if seconds == 1 { "" } else { "s" };
+        let message = format!(
+            "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded token rate limit of your current AIServices S0 pricing tier. Please retry after {seconds} second{plural}."
+        );
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            headers: vec![
+                (
+                    HeaderName::from_static("retry-after"),
+                    HeaderValue::from(seconds),
+                ),
+                (
+                    HeaderName::from_static("retry-after-ms"),
+                    HeaderValue::from(retry_after_ms),
+                ),
+            ],
+            body: Bytes::from(error_body("429", &message)),
         }
     }
 }
@@ -318,6 +347,31 @@ mod tests {
                 Some(overrides(r#"{"status":7}"#))
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn throttled_reply_rounds_retry_after_up_to_seconds() {
+        let header = |reply: &StatusReply, name: &str| {
+            reply
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let short = StatusReply::throttled(150);
+        assert_eq!(short.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&short, "retry-after-ms").as_deref(), Some("150"));
+        assert_eq!(header(&short, "retry-after").as_deref(), Some("1"));
+        let long = StatusReply::throttled(2001);
+        assert_eq!(header(&long, "retry-after").as_deref(), Some("3"));
+        let body: serde_json::Value = serde_json::from_slice(&long.body).expect("json");
+        assert_eq!(body["error"]["code"], "429");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("retry after 3 seconds."))
         );
     }
 }

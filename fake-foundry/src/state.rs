@@ -1,9 +1,9 @@
 //! State shared by the server workers and the test's handle: the request log, the scripted-reply
-//! queue, the credentials required (a fixed key or bearer, or tokens a fake Entra issued), and the
-//! stream counters.
+//! queue, the credentials required (a fixed key or bearer, or tokens a fake Entra issued), the
+//! throttle's request count and the stream counters.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use actix_web::HttpRequest;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::body::StreamStats;
 use crate::entra::TokenChecker;
 use crate::formats::Completion;
-use crate::script::{Behaviour, Queued};
+use crate::script::{Behaviour, Queued, StatusReply};
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     record: bool,
     request_count: AtomicUsize,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// Requests the behaviour's throttle has counted.
+    throttle_count: AtomicU64,
     /// Length of `queue`, readable without taking its lock.
     queued: AtomicUsize,
     queue: Mutex<VecDeque<Queued>>,
@@ -137,6 +139,7 @@ impl Shared {
             record,
             request_count: AtomicUsize::new(0),
             requests: Mutex::default(),
+            throttle_count: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             queue: Mutex::default(),
             auth_required: AtomicBool::new(false),
@@ -180,6 +183,18 @@ impl Shared {
         let next = queue.pop_front();
         self.queued.store(queue.len(), Ordering::SeqCst);
         next
+    }
+
+    /// Counts a request against the behaviour's throttle: the 429 to send when this one is
+    /// refused.
+    pub fn throttle(&self) -> Option<StatusReply> {
+        let throttle = self.behaviour.throttle?;
+        if throttle.every == 0 {
+            return None;
+        }
+        let n = self.throttle_count.fetch_add(1, Ordering::SeqCst) + 1;
+        n.is_multiple_of(throttle.every)
+            .then(|| StatusReply::throttled(throttle.retry_after_ms))
     }
 
     pub fn set_required_bearer(&self, token: Option<String>) {

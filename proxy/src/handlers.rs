@@ -39,12 +39,32 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
 }
 
+/// What the client's path says about a call.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    route: RouteKey,
+    /// The model an Azure-style path names (`/openai/deployments/{model}/...`).
+    path_model: Option<&'a str>,
+    /// An Azure-style path: the client's `api-version` is its SDK's, not the upstream's.
+    azure: bool,
+}
+
+impl Call<'_> {
+    fn openai(route: RouteKey) -> Call<'static> {
+        Call {
+            route,
+            path_model: None,
+            azure: false,
+        }
+    }
+}
+
 pub async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    proxy(RouteKey::ChatCompletions, req, payload, state).await
+    proxy(Call::openai(RouteKey::ChatCompletions), req, payload, state).await
 }
 
 pub async fn responses(
@@ -52,7 +72,7 @@ pub async fn responses(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    proxy(RouteKey::Responses, req, payload, state).await
+    proxy(Call::openai(RouteKey::Responses), req, payload, state).await
 }
 
 pub async fn images_generations(
@@ -60,11 +80,64 @@ pub async fn images_generations(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
-    proxy(RouteKey::ImagesGenerations, req, payload, state).await
+    proxy(
+        Call::openai(RouteKey::ImagesGenerations),
+        req,
+        payload,
+        state,
+    )
+    .await
+}
+
+pub async fn embeddings(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    proxy(Call::openai(RouteKey::Embeddings), req, payload, state).await
+}
+
+/// `POST /openai/v1/{operation}` and `POST /openai/{operation}` (Azure's paths without a
+/// deployment): the operation's route, the model from the body.
+pub async fn azure_operation(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    operation: web::Path<String>,
+) -> HttpResponse {
+    let Some(route) = RouteKey::parse(&operation) else {
+        return not_found(req).await;
+    };
+    let call = Call {
+        route,
+        path_model: None,
+        azure: true,
+    };
+    proxy(call, req, payload, state).await
+}
+
+/// `POST /openai/deployments/{model}/{operation}`: the client-facing model id in the path, as
+/// Azure's SDKs call; a `model` in the body is optional and the path's wins.
+pub async fn azure_deployment(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let (model, operation) = path.into_inner();
+    let Some(route) = RouteKey::parse(&operation) else {
+        return not_found(req).await;
+    };
+    let call = Call {
+        route,
+        path_model: Some(&model),
+        azure: true,
+    };
+    proxy(call, req, payload, state).await
 }
 
 async fn proxy(
-    route: RouteKey,
+    call: Call<'_>,
     req: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<AppState>,
@@ -73,9 +146,9 @@ async fn proxy(
     let snapshot = state.shared.snapshot.load_full();
     let mut open = OpenRequest::new(
         state.accounting.clone(),
-        RequestRecord::new(request_id.clone(), route),
+        RequestRecord::new(request_id.clone(), call.route),
     );
-    let result = forward(&req, &mut payload, &state, &snapshot, &mut open).await;
+    let result = forward(call, &req, &mut payload, &state, &snapshot, &mut open).await;
     let mut response = match result {
         Ok((dispatched, rate_headers)) => {
             let mut response = respond(dispatched, &snapshot, open);
@@ -105,6 +178,7 @@ async fn proxy(
 
 /// Authenticates, reads and rewrites the body, and dispatches it over the model's pool.
 async fn forward(
+    call: Call<'_>,
     req: &HttpRequest,
     payload: &mut web::Payload,
     state: &AppState,
@@ -128,7 +202,7 @@ async fn forward(
         &state.body_budget,
     )
     .await?;
-    let inspected = request_body::inspect_off_reactor(&body).await?;
+    let inspected = request_body::inspect_off_reactor(&body, call.path_model).await?;
     record.stream = inspected.stream;
 
     let config = &snapshot.config;
@@ -161,13 +235,18 @@ async fn forward(
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
+    let client_query = if call.azure {
+        routing::without_api_version(req.query_string())
+    } else {
+        req.query_string().to_string()
+    };
     let mut log = AttemptLog::new(record.started);
     let dispatched = dispatch::dispatch(
         Dispatch {
             snapshot,
             model,
             route: record.route,
-            client_query: req.query_string(),
+            client_query: &client_query,
             request_id: &record.request_id,
             headers: &headers::upstream_request_headers(req.headers(), &record.request_id),
             body: &prepared,
@@ -291,6 +370,27 @@ pub async fn models(
     }))
 }
 
+/// `GET /v1/models/{id}`: one model the key may use, or `404 model_not_found`.
+pub async fn model(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ProxyError> {
+    let snapshot = state.shared.snapshot.load();
+    let key = snapshot.client_keys.authenticate(req.headers())?;
+    let model = snapshot
+        .config
+        .model(&id)
+        .filter(|m| key.policy.allows(&m.id))
+        .ok_or_else(|| ProxyError::ModelNotFound(bounded(&id, MAX_ID_CHARS).into_owned()))?;
+    Ok(HttpResponse::Ok().json(ModelEntry {
+        id: &model.id,
+        object: "model",
+        created: snapshot.loaded_at_ms / 1000,
+        owned_by: "azure-ai-foundry",
+    }))
+}
+
 /// `GET /healthz`: answers without a key and reveals nothing but liveness.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
@@ -300,14 +400,18 @@ pub async fn healthz() -> HttpResponse {
 
 /// Any other path: an OpenAI-shaped 404 (or 405 for a known path with the wrong method).
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
     let known = matches!(
-        req.path(),
+        path,
         "/v1/chat/completions"
             | "/v1/responses"
             | "/v1/images/generations"
+            | "/v1/embeddings"
             | "/v1/models"
             | "/healthz"
-    );
+    ) || path
+        .strip_prefix("/openai/")
+        .is_some_and(|rest| RouteKey::ALL.iter().any(|r| rest.ends_with(r.as_str())));
     let (status, code) = if known {
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     } else {

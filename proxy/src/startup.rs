@@ -123,7 +123,24 @@ impl Application {
                     "/v1/images/generations",
                     web::post().to(handlers::images_generations),
                 )
+                .route("/v1/embeddings", web::post().to(handlers::embeddings))
                 .route("/v1/models", web::get().to(handlers::models))
+                .route("/v1/models/{id}", web::get().to(handlers::model))
+                // Azure's paths, as its SDKs call them.
+                .route(
+                    "/openai/deployments/{model}/{operation:.+}",
+                    web::post().to(handlers::azure_deployment),
+                )
+                .route("/openai/v1/models", web::get().to(handlers::models))
+                .route("/openai/v1/models/{id}", web::get().to(handlers::model))
+                .route(
+                    "/openai/v1/{operation:.+}",
+                    web::post().to(handlers::azure_operation),
+                )
+                .route(
+                    "/openai/{operation:.+}",
+                    web::post().to(handlers::azure_operation),
+                )
                 .route("/healthz", web::get().to(handlers::healthz))
                 .default_service(web::to(handlers::not_found))
         })

@@ -95,6 +95,16 @@ impl Run {
     pub fn rps(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Adds the requests of `other`, a run of the same load at another time.
+    pub fn merge(&mut self, other: Run) {
+        let mut samples = std::mem::take(&mut self.latency).0;
+        samples.extend_from_slice(other.latency.samples());
+        self.latency = Dist::new(samples);
+        self.ok += other.ok;
+        self.failures.merge(other.failures);
+        self.elapsed += other.elapsed;
+    }
 }
 
 fn io_kind(err: &std::io::Error) -> String {
@@ -233,7 +243,21 @@ pub struct StreamRecord {
 pub struct StreamRun {
     pub streams: Vec<StreamRecord>,
     pub failures: Failures,
+    /// When the connections were let go.
+    pub started: Option<Instant>,
     pub elapsed: Duration,
+}
+
+impl StreamRun {
+    /// From the start of the run to the last event of the stream that ended last.
+    pub fn slowest(&self) -> Option<Duration> {
+        let started = self.started?;
+        self.streams
+            .iter()
+            .filter_map(|s| s.events.last())
+            .max()
+            .map(|last| last.saturating_duration_since(started))
+    }
 }
 
 /// How long each connection keeps streaming.
@@ -347,7 +371,10 @@ pub async fn streams(
     }
     barrier.wait().await;
     let started = Instant::now();
-    let mut run = StreamRun::default();
+    let mut run = StreamRun {
+        started: Some(started),
+        ..StreamRun::default()
+    };
     for task in tasks {
         if let Ok((records, failures)) = task.await {
             run.streams.extend(records);
@@ -356,4 +383,48 @@ pub async fn streams(
     }
     run.elapsed = started.elapsed();
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_runs_keep_every_sample_in_order() {
+        let mut a = Run {
+            latency: Dist::new(vec![5, 1]),
+            ok: 2,
+            elapsed: Duration::from_secs(1),
+            ..Run::default()
+        };
+        let mut failures = Failures::default();
+        failures.add("HTTP 429".into());
+        a.merge(Run {
+            latency: Dist::new(vec![3]),
+            ok: 1,
+            failures,
+            elapsed: Duration::from_secs(2),
+        });
+        assert_eq!(a.latency.samples(), &[1, 3, 5]);
+        assert_eq!((a.ok, a.failures.total()), (3, 1));
+        assert_eq!(a.elapsed, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn slowest_stream_counts_from_the_start_of_the_run() {
+        let started = Instant::now();
+        let stream = |last_ms: u64| StreamRecord {
+            id: String::new(),
+            sent: started,
+            first_byte: started,
+            events: vec![started, started + Duration::from_millis(last_ms)],
+        };
+        let run = StreamRun {
+            streams: vec![stream(900), stream(1200), stream(1000)],
+            started: Some(started),
+            ..StreamRun::default()
+        };
+        assert_eq!(run.slowest(), Some(Duration::from_millis(1200)));
+        assert_eq!(StreamRun::default().slowest(), None);
+    }
 }

@@ -22,7 +22,7 @@ use crate::scenarios::{Bench, IdleRow, Plan};
 use crate::stack::{Binaries, Stack};
 
 const USAGE: &str = "usage: gateway-bench [--bin-dir DIR] [--out FILE] [--work DIR] \
-[--caddy PATH] [--control PATH] [--proxy-log FILE] [--quick] [--only 1,2,3,4,5,6,7] [--command TEXT]";
+[--caddy PATH] [--control PATH] [--proxy-log FILE] [--quick] [--only 1,2,3,4,5,6,7,8] [--command TEXT]";
 
 struct Args {
     bin_dir: PathBuf,
@@ -219,6 +219,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(r) => results.many_streams = r,
             Err(err) => results.errors.push(format!("Concurrent streams: {err:#}")),
         }
+        eprintln!("4. again through the proxy, with the original's server.upstream.pool");
+        match scenarios::many_streams_original_pool(&mut bench).await {
+            Ok(r) => results.many_streams_original = Some(r),
+            Err(err) => results.errors.push(format!(
+                "Concurrent streams with the original's pool settings: {err:#}"
+            )),
+        }
     }
     let mut proxy_after = Vec::new();
     if wanted(5) && wanted(4) {
@@ -243,6 +250,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &stack.proxy,
             "idle, 2 s after the image requests of scenario 7",
         ));
+    }
+    if wanted(8) {
+        eprintln!("8. a pool with throttling");
+        let mut bench = Bench {
+            stack: &mut stack,
+            plan,
+        };
+        match scenarios::pool_throttling(&mut bench).await {
+            Ok(r) => results.pool = Some(r),
+            Err(err) => results
+                .errors
+                .push(format!("Pool with throttling: {err:#}")),
+        }
     }
     if !results.idle.is_empty() {
         for (i, row) in proxy_after.into_iter().enumerate() {

@@ -205,10 +205,13 @@ pub fn idle_rss_of_fake_binary(bin: &Path) -> anyhow::Result<u64> {
     Ok(child.rss_kib())
 }
 
-/// Serves the fake in this process, on its own actix System thread and worker threads, from a
-/// listener with room for 4,096 pending connections. The `fake-foundry` binary binds with the
-/// standard library's 128, which a burst of 1,000 new upstream connections overflows.
-pub async fn start_fake_in_process(workers: usize) -> anyhow::Result<SocketAddr> {
+/// Serves the fake with `behaviour` in this process, on its own actix System thread and worker
+/// threads, from a listener with room for 4,096 pending connections (as the `fake-foundry`
+/// binary binds; the standard library's 128 overflows in a burst of 1,000 new connections).
+pub async fn start_fake_in_process(
+    workers: usize,
+    behaviour: fake_foundry::Behaviour,
+) -> anyhow::Result<SocketAddr> {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
@@ -220,10 +223,10 @@ pub async fn start_fake_in_process(workers: usize) -> anyhow::Result<SocketAddr>
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let options = fake_foundry::ServeOptions {
+                    behaviour,
                     workers,
                     record_requests: false,
                     handle_signals: false,
-                    ..fake_foundry::ServeOptions::default()
                 };
                 match fake_foundry::serve(listener, options) {
                     Ok(server) => {

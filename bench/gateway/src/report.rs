@@ -4,12 +4,14 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::load::Dist;
 use crate::scenarios::{
-    IdleRow, ImageResult, LatencyResult, ManyStreamsResult, ReloadResult, SLOW_UPSTREAM_MS,
-    STREAM_CHUNKS, STREAM_GAP_MS, StreamResult, ThroughputRow, Via,
+    IdleRow, ImageResult, LatencyResult, ManyStreamsResult, POOL_CONNECTIONS, PoolResult, PoolRow,
+    ReloadResult, SLOW_UPSTREAM_MS, STREAM_CHUNKS, STREAM_GAP_MS, StreamResult, ThroughputRow, Via,
 };
+use crate::stack::{self, PoolSettings};
 
 const BEGIN: &str = "<!-- gateway:begin -->";
 const END: &str = "<!-- gateway:end -->";
@@ -83,9 +85,12 @@ pub struct Results {
     pub throughput: Vec<ThroughputRow>,
     pub streaming: Vec<StreamResult>,
     pub many_streams: Vec<ManyStreamsResult>,
+    /// Scenario 4 again through the proxy, with the original gateway's pool settings.
+    pub many_streams_original: Option<ManyStreamsResult>,
     pub idle: Vec<IdleRow>,
     pub reload: Option<ReloadResult>,
     pub image: Option<ImageResult>,
+    pub pool: Option<PoolResult>,
     pub errors: Vec<String>,
 }
 
@@ -116,6 +121,61 @@ fn us_signed(ns: i64) -> String {
 
 fn ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+fn ms2(ns: u64) -> String {
+    format!("{:.2} ms", ns as f64 / 1e6)
+}
+
+fn ms2_signed(ns: i64) -> String {
+    format!("{:+.2} ms", ns as f64 / 1e6)
+}
+
+fn secs(d: Option<Duration>) -> String {
+    d.map_or_else(|| "–".into(), |d| format!("{:.2} s", d.as_secs_f64()))
+}
+
+/// Tolerances of the targets of scenarios 4 (with the original pool settings) and 8.
+const SLOWEST_STREAM_MARGIN: Duration = Duration::from_millis(500);
+const POOL_P50_MARGIN_NS: u64 = 1_000_000;
+
+/// The slowest stream of the run with the original pool settings, and direct's.
+fn original_pool_streams(results: &Results) -> Option<(&ManyStreamsResult, Option<Duration>)> {
+    let original = results.many_streams_original.as_ref()?;
+    let direct = results
+        .many_streams
+        .iter()
+        .find(|r| r.via == Via::Direct)
+        .and_then(|r| r.slowest);
+    Some((original, direct))
+}
+
+fn original_pool_met(original: &ManyStreamsResult, direct: Option<Duration>) -> bool {
+    original.completed == original.started
+        && matches!(
+            (original.slowest, direct),
+            (Some(slowest), Some(direct)) if slowest <= direct + SLOWEST_STREAM_MARGIN
+        )
+}
+
+/// The pool without 429s and the one with them.
+fn pool_rows(pool: &PoolResult) -> Option<(&PoolRow, &PoolRow)> {
+    let clean = pool.rows.iter().find(|r| !r.throttled)?;
+    let throttled = pool.rows.iter().find(|r| r.throttled)?;
+    Some((clean, throttled))
+}
+
+/// 429s the throttling deployment sent during the run.
+fn throttles_sent(row: &PoolRow) -> u64 {
+    row.deployments.iter().map(|d| d.throttled).sum()
+}
+
+fn pool_met(clean: &PoolRow, throttled: &PoolRow) -> bool {
+    let p50 = diff(throttled.run.latency.q(0.5), clean.run.latency.q(0.5));
+    throttled.run.failures.total() == 0
+        && throttled.run.ok > 0
+        && throttles_sent(throttled) > 0
+        && p50.unsigned_abs() <= POOL_P50_MARGIN_NS
 }
 
 fn mib(kib: u64) -> String {
@@ -201,6 +261,44 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
             met: p.completed == p.started && rss * 1024 <= 100 * 1000 * 1000,
         });
     }
+    if let Some((original, direct)) = original_pool_streams(results) {
+        out.push(Verdict {
+            target: format!(
+                "{} concurrent streams with the original's pool settings (`connections` 64): all \
+                 complete, the slowest ends no later than direct's slowest + 0.5 s",
+                original.started
+            ),
+            measured: format!(
+                "{} of {} complete; slowest {} (direct {})",
+                original.completed,
+                original.started,
+                secs(original.slowest),
+                secs(direct)
+            ),
+            met: original_pool_met(original, direct),
+        });
+    }
+    if let Some((clean, throttled)) = results.pool.as_ref().and_then(pool_rows) {
+        let p50 = diff(throttled.run.latency.q(0.5), clean.run.latency.q(0.5));
+        out.push(Verdict {
+            target: "a pool whose second deployment refuses every second request (429): no 429 \
+                     or other failure reaches the client, p50 within 1 ms of the same pool \
+                     without 429s"
+                .into(),
+            measured: format!(
+                "{} requests, {} client 429s, {} other failures; {} 429s absorbed; p50 {} vs {} \
+                 ({})",
+                throttled.requests(),
+                throttled.client_429s(),
+                throttled.run.failures.total() - throttled.client_429s(),
+                throttles_sent(throttled),
+                ms2(throttled.run.latency.q(0.5)),
+                ms2(clean.run.latency.q(0.5)),
+                ms2_signed(p50)
+            ),
+            met: pool_met(clean, throttled),
+        });
+    }
     for row in &results.idle {
         if let Some(kib) = row.rss_kib
             && (row.name == "proxy" || row.name == "control")
@@ -275,7 +373,7 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
         s,
         "- Proxy config: `auth.mode` `apiKey`, `server.upstream.pool.connections` 0 and \
          `keepAliveTimeoutMs` 4000 (below the fake's 5 s idle timeout, as it must be below any \
-         upstream's), image \
+         upstream's; the last run of scenario 4 changes them), image \
          compression on (the default; a body without images costs it two substring searches). The client sends model `bench`, which the proxy \
          maps to deployment `bench-deployment`, so every body is rewritten. Requests are a small \
          chat completion (about 250 bytes; the answer about 600 bytes, no delay in the fake)."
@@ -318,8 +416,8 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     if !results.streaming.is_empty() {
         render_streaming(&mut s, &results.streaming);
     }
-    if !results.many_streams.is_empty() {
-        render_many(&mut s, &results.many_streams);
+    if !results.many_streams.is_empty() || results.many_streams_original.is_some() {
+        render_many(&mut s, results);
     }
     if !results.idle.is_empty() {
         let _ = writeln!(s, "### 5. Idle memory (RSS)\n");
@@ -341,6 +439,9 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     }
     if let Some(img) = &results.image {
         render_image(&mut s, img);
+    }
+    if let Some(pool) = &results.pool {
+        render_pool(&mut s, pool);
     }
     if !results.errors.is_empty() {
         let _ = writeln!(s, "### Not measured\n");
@@ -615,21 +716,27 @@ fn render_streaming(s: &mut String, rows: &[StreamResult]) {
     let _ = writeln!(s);
 }
 
-fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
+fn render_many(s: &mut String, results: &Results) {
+    let rows: Vec<&ManyStreamsResult> = results
+        .many_streams
+        .iter()
+        .chain(&results.many_streams_original)
+        .collect();
     let started = rows.first().map_or(0, |r| r.started);
     let _ = writeln!(s, "### 4. {started} concurrent streams, chunks 1 s apart\n");
     let _ = writeln!(
         s,
-        "All clients connect and send at the same moment, each on a new connection. RSS is \
+        "All clients connect and send at the same moment, each on a new connection. The slowest \
+         stream runs from that moment to the last event of the stream that ended last. RSS is \
          sampled every 100 ms; \
          CPU is the average over the run, in percent of one core. The fake runs inside the \
          load generator's process, so it has no RSS of its own here.\n"
     );
     let _ = writeln!(
         s,
-        "| path | complete | failed | wall time | process | RSS before | RSS peak | CPU |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+        "| path | complete | failed | slowest stream | wall time | process | RSS before | RSS peak | CPU |\n| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
     );
-    for r in rows {
+    for r in &rows {
         let relevant: Vec<_> = r
             .processes
             .iter()
@@ -639,18 +746,22 @@ fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
                 Via::Caddy => p.name != "load generator",
             })
             .collect();
+        let label = match r.pool {
+            PoolSettings::Original => format!("{}, the original's pool settings", r.via.label()),
+            PoolSettings::Unbounded => r.via.label().to_string(),
+        };
         for (i, p) in relevant.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{} | {} of {} | {} | {:.1} s",
-                    r.via.label(),
+                    "{label} | {} of {} | {} | {} | {:.1} s",
                     r.completed,
                     r.started,
                     r.failures.total(),
+                    secs(r.slowest),
                     r.elapsed.as_secs_f64()
                 )
             } else {
-                " | | | ".into()
+                " | | | | ".into()
             };
             let _ = writeln!(
                 s,
@@ -663,6 +774,30 @@ fn render_many(s: &mut String, rows: &[ManyStreamsResult]) {
         }
     }
     let _ = writeln!(s);
+    if let Some((original, direct)) = original_pool_streams(results) {
+        let verdict = if original_pool_met(original, direct) {
+            "met"
+        } else {
+            "**missed**"
+        };
+        let _ = writeln!(
+            s,
+            "The last row is the same burst through the proxy after a reload to the original \
+             gateway's `server.upstream.pool`, all six keys as it shipped them: `{}`. The proxy \
+             keeps at most 64 connections per worker thread for reuse; every stream beyond them \
+             goes out at once on a connection of its own. Those settings keep an idle connection \
+             60 s, longer than the fake's 5 s, but no request of the burst can meet a connection \
+             the fake closed: nothing goes upstream between the reload and the burst, and every \
+             stream starts at once, so none finds an idle connection. Target: all complete, and \
+             the slowest ends no later than direct's slowest + 0.5 s: {verdict} ({} of {} \
+             complete, slowest {} against direct's {}).\n",
+            PoolSettings::Original.json(),
+            original.completed,
+            original.started,
+            secs(original.slowest),
+            secs(direct)
+        );
+    }
 }
 
 fn render_reload(s: &mut String, r: &ReloadResult, throughput: &[ThroughputRow]) {
@@ -758,6 +893,119 @@ fn render_image(s: &mut String, img: &ImageResult) {
     let _ = writeln!(s);
 }
 
+/// "second", "third", ... for `every` of "every second request".
+fn ordinal(n: u64) -> String {
+    match n {
+        1 => "single".into(),
+        2 => "second".into(),
+        3 => "third".into(),
+        n => format!("{n}th"),
+    }
+}
+
+fn render_pool(s: &mut String, pool: &PoolResult) {
+    let _ = writeln!(
+        s,
+        "### 8. A pool with throttling: one deployment refuses every {} request\n",
+        ordinal(stack::THROTTLE_EVERY)
+    );
+    let secs_per_pool = pool.round_secs * pool.rounds;
+    let _ = writeln!(
+        s,
+        "Model `{throttled}` is served by two deployments of equal priority and weight: \
+         `fake/{deployment}` (the fake of the other scenarios) and `{b_throttled}/{deployment}`, \
+         a second fake (1 worker) that answers every {every} request it receives at once, \
+         before any model latency, with Azure's 429 (its error body, `retry-after-ms: {after}`, \
+         `retry-after: 1`). Model `{clean}` is the same pool whose second fake, `{b}`, never \
+         refuses. The same load runs on each: {POOL_CONNECTIONS} connections in a closed loop \
+         through the proxy, the fakes answering after {SLOW_UPSTREAM_MS} ms, {secs_per_pool} s \
+         per pool in {rounds} rounds of {round} s, the pools taking turns. What each deployment \
+         did is read from the proxy's `/stats` (`deployments`) before and after each round: \
+         attempts sent to it, answers it gave the client, its 429s, and the requests that moved \
+         on from it.\n",
+        throttled = stack::THROTTLED_POOL_MODEL,
+        clean = stack::POOL_MODEL,
+        deployment = stack::DEPLOYMENT,
+        b = stack::POOL_B,
+        b_throttled = stack::POOL_B_THROTTLED,
+        every = ordinal(stack::THROTTLE_EVERY),
+        after = stack::THROTTLE_RETRY_AFTER_MS,
+        rounds = pool.rounds,
+        round = pool.round_secs,
+    );
+    let _ = writeln!(
+        s,
+        "| pool | requests | req/s | client 429s | other failures | p50 | p90 | p99 | max |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in &pool.rows {
+        let what = if row.throttled {
+            "second deployment throttling"
+        } else {
+            "no 429s"
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` ({what}) | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            row.model,
+            row.requests(),
+            row.run.rps(),
+            row.client_429s(),
+            row.run.failures.total() - row.client_429s(),
+            ms2(row.run.latency.q(0.5)),
+            ms2(row.run.latency.q(0.9)),
+            ms2(row.run.latency.q(0.99)),
+            ms2(row.run.latency.max())
+        );
+    }
+    if let Some((clean, throttled)) = pool_rows(pool) {
+        let d = |q: f64| ms2_signed(diff(throttled.run.latency.q(q), clean.run.latency.q(q)));
+        let _ = writeln!(
+            s,
+            "| **with throttling − without** | | | | | **{}** | {} | {} | {} |",
+            d(0.5),
+            d(0.9),
+            d(0.99),
+            ms2_signed(diff(throttled.run.latency.max(), clean.run.latency.max()))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| pool | deployment | attempts | answers to the client | share of answers | 429s | failovers out |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in &pool.rows {
+        let answered: u64 = row.deployments.iter().map(|d| d.succeeded).sum();
+        for d in &row.deployments {
+            let _ = writeln!(
+                s,
+                "| `{}` | `{}` | {} | {} | {:.1} % | {} | {} |",
+                row.model,
+                d.name,
+                d.requests,
+                d.succeeded,
+                d.succeeded as f64 * 100.0 / answered.max(1) as f64,
+                d.throttled,
+                d.failovers_out
+            );
+        }
+    }
+    if let Some((clean, throttled)) = pool_rows(pool) {
+        let verdict = if pool_met(clean, throttled) {
+            "met"
+        } else {
+            "**missed**"
+        };
+        let _ = writeln!(
+            s,
+            "\nTarget: no 429 and no other failure reaches the client, and the p50 stays within \
+             1 ms of the pool without 429s: {verdict}. A 429 cools its deployment for the \
+             {after} ms it asks for, so the throttling fake sees about two requests per cooling \
+             period, and the request it refuses goes at once to the other deployment.",
+            after = stack::THROTTLE_RETRY_AFTER_MS
+        );
+    }
+    let _ = writeln!(s);
+}
+
 /// Puts `section` in place of the previous one in `path` (or at its end), leaving every other
 /// section as it is.
 pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
@@ -784,4 +1032,69 @@ pub fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
     std::fs::write(&temp, doc)?;
     std::fs::rename(&temp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Failures, Run};
+    use crate::scenarios::DeploymentCounts;
+
+    fn pool_row(throttled: bool, p50_ms: f64, throttles: u64, failures: &[&str]) -> PoolRow {
+        let p50 = (p50_ms * 1e6) as u64;
+        let mut run = Run {
+            latency: Dist::new(vec![p50 - 1000, p50, p50 + 1000]),
+            ok: 3,
+            ..Run::default()
+        };
+        let mut failed = Failures::default();
+        for kind in failures {
+            failed.add((*kind).to_string());
+        }
+        run.failures = failed;
+        PoolRow {
+            model: "m",
+            throttled,
+            run,
+            deployments: vec![DeploymentCounts {
+                name: "b/d".into(),
+                throttled: throttles,
+                ..DeploymentCounts::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn pool_target_needs_no_client_failure_absorbed_429s_and_close_p50s() {
+        let clean = pool_row(false, 20.0, 0, &[]);
+        assert!(pool_met(&clean, &pool_row(true, 20.9, 10, &[])));
+        assert!(pool_met(&clean, &pool_row(true, 19.2, 10, &[])));
+        assert!(!pool_met(&clean, &pool_row(true, 21.2, 10, &[])));
+        assert!(!pool_met(&clean, &pool_row(true, 20.1, 0, &[])));
+        let leaked = pool_row(true, 20.1, 10, &["HTTP 429", "io: connection reset"]);
+        assert_eq!(leaked.client_429s(), 1);
+        assert!(!pool_met(&clean, &leaked));
+    }
+
+    fn burst(completed: usize, slowest_ms: u64) -> ManyStreamsResult {
+        ManyStreamsResult {
+            via: Via::Proxy,
+            pool: PoolSettings::Original,
+            started: 1000,
+            completed,
+            failures: Failures::default(),
+            elapsed: Duration::from_millis(slowest_ms),
+            slowest: Some(Duration::from_millis(slowest_ms)),
+            processes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn original_pool_target_allows_half_a_second_over_direct() {
+        let direct = Some(Duration::from_millis(9160));
+        assert!(original_pool_met(&burst(1000, 9660), direct));
+        assert!(!original_pool_met(&burst(1000, 9661), direct));
+        assert!(!original_pool_met(&burst(999, 9200), direct));
+        assert!(!original_pool_met(&burst(1000, 9200), None));
+    }
 }

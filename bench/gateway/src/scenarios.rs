@@ -1,6 +1,7 @@
 //! The scenarios of the benchmark. Each one measures the same load direct to the fake, through
 //! the proxy and (when Caddy runs) through Caddy and the proxy, in the same run, and returns
-//! raw figures; the report turns them into tables.
+//! raw figures; the report turns them into tables. Scenario 8 instead compares two pools of
+//! deployments through the proxy: one with a throttling deployment, one without.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use base64::Engine as _;
 use crate::client;
 use crate::load::{self, Dist, Failures, Run, StreamRun, Until};
 use crate::processes::{Child, Measured, Probe, Usage};
-use crate::stack::{self, CLIENT_KEY, ConfigVariant, DEPLOYMENT, Stack};
+use crate::stack::{self, CLIENT_KEY, ConfigVariant, DEPLOYMENT, PoolSettings, Stack};
 
 /// Where a request goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +47,9 @@ pub struct Plan {
     pub long_stream_chunks: usize,
     pub reload_secs: u64,
     pub image_requests: usize,
+    /// Per pool of scenario 8, in interleaved rounds of `pool_round_secs`.
+    pub pool_secs: u64,
+    pub pool_round_secs: u64,
 }
 
 impl Plan {
@@ -59,6 +63,8 @@ impl Plan {
             long_stream_chunks: 10,
             reload_secs: 5,
             image_requests: 20,
+            pool_secs: 30,
+            pool_round_secs: 5,
         }
     }
 
@@ -72,6 +78,8 @@ impl Plan {
             long_stream_chunks: 3,
             reload_secs: 2,
             image_requests: 5,
+            pool_secs: 6,
+            pool_round_secs: 2,
         }
     }
 }
@@ -142,6 +150,17 @@ pub fn chat_request(
         _ if tapped => stack::TAPPED_MODEL,
         _ => stack::MODEL,
     };
+    chat_request_for(model, via, addr, extra, request_id)
+}
+
+/// [`chat_request`] for `model`.
+fn chat_request_for(
+    model: &str,
+    via: Via,
+    addr: SocketAddr,
+    extra: &str,
+    request_id: Option<&str>,
+) -> Vec<u8> {
     let body = format!(r#"{{"model":"{model}",{MESSAGES}{extra}}}"#);
     let bearer = format!("Bearer {CLIENT_KEY}");
     let mut headers = vec![("content-type", "application/json")];
@@ -403,10 +422,15 @@ fn match_events(bench: &Bench<'_>, via: Via, run: StreamRun, expected: usize) ->
 
 pub struct ManyStreamsResult {
     pub via: Via,
+    /// The proxy's `server.upstream.pool` during the run.
+    pub pool: PoolSettings,
     pub started: usize,
     pub completed: usize,
     pub failures: Failures,
     pub elapsed: Duration,
+    /// From the moment every client starts to connect to the last event of the stream that
+    /// ended last.
+    pub slowest: Option<Duration>,
     /// Per process: RSS before, peak RSS during, CPU seconds, in KiB and seconds.
     pub processes: Vec<ProcessLoad>,
 }
@@ -419,75 +443,107 @@ pub struct ProcessLoad {
     pub cpu_seconds: f64,
 }
 
+/// The burst on every path, with the config the stack serves.
 pub async fn many_streams(bench: &mut Bench<'_>) -> anyhow::Result<Vec<ManyStreamsResult>> {
-    let chunks = bench.plan.long_stream_chunks;
-    let count = bench.plan.long_streams;
-    let expected = events_per_stream(bench, chunks).await?;
-    let extra = stream_extra(chunks, 1000);
     let mut results = Vec::new();
     for via in bench.vias() {
-        let addr = bench.addr(via, false);
-        let extra = extra.clone();
-        let request_for: load::RequestFor =
-            Arc::new(move |id: &str| chat_request(via, addr, false, &extra, Some(id)));
-        let measured = bench.measured();
-        let before: Vec<Usage> = measured.iter().map(Measured::usage).collect();
-        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let sampler = {
-            let (measured, sampling) = (measured.clone(), sampling.clone());
-            tokio::spawn(async move {
-                let mut peaks: Vec<Option<u64>> = vec![None; measured.len()];
-                while sampling.load(std::sync::atomic::Ordering::Relaxed) {
-                    for (peak, m) in peaks.iter_mut().zip(&measured) {
-                        *peak = (*peak).max(m.usage().rss_kib);
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                peaks
-            })
-        };
-        let run = load::streams(
-            addr,
-            request_for,
-            "s4",
-            count,
-            Until::OneEach,
-            Duration::ZERO,
-            expected,
-        )
-        .await;
-        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
-        let peaks = sampler.await.unwrap_or_default();
-        let after: Vec<Usage> = measured.iter().map(Measured::usage).collect();
-        let processes = measured
-            .iter()
-            .enumerate()
-            .map(|(i, m)| ProcessLoad {
-                name: m.name,
-                rss_before_kib: before[i].rss_kib,
-                rss_peak_kib: peaks.get(i).copied().flatten().max(after[i].rss_kib),
-                cpu_seconds: after[i].cpu_seconds_since(&before[i]),
-            })
-            .collect();
-        eprintln!(
-            "  {:<20} {} of {count} streams complete in {:.1} s, failures: {}",
-            via.label(),
-            run.streams.len(),
-            run.elapsed.as_secs_f64(),
-            run.failures.describe()
-        );
-        results.push(ManyStreamsResult {
-            via,
-            started: count,
-            completed: run.streams.len(),
-            failures: run.failures,
-            elapsed: run.elapsed,
-            processes,
-        });
+        results.push(stream_burst(bench, via).await?);
         // Let the closed connections go before the next path.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(results)
+}
+
+/// The burst through the proxy with the original gateway's `server.upstream.pool`, then the
+/// config is put back. No upstream request goes out between the reload and the burst, and none
+/// of the burst's requests finds an idle connection, so the 60 s keep-alive of those settings
+/// (longer than the fake's 5 s) never sends a request on a connection the fake has closed.
+pub async fn many_streams_original_pool(
+    bench: &mut Bench<'_>,
+) -> anyhow::Result<ManyStreamsResult> {
+    let before = bench.stack.config();
+    bench
+        .stack
+        .apply_config(ConfigVariant {
+            pool: PoolSettings::Original,
+            ..before
+        })
+        .await?;
+    let result = stream_burst(bench, Via::Proxy).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bench.stack.apply_config(before).await?;
+    result
+}
+
+/// `long_streams` clients connect at once through `via`, each for one stream of
+/// `long_stream_chunks` chunks 1 s apart.
+async fn stream_burst(bench: &mut Bench<'_>, via: Via) -> anyhow::Result<ManyStreamsResult> {
+    let chunks = bench.plan.long_stream_chunks;
+    let count = bench.plan.long_streams;
+    let expected = events_per_stream(bench, chunks).await?;
+    let extra = stream_extra(chunks, 1000);
+    let addr = bench.addr(via, false);
+    let request_for: load::RequestFor =
+        Arc::new(move |id: &str| chat_request(via, addr, false, &extra, Some(id)));
+    let measured = bench.measured();
+    let before: Vec<Usage> = measured.iter().map(Measured::usage).collect();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (measured, sampling) = (measured.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut peaks: Vec<Option<u64>> = vec![None; measured.len()];
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                for (peak, m) in peaks.iter_mut().zip(&measured) {
+                    *peak = (*peak).max(m.usage().rss_kib);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peaks
+        })
+    };
+    let run = load::streams(
+        addr,
+        request_for,
+        "s4",
+        count,
+        Until::OneEach,
+        Duration::ZERO,
+        expected,
+    )
+    .await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peaks = sampler.await.unwrap_or_default();
+    let after: Vec<Usage> = measured.iter().map(Measured::usage).collect();
+    let processes = measured
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ProcessLoad {
+            name: m.name,
+            rss_before_kib: before[i].rss_kib,
+            rss_peak_kib: peaks.get(i).copied().flatten().max(after[i].rss_kib),
+            cpu_seconds: after[i].cpu_seconds_since(&before[i]),
+        })
+        .collect();
+    let pool = bench.stack.config().pool;
+    let slowest = run.slowest();
+    eprintln!(
+        "  {:<20} {} of {count} streams complete in {:.1} s, slowest {:.2} s (pool {pool:?}), failures: {}",
+        via.label(),
+        run.streams.len(),
+        run.elapsed.as_secs_f64(),
+        slowest.unwrap_or_default().as_secs_f64(),
+        run.failures.describe()
+    );
+    Ok(ManyStreamsResult {
+        via,
+        pool,
+        started: count,
+        completed: run.streams.len(),
+        failures: run.failures,
+        elapsed: run.elapsed,
+        slowest,
+        processes,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -739,4 +795,161 @@ fn image_chat_request(via: Via, addr: SocketAddr, b64: &str) -> Vec<u8> {
         &[("content-type", "application/json"), auth],
         body.as_bytes(),
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. A pool with throttling.
+
+/// Connections of scenario 8.
+pub const POOL_CONNECTIONS: usize = 32;
+
+pub struct PoolResult {
+    /// The pool without 429s, then the one whose second deployment throttles.
+    pub rows: Vec<PoolRow>,
+    pub round_secs: u64,
+    pub rounds: u64,
+}
+
+pub struct PoolRow {
+    pub model: &'static str,
+    pub throttled: bool,
+    pub run: Run,
+    /// Per deployment of the pool, what the proxy counted during the run.
+    pub deployments: Vec<DeploymentCounts>,
+}
+
+impl PoolRow {
+    /// 429 answers the client got.
+    pub fn client_429s(&self) -> u64 {
+        self.run.failures.0.get("HTTP 429").copied().unwrap_or(0)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.run.ok + self.run.failures.total()
+    }
+}
+
+/// A deployment's counters in the proxy's `/stats`, or their growth over a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeploymentCounts {
+    /// `upstream/deployment`, as `x-gateway-deployment` names it.
+    pub name: String,
+    pub requests: u64,
+    pub succeeded: u64,
+    pub throttled: u64,
+    pub failovers_out: u64,
+}
+
+impl DeploymentCounts {
+    fn add_growth(&mut self, before: &DeploymentCounts, after: &DeploymentCounts) {
+        self.requests += after.requests.saturating_sub(before.requests);
+        self.succeeded += after.succeeded.saturating_sub(before.succeeded);
+        self.throttled += after.throttled.saturating_sub(before.throttled);
+        self.failovers_out += after.failovers_out.saturating_sub(before.failovers_out);
+    }
+}
+
+/// The deployments of the proxy's `/stats`.
+async fn deployment_counts(stack: &Stack) -> anyhow::Result<Vec<DeploymentCounts>> {
+    let stats = stack.ops_json("/stats").await?;
+    let list = stats["deployments"]
+        .as_array()
+        .context("/stats has no deployments")?;
+    let count = |d: &serde_json::Value, key: &str| d[key].as_u64().unwrap_or(0);
+    Ok(list
+        .iter()
+        .map(|d| DeploymentCounts {
+            name: format!(
+                "{}/{}",
+                d["upstream"].as_str().unwrap_or("?"),
+                d["deployment"].as_str().unwrap_or("?")
+            ),
+            requests: count(d, "requests"),
+            succeeded: count(d, "succeeded"),
+            throttled: count(d, "throttled"),
+            failovers_out: count(d, "failovers_out"),
+        })
+        .collect())
+}
+
+/// The same closed loop through the proxy on two pools of two deployments, the fake and a
+/// second fake: on one pool the second fake answers 429 to every second request it receives,
+/// on the other it never does. The pools take turns in rounds, so that a busy moment of the
+/// machine falls on both alike.
+pub async fn pool_throttling(bench: &mut Bench<'_>) -> anyhow::Result<PoolResult> {
+    let via = Via::Proxy;
+    let addr = bench.addr(via, false);
+    let extra = format!(r#","fake":{{"latency_ms":{SLOW_UPSTREAM_MS}}}"#);
+    let pools = [
+        (stack::POOL_MODEL, stack::POOL_B, false),
+        (stack::THROTTLED_POOL_MODEL, stack::POOL_B_THROTTLED, true),
+    ];
+    let round = Duration::from_secs(bench.plan.pool_round_secs.max(1));
+    let rounds = (bench.plan.pool_secs / bench.plan.pool_round_secs.max(1)).max(1);
+    let mut rows: Vec<PoolRow> = pools
+        .iter()
+        .map(|&(model, second, throttled)| PoolRow {
+            model,
+            throttled,
+            run: Run::default(),
+            deployments: [
+                format!("fake/{DEPLOYMENT}"),
+                format!("{second}/{DEPLOYMENT}"),
+            ]
+            .into_iter()
+            .map(|name| DeploymentCounts {
+                name,
+                ..DeploymentCounts::default()
+            })
+            .collect(),
+        })
+        .collect();
+    let requests: Vec<Arc<Vec<u8>>> = pools
+        .iter()
+        .map(|&(model, _, _)| Arc::new(chat_request_for(model, via, addr, &extra, None)))
+        .collect();
+    for request in &requests {
+        let warm = (round / 5).max(Duration::from_millis(500));
+        load::closed_loop(addr, request.clone(), POOL_CONNECTIONS, warm).await;
+    }
+    for _ in 0..rounds {
+        for (row, request) in rows.iter_mut().zip(&requests) {
+            let before = deployment_counts(bench.stack).await?;
+            let run = load::closed_loop(addr, request.clone(), POOL_CONNECTIONS, round).await;
+            let after = deployment_counts(bench.stack).await?;
+            row.run.merge(run);
+            for counts in &mut row.deployments {
+                let find = |list: &[DeploymentCounts]| {
+                    list.iter().find(|d| d.name == counts.name).cloned()
+                };
+                let (Some(b), Some(a)) = (find(&before), find(&after)) else {
+                    anyhow::bail!("/stats does not list deployment {}", counts.name);
+                };
+                counts.add_growth(&b, &a);
+            }
+        }
+    }
+    for row in &rows {
+        eprintln!(
+            "  {:<22} {} requests, failures: {}, p50 {:.2} ms p99 {:.2} ms; {}",
+            row.model,
+            row.requests(),
+            row.run.failures.describe(),
+            row.run.latency.q(0.5) as f64 / 1e6,
+            row.run.latency.q(0.99) as f64 / 1e6,
+            row.deployments
+                .iter()
+                .map(|d| format!(
+                    "{}: {} answered, {} × 429, {} failovers",
+                    d.name, d.succeeded, d.throttled, d.failovers_out
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    Ok(PoolResult {
+        rows,
+        round_secs: round.as_secs(),
+        rounds,
+    })
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use fake_foundry::{Behaviour, Throttle};
 use test_support::{free_port, free_ports, wait_for};
 
 use crate::client;
@@ -20,6 +21,17 @@ pub const MODEL: &str = "bench";
 /// The same model, routed through the timing tap.
 pub const TAPPED_MODEL: &str = "bench-tapped";
 pub const DEPLOYMENT: &str = "bench-deployment";
+/// A model on a pool of two deployments: the fake, and a second fake identical to it.
+pub const POOL_MODEL: &str = "bench-pool";
+/// The same pool shape, whose second fake answers 429 to every [`THROTTLE_EVERY`]th request.
+pub const THROTTLED_POOL_MODEL: &str = "bench-pool-throttled";
+/// The upstream names of the second deployments of [`POOL_MODEL`] and [`THROTTLED_POOL_MODEL`];
+/// the first is `fake`.
+pub const POOL_B: &str = "pool-b";
+pub const POOL_B_THROTTLED: &str = "pool-b-throttled";
+pub const THROTTLE_EVERY: u64 = 2;
+/// `retry-after-ms` of the throttled fake's 429s.
+pub const THROTTLE_RETRY_AFTER_MS: u64 = 100;
 
 pub struct Binaries {
     pub proxy: PathBuf,
@@ -34,6 +46,8 @@ pub struct Stack {
     pub work: PathBuf,
     /// The fake, served in this process (see [`processes::start_fake_in_process`]).
     pub fake_addr: SocketAddr,
+    /// The second deployments of the two pools: a fake like the first, and one that throttles.
+    pub pool_b: PoolFakes,
     pub proxy: Child,
     pub proxy_addr: SocketAddr,
     pub ops_addr: SocketAddr,
@@ -43,19 +57,71 @@ pub struct Stack {
     config: ConfigVariant,
 }
 
+/// Where the second deployments of the pools listen.
+#[derive(Clone, Copy)]
+pub struct PoolFakes {
+    pub plain: SocketAddr,
+    pub throttled: SocketAddr,
+}
+
 /// What changes between the configs the scenarios write.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ConfigVariant {
     pub image_compression: bool,
     /// Written into an extra model id, so that each rewrite is a real change.
     pub revision: u64,
+    pub pool: PoolSettings,
+}
+
+/// `server.upstream.pool` of the config.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PoolSettings {
+    /// Every connection kept; idle ones let go after 4 s, before the fake's 5 s.
+    Unbounded,
+    /// The original gateway's values (its defaults) for all six keys: 64 connections, 60 s
+    /// keep-alive, 300 s longest keep-alive and headers timeout, no body timeout, no pipelining.
+    Original,
+}
+
+impl PoolSettings {
+    /// `server.upstream.pool` as written into config.json.
+    pub fn json(self) -> serde_json::Value {
+        match self {
+            PoolSettings::Unbounded => {
+                serde_json::json!({ "connections": 0, "keepAliveTimeoutMs": 4000 })
+            }
+            PoolSettings::Original => serde_json::json!({
+                "connections": 64,
+                "keepAliveTimeoutMs": 60000,
+                "keepAliveMaxTimeoutMs": 300000,
+                "headersTimeoutMs": 300000,
+                "bodyTimeoutMs": 0,
+                "pipelining": 1
+            }),
+        }
+    }
 }
 
 impl Stack {
     pub async fn start(bins: &Binaries, work: &Path) -> anyhow::Result<Stack> {
         std::fs::create_dir_all(work)?;
-        let fake_addr = processes::start_fake_in_process(2).await?;
+        let fake_addr = processes::start_fake_in_process(2, Behaviour::default()).await?;
         let tap = Tap::start(fake_addr).await?;
+        let throttle = Throttle {
+            every: THROTTLE_EVERY,
+            retry_after_ms: THROTTLE_RETRY_AFTER_MS,
+        };
+        let pool_b = PoolFakes {
+            plain: processes::start_fake_in_process(1, Behaviour::default()).await?,
+            throttled: processes::start_fake_in_process(
+                1,
+                Behaviour {
+                    throttle: Some(throttle),
+                    ..Behaviour::default()
+                },
+            )
+            .await?,
+        };
 
         let data = work.join("proxy-data");
         let _ = std::fs::remove_dir_all(&data);
@@ -63,11 +129,12 @@ impl Stack {
         let config = ConfigVariant {
             image_compression: true,
             revision: 0,
+            pool: PoolSettings::Unbounded,
         };
         let config_path = data.join("config.json");
         std::fs::write(
             &config_path,
-            proxy_config(fake_addr, tap.addr, config).to_string(),
+            proxy_config(fake_addr, tap.addr, pool_b, config).to_string(),
         )?;
         let proxy_stdout = match &bins.proxy_log {
             Some(path) => Stdio::from(std::fs::File::create(path)?),
@@ -107,6 +174,7 @@ impl Stack {
         Ok(Stack {
             work: work.to_path_buf(),
             fake_addr,
+            pool_b,
             proxy,
             proxy_addr,
             ops_addr,
@@ -129,7 +197,7 @@ impl Stack {
     pub fn write_config(&mut self, variant: ConfigVariant) -> anyhow::Result<()> {
         let path = self.config_path();
         let temp = path.with_extension("json.tmp");
-        let text = proxy_config(self.fake_addr, self.tap.addr, variant).to_string();
+        let text = proxy_config(self.fake_addr, self.tap.addr, self.pool_b, variant).to_string();
         std::fs::write(&temp, text)?;
         std::fs::rename(&temp, &path)?;
         self.config = variant;
@@ -177,29 +245,43 @@ impl Stack {
 }
 
 /// The proxy's config.json: an Azure api-key, one client key, the fake as the upstream (and
-/// the tap in front of it as a second one), pool without a limit. The fake, like any actix
-/// server, closes a connection idle for 5 s; the pool lets go of idle connections first, as it
-/// must with any upstream, or a request may go out on a connection the fake is closing.
+/// the tap in front of it as a second one), the two pools of scenario 8, and the variant's
+/// connection pool. With [`PoolSettings::Unbounded`], the pool lets go of idle connections
+/// before the fake (like any actix server) closes them after 5 s, as it must with any upstream,
+/// or a request may go out on a connection the fake is closing.
 pub fn proxy_config(
     fake: SocketAddr,
     tap: SocketAddr,
+    pool_b: PoolFakes,
     variant: ConfigVariant,
 ) -> serde_json::Value {
+    let deployment = |upstream: &str| {
+        serde_json::json!({
+            "upstream": upstream, "targetModel": DEPLOYMENT, "priority": 0, "weight": 1
+        })
+    };
     serde_json::json!({
         "server": {
             "host": "127.0.0.1",
             "imageCompression": { "enabled": variant.image_compression },
-            "upstream": { "pool": { "connections": 0, "keepAliveTimeoutMs": 4000 } }
+            "upstream": { "pool": variant.pool.json() }
         },
         "auth": { "mode": "apiKey", "apiKey": "bench-azure-key" },
         "apiKeys": [ { "id": "bench", "key": CLIENT_KEY, "status": "active" } ],
         "upstreams": [
             { "name": "fake", "baseUrl": format!("http://{fake}") },
-            { "name": "tap", "baseUrl": format!("http://{tap}") }
+            { "name": "tap", "baseUrl": format!("http://{tap}") },
+            { "name": POOL_B, "baseUrl": format!("http://{}", pool_b.plain) },
+            { "name": POOL_B_THROTTLED, "baseUrl": format!("http://{}", pool_b.throttled) }
         ],
         "models": [
             { "id": MODEL, "upstream": "fake", "targetModel": DEPLOYMENT },
             { "id": TAPPED_MODEL, "upstream": "tap", "targetModel": DEPLOYMENT },
+            { "id": POOL_MODEL, "deployments": [deployment("fake"), deployment(POOL_B)] },
+            {
+                "id": THROTTLED_POOL_MODEL,
+                "deployments": [deployment("fake"), deployment(POOL_B_THROTTLED)]
+            },
             { "id": format!("reload-{}", variant.revision), "upstream": "fake" }
         ]
     })

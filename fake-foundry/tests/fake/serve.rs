@@ -5,8 +5,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use fake_foundry::{
-    Behaviour, CHAT_ONLY_PREFIX, FakeFoundry, RESPONSES_ONLY_PREFIX, ScriptedReply, ToolCall,
-    USAGE_CACHED_TOKENS, USAGE_TOTAL_TOKENS, error_body,
+    Behaviour, CHAT_ONLY_PREFIX, FakeFoundry, RESPONSES_ONLY_PREFIX, ScriptedReply, Throttle,
+    ToolCall, USAGE_CACHED_TOKENS, USAGE_TOTAL_TOKENS, error_body,
 };
 use serde_json::{Value, json};
 use test_support::eventually;
@@ -229,6 +229,57 @@ async fn enqueued_429_answers_one_request() {
     assert_eq!(failed.status, 503);
     assert_eq!(failed.json()["error"]["code"], "503");
     assert_eq!(fake.request_count(), 3);
+}
+
+#[tokio::test]
+async fn throttle_refuses_every_second_request() {
+    let fake = FakeFoundry::start_with(Behaviour {
+        latency_ms: 500,
+        throttle: Some(Throttle {
+            every: 2,
+            retry_after_ms: 100,
+        }),
+        ..Behaviour::default()
+    })
+    .await;
+    fake.set_required_api_key(Some("k".into()));
+    let path = "/openai/v1/chat/completions";
+    let request = json!({"model": "gpt-4o", "messages": []});
+
+    // Refused credentials and scripted replies are not counted.
+    assert_eq!(post(&fake, path, &[], &request).status, 401);
+    fake.enqueue(ScriptedReply::Status {
+        status: 500,
+        headers: Vec::new(),
+        body: error_body("500", "boom"),
+    });
+    assert_eq!(post(&fake, path, &[("api-key", "k")], &request).status, 500);
+
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let sent = std::time::Instant::now();
+        let reply = post(&fake, path, &[("api-key", "k")], &request);
+        let took = sent.elapsed();
+        if reply.status == 429 {
+            assert_eq!(reply.header("retry-after-ms"), Some("100"));
+            assert_eq!(reply.header("retry-after"), Some("1"));
+            assert_eq!(reply.header("content-type"), Some("application/json"));
+            assert!(reply.header("x-request-id").is_some());
+            let error = &reply.json()["error"];
+            assert_eq!(error["code"], "429");
+            assert!(
+                error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("exceeded token rate limit"))
+            );
+            // Refused at once, without the behaviour's latency.
+            assert!(took < Duration::from_millis(500), "{took:?}");
+        } else {
+            assert_eq!(reply.json()["object"], "chat.completion");
+        }
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses, [200, 429, 200, 429]);
 }
 
 #[tokio::test]

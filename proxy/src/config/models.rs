@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn model_route_keys_must_be_known() {
         let mut v = sample();
-        v["models"][0]["routes"] = json!({"embeddings": "responses"});
-        assert_eq!(issue_paths(v), vec!["models[0].routes[\"embeddings\"]"]);
+        v["models"][0]["routes"] = json!({"audio/speech": "responses"});
+        assert_eq!(issue_paths(v), vec!["models[0].routes[\"audio/speech\"]"]);
     }
 }

@@ -2,19 +2,21 @@
 
 use std::fmt;
 
-/// The three OpenAI routes the gateway serves.
+/// The OpenAI routes the gateway forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteKey {
     ChatCompletions,
     Responses,
     ImagesGenerations,
+    Embeddings,
 }
 
 impl RouteKey {
-    pub const ALL: [RouteKey; 3] = [
+    pub const ALL: [RouteKey; 4] = [
         RouteKey::ChatCompletions,
         RouteKey::Responses,
         RouteKey::ImagesGenerations,
+        RouteKey::Embeddings,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -22,6 +24,7 @@ impl RouteKey {
             RouteKey::ChatCompletions => "chat/completions",
             RouteKey::Responses => "responses",
             RouteKey::ImagesGenerations => "images/generations",
+            RouteKey::Embeddings => "embeddings",
         }
     }
 
@@ -41,6 +44,8 @@ impl RouteKey {
             RouteKey::Responses
         } else if path.contains("/images/") {
             RouteKey::ImagesGenerations
+        } else if path.contains("/embeddings") {
+            RouteKey::Embeddings
         } else {
             RouteKey::ChatCompletions
         }
@@ -71,7 +76,7 @@ mod tests {
         for key in RouteKey::ALL {
             assert_eq!(RouteKey::parse(key.as_str()), Some(key));
         }
-        assert_eq!(RouteKey::parse("embeddings"), None);
+        assert_eq!(RouteKey::parse("audio/speech"), None);
         assert_eq!(RouteKey::parse("*"), None);
     }
 }

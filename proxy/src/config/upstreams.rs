@@ -154,11 +154,11 @@ mod tests {
     fn upstream_route_keys_and_paths_are_checked() {
         let mut v = sample();
         v["upstreams"][0]["routes"] =
-            json!({"embeddings": "/x", "responses": "openai/v1/responses"});
+            json!({"audio/speech": "/x", "responses": "openai/v1/responses"});
         assert_eq!(
             issue_paths(v),
             vec![
-                "upstreams[0].routes[\"embeddings\"]",
+                "upstreams[0].routes[\"audio/speech\"]",
                 "upstreams[0].routes[\"responses\"]"
             ]
         );

@@ -130,8 +130,12 @@ impl MessageBody for WithUnreadPayload {
 #[derive(Debug, PartialEq)]
 pub struct Inspected {
     pub model: String,
-    /// The `model` value, quotes included.
+    /// The `model` value, quotes included. When the body has no `model` (the model came from
+    /// the path), an empty range where a `"model": ...` member goes, just inside the object.
     pub model_span: Range<usize>,
+    /// Whether `model_span` is that insertion point, and whether the object has other members
+    /// (so the inserted member needs a comma after it).
+    pub model_absent: Option<bool>,
     pub stream: bool,
     /// The whole `"stream_options": {...}` member, key included.
     pub stream_options_member: Option<Range<usize>>,
@@ -141,13 +145,17 @@ pub struct Inspected {
 /// inline would hold up every other request on the worker.
 const INSPECT_INLINE_MAX: usize = 1 << 20;
 
-/// [`inspect`], off the async worker when the body is large.
-pub async fn inspect_off_reactor(body: &Bytes) -> Result<Inspected, ProxyError> {
+/// [`inspect_for`], off the async worker when the body is large.
+pub async fn inspect_off_reactor(
+    body: &Bytes,
+    path_model: Option<&str>,
+) -> Result<Inspected, ProxyError> {
     if body.len() <= INSPECT_INLINE_MAX {
-        return inspect(body);
+        return inspect_for(body, path_model);
     }
     let body = body.clone();
-    match tokio::task::spawn_blocking(move || inspect(&body)).await {
+    let path_model = path_model.map(str::to_string);
+    match tokio::task::spawn_blocking(move || inspect_for(&body, path_model.as_deref())).await {
         Ok(inspected) => inspected,
         Err(err) => std::panic::resume_unwind(err.into_panic()),
     }
@@ -155,6 +163,12 @@ pub async fn inspect_off_reactor(body: &Bytes) -> Result<Inspected, ProxyError> 
 
 /// Validates the body as a JSON object and finds its top-level members of interest.
 pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
+    inspect_for(body, None)
+}
+
+/// [`inspect`] for a request whose path may name the model (Azure's
+/// `/openai/deployments/{model}/...`): that model wins, and the body's `model` is optional.
+pub fn inspect_for(body: &[u8], path_model: Option<&str>) -> Result<Inspected, ProxyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let found = de
         .deserialize_map(TopLevel {
@@ -172,16 +186,29 @@ pub fn inspect(body: &[u8]) -> Result<Inspected, ProxyError> {
         return Err(ProxyError::DuplicateParameter(name));
     }
 
-    let (model_span, model_raw) = found.model.ok_or(ProxyError::MissingModel)?;
-    let model: String = serde_json::from_str(model_raw).map_err(|_| ProxyError::ModelNotString)?;
+    let stream = found.stream.is_some_and(|raw| raw == "true");
+    let stream_options_member = found.stream_options.map(|value| member_range(body, value));
+    let (model, model_span, model_absent) = match (found.model, path_model) {
+        (Some((span, _)), Some(model)) => (model.to_string(), span, None),
+        (None, Some(model)) => {
+            let open = body.iter().position(|b| *b == b'{').unwrap_or(0) + 1;
+            let has_members = body[open..].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}');
+            (model.to_string(), open..open, Some(has_members))
+        }
+        (Some((span, raw)), None) => {
+            let model: String =
+                serde_json::from_str(raw).map_err(|_| ProxyError::ModelNotString)?;
+            (model, span, None)
+        }
+        (None, None) => return Err(ProxyError::MissingModel),
+    };
     if model.trim().is_empty() {
         return Err(ProxyError::MissingModel);
     }
-    let stream = found.stream.is_some_and(|raw| raw == "true");
-    let stream_options_member = found.stream_options.map(|value| member_range(body, value));
     Ok(Inspected {
         model,
         model_span,
+        model_absent,
         stream,
         stream_options_member,
     })

@@ -33,12 +33,16 @@ pub async fn upstream_body(
     edits.extend(image_edits);
     let span = inspected.model_span.clone();
     let client_model = body.slice(span.clone());
+    let client_wrote_id =
+        serde_json::from_slice::<String>(&client_model).is_ok_and(|m| m == inspected.model);
     if edits.is_empty() {
         return PreparedBody {
             head: UpstreamBody::from(body.slice(..span.start)),
             tail: UpstreamBody::from(body.slice(span.end..)),
             client_model,
             model_id: inspected.model.clone(),
+            model_absent: inspected.model_absent,
+            client_wrote_id,
             unchanged: Some(body),
         };
     }
@@ -69,6 +73,8 @@ pub async fn upstream_body(
         tail,
         client_model,
         model_id: inspected.model.clone(),
+        model_absent: inspected.model_absent,
+        client_wrote_id,
         unchanged: None,
     }
 }
@@ -82,6 +88,10 @@ pub struct PreparedBody {
     /// The `model` value as the client wrote it (JSON, quotes included).
     client_model: Bytes,
     model_id: String,
+    /// Set when the body has no `model` to replace (see `Inspected::model_absent`).
+    model_absent: Option<bool>,
+    /// Whether the client's `model` is `model_id` itself (not another value the path overrode).
+    client_wrote_id: bool,
     /// The client's body itself, when nothing but `model` may change.
     unchanged: Option<Bytes>,
 }
@@ -89,15 +99,21 @@ pub struct PreparedBody {
 impl PreparedBody {
     /// The body for `deployment`: `model` set to its name.
     pub fn for_deployment(&self, deployment: &str) -> UpstreamBody {
-        let model = if deployment == self.model_id {
-            if let Some(body) = &self.unchanged {
-                return UpstreamBody::from(body.clone());
+        let json =
+            || serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
+        let model = match self.model_absent {
+            Some(more) => Bytes::from(format!(
+                "\"model\":{}{}",
+                json(),
+                if more { "," } else { "" }
+            )),
+            None if deployment == self.model_id && self.client_wrote_id => {
+                if let Some(body) = &self.unchanged {
+                    return UpstreamBody::from(body.clone());
+                }
+                self.client_model.clone()
             }
-            self.client_model.clone()
-        } else {
-            let json =
-                serde_json::to_string(deployment).unwrap_or_else(|_| format!("\"{deployment}\""));
-            Bytes::from(json)
+            None => Bytes::from(json()),
         };
         let (head, tail) = (self.head.parts(), self.tail.parts());
         let mut parts = Vec::with_capacity(head.len() + tail.len() + 1);
@@ -121,7 +137,7 @@ fn request_edits(inspected: &Inspected) -> Vec<Edit> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::downstream::body::inspect;
+    use crate::downstream::body::{inspect, inspect_for};
     use serde_json::Value;
 
     fn prepared(body: &str) -> PreparedBody {
@@ -184,6 +200,41 @@ mod tests {
         let body = prepared(r#"{"model":"same"}"#);
         assert_eq!(body.for_deployment("same").parts().len(), 1);
         assert_eq!(body.for_deployment("other").parts().len(), 3);
+    }
+
+    #[test]
+    fn a_model_named_by_the_path_is_put_into_the_body() {
+        for (body, path_model) in [
+            (r#"{"input": "hi"}"#, "m"),
+            (r#" { } "#, "m"),
+            (r#"{"model": 7, "input": "hi"}"#, "m"),
+        ] {
+            let bytes = Bytes::copy_from_slice(body.as_bytes());
+            let inspected = inspect_for(&bytes, Some(path_model)).expect("inspect");
+            assert_eq!(inspected.model, "m");
+            let service = ImageService::new(1).expect("pool");
+            let compression = ImageCompression {
+                enabled: false,
+                max_size: 64,
+                min_bytes: 0,
+                quality: 0.85,
+                format: crate::config::ImageFormat::Jpeg,
+            };
+            let prepared = futures_util::FutureExt::now_or_never(upstream_body(
+                bytes,
+                &inspected,
+                &compression,
+                &service,
+                "req",
+            ))
+            .expect("ready");
+            for deployment in ["m", "dep-1"] {
+                let out = prepared.for_deployment(deployment).into_bytes();
+                let json: Value = serde_json::from_slice(&out)
+                    .unwrap_or_else(|e| panic!("{body}: {e}: {}", String::from_utf8_lossy(&out)));
+                assert_eq!(json["model"], deployment, "{body}");
+            }
+        }
     }
 
     #[test]

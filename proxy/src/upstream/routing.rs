@@ -98,6 +98,16 @@ fn merge_query(path: &str, client_query: &str) -> String {
     out
 }
 
+/// The client's query without its `api-version` (in any spelling): the version an Azure SDK
+/// asks for is not the one the upstream route speaks.
+pub fn without_api_version(client_query: &str) -> String {
+    client_query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && param_name(pair) != "api-version")
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A query parameter's name as a server reads it: percent-decoded, lowercase.
 fn param_name(pair: &str) -> String {
     let raw = pair.split('=').next().unwrap_or(pair);
@@ -214,6 +224,15 @@ mod tests {
             "{}",
             t.url
         );
+    }
+
+    #[test]
+    fn an_azure_sdks_api_version_is_left_out() {
+        assert_eq!(
+            without_api_version("api-version=2024-10-21&trace=1&Api%2DVersion=x"),
+            "trace=1"
+        );
+        assert_eq!(without_api_version("api-version=2024-10-21"), "");
     }
 
     #[test]

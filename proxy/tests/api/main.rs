@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod azure_paths;
 mod client_keys;
 mod endpoints;
 mod entra;
