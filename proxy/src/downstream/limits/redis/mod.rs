@@ -112,25 +112,13 @@ impl RedisStore {
     }
 
     /// Checks the key's windows and budget and, when nothing is spent, counts the request:
-    /// the counts as they were before it.
+    /// the counts as they were before it, which `decide()` turns into the same verdict.
     pub async fn admit(
         self: &Arc<Self>,
         id: &str,
         limits: &KeyLimits,
         now_ms: u64,
     ) -> Result<Counts, Unavailable> {
-        self.admit_flagged(id, limits, now_ms)
-            .await
-            .map(|(_, counts)| counts)
-    }
-
-    /// [`admit`](Self::admit), with whether the script counted the request.
-    async fn admit_flagged(
-        self: &Arc<Self>,
-        id: &str,
-        limits: &KeyLimits,
-        now_ms: u64,
-    ) -> Result<(bool, Counts), Unavailable> {
         let connection = self.connection().await.ok_or(Unavailable)?;
         let prefix = keys::key_prefix(id);
         let mut invocation = self.admission.prepare_invoke();
@@ -165,11 +153,10 @@ impl RedisStore {
             self.lost(&connection, "the admission script gave an unexpected reply");
             return Err(Unavailable);
         }
-        let counts = Counts {
+        Ok(Counts {
             windows: reply[1..=windows].iter().copied().zip(ends).collect(),
             budget: budget_end.map(|end| (reply[windows + 1], end)),
-        };
-        Ok((reply[0] == 1, counts))
+        })
     }
 
     /// Adds `tokens` to the key's token windows and budget.
