@@ -373,6 +373,7 @@ async fn wait_windows(samples: &Mutex<Vec<Sample>>, from: u64, count: u64) {
 
 fn assert_shared_bound(samples: &[Sample], from: u64, to: u64, phase: &str) {
     let windows = successes_per_window(samples, from, to);
+    eprintln!("{phase}: successes per window: {windows:?}");
     assert!(windows.len() >= 2, "{phase}: too few whole windows: {windows:?}");
     for (end, ok) in &windows {
         assert!(
@@ -408,8 +409,8 @@ async fn two_replicas_share_one_window_through_redis_and_ride_out_its_outage() {
 
     let started = now_ms();
     wait_windows(&samples, started, 3).await;
-    server.kill();
     let killed = now_ms();
+    server.kill();
     wait_reachable(&http, &replicas, false).await;
     for replica in &replicas {
         let limits = &status_of(&http, replica).await["limits"];
@@ -476,8 +477,9 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     let Some(mut server) = RedisServer::start() else {
         return;
     };
+    let limits = json!([{"requests": 1000, "per": "1h"}, {"tokens": 1000000, "per": "1h"}]);
     let app = spawn_app_with_config(|config| {
-        config["apiKeys"][0]["limits"] = json!([{"requests": 1000, "per": "1h"}]);
+        config["apiKeys"][0]["limits"] = limits.clone();
     })
     .await;
     let status = app.ops_json("/status").await;
@@ -487,7 +489,7 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
 
     let mut config = base_config(&app.fake);
-    config["apiKeys"][0]["limits"] = json!([{"requests": 1000, "per": "1h"}]);
+    config["apiKeys"][0]["limits"] = limits;
     config["limits"] = json!({"redis": server.url(), "failMode": "closed"});
     write_json(&app.config_path, &config);
     eventually(
@@ -507,6 +509,15 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
         limits["keys"][0]["windows"][0]["used"], 1,
         "/limits reads the shared counters"
     );
+    eventually(
+        "the request's tokens to be charged in Redis",
+        Duration::from_secs(5),
+        || async {
+            let used = &app.ops_json("/limits").await["keys"][0]["windows"][1]["used"];
+            used.as_u64().is_some_and(|used| used > 0)
+        },
+    )
+    .await;
     assert_eq!(metric(&app, "gateway_limits_redis_up").await, Some(1.0));
 
     server.kill();

@@ -261,14 +261,8 @@ impl Limiter {
         }
         let now = now_ms();
         self.local.charge(key, limits, tokens, now);
-        if let (Some(store), Some(runtime)) = (self.redis.load_full(), &self.runtime)
-            && store.is_connected()
-        {
-            let (key, limits) = (key.clone(), limits.clone());
-            runtime.spawn(async move {
-                // A failure is counted and logged by the store.
-                let _ = store.charge(&key, &limits, tokens, now).await;
-            });
+        if let Some(store) = self.redis.load_full() {
+            store.charge_in_background(key.clone(), limits.clone(), tokens, now);
         }
     }
 

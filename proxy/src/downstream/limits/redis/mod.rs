@@ -107,8 +107,22 @@ impl RedisStore {
         *lock(&self.health)
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.link.load().is_some()
+    /// [`charge`](Self::charge), sent without waiting for it, while Redis is connected.
+    pub fn charge_in_background(
+        self: &Arc<Self>,
+        id: Arc<str>,
+        limits: KeyLimits,
+        tokens: u64,
+        now_ms: u64,
+    ) {
+        if self.link.load().is_none() {
+            return;
+        }
+        let store = self.clone();
+        self.runtime.spawn(async move {
+            // A failure is counted and logged as the store's own.
+            let _ = store.charge(&id, &limits, tokens, now_ms).await;
+        });
     }
 
     /// Checks the key's windows and budget and, when nothing is spent, counts the request:
