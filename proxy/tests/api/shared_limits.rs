@@ -44,18 +44,16 @@ async fn redis_connection(server: &RedisServer) -> redis::aio::MultiplexedConnec
 
 /// Admits one request through the script and checks it against `decide()`: the script
 /// answers the counts it found, and counted the request exactly when `decide` admits it.
-async fn admit_checked(
-    store: &Arc<RedisStore>,
-    id: &str,
-    limits: &KeyLimits,
-    now: u64,
-) -> Verdict {
+async fn admit_checked(store: &Arc<RedisStore>, id: &str, limits: &KeyLimits, now: u64) -> Verdict {
     let read = |store: Arc<RedisStore>| async move {
         store.read(&[(id, limits)], now).await.expect("read")[0].clone()
     };
     let before: Counts = read(store.clone()).await;
     let counts = store.admit(id, limits, now).await.expect("an answer");
-    assert_eq!(counts, before, "the script answers the counts before the request");
+    assert_eq!(
+        counts, before,
+        "the script answers the counts before the request"
+    );
     let verdict = decide(limits, counts);
     let after = read(store.clone()).await;
     match &verdict {
@@ -123,10 +121,7 @@ async fn the_admission_script_decides_as_decide_does_and_counters_expire_with_th
 
     let t1 = t0 + 60_000;
     assert_eq!(refusal(&admit_checked(&store, id, &limits, t1).await), None);
-    store
-        .charge(id, &limits, 100, t1)
-        .await
-        .expect("charged");
+    store.charge(id, &limits, 100, t1).await.expect("charged");
     assert_eq!(
         refusal(&admit_checked(&store, id, &limits, t1).await),
         Some(Refusal::Window(1)),
@@ -169,7 +164,10 @@ async fn the_admission_script_decides_as_decide_does_and_counters_expire_with_th
         panic!("a changed window counts anew");
     };
     assert_eq!(counts.windows[0].0, 1);
-    assert_eq!(counts.windows[1].0, 0, "the unchanged window keeps its count");
+    assert_eq!(
+        counts.windows[1].0, 0,
+        "the unchanged window keeps its count"
+    );
 }
 
 #[actix_web::test]
@@ -374,7 +372,10 @@ async fn wait_windows(samples: &Mutex<Vec<Sample>>, from: u64, count: u64) {
 fn assert_shared_bound(samples: &[Sample], from: u64, to: u64, phase: &str) {
     let windows = successes_per_window(samples, from, to);
     eprintln!("{phase}: successes per window: {windows:?}");
-    assert!(windows.len() >= 2, "{phase}: too few whole windows: {windows:?}");
+    assert!(
+        windows.len() >= 2,
+        "{phase}: too few whole windows: {windows:?}"
+    );
     for (end, ok) in &windows {
         assert!(
             (20..=21).contains(ok),
@@ -541,11 +542,9 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     assert!(metric(&app, "gateway_limits_redis_errors_total").await >= Some(1.0));
 
     server.restart();
-    eventually(
-        "Redis reachable again",
-        Duration::from_secs(10),
-        || async { app.ops_json("/status").await["limits"]["redis_reachable"] == true },
-    )
+    eventually("Redis reachable again", Duration::from_secs(10), || async {
+        app.ops_json("/status").await["limits"]["redis_reachable"] == true
+    })
     .await;
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
 

@@ -21,7 +21,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::runtime::Handle;
 
-use crate::config::{BudgetPeriod, ClientKeyEntry, FailMode, KeyLimits, Limits as LimitsConfig, Metered};
+use self::redis::{RedisStore, Unavailable};
+use crate::config::{
+    BudgetPeriod, ClientKeyEntry, FailMode, KeyLimits, Limits as LimitsConfig, Metered,
+};
 use crate::errors::ProxyError;
 use crate::ops::contract::{
     BudgetUsageView, KeyLimitsUsage, LimitsFailMode, LimitsStatus, LimitsStore, WindowUsage,
@@ -29,7 +32,6 @@ use crate::ops::contract::{
 use crate::ops::metrics;
 use crate::process::clock::{epoch_ms, now_ms};
 use local::{BudgetUsage, LocalCounters};
-use self::redis::{RedisStore, Unavailable};
 
 /// A key's counts before a request: per window of its limits (same order) the count and the
 /// window's end; and its budget's use and period end.

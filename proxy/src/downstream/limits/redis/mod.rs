@@ -73,9 +73,13 @@ impl RedisStore {
         runtime: Handle,
         errors: Arc<AtomicU64>,
     ) -> Arc<RedisStore> {
+        // rediss:// builds its TLS settings with the process's default provider: make it the
+        // one the rest of the gateway uses (a no-op when one is already installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // The config's validation parses the URL the same way; this cannot fail for a
         // validated config. The message never quotes the URL (it may hold a password).
-        let client = Client::open(url.expose()).map_err(|_| "limits.redis is not a valid Redis URL".to_string());
+        let client = Client::open(url.expose())
+            .map_err(|_| "limits.redis is not a valid Redis URL".to_string());
         let store = Arc::new(RedisStore {
             url: url.clone(),
             client,
@@ -234,9 +238,7 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut conn = (*connection).clone();
-        let values: Vec<Option<u64>> = self
-            .call(&connection, pipe.query_async(&mut conn))
-            .await?;
+        let values: Vec<Option<u64>> = self.call(&connection, pipe.query_async(&mut conn)).await?;
         let mut values = values.into_iter().map(Option::unwrap_or_default);
         Ok(shapes
             .into_iter()
