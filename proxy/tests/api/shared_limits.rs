@@ -148,6 +148,13 @@ async fn the_admission_script_decides_as_decide_does_and_counters_expire_with_th
         Some(Refusal::Budget),
         "the budget outlasts the windows"
     );
+    let restarted = connected_store(&server).await;
+    let counts = restarted.read(&[(id, &limits)], t2).await.expect("read");
+    assert_eq!(
+        counts[0].budget.map(|(used, _)| used),
+        Some(160),
+        "a restarted replica finds the budget use in Redis"
+    );
     let mut reset = limits.clone();
     if let Some(budget) = reset.budget.as_mut() {
         budget.reset_at_ms = Some(t2);
