@@ -218,6 +218,7 @@ mod tests {
             client_keys: 1,
             body_bytes_in_flight: 0,
             body_memory_limit: 1,
+            limits: Default::default(),
         }
     }
 

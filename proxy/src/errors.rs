@@ -54,6 +54,10 @@ pub enum ProxyError {
     // The gateway.
     #[error("the gateway is holding too many request bodies right now; retry shortly")]
     ServerBusy,
+    #[error(
+        "the gateway cannot check this API key's limits right now (its Redis is unreachable); retry shortly"
+    )]
+    LimitsUnavailable,
 
     // Upstream.
     #[error(
@@ -125,6 +129,7 @@ impl ProxyError {
             ProxyError::BodyRead(_) => "invalid_body",
             ProxyError::BodyTimeout { .. } => "request_timeout",
             ProxyError::ServerBusy => "server_busy",
+            ProxyError::LimitsUnavailable => "limits_unavailable",
             ProxyError::InvalidJson(_) | ProxyError::BodyNotObject => "invalid_json",
             ProxyError::MissingModel => "missing_required_parameter",
             ProxyError::ModelNotString => "invalid_type",
@@ -164,7 +169,9 @@ impl ProxyError {
         let mut response = OpenAiError::new(message, self.error_type(), self.param(), self.code())
             .response(self.status_code());
         let retry_after = match self {
-            ProxyError::ServerBusy => Some(Duration::from_secs(BUSY_RETRY_AFTER_SECS)),
+            ProxyError::ServerBusy | ProxyError::LimitsUnavailable => {
+                Some(Duration::from_secs(BUSY_RETRY_AFTER_SECS))
+            }
             ProxyError::RateLimited { retry_after, .. } => Some(*retry_after),
             ProxyError::NoDeploymentAvailable { retry_after, .. } => *retry_after,
             ProxyError::KeyRateLimited { retry_after, .. }
@@ -232,7 +239,9 @@ impl ProxyError {
             ProxyError::UpstreamTimeout { .. } => ErrorClass::Timeout,
             ProxyError::UpstreamAuthFailed { .. } => ErrorClass::UpstreamAuth,
             ProxyError::RateLimited { .. } => ErrorClass::RateLimited,
-            ProxyError::NoDeploymentAvailable { .. } => ErrorClass::Unavailable,
+            ProxyError::NoDeploymentAvailable { .. } | ProxyError::LimitsUnavailable => {
+                ErrorClass::Unavailable
+            }
             ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
                 ErrorClass::KeyLimited
             }
@@ -312,7 +321,9 @@ impl ResponseError for ProxyError {
             | ProxyError::DuplicateParameter(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            ProxyError::ServerBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ServerBusy | ProxyError::LimitsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::UpstreamNotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnreachable { .. }
             | ProxyError::UpstreamBroken { .. }

@@ -215,7 +215,7 @@ async fn forward(
     // Only configured ids become statistics keys; a client cannot grow the tables.
     record.model = Some(inspected.model.clone());
     let limits = &key.policy.limits;
-    let rate_headers = state.limiter.admit(&key.id, limits)?;
+    let rate_headers = state.limiter.admit(&key.id, limits, &config.limits).await?;
     if !limits.is_empty() {
         record.charge = Some(Charge {
             limiter: state.limiter.clone(),

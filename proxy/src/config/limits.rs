@@ -26,10 +26,16 @@ pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
         .as_deref()
         .map(str::trim)
         .filter(|u| !u.is_empty());
-    if let Some(url) = redis
-        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
-    {
-        check.fail("limits.redis", "must start with redis:// or rediss://");
+    if let Some(url) = redis {
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            check.fail("limits.redis", "must start with redis:// or rediss://");
+        } else if redis::IntoConnectionInfo::into_connection_info(url).is_err() {
+            // The URL is not quoted: it may hold a password.
+            check.fail(
+                "limits.redis",
+                "is not a valid Redis URL: redis[s]://[[user]:password@]host[:port][/db]",
+            );
+        }
     }
     let fail_mode = match raw.fail_mode.as_str() {
         "open" => FailMode::Open,
@@ -68,6 +74,9 @@ mod tests {
         let mut v = sample();
         v["limits"] = json!({"redis": "http://cache:6379", "failMode": "maybe"});
         assert_eq!(issue_paths(v), vec!["limits.redis", "limits.failMode"]);
+        let mut v = sample();
+        v["limits"] = json!({"redis": "redis://:p@cache:notaport"});
+        assert_eq!(issue_paths(v), vec!["limits.redis"]);
         let mut v = sample();
         v["limits"] = json!({"redis": "rediss://:secret@cache.redis.cache.windows.net:6380", "failMode": "closed"});
         let config = load_value(v).expect("valid");

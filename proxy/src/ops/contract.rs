@@ -28,6 +28,38 @@ pub struct Status {
     pub body_bytes_in_flight: u64,
     /// The most they may hold at once (`BODY_MEMORY_LIMIT`).
     pub body_memory_limit: u64,
+    /// Where the client keys' windows and budgets are counted.
+    #[serde(default)]
+    pub limits: LimitsStatus,
+}
+
+/// Where the client keys' windows and budgets are counted, and whether that store answers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitsStatus {
+    /// `process` without `limits.redis`, `redis` with it.
+    pub store: LimitsStore,
+    /// Whether that Redis answers (null without one). While it does not, the limits are
+    /// counted in the process (`fail_mode` open) or keys with limits are refused (closed).
+    pub redis_reachable: Option<bool>,
+    /// Unix ms since which the store and its reachability are what they are.
+    pub since_ms: u64,
+    pub fail_mode: LimitsFailMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitsStore {
+    #[default]
+    Process,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitsFailMode {
+    #[default]
+    Open,
+    Closed,
 }
 
 /// What the proxy reports about its config file.

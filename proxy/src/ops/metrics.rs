@@ -66,6 +66,10 @@ impl Collector for Sources {
         self.accounting.stats.encode_metrics(&mut encoder)?;
         self.images.stats().encode_metrics(&mut encoder)?;
         crate::upstream::pool::encode_metrics(&self.shared.pools.stats(), &mut encoder)?;
+        let snapshot = self.shared.snapshot.load();
+        self.accounting
+            .limiter
+            .encode_metrics(&mut encoder, &snapshot.config.limits)?;
         let status = self.shared.status();
         let generation = encoder.encode_descriptor(
             "gateway_config_generation",

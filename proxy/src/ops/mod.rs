@@ -66,7 +66,11 @@ async fn requests(state: web::Data<OpsState>, query: web::Query<RecentQuery>) ->
 async fn limits(state: web::Data<OpsState>) -> HttpResponse {
     let snapshot = state.shared.snapshot.load();
     HttpResponse::Ok().json(LimitsPage {
-        keys: state.accounting.limiter.usage(&snapshot.config.client_keys),
+        keys: state
+            .accounting
+            .limiter
+            .usage(&snapshot.config.client_keys, &snapshot.config.limits)
+            .await,
     })
 }
 
@@ -81,6 +85,7 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
         client_keys: snapshot.config.client_keys.len(),
         body_bytes_in_flight: state.body_budget.in_flight() as u64,
         body_memory_limit: state.body_budget.limit() as u64,
+        limits: state.accounting.limiter.status(&snapshot.config.limits),
     })
 }
 

@@ -124,6 +124,19 @@ impl LocalCounters {
         });
     }
 
+    /// Raises the key's counters to `counts` where they are lower: what the shared store
+    /// reported, so that counting here after it fails goes on from there.
+    pub fn mirror(&self, key: &Arc<str>, limits: &KeyLimits, counts: &Counts, now_ms: u64) {
+        self.with_key(key, limits, now_ms, |counters| {
+            for (slot, (count, _)) in counters.windows.iter_mut().zip(&counts.windows) {
+                slot.1 = slot.1.max(*count);
+            }
+            if let Some((used, _)) = counts.budget {
+                counters.budget.used = counters.budget.used.max(used);
+            }
+        });
+    }
+
     /// The key's counts now, without counting anything.
     pub fn counts(&self, key: &Arc<str>, limits: &KeyLimits, now_ms: u64) -> Counts {
         self.with_key(key, limits, now_ms, |counters| counters.counts(now_ms))

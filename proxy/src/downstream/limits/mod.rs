@@ -1,20 +1,35 @@
 //! Client key limits: request and token windows and a token budget per key, checked before a
 //! request goes upstream and charged with the tokens the upstream reports. The verdict and the
 //! `x-ratelimit-*` headers come from the counts alone (`decide`, `RateHeaders::from_counts`),
-//! whichever store keeps them.
+//! whichever store keeps them: this process (`local`) or a Redis shared by every replica
+//! (`redis`).
 
 pub mod local;
 pub mod periods;
+pub mod redis;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use arc_swap::ArcSwapOption;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tokio::runtime::Handle;
 
-use crate::config::{BudgetPeriod, ClientKeyEntry, KeyLimits, Metered};
+use self::redis::{RedisStore, Unavailable};
+use crate::config::{
+    BudgetPeriod, ClientKeyEntry, FailMode, KeyLimits, Limits as LimitsConfig, Metered,
+};
 use crate::errors::ProxyError;
-use crate::ops::contract::{BudgetUsageView, KeyLimitsUsage, WindowUsage};
+use crate::ops::contract::{
+    BudgetUsageView, KeyLimitsUsage, LimitsFailMode, LimitsStatus, LimitsStore, WindowUsage,
+};
+use crate::ops::metrics;
 use crate::process::clock::{epoch_ms, now_ms};
 use local::{BudgetUsage, LocalCounters};
 
@@ -42,6 +57,14 @@ pub enum Verdict {
         counts: Counts,
         refusal: Refusal,
     },
+}
+
+impl Verdict {
+    pub fn counts(&self) -> &Counts {
+        match self {
+            Verdict::Admitted(counts) | Verdict::Refused { counts, .. } => counts,
+        }
+    }
 }
 
 /// The verdict for a request given the key's counts before it: a spent budget first, then a
@@ -151,26 +174,79 @@ fn reset_text(reset: Duration) -> String {
     }
 }
 
-/// The limits of every key, counted in this process.
-#[derive(Debug, Default)]
+/// The limits of every key: counted in the Redis of `limits.redis` when the serving config
+/// names one, in this process otherwise, and in this process too while that Redis cannot be
+/// reached (`failMode: "open"`; `"closed"` refuses instead).
 pub struct Limiter {
-    local: LocalCounters,
+    local: Arc<LocalCounters>,
+    redis: ArcSwapOption<RedisStore>,
+    /// Serialises changes of store, so that one config change starts one store.
+    changing: Mutex<()>,
+    /// Unix ms since which counting is in this process by config (start, or Redis removed).
+    process_since_ms: AtomicU64,
+    redis_errors: Arc<AtomicU64>,
+    /// Where Redis connections live: the runtime the limiter was made on.
+    runtime: Option<Handle>,
+}
+
+impl Default for Limiter {
+    fn default() -> Limiter {
+        Limiter::with_budgets(&BTreeMap::new())
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("redis", &self.redis.load().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Limiter {
+    /// A limiter with the budget use of the last run; made on the runtime that will carry its
+    /// Redis connection, if it gets one.
     pub fn with_budgets(budgets: &BTreeMap<String, BudgetUsage>) -> Limiter {
         Limiter {
-            local: LocalCounters::with_budgets(budgets),
+            local: Arc::new(LocalCounters::with_budgets(budgets)),
+            redis: ArcSwapOption::empty(),
+            changing: Mutex::new(()),
+            process_since_ms: AtomicU64::new(now_ms()),
+            redis_errors: Arc::new(AtomicU64::new(0)),
+            runtime: Handle::try_current().ok(),
         }
     }
 
-    /// Checks and counts a request of `key`; the headers to send on the answer, or the 429.
-    pub fn admit(&self, key: &Arc<str>, limits: &KeyLimits) -> Result<RateHeaders, ProxyError> {
+    /// Checks and counts a request of `key`; the headers to send on the answer, or the 429
+    /// (or the 503 while the Redis of `failMode: "closed"` cannot be reached).
+    pub async fn admit(
+        &self,
+        key: &Arc<str>,
+        limits: &KeyLimits,
+        config: &LimitsConfig,
+    ) -> Result<RateHeaders, ProxyError> {
         if limits.is_empty() {
             return Ok(RateHeaders::default());
         }
+        let verdict = match self.store(config) {
+            None => self.local.admit(key, limits, now_ms()),
+            Some(store) => {
+                let now = now_ms();
+                match store.admit(key, limits, now).await {
+                    Ok(counts) => {
+                        let verdict = decide(limits, counts);
+                        self.local.mirror(key, limits, verdict.counts(), now);
+                        verdict
+                    }
+                    Err(Unavailable) => match config.fail_mode {
+                        FailMode::Open => self.local.admit(key, limits, now_ms()),
+                        FailMode::Closed => return Err(ProxyError::LimitsUnavailable),
+                    },
+                }
+            }
+        };
         let now = now_ms();
-        match self.local.admit(key, limits, now) {
+        match verdict {
             Verdict::Admitted(counts) => Ok(RateHeaders::from_counts(limits, &counts, now)),
             Verdict::Refused { counts, refusal } => {
                 let headers = RateHeaders::from_counts(limits, &counts, now);
@@ -179,10 +255,16 @@ impl Limiter {
         }
     }
 
-    /// Charges the tokens a request of `key` used.
+    /// Charges the tokens a request of `key` used: in this process, and in Redis (sent in the
+    /// background) while it is connected.
     pub fn charge(&self, key: &Arc<str>, limits: &KeyLimits, tokens: u64) {
-        if tokens > 0 && !limits.is_empty() {
-            self.local.charge(key, limits, tokens, now_ms());
+        if tokens == 0 || limits.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        self.local.charge(key, limits, tokens, now);
+        if let Some(store) = self.redis.load_full() {
+            store.charge_in_background(key.clone(), limits.clone(), tokens, now);
         }
     }
 
@@ -190,47 +272,167 @@ impl Limiter {
         self.local.budgets()
     }
 
-    /// Where each key with limits stands now, for the ops listener.
-    pub fn usage(&self, keys: &[ClientKeyEntry]) -> Vec<KeyLimitsUsage> {
+    /// Where the counting happens for `config`, and since when.
+    pub fn status(&self, config: &LimitsConfig) -> LimitsStatus {
+        let fail_mode = match config.fail_mode {
+            FailMode::Open => LimitsFailMode::Open,
+            FailMode::Closed => LimitsFailMode::Closed,
+        };
+        match self.store(config) {
+            None => LimitsStatus {
+                store: LimitsStore::Process,
+                redis_reachable: None,
+                since_ms: self.process_since_ms.load(Ordering::Relaxed),
+                fail_mode,
+            },
+            Some(store) => {
+                let health = store.health();
+                LimitsStatus {
+                    store: LimitsStore::Redis,
+                    redis_reachable: Some(health.reachable),
+                    since_ms: health.since_ms,
+                    fail_mode,
+                }
+            }
+        }
+    }
+
+    /// `gateway_limits_redis_errors_total`, and `gateway_limits_redis_up` when `config` names
+    /// a Redis.
+    pub fn encode_metrics(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        config: &LimitsConfig,
+    ) -> std::fmt::Result {
+        let errors = metrics::counter(
+            encoder,
+            "gateway_limits_redis_errors",
+            "Failed calls and connection attempts to the Redis of limits.redis",
+        )?;
+        ConstCounter::new(self.redis_errors.load(Ordering::Relaxed)).encode(errors)?;
+        if let Some(store) = self.store(config) {
+            let up = encoder.encode_descriptor(
+                "gateway_limits_redis_up",
+                "1 while the Redis of limits.redis answers, 0 while the limits are counted without it",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(u64::from(store.health().reachable)).encode(up)?;
+        }
+        Ok(())
+    }
+
+    /// The Redis store `config` names, started (or replaced) when it names another.
+    fn store(&self, config: &LimitsConfig) -> Option<Arc<RedisStore>> {
+        let current = self.redis.load();
+        match (&config.redis, current.as_ref()) {
+            (None, None) => return None,
+            (Some(url), Some(store)) if store.serves(url) => {
+                store.set_fail_mode(config.fail_mode);
+                return Some(store.clone());
+            }
+            _ => {}
+        }
+        drop(current);
+        let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.redis.load_full();
+        let next = match (&config.redis, current) {
+            (Some(url), Some(store)) if store.serves(url) => return Some(store),
+            (None, None) => return None,
+            (None, Some(_)) => None,
+            (Some(url), _) => {
+                let runtime = self.runtime.clone().or_else(|| Handle::try_current().ok());
+                match runtime {
+                    Some(runtime) => Some(RedisStore::start(
+                        url,
+                        config.fail_mode,
+                        runtime,
+                        self.redis_errors.clone(),
+                    )),
+                    None => {
+                        tracing::error!("limits: no async runtime to run the Redis client on");
+                        return None;
+                    }
+                }
+            }
+        };
+        if next.is_none() {
+            self.process_since_ms.store(now_ms(), Ordering::Relaxed);
+            tracing::info!("limits: counting in this process");
+        }
+        self.redis.store(next.clone());
+        next
+    }
+
+    /// Where each key with limits stands now, for the ops listener: from Redis while it is
+    /// connected, from this process otherwise.
+    pub async fn usage(
+        &self,
+        keys: &[ClientKeyEntry],
+        config: &LimitsConfig,
+    ) -> Vec<KeyLimitsUsage> {
         let now = now_ms();
         self.local.retain(|id| keys.iter().any(|k| k.id == id));
-        keys.iter()
+        let shown: Vec<&ClientKeyEntry> = keys
+            .iter()
             .filter(|k| !k.policy.limits.is_empty() || k.policy.expires_at.is_some())
-            .map(|k| {
+            .collect();
+        let shared = match self.store(config) {
+            Some(store) => {
+                let wanted: Vec<(&str, &KeyLimits)> = shown
+                    .iter()
+                    .map(|k| (k.id.as_str(), &k.policy.limits))
+                    .collect();
+                store.read(&wanted, now).await.ok()
+            }
+            None => None,
+        };
+        shown
+            .iter()
+            .enumerate()
+            .map(|(index, k)| {
                 let limits = &k.policy.limits;
-                let counts = self.local.counts(&Arc::from(k.id.as_str()), limits, now);
-                KeyLimitsUsage {
-                    key_id: k.id.clone(),
-                    windows: limits
-                        .windows
-                        .iter()
-                        .zip(&counts.windows)
-                        .map(|(w, (used, end))| WindowUsage {
-                            metered: w.metered.as_str().to_string(),
-                            limit: w.limit,
-                            per_s: w.per.as_secs(),
-                            used: *used,
-                            reset_ms: *end,
-                        })
-                        .collect(),
-                    budget: limits.budget.as_ref().map(|b| {
-                        let (since, end) = periods::budget(now, b);
-                        BudgetUsageView {
-                            tokens: b.tokens,
-                            per: match b.period {
-                                BudgetPeriod::Day => "day",
-                                BudgetPeriod::Month => "month",
-                            }
-                            .to_string(),
-                            used: counts.budget.map_or(0, |(used, _)| used),
-                            since_ms: since,
-                            reset_ms: end,
-                        }
-                    }),
-                    expires_at_ms: k.policy.expires_at.map(epoch_ms),
-                }
+                let counts = match &shared {
+                    Some(counts) => counts[index].clone(),
+                    None => self.local.counts(&Arc::from(k.id.as_str()), limits, now),
+                };
+                key_usage(k, &counts, now)
             })
             .collect()
+    }
+}
+
+fn key_usage(key: &ClientKeyEntry, counts: &Counts, now: u64) -> KeyLimitsUsage {
+    let limits = &key.policy.limits;
+    KeyLimitsUsage {
+        key_id: key.id.clone(),
+        windows: limits
+            .windows
+            .iter()
+            .zip(&counts.windows)
+            .map(|(w, (used, end))| WindowUsage {
+                metered: w.metered.as_str().to_string(),
+                limit: w.limit,
+                per_s: w.per.as_secs(),
+                used: *used,
+                reset_ms: *end,
+            })
+            .collect(),
+        budget: limits.budget.as_ref().map(|b| {
+            let (since, end) = periods::budget(now, b);
+            BudgetUsageView {
+                tokens: b.tokens,
+                per: match b.period {
+                    BudgetPeriod::Day => "day",
+                    BudgetPeriod::Month => "month",
+                }
+                .to_string(),
+                used: counts.budget.map_or(0, |(used, _)| used),
+                since_ms: since,
+                reset_ms: end,
+            }
+        }),
+        expires_at_ms: key.policy.expires_at.map(epoch_ms),
     }
 }
 
