@@ -375,6 +375,8 @@
     const field = el.closest('.field, .check, .pair') || el.parentElement;
     el.classList.remove('invalid');
     if (field) { field.classList.remove('invalid'); $$('.field-error', field).forEach((e) => e.remove()); }
+    const host = el.closest('[data-field-errors]');
+    if (host) $$('.field-error', host).filter((e) => e.dataset.for === el.dataset.path).forEach((e) => e.remove());
   }
   function clearIssues() {
     S.issues = [];
@@ -392,7 +394,9 @@
         const field = el.closest('.field, .check, .pair') || el.parentElement;
         el.classList.add('invalid');
         field.classList.add('invalid');
-        field.append(h('span', { class: 'field-error' }, issue.message));
+        // Small fields in a line (a window) have their message on a line of its own below.
+        const host = field.closest('[data-field-errors]') || field;
+        host.append(h('span', { class: 'field-error', dataset: { for: issue.path } }, issue.message));
         continue;
       }
       // A path that names a group of fields (a pool, one of its rows) rather than one field.
@@ -835,7 +839,8 @@
   // Each key is a row of the draft's `apiKeys`: its models, windows, budget and expiry are edited
   // there and saved with the bar. Creating, renaming, enabling, disabling and deleting a key save
   // at once through /api/keys. The use of each window and budget comes from /api/limits.
-  const ADD_PATTERN = '\u0001pattern';
+  // The choice of the add-model list that adds an empty entry to type an id or pattern in.
+  const ADD_PATTERN = '*';
   async function enterKeys() {
     try {
       const { data } = await api('GET', 'keys');
@@ -912,7 +917,7 @@
       h('div', { class: 'entry-line' },
         input(p + '[' + j + ']', m, { list: 'key-model-ids', placeholder: t('keys.modelPlaceholder'), 'aria-label': t('keys.models') }),
         removeButton('remove-model', () => removeKeyModel(i, j)))));
-    const offered = (S.draft.models || []).map((m) => m.id).filter((id) => id && !(models || []).includes(id));
+    const offered = (S.draft.models || []).map((m) => m.id).filter((id) => id && id !== ADD_PATTERN && !(models || []).includes(id));
     const add = h('select', { class: 'add-model', 'aria-label': t('keys.addModel'), onchange: (ev) => addKeyModel(i, ev.target.value) },
       h('option', { value: '' }, t('keys.addModel')),
       ...offered.map((id) => h('option', { value: id }, id)),
@@ -967,11 +972,12 @@
     const count = kind
       ? input(p + '.' + kind, (w || {})[kind], { type: 'number', min: 1, step: 1, 'data-type': 'int', 'aria-label': t('keys.count') })
       : h('input', { type: 'number', disabled: true, 'aria-label': t('keys.count') });
-    return h('div', { class: 'window', dataset: { issuePath: p, index: String(j) } },
+    return h('div', { class: 'window', dataset: { issuePath: p, index: String(j), fieldErrors: '' } },
       h('label', { class: 'field w-count' }, count),
       h('label', { class: 'field w-kind' }, kindSelect),
-      h('span', { class: 'word' }, t('keys.per')),
-      h('label', { class: 'field w-per' }, input(p + '.per', (w || {}).per, { list: 'window-lengths', placeholder: '1m', 'aria-label': t('keys.perLabel') })),
+      h('label', { class: 'field w-per' }, h('span', { class: 'per-line' },
+        h('span', { class: 'word' }, t('keys.per')),
+        input(p + '.per', (w || {}).per, { list: 'window-lengths', placeholder: '1m', 'aria-label': t('keys.perLabel') }))),
       h('span', { class: 'usage', dataset: { window: String(j) } }),
       removeButton('remove-window', () => removeWindow(i, j)));
   }
@@ -1009,7 +1015,7 @@
         h('option', { value: 'day' }, t('keys.period.day')), h('option', { value: 'month' }, t('keys.period.month')));
       showFieldValue(period, b.per);
       body = [
-        h('div', { class: 'budget-line' },
+        h('div', { class: 'budget-line', dataset: { fieldErrors: '' } },
           h('label', { class: 'field b-tokens' }, input(p + '.tokens', b.tokens, { type: 'number', min: 1, step: 1, 'data-type': 'int', 'aria-label': t('keys.budgetTokens') })),
           h('span', { class: 'word' }, t('keys.tokensPer')),
           h('label', { class: 'field b-per' }, period),
