@@ -844,9 +844,10 @@
   async function enterKeys() {
     try {
       const { data } = await api('GET', 'keys');
+      const changed = JSON.stringify(data.keys) !== JSON.stringify(S.keys);
       S.keys = data.keys;
+      if (changed) renderKeys();
     } catch (err) { toast(err.message, 'bad'); }
-    renderKeys();
     await refreshKeyUsage();
   }
   async function refreshKeyUsage() {
@@ -868,10 +869,10 @@
   function renderKeys() {
     if (!S.draft) return;
     const list = clear($('#key-list'));
-    const keys = S.draft.apiKeys || [];
+    const keys = Array.isArray(S.draft.apiKeys) ? S.draft.apiKeys : [];
     const hints = new Map((S.keys || []).map((k) => [k.id, k.hint]));
     if (!keys.length) list.append(h('p', { class: 'empty' }, t('keys.none')));
-    keys.forEach((key, i) => list.append(keyRow(key, i, hints.get(key.id))));
+    keys.forEach((key, i) => { if (key && typeof key === 'object') list.append(keyRow(key, i, hints.get(key.id))); });
     const ids = clear($('#key-model-ids'));
     for (const m of S.draft.models || []) if (m.id) ids.append(h('option', { value: m.id }));
     markIssues();
@@ -946,8 +947,9 @@
 
   // Request and token windows: `{"requests": N, "per": "1m"}` or `{"tokens": N, "per": "1h"}`.
   function windowKind(w) {
-    if (w && 'requests' in w) return 'requests';
-    if (w && 'tokens' in w) return 'tokens';
+    if (!w || typeof w !== 'object') return '';
+    if ('requests' in w) return 'requests';
+    if ('tokens' in w) return 'tokens';
     return '';
   }
   function windowsEditor(key, i) {
@@ -1151,7 +1153,7 @@
     const body = [h('p', {}, t('keys.resetBody'))];
     if (dirty()) body.push(h('p', {}, t('keys.resetUnsaved')));
     const choice = await dialog(t('keys.resetTitle', { id }), body,
-      [{ label: t('keys.resetBudget'), value: 'ok', kind: 'primary danger' }, { label: t('common.cancel'), value: 'cancel' }]);
+      [{ label: t('keys.resetBudget'), value: 'ok', kind: 'primary' }, { label: t('common.cancel'), value: 'cancel' }]);
     if (choice !== 'ok') return;
     const config = clone(S.server.config);
     const key = (config.apiKeys || []).find((k) => k.id === id);
@@ -1189,8 +1191,9 @@
     S.draft = clone(data.config);
     if (unsaved) {
       const before = (id) => (renamed && id === renamed.to ? renamed.from : id);
+      const drafted = Array.isArray(unsaved.apiKeys) ? unsaved.apiKeys : [];
       unsaved.apiKeys = (data.config.apiKeys || []).map((k) => {
-        const was = (unsaved.apiKeys || []).find((u) => u.id === before(k.id));
+        const was = drafted.find((u) => u && u.id === before(k.id));
         return was ? Object.assign({}, was, { id: k.id, key: k.key, status: k.status }) : k;
       });
       S.draft = unsaved;

@@ -97,6 +97,29 @@ async fn an_operator_limits_a_key_and_finds_it_after_a_reload() {
         .js("return new Date('2027-06-30T23:59:59').toISOString().replace('.000Z', 'Z')")
         .await;
     browser.shot("keys-editing", TEAM_A).await;
+    // Disabling another key saves at once and keeps these unsaved edits.
+    browser
+        .click("#key-list .row.key[data-key-id='team-b'] [data-action=toggle]")
+        .await;
+    eventually(
+        "team-b to be disabled in config.json",
+        Duration::from_secs(5),
+        || async { stack.on_disk()["apiKeys"][1]["status"] == "disabled" },
+    )
+    .await;
+    browser
+        .wait_js("return document.querySelector(\"#key-list .row.key[data-key-id='team-b'] .badge\").textContent === 'disabled'")
+        .await;
+    assert_eq!(
+        browser.value(&field("apiKeys[0].limits[1].per")).await,
+        "1h30m"
+    );
+    assert!(
+        browser
+            .js("return !document.getElementById('savebar').hidden")
+            .await
+            == true
+    );
     browser.click("#save").await;
     saved(&browser).await;
 
@@ -114,7 +137,7 @@ async fn an_operator_limits_a_key_and_finds_it_after_a_reload() {
     // The key left alone keeps its shape.
     assert_eq!(
         disk["apiKeys"][1],
-        json!({"id": "team-b", "key": "sk-other-key-0123456789", "status": "active"})
+        json!({"id": "team-b", "key": "sk-other-key-0123456789", "status": "disabled"})
     );
     // The proxy serves the new list.
     eventually(
