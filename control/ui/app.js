@@ -842,13 +842,18 @@
   // The choice of the add-model list that adds an empty entry to type an id or pattern in.
   const ADD_PATTERN = '*';
   async function enterKeys() {
+    renderKeys();
     try {
       const { data } = await api('GET', 'keys');
-      const changed = JSON.stringify(data.keys) !== JSON.stringify(S.keys);
       S.keys = data.keys;
-      if (changed) renderKeys();
+      showKeyHints();
     } catch (err) { toast(err.message, 'bad'); }
     await refreshKeyUsage();
+  }
+  // The last characters of each key's value (from GET keys), in place.
+  function showKeyHints() {
+    const hints = new Map((S.keys || []).map((k) => [k.id, k.hint]));
+    $$('#key-list .row.key').forEach((row) => { $('.key-hint', row).textContent = hints.get(row.dataset.keyId) || '••••'; });
   }
   async function refreshKeyUsage() {
     try {
@@ -870,15 +875,15 @@
     if (!S.draft) return;
     const list = clear($('#key-list'));
     const keys = Array.isArray(S.draft.apiKeys) ? S.draft.apiKeys : [];
-    const hints = new Map((S.keys || []).map((k) => [k.id, k.hint]));
     if (!keys.length) list.append(h('p', { class: 'empty' }, t('keys.none')));
-    keys.forEach((key, i) => { if (key && typeof key === 'object') list.append(keyRow(key, i, hints.get(key.id))); });
+    keys.forEach((key, i) => { if (key && typeof key === 'object') list.append(keyRow(key, i)); });
     const ids = clear($('#key-model-ids'));
     for (const m of S.draft.models || []) if (m.id) ids.append(h('option', { value: m.id }));
+    showKeyHints();
     markIssues();
     showKeyUsage();
   }
-  function keyRow(key, i, hint) {
+  function keyRow(key, i) {
     const p = 'apiKeys[' + i + ']';
     const active = key.status !== 'disabled';
     return h('div', { class: 'row key', dataset: { keyId: key.id, index: String(i) } },
@@ -886,7 +891,7 @@
         h('strong', {}, key.id),
         badge(active ? t('keys.active') : t('keys.disabled'), active ? 'ok' : ''),
         expiryBadge(key.expiresAt),
-        h('span', { class: 'mono muted', title: t('keys.hint') }, hint || '••••'),
+        h('span', { class: 'mono muted key-hint', title: t('keys.hint') }),
         h('div', { class: 'button-row' },
           h('button', { type: 'button', class: 'button small', dataset: { action: 'rename' }, onclick: () => renameKey(key.id) }, t('keys.rename')),
           h('button', { type: 'button', class: 'button small', dataset: { action: 'toggle' }, onclick: () => keyChange(key.id, { status: active ? 'disabled' : 'active' }) }, active ? t('keys.disable') : t('keys.enable')),
