@@ -1,6 +1,6 @@
 //! Reads the proxy's ops listener (statistics, recent requests, client key limits, status) for
-//! the admin UI, into the types of the proxy's ops contract. Only GETs, with the filters of `RecentQuery`; never
-//! passes anything else through.
+//! the admin UI, into the types of the proxy's ops contract. Only GETs, with the filters of
+//! `RecentQuery`; never passes anything else through.
 
 use std::time::Duration;
 

@@ -839,6 +839,7 @@
   // Each key is a row of the draft's `apiKeys`: its models, windows, budget and expiry are edited
   // there and saved with the bar. Creating, renaming, enabling, disabling and deleting a key save
   // at once through /api/keys. The use of each window and budget comes from /api/limits.
+
   // The choice of the add-model list that adds an empty entry to type an id or pattern in.
   const ADD_PATTERN = '*';
   async function enterKeys() {
@@ -1030,7 +1031,7 @@
         h('div', { class: 'budget-usage' },
           h('span', { class: 'usage', dataset: { budget: '' } }),
           canReset ? h('button', { type: 'button', class: 'button small', dataset: { action: 'reset-budget' }, onclick: () => resetBudget(key.id) }, t('keys.resetBudget')) : null),
-        b.resetAt ? h('span', { class: 'hint' }, t('keys.lastReset', { when: when(Date.parse(b.resetAt)) || b.resetAt })) : null,
+        b.resetAt ? h('span', { class: 'hint' }, t('keys.lastReset', { when: Number.isNaN(Date.parse(b.resetAt)) ? b.resetAt : when(Date.parse(b.resetAt)) })) : null,
       ];
     } else {
       body = [
@@ -1098,7 +1099,7 @@
   // ---------- client key usage ----------
   // Each window and budget of the draft next to what the proxy counts for it. A window shows its
   // use when it is saved as it stands in the draft and the proxy serves it; a new or changed one
-  // shows nothing until it is saved.
+  // says it is counted once saved.
   function resetTime(ms) {
     return ms - Date.now() < 86400000 ? clockTime(ms) : when(ms);
   }
@@ -1172,7 +1173,7 @@
       adoptSaved(data);
       S.draft = clone(data.config);
       if (unsaved) {
-        const draftKey = (unsaved.apiKeys || []).find((k) => k.id === id);
+        const draftKey = (Array.isArray(unsaved.apiKeys) ? unsaved.apiKeys : []).find((k) => k && k.id === id);
         if (draftKey && draftKey.budget) draftKey.budget.resetAt = key.budget.resetAt;
         S.draft = unsaved;
       }
