@@ -1090,7 +1090,7 @@
         updateSavebar();
       },
     });
-    return h('div', { class: 'field expiry' },
+    return h('div', { class: 'field wide expiry' },
       h('span', {}, t('keys.expires')),
       h('div', { class: 'entry-line' }, field, never),
       note);
