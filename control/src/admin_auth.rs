@@ -1,6 +1,8 @@
 //! The admin login: HTTP Basic against `server.adminAuth` of the current config, compared in
 //! constant time (fixed-length digests, no early exit on length or content), with failed
-//! attempts throttled per client address. Guards every path under the admin path.
+//! attempts throttled per client address. Guards every path under the admin path, with one
+//! exception: while there is no config.json, nobody can log in, and the UI's own files (which
+//! hold no secret) are served without a login so that the page can say how to create the file.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -48,6 +50,7 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Option<String>, Admin
     let (username, password) = match &*credentials {
         AdminCredentials::Open => return Ok(None),
         AdminCredentials::Locked => return Err(AdminError::Unauthorized),
+        AdminCredentials::NoConfig if is_ui_file(req) => return Ok(None),
         AdminCredentials::NoConfig => return Err(AdminError::NoConfig),
         AdminCredentials::Basic { username, password } => (username, password),
     };
@@ -70,6 +73,12 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Option<String>, Admin
             None => Err(AdminError::Unauthorized),
         }
     }
+}
+
+/// A GET of the UI's page or one of its assets (paths under the admin path, as mounted).
+fn is_ui_file(req: &ServiceRequest) -> bool {
+    req.method() == actix_web::http::Method::GET
+        && (req.path() == "/" || req.path().starts_with("/assets/"))
 }
 
 /// Both fields compared through SHA-256 digests, so neither length nor content ends the

@@ -1,11 +1,11 @@
-//! Reads the proxy's ops listener (statistics, recent requests, status) for the admin UI, into
-//! the types of the proxy's ops contract. Only GETs, with the filters of `RecentQuery`; never
-//! passes anything else through.
+//! Reads the proxy's ops listener (statistics, recent requests, client key limits, status) for
+//! the admin UI, into the types of the proxy's ops contract. Only GETs, with the filters of
+//! `RecentQuery`; never passes anything else through.
 
 use std::time::Duration;
 
 use proxy::config::Config;
-use proxy::ops::contract::{OpsStats, RecentPage, RecentQuery, Status};
+use proxy::ops::contract::{LimitsPage, OpsStats, RecentPage, RecentQuery, Status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -45,6 +45,10 @@ impl ProxyOps {
 
     pub async fn stats(&self, config: &Config) -> Result<OpsStats, AdminError> {
         self.get(config, "/stats", &()).await
+    }
+
+    pub async fn limits(&self, config: &Config) -> Result<LimitsPage, AdminError> {
+        self.get(config, "/limits", &()).await
     }
 
     pub async fn recent(

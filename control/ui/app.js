@@ -19,6 +19,10 @@
     tester: null,
     pool: null,        // the proxy's deployments, from GET /api/stats
     poolError: null,
+    usage: null,       // key id → the proxy's windows and budget of that key, from GET /api/limits
+    usageError: null,
+    clockOffset: 0,    // ms to add to the browser's clock to get control's
+    configMissing: false,
   };
 
   // ---------- i18n ----------
@@ -211,6 +215,7 @@
     fillStaticFields();
     renderUpstreams();
     renderModels();
+    renderKeys();
     fillTesterChoices();
     fillRequestFilters();
     if (S.page === 'json') enterJson();
@@ -272,6 +277,27 @@
   }
 
   // ---------- saving ----------
+  // PUT config with the ETag it was read with. When the file changed since, the operator
+  // reloads it (dropping the draft), overwrites it or cancels; null unless it was saved.
+  async function putConfig(body) {
+    try {
+      const { data } = await api('PUT', 'config', body, { 'If-Match': S.server.etag });
+      return data;
+    } catch (err) {
+      if (err.code !== 'config_changed') throw err;
+      const choice = await dialog(t('conflict.title'), h('p', {}, t('conflict.body')), [
+        { label: t('conflict.reload'), value: 'reload' },
+        { label: t('conflict.overwrite'), value: 'overwrite', kind: 'danger' },
+        { label: t('common.cancel'), value: 'cancel' },
+      ]);
+      if (choice === 'reload') { await loadConfig(); toast(t('conflict.reloaded')); }
+      if (choice === 'overwrite') { S.server.etag = err.etag; return putConfig(body); }
+      return null;
+    }
+  }
+  function adoptSaved(data) {
+    S.server = Object.assign({}, S.server, { etag: data.etag, sha256: data.sha256, config: data.config, valid: true, issues: [] });
+  }
   async function save() {
     const button = $('#save');
     button.disabled = true;
@@ -279,8 +305,9 @@
     const body = fromJson ? S.json.text : JSON.stringify(S.draft, null, 2);
     const started = performance.now();
     try {
-      const { data } = await api('PUT', 'config', body, { 'If-Match': S.server.etag });
-      S.server = Object.assign({}, S.server, { etag: data.etag, sha256: data.sha256, config: data.config, valid: true, issues: [] });
+      const data = await putConfig(body);
+      if (!data) return;
+      adoptSaved(data);
       S.draft = clone(data.config);
       S.json = null;
       clearIssues();
@@ -291,15 +318,7 @@
       const admin = S.draft.server && S.draft.server.adminPath;
       if (admin && !BASE.startsWith(admin + '/')) location.assign(admin + '/' + location.hash);
     } catch (err) {
-      if (err.code === 'config_changed') {
-        const choice = await dialog(t('conflict.title'), h('p', {}, t('conflict.body')), [
-          { label: t('conflict.reload'), value: 'reload' },
-          { label: t('conflict.overwrite'), value: 'overwrite', kind: 'danger' },
-          { label: t('common.cancel'), value: 'cancel' },
-        ]);
-        if (choice === 'reload') { await loadConfig(); toast(t('conflict.reloaded')); }
-        if (choice === 'overwrite') { S.server.etag = err.etag; await save(); }
-      } else if (err.issues && err.issues.length) {
+      if (err.issues && err.issues.length) {
         showIssues(err.issues);
         toast(t('save.invalid', { n: err.issues.length }), 'bad');
       } else {
@@ -344,7 +363,7 @@
     [/^server\.imageCompression/, 'images'],
     [/^server\.upstream/, 'timeouts'],
     [/^auth/, 'auth'],
-    [/^apiKeys/, 'json'],
+    [/^apiKeys/, 'keys'],
     [/^(upstreams|models)\[\d+\]\.auth/, 'json'],
     [/^(upstreams|models)/, 'models'],
   ];
@@ -356,6 +375,8 @@
     const field = el.closest('.field, .check, .pair') || el.parentElement;
     el.classList.remove('invalid');
     if (field) { field.classList.remove('invalid'); $$('.field-error', field).forEach((e) => e.remove()); }
+    const host = el.closest('[data-field-errors]');
+    if (host) $$('.field-error', host).filter((e) => e.dataset.for === el.dataset.path).forEach((e) => e.remove());
   }
   function clearIssues() {
     S.issues = [];
@@ -373,7 +394,9 @@
         const field = el.closest('.field, .check, .pair') || el.parentElement;
         el.classList.add('invalid');
         field.classList.add('invalid');
-        field.append(h('span', { class: 'field-error' }, issue.message));
+        // Small fields in a line (a window) have their message on a line of its own below.
+        const host = field.closest('[data-field-errors]') || field;
+        host.append(h('span', { class: 'field-error', dataset: { for: issue.path } }, issue.message));
         continue;
       }
       // A path that names a group of fields (a pool, one of its rows) rather than one field.
@@ -384,8 +407,16 @@
       }
     }
   }
+  // The group of fields (a pool, one of its rows, a key's windows) that holds `path`: the one
+  // named by the path itself or by its nearest parent.
   function issueGroup(path) {
-    return $$('[data-issue-path]').find((e) => e.dataset.issuePath === path);
+    const groups = $$('[data-issue-path]');
+    for (let p = path; p; p = p.slice(0, Math.max(p.lastIndexOf('.'), p.lastIndexOf('[')))) {
+      const group = groups.find((e) => e.dataset.issuePath === p);
+      if (group) return group;
+      if (p.lastIndexOf('.') <= 0 && p.lastIndexOf('[') <= 0) break;
+    }
+    return null;
   }
   function showIssues(issues) {
     S.issues = issues;
@@ -418,8 +449,28 @@
       }
       if (!data.login_enabled) banners.append(h('div', { class: 'banner' }, t('banner.loginDisabled')));
     } catch (err) {
-      toast(err.message, 'bad');
+      if (err.code === 'config_missing') showConfigMissing();
+      else toast(err.message, 'bad');
     }
+  }
+
+  // Without config.json nobody can log in: the page says how to create the file instead of
+  // showing the pages, and reloads once control has read one (the browser then asks for the
+  // login).
+  function showConfigMissing() {
+    if (S.configMissing) return;
+    S.configMissing = true;
+    document.body.classList.add('config-missing');
+    $('#config-missing').hidden = false;
+    S.timers.missing = setInterval(async () => {
+      try {
+        await api('GET', 'session');
+      } catch (err) {
+        if (err.code === 'config_missing') return;
+      }
+      clearInterval(S.timers.missing);
+      location.reload();
+    }, 2000);
   }
 
   // ---------- overview ----------
@@ -785,35 +836,374 @@
   }
 
   // ---------- client keys ----------
+  // Each key is a row of the draft's `apiKeys`: its models, windows, budget and expiry are edited
+  // there and saved with the bar. Creating, renaming, enabling, disabling and deleting a key save
+  // at once through /api/keys. The use of each window and budget comes from /api/limits.
+
+  // The choice of the add-model list that adds an empty entry to type an id or pattern in.
+  const ADD_PATTERN = '*';
   async function enterKeys() {
+    renderKeys();
     try {
       const { data } = await api('GET', 'keys');
       S.keys = data.keys;
-      renderKeys();
+      showKeyHints();
     } catch (err) { toast(err.message, 'bad'); }
+    await refreshKeyUsage();
+  }
+  // The last characters of each key's value (from GET keys), in place.
+  function showKeyHints() {
+    const hints = new Map((S.keys || []).map((k) => [k.id, k.hint]));
+    $$('#key-list .row.key').forEach((row) => { $('.key-hint', row).textContent = hints.get(row.dataset.keyId) || '••••'; });
+  }
+  async function refreshKeyUsage() {
+    try {
+      const { data, res } = await api('GET', 'limits');
+      S.usage = new Map(data.keys.map((k) => [k.key_id, k]));
+      S.usageError = null;
+      noteServerClock(res);
+    } catch (err) {
+      S.usage = null;
+      S.usageError = err.message;
+    }
+    showKeyUsage();
+  }
+  // The key as saved in config.json (what the proxy serves once it has applied the file).
+  function savedKey(id) {
+    return ((S.server && S.server.config && S.server.config.apiKeys) || []).find((k) => k.id === id);
   }
   function renderKeys() {
-    const body = clear($('#keys-table tbody'));
-    if (!S.keys.length) body.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, t('keys.none'))));
-    for (const key of S.keys) {
-      const active = key.status !== 'disabled';
-      body.append(h('tr', { dataset: { keyId: key.id } },
-        h('td', {}, h('strong', {}, key.id)),
-        h('td', {}, badge(active ? t('keys.active') : t('keys.disabled'), active ? 'ok' : '')),
-        h('td', { class: 'mono' }, key.hint || '••••'),
-        h('td', { class: 'actions-cell' },
-          h('button', { type: 'button', class: 'button small', onclick: () => renameKey(key.id) }, t('keys.rename')), ' ',
-          h('button', { type: 'button', class: 'button small', dataset: { action: 'toggle' }, onclick: () => keyChange(key.id, { status: active ? 'disabled' : 'active' }) }, active ? t('keys.disable') : t('keys.enable')), ' ',
-          h('button', { type: 'button', class: 'button small danger', onclick: () => deleteKey(key.id) }, t('common.delete')))));
+    if (!S.draft) return;
+    const list = clear($('#key-list'));
+    const keys = Array.isArray(S.draft.apiKeys) ? S.draft.apiKeys : [];
+    if (!keys.length) list.append(h('p', { class: 'empty' }, t('keys.none')));
+    keys.forEach((key, i) => { if (key && typeof key === 'object') list.append(keyRow(key, i)); });
+    const ids = clear($('#key-model-ids'));
+    for (const m of S.draft.models || []) if (m.id) ids.append(h('option', { value: m.id }));
+    showKeyHints();
+    markIssues();
+    showKeyUsage();
+  }
+  function keyRow(key, i) {
+    const p = 'apiKeys[' + i + ']';
+    const active = key.status !== 'disabled';
+    return h('div', { class: 'row key', dataset: { keyId: key.id, index: String(i) } },
+      h('div', { class: 'row-head key-head', dataset: { issuePath: p } },
+        h('strong', {}, key.id),
+        badge(active ? t('keys.active') : t('keys.disabled'), active ? 'ok' : ''),
+        expiryBadge(key.expiresAt),
+        h('span', { class: 'mono muted key-hint', title: t('keys.hint') }),
+        h('div', { class: 'button-row' },
+          h('button', { type: 'button', class: 'button small', dataset: { action: 'rename' }, onclick: () => renameKey(key.id) }, t('keys.rename')),
+          h('button', { type: 'button', class: 'button small', dataset: { action: 'toggle' }, onclick: () => keyChange(key.id, { status: active ? 'disabled' : 'active' }) }, active ? t('keys.disable') : t('keys.enable')),
+          h('button', { type: 'button', class: 'button small danger', dataset: { action: 'delete' }, onclick: () => deleteKey(key.id) }, t('common.delete')))),
+      h('div', { class: 'form-grid key-policy' },
+        modelsEditor(key, i),
+        windowsEditor(key, i),
+        budgetEditor(key, i),
+        expiryEditor(key, i)));
+  }
+  function changedKeys() {
+    clearIssues();
+    renderKeys();
+    updateSavebar();
+  }
+  function focusField(path) {
+    const el = $$('#key-list [data-path]').find((e) => e.dataset.path === path);
+    if (el) el.focus();
+  }
+  const removeButton = (action, onclick) => h('button', {
+    type: 'button', class: 'button small danger', title: t('common.remove'), 'aria-label': t('common.remove'), dataset: { action }, onclick,
+  }, '×');
+
+  // Allowed models: absent is every model; entries are ids or `*` patterns.
+  function modelsEditor(key, i) {
+    const p = 'apiKeys[' + i + '].models';
+    const models = Array.isArray(key.models) ? key.models : null;
+    const entries = (models || []).map((m, j) => h('div', { class: 'field entry' },
+      h('div', { class: 'entry-line' },
+        input(p + '[' + j + ']', m, { list: 'key-model-ids', placeholder: t('keys.modelPlaceholder'), 'aria-label': t('keys.models') }),
+        removeButton('remove-model', () => removeKeyModel(i, j)))));
+    const offered = (S.draft.models || []).map((m) => m.id).filter((id) => id && id !== ADD_PATTERN && !(models || []).includes(id));
+    const add = h('select', { class: 'add-model', 'aria-label': t('keys.addModel'), onchange: (ev) => addKeyModel(i, ev.target.value) },
+      h('option', { value: '' }, t('keys.addModel')),
+      ...offered.map((id) => h('option', { value: id }, id)),
+      h('option', { value: ADD_PATTERN }, t('keys.addPattern')));
+    const state = !models ? t('keys.modelsAll') : models.length ? null : t('keys.modelsNone');
+    return h('div', { class: 'field wide', dataset: { issuePath: p } },
+      h('span', {}, t('keys.models')),
+      h('div', { class: 'entries' }, ...entries, state ? h('span', { class: 'entries-state' }, state) : null, add),
+      h('span', { class: 'hint' }, t('keys.modelsHint')));
+  }
+  function addKeyModel(i, value) {
+    if (!value) return;
+    const key = S.draft.apiKeys[i];
+    if (!Array.isArray(key.models)) key.models = [];
+    key.models.push(value === ADD_PATTERN ? '' : value);
+    changedKeys();
+    if (value === ADD_PATTERN) focusField('apiKeys[' + i + '].models[' + (key.models.length - 1) + ']');
+  }
+  // Without entries the field goes, and the key may use every model again.
+  function removeKeyModel(i, j) {
+    const key = S.draft.apiKeys[i];
+    key.models.splice(j, 1);
+    if (!key.models.length) delete key.models;
+    changedKeys();
+  }
+
+  // Request and token windows: `{"requests": N, "per": "1m"}` or `{"tokens": N, "per": "1h"}`.
+  function windowKind(w) {
+    if (!w || typeof w !== 'object') return '';
+    if ('requests' in w) return 'requests';
+    if ('tokens' in w) return 'tokens';
+    return '';
+  }
+  function windowsEditor(key, i) {
+    const p = 'apiKeys[' + i + '].limits';
+    const windows = Array.isArray(key.limits) ? key.limits : [];
+    return h('div', { class: 'field wide', dataset: { issuePath: p } },
+      h('span', {}, t('keys.windows')),
+      h('div', { class: 'windows' },
+        ...windows.map((w, j) => windowRow(w, i, j)),
+        windows.length ? null : h('span', { class: 'entries-state' }, t('keys.windowsNone'))),
+      h('div', {}, h('button', { type: 'button', class: 'button small', dataset: { action: 'add-window' }, onclick: () => addWindow(i) }, t('keys.addWindow'))),
+      h('span', { class: 'hint' }, t('keys.windowsHint')));
+  }
+  function windowRow(w, i, j) {
+    const p = 'apiKeys[' + i + '].limits[' + j + ']';
+    const kind = windowKind(w);
+    const kindSelect = h('select', { 'aria-label': t('keys.kind'), dataset: { role: 'kind' }, onchange: (ev) => setWindowKind(i, j, ev.target.value) },
+      kind ? null : h('option', { value: '' }, t('keys.kind.missing')),
+      h('option', { value: 'requests' }, t('keys.kind.requests')),
+      h('option', { value: 'tokens' }, t('keys.kind.tokens')));
+    kindSelect.value = kind;
+    const count = kind
+      ? input(p + '.' + kind, (w || {})[kind], { type: 'number', min: 1, step: 1, 'data-type': 'int', 'aria-label': t('keys.count') })
+      : h('input', { type: 'number', disabled: true, 'aria-label': t('keys.count') });
+    return h('div', { class: 'window', dataset: { issuePath: p, index: String(j), fieldErrors: '' } },
+      h('label', { class: 'field w-count' }, count),
+      h('label', { class: 'field w-kind' }, kindSelect),
+      h('label', { class: 'field w-per' }, h('span', { class: 'per-line' },
+        h('span', { class: 'word' }, t('keys.per')),
+        input(p + '.per', (w || {}).per, { list: 'window-lengths', placeholder: '1m', 'aria-label': t('keys.perLabel') }))),
+      h('span', { class: 'usage', dataset: { window: String(j) } }),
+      removeButton('remove-window', () => removeWindow(i, j)));
+  }
+  function setWindowKind(i, j, kind) {
+    const limits = S.draft.apiKeys[i].limits;
+    const { requests, tokens, ...rest } = limits[j] || {};
+    const count = requests ?? tokens ?? null;
+    limits[j] = Object.assign({ [kind]: count }, rest);
+    changedKeys();
+    focusField('apiKeys[' + i + '].limits[' + j + '].' + kind);
+  }
+  function addWindow(i) {
+    const key = S.draft.apiKeys[i];
+    if (!Array.isArray(key.limits)) key.limits = [];
+    key.limits.push({ requests: 60, per: '1m' });
+    changedKeys();
+    focusField('apiKeys[' + i + '].limits[' + (key.limits.length - 1) + '].requests');
+  }
+  function removeWindow(i, j) {
+    const key = S.draft.apiKeys[i];
+    key.limits.splice(j, 1);
+    if (!key.limits.length) delete key.limits;
+    changedKeys();
+  }
+
+  // Token budget per calendar day or month (UTC); `resetAt` is written by Reset budget only.
+  function budgetEditor(key, i) {
+    const p = 'apiKeys[' + i + '].budget';
+    const b = key.budget && typeof key.budget === 'object' ? key.budget : null;
+    const saved = savedKey(key.id);
+    const canReset = !!(saved && saved.budget);
+    let body;
+    if (b) {
+      const period = h('select', { dataset: { path: p + '.per' }, 'aria-label': t('keys.period'), onchange: onFieldInput },
+        h('option', { value: 'day' }, t('keys.period.day')), h('option', { value: 'month' }, t('keys.period.month')));
+      showFieldValue(period, b.per);
+      body = [
+        h('div', { class: 'budget-line', dataset: { fieldErrors: '' } },
+          h('label', { class: 'field b-tokens' }, input(p + '.tokens', b.tokens, { type: 'number', min: 1, step: 1, 'data-type': 'int', 'aria-label': t('keys.budgetTokens') })),
+          h('span', { class: 'word' }, t('keys.tokensPer')),
+          h('label', { class: 'field b-per' }, period),
+          removeButton('remove-budget', () => removeBudget(i))),
+        h('div', { class: 'budget-usage' },
+          h('span', { class: 'usage', dataset: { budget: '' } }),
+          canReset ? h('button', { type: 'button', class: 'button small', dataset: { action: 'reset-budget' }, onclick: () => resetBudget(key.id) }, t('keys.resetBudget')) : null),
+        b.resetAt ? h('span', { class: 'hint' }, t('keys.lastReset', { when: Number.isNaN(Date.parse(b.resetAt)) ? b.resetAt : when(Date.parse(b.resetAt)) })) : null,
+      ];
+    } else {
+      body = [
+        h('span', { class: 'entries-state' }, t('keys.budgetNone')),
+        h('div', {}, h('button', { type: 'button', class: 'button small', dataset: { action: 'add-budget' }, onclick: () => addBudget(i) }, t('keys.addBudget'))),
+      ];
+    }
+    return h('div', { class: 'field wide', dataset: { issuePath: p } },
+      h('span', {}, t('keys.budget')), ...body,
+      h('span', { class: 'hint' }, t('keys.budgetHint')));
+  }
+  function addBudget(i) {
+    S.draft.apiKeys[i].budget = { tokens: 1000000, per: 'month' };
+    changedKeys();
+    focusField('apiKeys[' + i + '].budget.tokens');
+  }
+  function removeBudget(i) {
+    delete S.draft.apiKeys[i].budget;
+    changedKeys();
+  }
+
+  // Expiry: a date-time input in the browser's time zone, kept as RFC 3339 UTC (`Z`).
+  const pad = (n) => String(n).padStart(2, '0');
+  function localInputValue(text) {
+    const ms = text ? Date.parse(text) : NaN;
+    if (Number.isNaN(ms)) return '';
+    const d = new Date(ms);
+    return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + 'T' + pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds());
+  }
+  function utcText(ms) {
+    return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+  }
+  function expiryText(text) {
+    if (!text) return t('keys.expiresNever');
+    const ms = Date.parse(text);
+    return t('keys.expiresStored', { utc: text }) + (ms <= Date.now() ? ' ' + t('keys.expiredNote') : '');
+  }
+  function expiryBadge(text) {
+    const ms = text ? Date.parse(text) : NaN;
+    if (Number.isNaN(ms)) return null;
+    return ms <= Date.now() ? badge(t('keys.expired'), 'bad') : badge(t('keys.expiresOn', { when: when(ms) }), '');
+  }
+  function expiryEditor(key, i) {
+    const path = 'apiKeys[' + i + '].expiresAt';
+    const note = h('span', { class: 'hint expiry-note' }, expiryText(key.expiresAt));
+    const never = h('button', { type: 'button', class: 'button small', dataset: { action: 'no-expiry' }, disabled: !key.expiresAt, onclick: () => { delete S.draft.apiKeys[i].expiresAt; changedKeys(); } }, t('keys.never'));
+    const field = h('input', {
+      type: 'datetime-local', step: 1, dataset: { path }, value: localInputValue(key.expiresAt), 'aria-label': t('keys.expires'),
+      oninput: (ev) => {
+        const ms = ev.target.value ? new Date(ev.target.value).getTime() : NaN;
+        if (Number.isNaN(ms)) delete S.draft.apiKeys[i].expiresAt;
+        else S.draft.apiKeys[i].expiresAt = utcText(ms);
+        note.textContent = expiryText(S.draft.apiKeys[i].expiresAt);
+        never.disabled = !S.draft.apiKeys[i].expiresAt;
+        clearFieldError(ev.target);
+        updateSavebar();
+      },
+    });
+    return h('div', { class: 'field wide expiry' },
+      h('span', {}, t('keys.expires')),
+      h('div', { class: 'entry-line' }, field, never),
+      note);
+  }
+
+  // ---------- client key usage ----------
+  // Each window and budget of the draft next to what the proxy counts for it. A window shows its
+  // use when it is saved as it stands in the draft and the proxy serves it; a new or changed one
+  // says it is counted once saved.
+  function resetTime(ms) {
+    return ms - Date.now() < 86400000 ? clockTime(ms) : when(ms);
+  }
+  function meter(used, limit, resetMs, extra) {
+    const full = used >= limit;
+    return h('span', { class: 'meter' + (full ? ' full' : ''), dataset: { used: String(used), limit: String(limit) } },
+      h('progress', { max: String(limit), value: Math.min(used, limit) }),
+      h('span', { class: 'used' }, t('usage.used', { used: num(used), limit: num(limit) })),
+      full ? badge(extra.fullText, 'bad') : null,
+      extra.since ? h('span', { class: 'muted' }, t('usage.since', { time: when(extra.since) })) : null,
+      h('span', { class: 'muted' }, t('usage.resets', { time: resetTime(resetMs) })));
+  }
+  function showKeyUsage() {
+    const note = $('#key-usage-error');
+    note.hidden = !S.usageError;
+    note.textContent = S.usageError ? t('keys.usageUnreachable', { error: S.usageError }) : '';
+    $$('#key-list .row.key').forEach((row) => {
+      const key = ((S.draft && S.draft.apiKeys) || [])[Number(row.dataset.index)];
+      if (!key) return;
+      const live = S.usage ? S.usage.get(key.id) : null;
+      const saved = savedKey(key.id) || {};
+      const savedWindows = (Array.isArray(saved.limits) ? saved.limits : []).map((w) => JSON.stringify(w));
+      const taken = new Set();
+      $$('.usage[data-window]', row).forEach((cell) => {
+        clear(cell);
+        const w = (key.limits || [])[Number(cell.dataset.window)];
+        const k = savedWindows.findIndex((s, n) => !taken.has(n) && s === JSON.stringify(w));
+        const lw = live && k >= 0 ? live.windows[k] : null;
+        if (!lw || lw.metered !== windowKind(w) || lw.limit !== w[lw.metered]) {
+          if (S.usage && k < 0) cell.append(h('span', { class: 'muted' }, t('usage.notSaved')));
+          return;
+        }
+        taken.add(k);
+        cell.append(meter(lw.used, lw.limit, lw.reset_ms, { fullText: t('usage.full') }));
+      });
+      const cell = $('.usage[data-budget]', row);
+      if (!cell) return;
+      clear(cell);
+      const lb = live && live.budget;
+      if (lb && key.budget && lb.tokens === key.budget.tokens && lb.per === key.budget.per) {
+        cell.append(meter(lb.used, lb.tokens, lb.reset_ms, { fullText: t('usage.spent'), since: lb.since_ms }));
+      } else if (S.usage && !(saved.budget && JSON.stringify(saved.budget) === JSON.stringify(key.budget))) {
+        cell.append(h('span', { class: 'muted' }, t('usage.notSaved')));
+      }
+    });
+  }
+
+  // The time on control's clock (from the Date of its answers) when the browser's is more than
+  // two seconds off, so that a reset never lies in the proxy's future.
+  function noteServerClock(res) {
+    const server = Date.parse(res.headers.get('date') || '');
+    if (Number.isNaN(server)) return;
+    const offset = server - Date.now();
+    S.clockOffset = Math.abs(offset) > 2000 ? offset : 0;
+  }
+  async function resetBudget(id) {
+    const body = [h('p', {}, t('keys.resetBody'))];
+    if (dirty()) body.push(h('p', {}, t('keys.resetUnsaved')));
+    const choice = await dialog(t('keys.resetTitle', { id }), body,
+      [{ label: t('keys.resetBudget'), value: 'ok', kind: 'primary' }, { label: t('common.cancel'), value: 'cancel' }]);
+    if (choice !== 'ok') return;
+    const config = clone(S.server.config);
+    const key = (config.apiKeys || []).find((k) => k.id === id);
+    if (!key || !key.budget) return;
+    key.budget.resetAt = utcText(Date.now() + (S.clockOffset || 0));
+    const unsaved = dirty() ? S.draft : null;
+    const started = performance.now();
+    try {
+      const data = await putConfig(JSON.stringify(config, null, 2));
+      if (!data) return;
+      adoptSaved(data);
+      S.draft = clone(data.config);
+      if (unsaved) {
+        const draftKey = (Array.isArray(unsaved.apiKeys) ? unsaved.apiKeys : []).find((k) => k && k.id === id);
+        if (draftKey && draftKey.budget) draftKey.budget.resetAt = key.budget.resetAt;
+        S.draft = unsaved;
+      }
+      S.json = null;
+      renderDraft();
+      toast(t('keys.resetDone'), 'ok');
+      await waitForProxy(data.sha256, started);
+      await refreshKeyUsage();
+    } catch (err) {
+      if (err.issues && err.issues.length) showIssues(err.issues);
+      toast(err.message, 'bad');
     }
   }
-  // A key operation saves config.json at once; the draft takes the new key list and ETag.
-  async function afterKeyChange() {
+
+  // A key operation saves config.json at once: the draft takes the new key list and ETag, and
+  // keeps its unsaved edits of each key's other fields (`renamed`: `{from, to}` of a rename).
+  async function afterKeyChange(renamed) {
     const { data } = await api('GET', 'config');
     const unsaved = dirty() ? clone(S.draft) : null;
     S.server = data;
     S.draft = clone(data.config);
-    if (unsaved) { unsaved.apiKeys = clone(data.config.apiKeys); S.draft = unsaved; }
+    if (unsaved) {
+      const before = (id) => (renamed && id === renamed.to ? renamed.from : id);
+      const drafted = Array.isArray(unsaved.apiKeys) ? unsaved.apiKeys : [];
+      unsaved.apiKeys = (data.config.apiKeys || []).map((k) => {
+        const was = drafted.find((u) => u && u.id === before(k.id));
+        return was ? Object.assign({}, was, { id: k.id, key: k.key, status: k.status }) : k;
+      });
+      S.draft = unsaved;
+    }
     S.json = null;
     renderDraft();
     await enterKeys();
@@ -839,10 +1229,10 @@
       ], [{ label: t('common.done'), value: 'ok', kind: 'primary' }]);
     } catch (err) { toast(err.message, 'bad'); }
   }
-  async function keyChange(id, change) {
+  async function keyChange(id, change, renamed) {
     try {
       await api('PATCH', 'keys/' + encodeURIComponent(id), change);
-      await afterKeyChange();
+      await afterKeyChange(renamed);
       toast(t('save.saved'), 'ok');
     } catch (err) { toast(err.message, 'bad'); }
   }
@@ -851,7 +1241,7 @@
     const choice = await dialog(t('keys.renameTitle', { id }), [labelled(t('keys.newId'), field)],
       [{ label: t('keys.rename'), value: 'ok', kind: 'primary' }, { label: t('common.cancel'), value: 'cancel' }]);
     const next = field.value.trim();
-    if (choice === 'ok' && next && next !== id) keyChange(id, { id: next });
+    if (choice === 'ok' && next && next !== id) keyChange(id, { id: next }, { from: id, to: next });
   }
   async function deleteKey(id) {
     const choice = await dialog(t('keys.deleteTitle', { id }), h('p', {}, t('keys.deleteBody')),
@@ -1347,7 +1737,7 @@
   const PAGES = {
     overview: { enter: enterOverview, every: 10000 },
     models: { enter: () => { renderUpstreams(); renderModels(); enterPoolLive(); }, tick: enterPoolLive, every: 5000, auto: '#pool-auto' },
-    keys: { enter: enterKeys },
+    keys: { enter: enterKeys, tick: refreshKeyUsage, every: 5000, auto: '#keys-auto' },
     auth: { enter: showAuthFields },
     images: {},
     timeouts: {},
@@ -1388,6 +1778,7 @@
     $('#lang').addEventListener('change', (ev) => {
       localStorage.setItem('gateway.lang', ev.target.value);
       applyI18n();
+      if (S.configMissing) return;
       refreshSession();
       if (S.draft) renderDraft();
       showPage(S.page);
@@ -1438,12 +1829,18 @@
     window.addEventListener('hashchange', () => showPage(location.hash.slice(1)));
     window.addEventListener('beforeunload', (ev) => { if (dirty()) { ev.preventDefault(); ev.returnValue = ''; } });
     document.body.append(h('datalist', { id: 'route-targets' }, ...ROUTES.map((r) => h('option', { value: r }))));
+    document.body.append(h('datalist', { id: 'key-model-ids' }));
+    document.body.append(h('datalist', { id: 'window-lengths' }, ...['10s', '1m', '5m', '1h', '1d'].map((v) => h('option', { value: v }))));
   }
 
   async function start() {
     applyI18n();
     wire();
     await refreshSession();
+    if (S.configMissing) {
+      document.body.dataset.ready = 'true';
+      return;
+    }
     try {
       await loadConfig();
       if (!S.draft) {

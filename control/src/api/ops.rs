@@ -1,6 +1,6 @@
 //! The operator's view of the running gateway: the session banner, the overview (config file,
-//! proxy, Caddy, warnings), and statistics and recent requests read from the proxy's ops
-//! listener with its filters.
+//! proxy, Caddy, warnings), and statistics, client key limits and recent requests read from the
+//! proxy's ops listener with its filters.
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use proxy::ops::contract::RecentQuery;
@@ -125,6 +125,14 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminErro
     let config = state.store.last_good();
     let stats = state.ops.stats(&config).await?;
     with_sorted_keys(&stats)
+}
+
+/// Each client key's windows and budget against their limits, keys in id order.
+pub async fn limits(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
+    let config = state.store.last_good();
+    let mut page = state.ops.limits(&config).await?;
+    page.keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+    with_sorted_keys(&page)
 }
 
 pub async fn requests(

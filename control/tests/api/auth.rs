@@ -230,7 +230,7 @@ async fn a_write_from_another_origin_or_site_is_refused() {
 }
 
 #[actix_web::test]
-async fn without_config_json_nobody_can_log_in_until_the_file_is_created() {
+async fn without_config_json_nobody_can_log_in_until_the_file_is_created_but_the_page_loads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
     let mut settings = control::settings::Settings::for_config(config_path.clone());
@@ -259,6 +259,22 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created() {
     assert_eq!(body["error"]["code"], "config_missing");
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("config.json does not exist"), "{message}");
+    // The UI's own files are served without a login, so the page can say what to do.
+    let base = url.trim_end_matches("api/session");
+    for path in ["", "assets/app.js", "assets/i18n.js", "assets/style.css"] {
+        let file = http
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(file.status(), 200, "{path}");
+    }
+    let config = http
+        .get(format!("{base}api/config"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(config.status(), 503);
 
     write_json(
         &config_path,

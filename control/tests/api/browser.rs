@@ -336,7 +336,7 @@ async fn an_operator_creates_a_key_and_uses_it() {
     browser
         .js("document.getElementById('dialog').close()")
         .await;
-    browser.wait_js("return [...document.querySelectorAll('#keys-table tbody tr')].some(r => r.dataset.keyId === 'browser-key')").await;
+    browser.wait_js("return [...document.querySelectorAll('#key-list .row.key')].some(r => r.dataset.keyId === 'browser-key')").await;
     eventually(
         "the proxy to accept the key created in the browser",
         Duration::from_secs(5),

@@ -21,12 +21,12 @@ fn east_and_west(config: &mut Value) {
     }
 }
 
-fn field(path: &str) -> String {
+pub(crate) fn field(path: &str) -> String {
     format!("[data-path='{path}']")
 }
 
 impl Browser {
-    async fn select(&self, css: &str, value: &str) {
+    pub(crate) async fn select(&self, css: &str, value: &str) {
         self.client
             .find(Locator::Css(css))
             .await
@@ -36,7 +36,7 @@ impl Browser {
             .expect("select");
     }
 
-    async fn value(&self, css: &str) -> String {
+    pub(crate) async fn value(&self, css: &str) -> String {
         self.js(&format!(
             "const e = document.querySelector({css:?}); return e ? e.value : null"
         ))
@@ -47,7 +47,7 @@ impl Browser {
     }
 
     /// A screenshot with `css` in the middle of the window.
-    async fn shot(&self, name: &str, css: &str) {
+    pub(crate) async fn shot(&self, name: &str, css: &str) {
         self.js(&format!(
             "document.querySelector({css:?}).scrollIntoView({{ block: 'center' }})"
         ))
@@ -55,24 +55,30 @@ impl Browser {
         self.screenshot(name).await;
     }
 
-    async fn switch_language(&self, lang: &str) {
+    pub(crate) async fn switch_language(&self, lang: &str) {
         self.select("#lang", lang).await;
         self.wait_js(&format!("return document.getElementById('lang').value === '{lang}' && document.documentElement.lang.startsWith('{lang}')")).await;
     }
 
     /// Every visible control of `page` lies inside the window, and the page does not scroll
     /// sideways.
-    async fn assert_fits_the_window(&self, page: &str) {
-        let outside = self.js(&FITS_THE_WINDOW.replace("PAGE", page)).await;
-        assert_eq!(outside, json!([]), "off-screen on #{page}");
+    pub(crate) async fn assert_fits_the_window(&self, page: &str) {
+        self.assert_fits(&format!("#page-{page}")).await;
+    }
+
+    /// Every visible control under `root` lies inside the window, and the page does not scroll
+    /// sideways.
+    pub(crate) async fn assert_fits(&self, root: &str) {
+        let outside = self.js(&FITS_THE_WINDOW.replace("ROOT", root)).await;
+        assert_eq!(outside, json!([]), "off-screen in {root}");
     }
 }
 
-/// The visible controls and cells of `#page-PAGE` that reach outside the window, and whether
-/// the page scrolls sideways.
+/// The visible controls and cells under `ROOT` that reach outside the window, and whether the
+/// page scrolls sideways.
 const FITS_THE_WINDOW: &str = r#"
 const w = document.documentElement.clientWidth;
-const outside = [...document.querySelectorAll('#page-PAGE :is(input, select, button, .badge, td)')]
+const outside = [...document.querySelectorAll('ROOT :is(input, select, button, .badge, td, progress, pre)')]
   .filter((e) => e.getClientRects().length > 0)
   .filter((e) => { const r = e.getBoundingClientRect(); return r.left < -0.5 || r.right > w + 0.5; })
   .map((e) => e.dataset.path || e.textContent.trim().slice(0, 40) || e.tagName);

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use test_support::InProcessProxy;
 
 pub use test_support::fixtures::{KEY_ID, UPSTREAM_API_KEY};
-pub use test_support::{chat_body, eventually, free_port, wait_until, write_json};
+pub use test_support::{chat_body, eventually, free_port, wait_for, wait_until, write_json};
 
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "correct-horse-battery";

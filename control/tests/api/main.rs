@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod browser;
+mod browser_keys;
 mod browser_pools;
 mod caddy;
 mod config;

@@ -1,5 +1,5 @@
-//! The operator's views: overview, statistics and recent requests from the proxy, upstream
-//! auth verification, and the endpoint tester's relay.
+//! The operator's views: overview, statistics, client key limits and recent requests from the
+//! proxy, upstream auth verification, and the endpoint tester's relay.
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     KEY, KEY_ID, StackOptions, UPSTREAM_API_KEY, chat_body, eventually, spawn_stack,
-    spawn_stack_with,
+    spawn_stack_with, wait_for,
 };
 
 #[actix_web::test]
@@ -40,6 +40,54 @@ async fn statistics_and_recent_requests_come_from_the_proxy_with_its_filters() {
     assert_eq!(rows[0]["status"], 404);
     let by_model: Value = stack.get_json("requests?model=gpt-5-mini").await;
     assert_eq!(by_model["data"].as_array().expect("rows").len(), 1);
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn key_limits_come_from_the_proxy_in_key_id_order() {
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(|c| {
+            c["apiKeys"][1]["limits"] = json!([{"requests": 9, "per": "1h"}]);
+            c["apiKeys"][0]["limits"] = json!([{"requests": 5, "per": "1m"}]);
+            c["apiKeys"][0]["budget"] = json!({"tokens": 1000, "per": "day"});
+            c["apiKeys"][0]["id"] = json!("z-last");
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    assert_eq!(stack.chat(KEY, chat_body(false)).await.status(), 200);
+
+    // Tokens are counted once the answer has been relayed.
+    let page = wait_for(
+        "the budget to count the answer's tokens",
+        Duration::from_secs(5),
+        || async {
+            let page = stack.get_json("limits").await;
+            (page["keys"][1]["budget"]["used"] == 18).then_some(page)
+        },
+    )
+    .await
+    .expect("limits");
+    let ids: Vec<&str> = page["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["key_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["team-b", "z-last"], "{page}");
+    let key = &page["keys"][1];
+    assert_eq!(
+        key["windows"][0],
+        json!({"metered": "requests", "limit": 5, "per_s": 60, "used": 1, "reset_ms": key["windows"][0]["reset_ms"]})
+    );
+    assert!(
+        key["windows"][0]["reset_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0)
+    );
+    assert_eq!(key["budget"]["tokens"], 1000);
+    assert_eq!(key["budget"]["per"], "day");
+    assert_eq!(page["keys"][0]["windows"][0]["used"], 0);
     stack.shutdown().await;
 }
 

@@ -66,7 +66,7 @@ async fn unknown_path_is_an_openai_shaped_404() {
     let app = spawn_app().await;
     let response = app
         .http
-        .post(app.url("/v1/embeddings"))
+        .post(app.url("/v1/audio/speech"))
         .bearer_auth(KEY)
         .send()
         .await
