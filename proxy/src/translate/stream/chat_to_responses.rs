@@ -222,8 +222,12 @@ impl ChatToResponses {
         out.event(kind, sequence, &fields);
     }
 
-    fn response(&self, status: &str, incomplete_details: Value, error: Value) -> Value {
-        let mut done = self.done.clone();
+    /// The `response` object; a final one (not `in_progress`) takes the finished output items.
+    fn response(&mut self, status: &str, incomplete_details: Value, error: Value) -> Value {
+        let mut done = match status {
+            "in_progress" => Vec::new(),
+            _ => std::mem::take(&mut self.done),
+        };
         done.sort_by_key(|(index, _)| *index);
         let head = ResponseHead {
             id: &self.response_id,
