@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::bookkeeping::stats::ErrorClass;
 use crate::config::Metered;
 use crate::downstream::limits::RateHeaders;
+use crate::translate::TranslateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -101,6 +102,8 @@ pub enum ProxyError {
         retry_after: Duration,
         headers: RateHeaders,
     },
+    #[error("{}", .0.message())]
+    Translation(TranslateError),
     #[error("could not authenticate to upstream \"{upstream}\" with auth.mode {mode}: {cause}")]
     UpstreamAuthFailed {
         upstream: String,
@@ -119,8 +122,9 @@ const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const CREDENTIALS_FAILED: &str = "the gateway could not obtain credentials for the upstream";
 
 impl ProxyError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
+            ProxyError::Translation(err) => err.code(),
             ProxyError::MissingClientKey | ProxyError::InvalidClientKey => "invalid_api_key",
             ProxyError::DisabledClientKey => "api_key_disabled",
             ProxyError::ExpiredClientKey => "api_key_expired",
@@ -193,7 +197,9 @@ impl ProxyError {
     }
 
     fn error_type(&self) -> &'static str {
-        if let ProxyError::RateLimited { .. } | ProxyError::KeyRateLimited { .. } = self {
+        if let ProxyError::Translation(err) = self {
+            err.error_type()
+        } else if let ProxyError::RateLimited { .. } | ProxyError::KeyRateLimited { .. } = self {
             "requests"
         } else if let ProxyError::KeyBudgetSpent { .. } = self {
             "insufficient_quota"
@@ -204,8 +210,9 @@ impl ProxyError {
         }
     }
 
-    fn param(&self) -> Option<&'static str> {
+    fn param(&self) -> Option<&str> {
         match self {
+            ProxyError::Translation(err) => err.param(),
             ProxyError::MissingModel
             | ProxyError::ModelNotString
             | ProxyError::ModelNotFound(_)
@@ -245,6 +252,8 @@ impl ProxyError {
             ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
                 ErrorClass::KeyLimited
             }
+            ProxyError::Translation(err) if err.status() < 500 => ErrorClass::BadRequest,
+            ProxyError::Translation(_) => ErrorClass::Upstream5xx,
         }
     }
 }
@@ -333,6 +342,9 @@ impl ResponseError for ProxyError {
             ProxyError::NoDeploymentAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
+            }
+            ProxyError::Translation(err) => {
+                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_GATEWAY)
             }
         }
     }

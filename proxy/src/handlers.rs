@@ -4,30 +4,28 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::SizedStream;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError, web};
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::Bytes;
 use serde::Serialize;
 
 use crate::bookkeeping::accounting::{Accounting, OpenRequest, RequestRecord};
-use crate::bookkeeping::stats::{ErrorClass, Outcome};
+use crate::bookkeeping::stats::Outcome;
 use crate::config::RouteKey;
 use crate::downstream::body::{self as request_body, BodyRules};
 use crate::downstream::body_budget::BodyBudget;
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
 use crate::downstream::limits::{Charge, Limiter, RateHeaders};
 use crate::errors::{OpenAiError, ProxyError};
-use crate::relay::{self, Relay, Watch};
+use crate::relay::answer::{self, ClientTranslation};
 use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
 use crate::rewrite::images::ImageService;
 use crate::snapshot::{Shared, Snapshot};
 use crate::upstream::dispatch::{self, AttemptLog, Dispatch, Dispatched};
+use crate::translate::{TranslatedRequest, Translation};
 use crate::upstream::routing;
-
-/// The response header naming the deployment that served a request: `<upstream>/<deployment>`.
-const GATEWAY_DEPLOYMENT: &str = "x-gateway-deployment";
 
 pub struct AppState {
     pub shared: Arc<Shared>,
@@ -150,9 +148,14 @@ async fn proxy(
     );
     let result = forward(call, &req, &mut payload, &state, &snapshot, &mut open).await;
     let mut response = match result {
-        Ok((dispatched, rate_headers)) => {
-            let mut response = respond(dispatched, &snapshot, open);
-            rate_headers.write(response.headers_mut());
+        Ok(forwarded) => {
+            let mut response = match forwarded.translation {
+                None => answer::respond(forwarded.dispatched, &snapshot, open, None),
+                Some(client) => {
+                    answer::respond_translated(forwarded.dispatched, client, &snapshot, open).await
+                }
+            };
+            forwarded.rate_headers.write(response.headers_mut());
             response
         }
         Err(err) => {
@@ -176,6 +179,14 @@ async fn proxy(
     response
 }
 
+/// What `forward` hands to the answer: the upstream's response, the key's rate headers, and
+/// the translation the client's API needs.
+struct Forwarded {
+    dispatched: Dispatched,
+    rate_headers: RateHeaders,
+    translation: Option<ClientTranslation>,
+}
+
 /// Authenticates, reads and rewrites the body, and dispatches it over the model's pool.
 async fn forward(
     call: Call<'_>,
@@ -184,7 +195,7 @@ async fn forward(
     state: &AppState,
     snapshot: &Snapshot,
     open: &mut OpenRequest,
-) -> Result<(Dispatched, RateHeaders), ProxyError> {
+) -> Result<Forwarded, ProxyError> {
     let record = &mut open.record;
     let key = snapshot.client_keys.authenticate(req.headers())?;
     record.key_id = Some(key.id.clone());
@@ -224,6 +235,16 @@ async fn forward(
         });
     }
 
+    let translation = Translation::for_call(&config.models[model], call.route);
+    let (body, inspected, include_usage) = match translation {
+        None => (body, inspected, false),
+        Some(translation) => {
+            let translated = translate_off_reactor(translation, body).await?;
+            let body = Bytes::from(translated.body);
+            let inspected = request_body::inspect_off_reactor(&body, None).await?;
+            (body, inspected, translated.include_usage)
+        }
+    };
     let prepared = rewrite::upstream_body(
         body,
         &inspected,
@@ -266,67 +287,36 @@ async fn forward(
     record.ttfb = Some(exchange.ttfb);
     record.status = exchange.response.status().as_u16();
     record.upstream_request_id = headers::upstream_request_id(exchange.response.headers());
-    Ok((dispatched, rate_headers))
+    Ok(Forwarded {
+        dispatched,
+        rate_headers,
+        translation: translation.map(|t| ClientTranslation {
+            translation: t,
+            include_usage,
+        }),
+    })
 }
 
-/// Passes the upstream status, useful headers and body through; the body is relayed, not read.
-/// `x-gateway-deployment` names the deployment that answered.
-fn respond(dispatched: Dispatched, snapshot: &Snapshot, open: OpenRequest) -> HttpResponse {
-    let Dispatched { exchange, speaks } = dispatched;
-    let mut response = exchange.response;
-    let status = response.status();
-    let on_complete = if status.is_success() {
-        Outcome::Succeeded
-    } else if status.is_client_error() {
-        Outcome::Failed(ErrorClass::Upstream4xx)
-    } else {
-        Outcome::Failed(ErrorClass::Upstream5xx)
-    };
-    let content_type = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let watch = Watch::for_content_type(content_type, speaks, status.is_success());
-    let is_stream = matches!(watch, Watch::Sse { .. });
-    let upstream_length = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let content_length = upstream_length.filter(|_| !is_stream);
+/// Bodies larger than this are translated on the blocking pool.
+const TRANSLATE_INLINE_MAX: usize = 256 * 1024;
 
-    let mut builder = HttpResponse::build(status);
-    headers::copy_response_headers(response.headers(), &mut builder);
-    if is_stream {
-        builder.insert_header(("x-accel-buffering", "no"));
-    }
-    if let (Some(upstream), Some(name)) = (&open.record.upstream, &open.record.deployment) {
-        let served_by = format!(
-            "{}/{}",
-            routing::path_segment(upstream),
-            routing::path_segment(name)
-        );
-        builder.insert_header((GATEWAY_DEPLOYMENT, served_by));
-    }
-    let settings = &snapshot.config.server.upstream;
-    let deadline = open.record.deadline;
-    let upstream_body = relay::UpstreamBody {
-        payload: response.take_payload(),
-        expected_len: upstream_length,
-        lease: exchange.lease,
+/// A translation of the client's body, off the async worker when the body is large.
+async fn translate_off_reactor(
+    translation: Translation,
+    body: Bytes,
+) -> Result<TranslatedRequest, ProxyError> {
+    let inline = body.len() <= TRANSLATE_INLINE_MAX;
+    let translate = move || {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|err| ProxyError::InvalidJson(err.to_string()))?;
+        translation.request(value).map_err(ProxyError::Translation)
     };
-    let relay = Relay::new(
-        upstream_body,
-        watch,
-        settings.idle_timeout,
-        deadline,
-        on_complete,
-        open,
-    );
-    match content_length {
-        Some(len) => builder.body(SizedStream::new(len, relay)),
-        None => builder.streaming(relay),
+    if inline {
+        return translate();
+    }
+    match tokio::task::spawn_blocking(translate).await {
+        Ok(result) => result,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! instead of growing a buffer), watched for usage, bounded by the idle and total timeouts, and
 //! accounted exactly once however it ends. Never holds a body, never alters a byte it forwards.
 
+pub mod answer;
 pub mod sse;
 pub mod usage;
 
@@ -21,6 +22,7 @@ use self::usage::JSON_TAIL_BYTES;
 use crate::bookkeeping::accounting::OpenRequest;
 use crate::bookkeeping::stats::{ErrorClass, Outcome};
 use crate::config::RouteKey;
+use crate::translate::stream::StreamTranslator;
 use crate::upstream::transport::PooledLease;
 
 /// What the relay looks at in the bytes it forwards.
@@ -128,6 +130,9 @@ pub struct Relay {
     /// The request's place among the pooled upstream connections; dropped after `payload`
     /// (fields drop in order), when the connection is idle again.
     _lease: Option<PooledLease>,
+    /// Set when the client speaks the other API than the upstream: what it gets is the
+    /// translation of each event, not the upstream's bytes.
+    translator: Option<StreamTranslator>,
     closed: bool,
     /// Set when a chunk completes the body: the next poll yields once, so that the chunk goes
     /// out to the client before the books are closed on the upstream body's end.
@@ -161,9 +166,16 @@ impl Relay {
             received: 0,
             request,
             _lease: lease,
+            translator: None,
             closed: false,
             flush_first: false,
         }
+    }
+
+    /// The relay of an event stream the client reads in the other API's format.
+    pub fn translating(mut self, translator: StreamTranslator) -> Relay {
+        self.translator = Some(translator);
+        self
     }
 
     fn close_books(&mut self, outcome: Outcome, error: Option<String>) {
@@ -205,6 +217,9 @@ impl Relay {
     ) -> Poll<Option<Result<Bytes, RelayError>>> {
         self.closed = true;
         self.close_books(Outcome::Failed(class), Some(message.clone()));
+        if let Some(translator) = &mut self.translator {
+            return Poll::Ready(Some(Ok(Bytes::from(translator.fail(code, &message)))));
+        }
         match &self.watch {
             Watch::Sse { scanner, speaks } => {
                 let event = sse::error_event(*speaks, code, &message, scanner.mid_line());
@@ -236,7 +251,16 @@ impl Stream for Relay {
                 this.received += chunk.len() as u64;
                 this.watch.observe(&chunk);
                 this.flush_first = this.complete();
-                Poll::Ready(Some(Ok(chunk)))
+                let Some(translator) = &mut this.translator else {
+                    return Poll::Ready(Some(Ok(chunk)));
+                };
+                let translated = translator.feed(&chunk);
+                if translated.is_empty() {
+                    // No event completed: nothing to send yet, read on.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(Bytes::from(translated))))
             }
             Poll::Ready(Some(Err(err))) => {
                 tracing::debug!(request_id = %this.request.record.request_id, error = %err, "upstream body failed");

@@ -23,3 +23,53 @@ mod golden;
 
 pub use error::TranslateError;
 pub use request::{TranslatedRequest, chat_to_responses, responses_to_chat};
+
+use crate::config::{Model, RouteKey, RouteOverride};
+use stream::StreamTranslator;
+
+/// Which way a call is translated: the client's API to the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// A chat client of a model the upstream serves through Responses.
+    ChatToResponses,
+    /// A Responses client of a model the upstream serves through chat completions.
+    ResponsesToChat,
+}
+
+impl Translation {
+    /// The translation a call of `route` needs: when `model` overrides the route with the other
+    /// of the two text routes. An override by path changes only the URL.
+    pub fn for_call(model: &Model, route: RouteKey) -> Option<Translation> {
+        match (route, model.routes.get(&route).or(model.any_route.as_ref())) {
+            (RouteKey::ChatCompletions, Some(RouteOverride::Route(RouteKey::Responses))) => {
+                Some(Translation::ChatToResponses)
+            }
+            (RouteKey::Responses, Some(RouteOverride::Route(RouteKey::ChatCompletions))) => {
+                Some(Translation::ResponsesToChat)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn request(self, body: serde_json::Value) -> Result<TranslatedRequest, TranslateError> {
+        match self {
+            Translation::ChatToResponses => chat_to_responses(body),
+            Translation::ResponsesToChat => responses_to_chat(body),
+        }
+    }
+
+    /// A whole (non-streaming) successful answer of the upstream, as the client's.
+    pub fn answer(self, body: &[u8]) -> Result<Vec<u8>, TranslateError> {
+        match self {
+            Translation::ChatToResponses => answer::responses_to_chat_completion(body),
+            Translation::ResponsesToChat => answer::chat_completion_to_response(body),
+        }
+    }
+
+    pub fn stream(self, include_usage: bool) -> StreamTranslator {
+        match self {
+            Translation::ChatToResponses => StreamTranslator::responses_to_chat(include_usage),
+            Translation::ResponsesToChat => StreamTranslator::chat_to_responses(),
+        }
+    }
+}
