@@ -1,7 +1,7 @@
 //! The overview's warnings: what the operator should act on, drawn from facts the overview
-//! gathered (admin login, the config file, the proxy's status and its Redis for key limits,
-//! Caddy). A pure function: no I/O,
-//! the same facts always give the same warnings in the same order.
+//! gathered (admin login, the config file, the proxy's status and the Redis of its key limits,
+//! Caddy). A pure function: no I/O, the same facts always give the same warnings in the same
+//! order.
 
 use proxy::config::Config;
 use proxy::ops::contract::{LimitsFailMode, LimitsStatus, LimitsStore, Status};
