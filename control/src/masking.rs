@@ -1,5 +1,8 @@
 //! Secrets in the admin API: every secret of a config is replaced by a mask before it leaves
-//! control, and a mask sent back means "keep the value on disk". Never returns a secret.
+//! control, and a mask sent back means "keep the value on disk". Never returns a secret. The
+//! Redis URL of `limits.redis` is masked in its password only, so its host stays readable.
+
+use std::ops::Range;
 
 use proxy::config::ConfigIssue;
 use proxy::config::raw::{RawAuth, RawConfig};
@@ -18,7 +21,26 @@ fn mask_auth(auth: &mut RawAuth) {
     mask(&mut auth.api_key);
 }
 
-/// The config with client keys, the admin password, client secrets and upstream api-keys masked.
+/// Where the password of a `scheme://[user]:password@host...` URL is: after the first `:` of
+/// the user info, up to the last `@` (a password may hold `:` and `@`). `None` without a
+/// password. An `@` further on (in a query) makes more of the URL count as the password: more
+/// is masked, never less.
+fn password_range(url: &str) -> Option<Range<usize>> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let at = start + url[start..].rfind('@')?;
+    let colon = start + url[start..at].find(':')?;
+    (colon + 1 < at).then_some(colon + 1..at)
+}
+
+/// `rediss://:********@cache.example.net:6380`: the URL with its password masked.
+fn mask_url_password(url: &mut String) {
+    if let Some(range) = password_range(url) {
+        url.replace_range(range, MASK);
+    }
+}
+
+/// The config with client keys, the admin password, client secrets, upstream api-keys and the
+/// Redis URL's password masked.
 pub fn masked(raw: &RawConfig) -> RawConfig {
     let mut raw = raw.clone();
     mask(&mut raw.server.admin_auth.password);
@@ -30,6 +52,9 @@ pub fn masked(raw: &RawConfig) -> RawConfig {
         if let Some(auth) = upstream.auth.as_mut() {
             mask_auth(auth);
         }
+    }
+    if let Some(url) = raw.limits.redis.as_mut() {
+        mask_url_password(url);
     }
     raw
 }
@@ -100,7 +125,34 @@ pub fn unmask(submitted: &mut RawConfig, stored: Option<&RawConfig>) -> Vec<Conf
             format!("upstreams[{i}].auth.apiKey"),
         );
     }
+
+    if let Some(url) = submitted.limits.redis.as_mut() {
+        let stored_url = stored.and_then(|s| s.limits.redis.as_deref());
+        if let Err(issue) = restore_url_password(url, stored_url) {
+            issues.push(issue);
+        }
+    }
     issues
+}
+
+/// Puts the stored URL's password in place of a masked one, whatever else of the URL changed
+/// (as a masked api-key stays with its upstream when the base URL changes).
+fn restore_url_password(submitted: &mut String, stored: Option<&str>) -> Result<(), ConfigIssue> {
+    let Some(range) = password_range(submitted).filter(|r| submitted[r.clone()] == *MASK) else {
+        return Ok(());
+    };
+    match stored.and_then(|url| password_range(url).map(|r| &url[r])) {
+        Some(password) => {
+            submitted.replace_range(range, password);
+            Ok(())
+        }
+        None => Err(ConfigIssue {
+            path: "limits.redis".into(),
+            message: "has a masked password, but there is no stored password it stands for; \
+                      enter the password"
+                .into(),
+        }),
+    }
 }
 
 /// The stored entry a submitted entry continues: the one with the same name, else the one at
@@ -179,7 +231,8 @@ mod tests {
                 "upstreams": [
                     {"name": "u1", "baseUrl": "https://x.openai.azure.com",
                      "auth": {"mode": "apiKey", "apiKey": "azure-key-stored"}}
-                ]
+                ],
+                "limits": {"redis": "rediss://:redis-pw-stored@cache.redis.cache.windows.net:6380"}
             })
             .to_string()
             .as_bytes(),
@@ -196,6 +249,7 @@ mod tests {
             "sk-a-stored",
             "sk-b-stored",
             "azure-key-stored",
+            "redis-pw-stored",
         ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
@@ -222,6 +276,7 @@ mod tests {
             .as_ref()
             .map(|a| a.api_key.as_str());
         assert_eq!(upstream_auth, Some("azure-key-stored"));
+        assert_eq!(submitted.limits.redis, stored.limits.redis);
     }
 
     #[test]
@@ -273,5 +328,76 @@ mod tests {
             .unwrap_or_default();
         assert!(unmask_auth(&mut auth, Some(&stored), Some("u1")).is_empty());
         assert_eq!(auth.api_key, "azure-key-stored");
+    }
+
+    fn masked_url(url: &str) -> String {
+        let mut url = url.to_string();
+        mask_url_password(&mut url);
+        url
+    }
+
+    #[test]
+    fn a_redis_url_shows_everything_but_its_password() {
+        assert_eq!(
+            masked(&stored()).limits.redis.as_deref(),
+            Some("rediss://:********@cache.redis.cache.windows.net:6380")
+        );
+        assert_eq!(
+            masked_url("redis://gateway:pw@10.0.0.4:6379/2"),
+            "redis://gateway:********@10.0.0.4:6379/2"
+        );
+        // A password may hold `:` and `@` when written without percent-encoding.
+        assert_eq!(
+            masked_url("redis://:p:w@rd@cache:6379"),
+            "redis://:********@cache:6379"
+        );
+        for plain in [
+            "redis://cache:6379",
+            "redis://gateway@cache:6379/1",
+            "redis://:@cache",
+        ] {
+            assert_eq!(masked_url(plain), plain);
+        }
+    }
+
+    #[test]
+    fn a_masked_redis_password_keeps_the_stored_one_when_the_host_changes() {
+        let stored = stored();
+        let mut submitted = masked(&stored);
+        submitted.limits.redis =
+            Some("rediss://:********@other.redis.cache.windows.net:6380".into());
+        assert!(unmask(&mut submitted, Some(&stored)).is_empty());
+        assert_eq!(
+            submitted.limits.redis.as_deref(),
+            Some("rediss://:redis-pw-stored@other.redis.cache.windows.net:6380")
+        );
+    }
+
+    #[test]
+    fn a_typed_redis_url_is_taken_as_sent() {
+        let stored = stored();
+        let mut submitted = masked(&stored);
+        submitted.limits.redis = Some("redis://:new-pw@cache:6379".into());
+        assert!(unmask(&mut submitted, Some(&stored)).is_empty());
+        assert_eq!(
+            submitted.limits.redis.as_deref(),
+            Some("redis://:new-pw@cache:6379")
+        );
+    }
+
+    #[test]
+    fn a_masked_redis_password_without_a_stored_one_is_an_issue() {
+        let mut stored = stored();
+        stored.limits.redis = Some("redis://cache:6379".into());
+        let mut submitted = masked(&stored);
+        submitted.limits.redis = Some("redis://:********@cache:6379".into());
+        let issues = unmask(&mut submitted, Some(&stored));
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].path, "limits.redis");
+        assert!(
+            unmask(&mut submitted, None)
+                .iter()
+                .any(|i| i.path == "limits.redis")
+        );
     }
 }

@@ -1,9 +1,10 @@
 //! The overview's warnings: what the operator should act on, drawn from facts the overview
-//! gathered (admin login, the config file, the proxy's status, Caddy). A pure function: no I/O,
-//! the same facts always give the same warnings in the same order.
+//! gathered (admin login, the config file, the proxy's status and the Redis of its key limits,
+//! Caddy). A pure function: no I/O, the same facts always give the same warnings in the same
+//! order.
 
 use proxy::config::Config;
-use proxy::ops::contract::Status;
+use proxy::ops::contract::{LimitsFailMode, LimitsStatus, LimitsStore, Status};
 use serde::Serialize;
 
 use crate::caddy::loader::LoaderStatus;
@@ -120,9 +121,32 @@ fn proxy(status: Result<&Status, &AdminError>, out: &mut Vec<Warning>) {
                     Some(joined(&rejected.issues)),
                 ));
             }
+            limits_store(&status.limits, out);
         }
         Err(err) => out.push(warning("proxy_unreachable", err.to_string(), None)),
     }
+}
+
+/// Redis is configured for the key limits but does not answer: what the proxy does meanwhile
+/// depends on `limits.failMode`.
+fn limits_store(limits: &LimitsStatus, out: &mut Vec<Warning>) {
+    if limits.store != LimitsStore::Redis || limits.redis_reachable != Some(false) {
+        return;
+    }
+    out.push(match limits.fail_mode {
+        LimitsFailMode::Open => warning(
+            "redis_unreachable_open",
+            "Redis, where key limits are counted, does not answer: each replica counts them on \
+             its own until it is back (limits.failMode is open).",
+            None,
+        ),
+        LimitsFailMode::Closed => warning(
+            "redis_unreachable_closed",
+            "Redis, where key limits are counted, does not answer: requests of keys with limits \
+             are refused until it is back (limits.failMode is closed).",
+            None,
+        ),
+    });
 }
 
 fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Warning>) {
@@ -396,6 +420,56 @@ mod tests {
             warning.message.contains("connection refused"),
             "{warning:?}"
         );
+    }
+
+    fn redis_status(reachable: Option<bool>, fail_mode: LimitsFailMode) -> Status {
+        let mut status = status(None);
+        status.limits = LimitsStatus {
+            store: LimitsStore::Redis,
+            redis_reachable: reachable,
+            since_ms: 1,
+            fail_mode,
+        };
+        status
+    }
+
+    #[test]
+    fn an_unreachable_redis_says_what_happens_to_keys_with_limits() {
+        let open = warnings_with(|s| s.proxy = Ok(redis_status(Some(false), LimitsFailMode::Open)));
+        let warning = only(&open);
+        assert_eq!(warning.code, "redis_unreachable_open");
+        assert!(
+            warning
+                .message
+                .contains("each replica counts them on its own until it is back"),
+            "{warning:?}"
+        );
+
+        let closed =
+            warnings_with(|s| s.proxy = Ok(redis_status(Some(false), LimitsFailMode::Closed)));
+        let warning = only(&closed);
+        assert_eq!(warning.code, "redis_unreachable_closed");
+        assert!(
+            warning
+                .message
+                .contains("requests of keys with limits are refused"),
+            "{warning:?}"
+        );
+    }
+
+    #[test]
+    fn a_reachable_redis_or_counting_in_the_process_is_no_warning() {
+        for reachable in [Some(true), None] {
+            let warnings =
+                warnings_with(|s| s.proxy = Ok(redis_status(reachable, LimitsFailMode::Closed)));
+            assert_eq!(warnings, Vec::new(), "reachable: {reachable:?}");
+        }
+        let in_process = warnings_with(|s| {
+            let mut status = redis_status(Some(false), LimitsFailMode::Closed);
+            status.limits.store = LimitsStore::Process;
+            s.proxy = Ok(status);
+        });
+        assert_eq!(in_process, Vec::new());
     }
 
     #[test]

@@ -266,7 +266,8 @@
   function fillStaticFields() {
     $$('main [data-path]').forEach((el) => {
       if (el.closest('.rows')) return;
-      showFieldValue(el, getPath(S.draft, el.dataset.path));
+      const value = getPath(S.draft, el.dataset.path);
+      showFieldValue(el, value === undefined && 'default' in el.dataset ? el.dataset.default : value);
       durationHint(el);
     });
     showAuthFields();
@@ -359,6 +360,7 @@
   // ---------- validation issues ----------
   const PAGE_OF = [
     [/^server\.(adminAuth|adminPath|host|port|ops)/, 'server'],
+    [/^limits/, 'server'],
     [/^server\.caddy/, 'tls'],
     [/^server\.imageCompression/, 'images'],
     [/^server\.upstream/, 'timeouts'],
@@ -526,6 +528,8 @@
     }
     fact(k, 'HTTPS', caddy.tls_enabled ? caddy.domain : t('overview.off'));
 
+    renderLimitsStore(status.proxy.reachable ? status.proxy.status.limits : null);
+
     const tr = clear($('#facts-traffic'));
     if (stats && stats.total) {
       const tot = stats.total;
@@ -538,6 +542,21 @@
       fact(tr, t('overview.state'), '—');
     }
     if (stats !== undefined) renderPoolAlerts(stats);
+  }
+
+  // Where the proxy counts the key limits, and while that is Redis, whether it answers.
+  function renderLimitsStore(limits) {
+    const l = clear($('#facts-limits'));
+    if (!limits) { fact(l, t('overview.state'), '—'); return; }
+    const redis = limits.store === 'redis';
+    fact(l, t('limits.counted'), redis ? t('limits.inRedis') : t('limits.inProcess'));
+    if (redis) {
+      const reachable = limits.redis_reachable;
+      fact(l, 'Redis', reachable === true ? badge(t('overview.reachable'), 'ok')
+        : reachable === false ? badge(t('overview.unreachable'), 'bad') : badge(t('overview.unknown'), ''));
+    }
+    fact(l, t('limits.since'), when(limits.since_ms));
+    if (redis) fact(l, t('limits.failMode'), t('limits.failMode.' + limits.fail_mode));
   }
 
   // ---------- models and upstreams ----------

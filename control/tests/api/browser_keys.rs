@@ -30,7 +30,7 @@ impl Browser {
     }
 
     /// Reloads the page and waits until it is ready again.
-    async fn reload(&self) {
+    pub(crate) async fn reload(&self) {
         self.js("window.beforeReload = true").await;
         self.client.refresh().await.expect("reload");
         self.wait_js(

@@ -9,8 +9,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    ADMIN_PASSWORD, CLIENT_SECRET, KEY, KEY_ID, UPSTREAM_API_KEY, eventually, spawn_stack,
-    write_json,
+    ADMIN_PASSWORD, CLIENT_SECRET, KEY, KEY_ID, StackOptions, UPSTREAM_API_KEY, eventually,
+    free_port, spawn_stack, spawn_stack_with, write_json,
 };
 
 #[actix_web::test]
@@ -64,6 +64,70 @@ async fn masked_secrets_sent_back_keep_the_stored_values() {
     assert_eq!(disk["apiKeys"][0]["key"], KEY);
     assert_eq!(disk["auth"]["apiKey"], UPSTREAM_API_KEY);
     assert_eq!(disk["upstreams"][1]["auth"]["clientSecret"], CLIENT_SECRET);
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn the_redis_url_shows_its_host_and_keeps_its_password_through_a_save() {
+    let port = free_port();
+    let url = format!("redis://:redis-secret-pw@127.0.0.1:{port}/0");
+    let stored = url.clone();
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(move |c| c["limits"] = json!({"redis": stored})),
+        ..StackOptions::default()
+    })
+    .await;
+    let text = stack
+        .get("config")
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        !text.contains("redis-secret-pw"),
+        "the password leaked: {text}"
+    );
+    let (mut config, etag) = stack.config().await;
+    let masked = format!("redis://:********@127.0.0.1:{port}/0");
+    assert_eq!(config["limits"]["redis"], masked.as_str());
+    assert_eq!(config["limits"]["failMode"], "open");
+
+    config["limits"]["failMode"] = json!("closed");
+    let validation: Value = stack
+        .write(Method::POST, "config/validate")
+        .json(&config)
+        .send()
+        .await
+        .expect("validate")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(validation["valid"], true, "{validation}");
+    let response = stack.save(&config, &etag).await;
+    assert_eq!(response.status(), 200);
+    let saved: Value = response.json().await.expect("json");
+    assert_eq!(saved["config"]["limits"]["redis"], masked.as_str());
+    let disk = stack.on_disk();
+    assert_eq!(disk["limits"], json!({"redis": url, "failMode": "closed"}));
+
+    // The overview: counted in Redis, which does not answer, and the warning of failMode closed.
+    eventually(
+        "the overview to show Redis unreachable",
+        Duration::from_secs(5),
+        || async {
+            let status = stack.get_json("status").await;
+            let limits = &status["proxy"]["status"]["limits"];
+            limits["store"] == "redis"
+                && limits["redis_reachable"] == false
+                && limits["fail_mode"] == "closed"
+                && status["warnings"]
+                    .as_array()
+                    .is_some_and(|w| w.iter().any(|w| w["code"] == "redis_unreachable_closed"))
+        },
+    )
+    .await;
     stack.shutdown().await;
 }
 

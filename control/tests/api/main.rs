@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod browser;
 mod browser_keys;
+mod browser_limits;
 mod browser_pools;
 mod caddy;
 mod config;
