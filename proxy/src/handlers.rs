@@ -23,8 +23,8 @@ use crate::rewrite;
 use crate::rewrite::headers::{self, REQUEST_ID};
 use crate::rewrite::images::ImageService;
 use crate::snapshot::{Shared, Snapshot};
-use crate::upstream::dispatch::{self, AttemptLog, Dispatch, Dispatched};
 use crate::translate::{TranslatedRequest, Translation};
+use crate::upstream::dispatch::{self, AttemptLog, Dispatch, Dispatched};
 use crate::upstream::routing;
 
 pub struct AppState {

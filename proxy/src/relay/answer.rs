@@ -112,10 +112,12 @@ pub async fn respond_translated(
     }
     let mut response = dispatched.exchange.response;
     let status = response.status();
-    let wait = open.record.deadline.map_or(
-        snapshot.config.server.upstream.idle_timeout,
-        |deadline| deadline.saturating_duration_since(Instant::now()),
-    );
+    let wait = open
+        .record
+        .deadline
+        .map_or(snapshot.config.server.upstream.idle_timeout, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
     let read = actix_rt::time::timeout(wait, response.body().limit(MAX_TRANSLATED_ANSWER)).await;
     let upstream = open.record.upstream.clone().unwrap_or_default();
     let translated = match read {

@@ -19,4 +19,5 @@ mod shared_limits;
 mod stats;
 mod streaming;
 mod timeouts;
+mod translation;
 mod uploads;

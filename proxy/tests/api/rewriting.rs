@@ -131,14 +131,20 @@ async fn client_credentials_in_the_query_are_dropped_and_api_version_is_the_rout
 }
 
 #[actix_web::test]
-async fn a_model_route_override_changes_only_the_url() {
-    let app = spawn_app().await;
-    let sent = json!({"model": "via-responses", "input": "hi"});
+async fn a_model_path_override_changes_only_the_url() {
+    let app = spawn_app_with_config(|config| {
+        config["models"].as_array_mut().expect("models").push(
+            json!({"id": "to-path", "upstream": "fake", "targetModel": "dep-p",
+                "routes": {"chat/completions": "/openai/v1/responses"}}),
+        );
+    })
+    .await;
+    let sent = json!({"model": "to-path", "input": "hi"});
     let response = app.chat(sent.clone()).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["object"], "response");
     let received = &app.fake.requests()[0];
     assert_eq!(received.path, "/openai/v1/responses");
-    assert_eq!(received.json(), json!({"model": "dep-r", "input": "hi"}));
+    assert_eq!(received.json(), json!({"model": "dep-p", "input": "hi"}));
 }
