@@ -1247,6 +1247,72 @@ mod tests {
         assert!(!pool_met(&clean, &leaked));
     }
 
+    fn limits_result(p50s_us: &[(LimitCase, u64)], redis_valid: bool) -> KeyLimitsResult {
+        let rows = p50s_us
+            .iter()
+            .map(|&(case, us)| {
+                (
+                    case,
+                    Dist::new(vec![us * 1000 - 500, us * 1000, us * 1000 + 500]),
+                )
+            })
+            .collect();
+        let with_redis = p50s_us.iter().any(|(c, _)| *c == LimitCase::Redis);
+        KeyLimitsResult {
+            rows,
+            failures: Failures::default(),
+            rounds: 10,
+            redis_version: (with_redis && redis_valid).then(|| "7.0.15".into()),
+            redis_note: (!with_redis || !redis_valid).then(|| "no redis-server found".into()),
+        }
+    }
+
+    fn key_limits_verdicts(r: KeyLimitsResult) -> Vec<bool> {
+        let results = Results {
+            key_limits: Some(r),
+            ..Results::default()
+        };
+        verdicts(&results).iter().map(|v| v.met).collect()
+    }
+
+    #[test]
+    fn key_limits_targets_compare_in_process_to_none_and_redis_to_in_process() {
+        use LimitCase::*;
+        let met = |none, in_process, redis| {
+            key_limits_verdicts(limits_result(
+                &[
+                    (NoLimits, none),
+                    (InProcess, in_process),
+                    (RedisProxyNoLimits, none),
+                    (Redis, redis),
+                ],
+                true,
+            ))
+        };
+        assert_eq!(met(200, 205, 355), vec![true, true]);
+        assert_eq!(met(200, 190, 300), vec![true, true]);
+        assert_eq!(met(200, 206, 300), vec![false, true]);
+        assert_eq!(met(200, 200, 351), vec![true, false]);
+        let invalid = limits_result(&[(NoLimits, 200), (InProcess, 200), (Redis, 210)], false);
+        assert_eq!(key_limits_verdicts(invalid), vec![true, false]);
+    }
+
+    #[test]
+    fn without_redis_the_section_says_so_and_has_no_redis_row() {
+        let r = limits_result(
+            &[(LimitCase::NoLimits, 200), (LimitCase::InProcess, 203)],
+            true,
+        );
+        let mut s = String::new();
+        render_key_limits(&mut s, &r);
+        assert!(s.contains("Note: no redis-server found."), "{s}");
+        assert!(!s.contains("| limits counted in Redis |"), "{s}");
+        assert!(
+            s.contains("| limits counted in the process | the benchmark's proxy |"),
+            "{s}"
+        );
+    }
+
     fn burst(completed: usize, slowest_ms: u64) -> ManyStreamsResult {
         ManyStreamsResult {
             via: Via::Proxy,
