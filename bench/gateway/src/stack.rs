@@ -287,9 +287,9 @@ pub fn limited_key_policy() -> serde_json::Value {
     })
 }
 
-/// The proxy's config.json: an Azure api-key, two client keys (one with limits), the fake as the upstream (and
-/// the tap in front of it as a second one), the two pools of scenario 8, and the variant's
-/// connection pool. With [`PoolSettings::Unbounded`], the pool lets go of idle connections
+/// The proxy's config.json: an Azure api-key, two client keys (one with limits), the fake as
+/// the upstream (and the tap in front of it as a second one), the two pools of scenario 8, and
+/// the variant's connection pool. With [`PoolSettings::Unbounded`], the pool lets go of idle connections
 /// before the fake (like any actix server) closes them after 5 s, as it must with any upstream,
 /// or a request may go out on a connection the fake is closing.
 pub fn proxy_config(
