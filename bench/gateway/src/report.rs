@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::key_limits::{KeyLimitsResult, LimitCase};
 use crate::load::Dist;
 use crate::scenarios::{
     IdleRow, ImageResult, LatencyResult, ManyStreamsResult, POOL_CONNECTIONS, PoolResult, PoolRow,
@@ -91,6 +92,7 @@ pub struct Results {
     pub reload: Option<ReloadResult>,
     pub image: Option<ImageResult>,
     pub pool: Option<PoolResult>,
+    pub key_limits: Option<KeyLimitsResult>,
     pub errors: Vec<String>,
 }
 
@@ -138,6 +140,28 @@ fn secs(d: Option<Duration>) -> String {
 /// Tolerances of the targets of scenarios 4 (with the original pool settings) and 8.
 const SLOWEST_STREAM_MARGIN: Duration = Duration::from_millis(500);
 const POOL_P50_MARGIN_NS: u64 = 1_000_000;
+
+/// Targets of scenario 9: what counting a key's limits may add to the p50.
+const IN_PROCESS_LIMITS_NS: i64 = 5_000;
+const REDIS_LIMITS_NS: i64 = 150_000;
+
+/// Scenario 9's p50 differences: limits in the process against no limits, and limits in Redis
+/// against limits in the process (when measured, and valid).
+struct LimitsCosts {
+    in_process: Option<i64>,
+    redis: Option<i64>,
+}
+
+fn limits_costs(r: &KeyLimitsResult) -> LimitsCosts {
+    let p50 = |case| r.row(case).map(|d| d.q(0.5));
+    let none = p50(LimitCase::NoLimits);
+    let in_process = p50(LimitCase::InProcess);
+    let redis = p50(LimitCase::Redis).filter(|_| r.redis_version.is_some());
+    LimitsCosts {
+        in_process: in_process.zip(none).map(|(a, b)| diff(a, b)),
+        redis: redis.zip(in_process).map(|(a, b)| diff(a, b)),
+    }
+}
 
 /// The slowest stream of the run with the original pool settings, and direct's.
 fn original_pool_streams(results: &Results) -> Option<(&ManyStreamsResult, Option<Duration>)> {
@@ -299,6 +323,41 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
             met: pool_met(clean, throttled),
         });
     }
+    if let Some(r) = &results.key_limits {
+        let costs = limits_costs(r);
+        let p50 = |case| r.row(case).map_or_else(|| "–".into(), |d| us(d.q(0.5)));
+        if let Some(added) = costs.in_process {
+            out.push(Verdict {
+                target: "a key with limits counted in the process: p50 within 5 µs of a key \
+                         without limits (one request at a time)"
+                    .into(),
+                measured: format!(
+                    "p50 {} vs {} ({})",
+                    p50(LimitCase::InProcess),
+                    p50(LimitCase::NoLimits),
+                    us_signed(added)
+                ),
+                met: added <= IN_PROCESS_LIMITS_NS,
+            });
+        }
+        if r.row(LimitCase::Redis).is_some() {
+            out.push(Verdict {
+                target: "the same limits counted in Redis: p50 ≤ 150 µs more than counted in \
+                         the process"
+                    .into(),
+                measured: match costs.redis {
+                    Some(added) => format!(
+                        "p50 {} vs {} ({})",
+                        p50(LimitCase::Redis),
+                        p50(LimitCase::InProcess),
+                        us_signed(added)
+                    ),
+                    None => r.redis_note.clone().unwrap_or_default(),
+                },
+                met: costs.redis.is_some_and(|added| added <= REDIS_LIMITS_NS),
+            });
+        }
+    }
     for row in &results.idle {
         if let Some(kib) = row.rss_kib
             && (row.name == "proxy" || row.name == "control")
@@ -442,6 +501,9 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     }
     if let Some(pool) = &results.pool {
         render_pool(&mut s, pool);
+    }
+    if let Some(r) = &results.key_limits {
+        render_key_limits(&mut s, r);
     }
     if !results.errors.is_empty() {
         let _ = writeln!(s, "### Not measured\n");
@@ -800,6 +862,115 @@ fn render_many(s: &mut String, results: &Results) {
     }
 }
 
+fn render_key_limits(s: &mut String, r: &KeyLimitsResult) {
+    let n = r.rows.first().map_or(0, |(_, d)| d.len());
+    let _ = writeln!(s, "### 9. Key limits: the cost of counting\n");
+    let _ = writeln!(
+        s,
+        "Scenario 1's method through the proxy only: model `{model}`, the same small chat \
+         completion, one request at a time on one keep-alive connection, {n} requests per case \
+         after 300 warm-up requests, in {rounds} interleaved rounds (each round starting with the \
+         next case). The config holds two client keys: one without limits, and one with `{policy}`, \
+         far above what the run sends, so every request is checked and counted and none is \
+         refused. Failed requests: {failures}.\n",
+        model = stack::MODEL,
+        rounds = r.rounds,
+        policy = stack::limited_key_policy(),
+        failures = r.failures.describe()
+    );
+    match &r.redis_version {
+        Some(version) => {
+            let _ = writeln!(
+                s,
+                "`limits.redis` applies to the whole config, so the Redis cases run on a second \
+                 proxy (a process of its own, same binary and same config plus `\"limits\": \
+                 {{\"redis\": \"redis://127.0.0.1:<port>\"}}`) rather than by reloading the \
+                 first one between rounds: each case keeps its warm process and connection, and \
+                 no reload (which starts new windows) falls between the rounds compared. Redis is \
+                 redis-server {version} on loopback, without persistence, on the same cores; \
+                 after the run the second proxy's `/status` still reported Redis reachable and \
+                 Redis held the counters.\n"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "Note: {}.\n",
+                r.redis_note
+                    .as_deref()
+                    .unwrap_or("the Redis rows are missing")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "| key | proxy | p50 | p90 | p99 | mean | p50 − no limits |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let none = r.row(LimitCase::NoLimits).map(|d| d.q(0.5));
+    for (case, d) in &r.rows {
+        let added = match none {
+            Some(none) if *case != LimitCase::NoLimits => us_signed(diff(d.q(0.5), none)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            case.key(),
+            case.proxy(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99)),
+            us(d.mean()),
+            added
+        );
+    }
+    let costs = limits_costs(r);
+    let mut lines = Vec::new();
+    if let Some(added) = costs.in_process {
+        let verdict = if added <= IN_PROCESS_LIMITS_NS {
+            "met"
+        } else {
+            "**missed**"
+        };
+        lines.push(format!(
+            "Counting in the process adds {} at p50 (target: within 5 µs: {verdict}).",
+            us_signed(added)
+        ));
+    }
+    if let Some(added) = costs.redis {
+        let verdict = if added <= REDIS_LIMITS_NS {
+            "met"
+        } else {
+            "**missed**"
+        };
+        let same_proxy = r
+            .row(LimitCase::Redis)
+            .zip(r.row(LimitCase::RedisProxyNoLimits))
+            .map_or_else(String::new, |(a, b)| {
+                format!(
+                    "; against the key without limits on the same second proxy, {}",
+                    us_signed(diff(a.q(0.5), b.q(0.5)))
+                )
+            });
+        lines.push(format!(
+            "Counting in Redis instead adds {} at p50 over counting in the process (target: ≤ \
+             150 µs: {verdict}){same_proxy}. A request of a key with limits makes one round trip \
+             to Redis before it goes upstream; the tokens are added after the answer, without \
+             making it wait.",
+            us_signed(added)
+        ));
+    } else if r.redis_version.is_none() && r.row(LimitCase::Redis).is_some() {
+        lines.push(format!(
+            "The Redis rows are shown but not judged: {}.",
+            r.redis_note.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "\n{}", lines.join(" "));
+    }
+    let _ = writeln!(s);
+}
+
 fn render_reload(s: &mut String, r: &ReloadResult, throughput: &[ThroughputRow]) {
     let _ = writeln!(s, "### 6. Hot reload under load\n");
     let baseline = throughput
@@ -1074,6 +1245,72 @@ mod tests {
         let leaked = pool_row(true, 20.1, 10, &["HTTP 429", "io: connection reset"]);
         assert_eq!(leaked.client_429s(), 1);
         assert!(!pool_met(&clean, &leaked));
+    }
+
+    fn limits_result(p50s_us: &[(LimitCase, u64)], redis_valid: bool) -> KeyLimitsResult {
+        let rows = p50s_us
+            .iter()
+            .map(|&(case, us)| {
+                (
+                    case,
+                    Dist::new(vec![us * 1000 - 500, us * 1000, us * 1000 + 500]),
+                )
+            })
+            .collect();
+        let with_redis = p50s_us.iter().any(|(c, _)| *c == LimitCase::Redis);
+        KeyLimitsResult {
+            rows,
+            failures: Failures::default(),
+            rounds: 10,
+            redis_version: (with_redis && redis_valid).then(|| "7.0.15".into()),
+            redis_note: (!with_redis || !redis_valid).then(|| "no redis-server found".into()),
+        }
+    }
+
+    fn key_limits_verdicts(r: KeyLimitsResult) -> Vec<bool> {
+        let results = Results {
+            key_limits: Some(r),
+            ..Results::default()
+        };
+        verdicts(&results).iter().map(|v| v.met).collect()
+    }
+
+    #[test]
+    fn key_limits_targets_compare_in_process_to_none_and_redis_to_in_process() {
+        use LimitCase::*;
+        let met = |none, in_process, redis| {
+            key_limits_verdicts(limits_result(
+                &[
+                    (NoLimits, none),
+                    (InProcess, in_process),
+                    (RedisProxyNoLimits, none),
+                    (Redis, redis),
+                ],
+                true,
+            ))
+        };
+        assert_eq!(met(200, 205, 355), vec![true, true]);
+        assert_eq!(met(200, 190, 300), vec![true, true]);
+        assert_eq!(met(200, 206, 300), vec![false, true]);
+        assert_eq!(met(200, 200, 351), vec![true, false]);
+        let invalid = limits_result(&[(NoLimits, 200), (InProcess, 200), (Redis, 210)], false);
+        assert_eq!(key_limits_verdicts(invalid), vec![true, false]);
+    }
+
+    #[test]
+    fn without_redis_the_section_says_so_and_has_no_redis_row() {
+        let r = limits_result(
+            &[(LimitCase::NoLimits, 200), (LimitCase::InProcess, 203)],
+            true,
+        );
+        let mut s = String::new();
+        render_key_limits(&mut s, &r);
+        assert!(s.contains("Note: no redis-server found."), "{s}");
+        assert!(!s.contains("| limits counted in Redis |"), "{s}");
+        assert!(
+            s.contains("| limits counted in the process | the benchmark's proxy |"),
+            "{s}"
+        );
     }
 
     fn burst(completed: usize, slowest_ms: u64) -> ManyStreamsResult {

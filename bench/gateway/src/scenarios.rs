@@ -150,19 +150,20 @@ pub fn chat_request(
         _ if tapped => stack::TAPPED_MODEL,
         _ => stack::MODEL,
     };
-    chat_request_for(model, via, addr, extra, request_id)
+    chat_request_for(model, CLIENT_KEY, via, addr, extra, request_id)
 }
 
-/// [`chat_request`] for `model`.
-fn chat_request_for(
+/// [`chat_request`] for `model`, with client key `key` (when not direct).
+pub fn chat_request_for(
     model: &str,
+    key: &str,
     via: Via,
     addr: SocketAddr,
     extra: &str,
     request_id: Option<&str>,
 ) -> Vec<u8> {
     let body = format!(r#"{{"model":"{model}",{MESSAGES}{extra}}}"#);
-    let bearer = format!("Bearer {CLIENT_KEY}");
+    let bearer = format!("Bearer {key}");
     let mut headers = vec![("content-type", "application/json")];
     let path = match via {
         Via::Direct => {
@@ -906,7 +907,9 @@ pub async fn pool_throttling(bench: &mut Bench<'_>) -> anyhow::Result<PoolResult
         .collect();
     let requests: Vec<Arc<Vec<u8>>> = pools
         .iter()
-        .map(|&(model, _, _)| Arc::new(chat_request_for(model, via, addr, &extra, None)))
+        .map(|&(model, _, _)| {
+            Arc::new(chat_request_for(model, CLIENT_KEY, via, addr, &extra, None))
+        })
         .collect();
     for request in &requests {
         let warm = (round / 5).max(Duration::from_millis(500));

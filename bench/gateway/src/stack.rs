@@ -16,6 +16,9 @@ use crate::processes::{self, Child};
 use crate::tap::Tap;
 
 pub const CLIENT_KEY: &str = "sk-bench-0123456789abcdef";
+/// A second client key, with request and token windows and a monthly budget (see
+/// [`limited_key_policy`]) that the benchmark never reaches.
+pub const LIMITED_KEY: &str = "sk-bench-limited-0123456789abcdef";
 /// The model clients send; the gateway maps it to [`DEPLOYMENT`].
 pub const MODEL: &str = "bench";
 /// The same model, routed through the timing tap.
@@ -136,29 +139,11 @@ impl Stack {
             &config_path,
             proxy_config(fake_addr, tap.addr, pool_b, config).to_string(),
         )?;
-        let proxy_stdout = match &bins.proxy_log {
-            Some(path) => Stdio::from(std::fs::File::create(path)?),
-            None => Stdio::null(),
-        };
-        let ports = free_ports(2);
-        let proxy_addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
-        let ops_addr = SocketAddr::from(([127, 0, 0, 1], ports[1]));
-        let mut proxy = Child::spawn(
-            "proxy",
-            Command::new(&bins.proxy)
-                .env("CONFIG_PATH", &config_path)
-                .env("PROXY_LISTEN", proxy_addr.to_string())
-                .env("PROXY_OPS_LISTEN", ops_addr.to_string())
-                .env_remove("RUST_LOG")
-                .env_remove("LOG_LEVEL")
-                .env_remove("PROXY_WORKERS")
-                .stdin(Stdio::null())
-                // Logs at the default level: a JSON line per request.
-                .stdout(proxy_stdout)
-                .stderr(Stdio::inherit()),
-        )?;
-        wait_for_answer(&mut proxy, ops_addr, "/readyz").await?;
-        wait_for_answer(&mut proxy, proxy_addr, "/healthz").await?;
+        let Proxy {
+            child: proxy,
+            addr: proxy_addr,
+            ops_addr,
+        } = start_proxy(bins, "proxy", &config_path, bins.proxy_log.as_deref()).await?;
 
         let (caddy, caddy_note) = match &bins.caddy {
             Some(bin) => match start_caddy(bin, work, proxy_addr).await {
@@ -244,9 +229,67 @@ impl Stack {
     }
 }
 
-/// The proxy's config.json: an Azure api-key, one client key, the fake as the upstream (and
-/// the tap in front of it as a second one), the two pools of scenario 8, and the variant's
-/// connection pool. With [`PoolSettings::Unbounded`], the pool lets go of idle connections
+/// A running proxy: its process, its API listener and its ops listener.
+pub struct Proxy {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+}
+
+/// Starts `bins.proxy` (as `name`) on `config_path`, with runtime files next to it and its log
+/// in `log` (nowhere when `None`), and waits until both of its listeners answer.
+pub async fn start_proxy(
+    bins: &Binaries,
+    name: &'static str,
+    config_path: &Path,
+    log: Option<&Path>,
+) -> anyhow::Result<Proxy> {
+    let stdout = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path)?),
+        None => Stdio::null(),
+    };
+    let ports = free_ports(2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+    let ops_addr = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+    let mut child = Child::spawn(
+        name,
+        Command::new(&bins.proxy)
+            .env("CONFIG_PATH", config_path)
+            .env("PROXY_LISTEN", addr.to_string())
+            .env("PROXY_OPS_LISTEN", ops_addr.to_string())
+            .env_remove("DATA_DIR")
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_LEVEL")
+            .env_remove("PROXY_WORKERS")
+            .stdin(Stdio::null())
+            // Logs at the default level: a JSON line per request.
+            .stdout(stdout)
+            .stderr(Stdio::inherit()),
+    )?;
+    wait_for_answer(&mut child, ops_addr, "/readyz").await?;
+    wait_for_answer(&mut child, addr, "/healthz").await?;
+    Ok(Proxy {
+        child,
+        addr,
+        ops_addr,
+    })
+}
+
+/// The windows and budget of [`LIMITED_KEY`]: the shape of a real key's limits, far above what
+/// the benchmark sends, so that every request is checked and counted and none is refused.
+pub fn limited_key_policy() -> serde_json::Value {
+    serde_json::json!({
+        "limits": [
+            { "requests": 1_000_000, "per": "1m" },
+            { "tokens": 1_000_000_000u64, "per": "1d" }
+        ],
+        "budget": { "tokens": 1_000_000_000_000u64, "per": "month" }
+    })
+}
+
+/// The proxy's config.json: an Azure api-key, two client keys (one with limits), the fake as
+/// the upstream (and the tap in front of it as a second one), the two pools of scenario 8, and
+/// the variant's connection pool. With [`PoolSettings::Unbounded`], the pool lets go of idle connections
 /// before the fake (like any actix server) closes them after 5 s, as it must with any upstream,
 /// or a request may go out on a connection the fake is closing.
 pub fn proxy_config(
@@ -267,7 +310,10 @@ pub fn proxy_config(
             "upstream": { "pool": variant.pool.json() }
         },
         "auth": { "mode": "apiKey", "apiKey": "bench-azure-key" },
-        "apiKeys": [ { "id": "bench", "key": CLIENT_KEY, "status": "active" } ],
+        "apiKeys": [
+            { "id": "bench", "key": CLIENT_KEY, "status": "active" },
+            limited_key()
+        ],
         "upstreams": [
             { "name": "fake", "baseUrl": format!("http://{fake}") },
             { "name": "tap", "baseUrl": format!("http://{tap}") },
@@ -285,6 +331,14 @@ pub fn proxy_config(
             { "id": format!("reload-{}", variant.revision), "upstream": "fake" }
         ]
     })
+}
+
+fn limited_key() -> serde_json::Value {
+    let mut key = limited_key_policy();
+    key["id"] = "bench-limited".into();
+    key["key"] = LIMITED_KEY.into();
+    key["status"] = "active".into();
+    key
 }
 
 /// Waits until `child` answers `path` on `addr` with 200; fails as soon as it has exited.
