@@ -5,7 +5,8 @@
 #
 #   fuzz/run.sh [seconds-per-target] [target...]   (default: 600 seconds, every target)
 #   fuzz/run.sh --merge [target...]                 fold the inputs the runs found into the
-#                                                   committed corpora, minimised
+#                                                   committed corpora, minimised (only what
+#                                                   adds coverage beyond the seeds is kept)
 #
 # Inputs: fuzz/seeds/<target> (hand-picked) and fuzz/corpus/<target> (minimised, committed).
 # New inputs a run finds go to fuzz/work/<target> (not committed); per-target logs and a
@@ -54,14 +55,25 @@ options() {
 }
 
 if [[ "${1:-}" == "--merge" ]]; then
+  # libFuzzer's merge into a copy of the seeds keeps, of the committed corpus and the runs'
+  # finds, only the inputs that add coverage beyond the seeds; the seeds are then taken out.
   shift
+  mkdir -p fuzz/logs
   for target in "${@:-${TARGETS[@]}}"; do
-    mkdir -p "fuzz/corpus/$target"
-    if compgen -G "fuzz/work/$target/*" >/dev/null; then
-      cp -n "fuzz/work/$target/"* "fuzz/corpus/$target/"
-    fi
-    fuzz cmin "$target" "fuzz/corpus/$target" -- "-rss_limit_mb=4096" $(options "$target")
-    echo "$target: $(ls "fuzz/corpus/$target" | wc -l) inputs, $(du -sk "fuzz/corpus/$target" | cut -f1) KiB"
+    merged=$(mktemp -d)
+    cp "fuzz/seeds/$target/"* "$merged/"
+    mkdir -p "fuzz/corpus/$target" "fuzz/work/$target"
+    # shellcheck disable=SC2046
+    fuzz run "$target" "$merged" "fuzz/corpus/$target" "fuzz/work/$target" -- -merge=1 \
+      -rss_limit_mb=4096 $(options "$target") >"fuzz/logs/$target.merge.log" 2>&1
+    for seed in "fuzz/seeds/$target/"*; do
+      rm -f "$merged/$(basename "$seed")"
+    done
+    rm -rf "fuzz/corpus/$target"
+    mv "$merged" "fuzz/corpus/$target"
+    chmod 755 "fuzz/corpus/$target"
+    echo "$target: $(find "fuzz/corpus/$target" -type f | wc -l) inputs," \
+      "$(du -sk --apparent-size "fuzz/corpus/$target" | cut -f1) KiB"
   done
   exit 0
 fi
