@@ -146,6 +146,10 @@ mod tests {
             "::1%a b",
             "[::1]%eth0",
             "[[::1]]",
+            // Found by the caddyfile fuzz target.
+            "8]:1",
+            ":]:1",
+            ":0:",
         ] {
             assert_eq!(Host::parse(host), None, "{host:?}");
         }
