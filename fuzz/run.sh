@@ -6,7 +6,7 @@
 #   fuzz/run.sh [seconds-per-target] [target...]   (default: 600 seconds, every target)
 #   fuzz/run.sh --merge [target...]                 fold the inputs the runs found into the
 #                                                   committed corpora, minimised (only what
-#                                                   adds coverage beyond the seeds is kept)
+#                                                   reaches code the seeds do not is kept)
 #
 # Inputs: fuzz/seeds/<target> (hand-picked) and fuzz/corpus/<target> (minimised, committed).
 # New inputs a run finds go to fuzz/work/<target> (not committed); per-target logs and a
@@ -56,7 +56,8 @@ options() {
 
 if [[ "${1:-}" == "--merge" ]]; then
   # libFuzzer's merge into a copy of the seeds keeps, of the committed corpus and the runs'
-  # finds, only the inputs that add coverage beyond the seeds; the seeds are then taken out.
+  # finds, only the inputs that reach code the seeds do not (edges, not hit counts, so that the
+  # corpus stays small); the seeds are then taken out.
   shift
   mkdir -p fuzz/logs
   for target in "${@:-${TARGETS[@]}}"; do
@@ -65,7 +66,7 @@ if [[ "${1:-}" == "--merge" ]]; then
     mkdir -p "fuzz/corpus/$target" "fuzz/work/$target"
     # shellcheck disable=SC2046
     fuzz run "$target" "$merged" "fuzz/corpus/$target" "fuzz/work/$target" -- -merge=1 \
-      -rss_limit_mb=4096 $(options "$target") >"fuzz/logs/$target.merge.log" 2>&1
+      -use_counters=0 -rss_limit_mb=4096 $(options "$target") >"fuzz/logs/$target.merge.log" 2>&1
     for seed in "fuzz/seeds/$target/"*; do
       rm -f "$merged/$(basename "$seed")"
     done
