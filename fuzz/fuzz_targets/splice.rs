@@ -6,10 +6,13 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use libfuzzer_sys::fuzz_target;
-use proxy::fuzzing::{apply_edits, inspect_body, request_edits};
+use proxy::config::{ImageCompression, ImageFormat};
+use proxy::fuzzing::{ImageService, inspect_body, upstream_body};
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -22,6 +25,18 @@ const DEPLOYMENTS: [&str; 6] = [
     "m",
     "a-deployment-name-that-is-longer-than-most-model-names-in-a-body-0123456789",
 ];
+
+/// Image compression off: the body is only spliced, and `upstream_body` returns without waiting.
+const NO_IMAGES: ImageCompression = ImageCompression {
+    enabled: false,
+    max_size: 1600,
+    min_bytes: 0,
+    quality: 0.85,
+    format: ImageFormat::Jpeg,
+};
+
+static IMAGES: LazyLock<ImageService> =
+    LazyLock::new(|| ImageService::new(1).expect("an image worker"));
 
 /// The top-level members of a JSON object in order: decoded key, raw value text.
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -61,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let body = Bytes::copy_from_slice(data);
     let deployment = DEPLOYMENTS[data.len() % DEPLOYMENTS.len()];
-    let out = apply_edits(&body, request_edits(&inspected, deployment)).into_bytes();
+    let out = upstream_body(body, &inspected, deployment, &NO_IMAGES, &IMAGES, "fuzz")
+        .now_or_never()
+        .expect("no image work to wait for")
+        .into_bytes();
 
     if let Err(err) = serde_json::from_slice::<IgnoredAny>(&out) {
         panic!(

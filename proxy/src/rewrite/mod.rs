@@ -43,7 +43,7 @@ pub async fn upstream_body(
 }
 
 /// `model` set to the deployment and, on a non-streaming request, `stream_options` removed.
-pub fn request_edits(inspected: &Inspected, deployment: &str) -> Vec<Edit> {
+fn request_edits(inspected: &Inspected, deployment: &str) -> Vec<Edit> {
     let mut edits = Vec::with_capacity(2);
     if inspected.model != deployment {
         let model_json =
