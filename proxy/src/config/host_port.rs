@@ -1,22 +1,24 @@
 //! Hosts and `host:port` pairs of the config (`server.host`, `server.ops.host`,
-//! `server.caddy.upstreamHost`). A `Host` exists only once parsed: letters, digits, `.`, `-`, `_`,
-//! `:`, `%` (an IPv6 zone) and brackets, so that it names a host or an IP address and is safe in a
-//! Caddyfile as it is.
+//! `server.caddy.upstreamHost`). A `Host` exists only once parsed: a name of letters, digits, `.`,
+//! `-` and `_`, or an IPv6 address (with or without brackets, an optional `%zone`), so that it
+//! names a host or an IP address, is safe in a Caddyfile as it is, and `host:port` reads back.
 
 use std::fmt;
+use std::net::Ipv6Addr;
 
 /// A host name or IP address (IPv6 with or without brackets), trimmed and never empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Host(String);
 
 impl Host {
-    /// The trimmed `value`, or `None` when it is empty or holds other characters.
+    /// The trimmed `value`, or `None` when it is neither a name nor an IPv6 address.
     pub fn parse(value: &str) -> Option<Host> {
         let value = value.trim();
-        let allowed = |b: u8| {
-            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'%' | b'[' | b']')
+        let valid = match value.strip_prefix('[') {
+            Some(bracketed) => bracketed.strip_suffix(']').is_some_and(is_ipv6),
+            None => is_name(value) || is_ipv6(value),
         };
-        (!value.is_empty() && value.bytes().all(allowed)).then(|| Host(value.to_string()))
+        valid.then(|| Host(value.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -28,6 +30,23 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Letters, digits, `.`, `-` and `_`: a host name or an IPv4 address.
+fn is_name(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// An IPv6 address, with an optional `%zone` of letters, digits, `.`, `-` and `_`.
+fn is_ipv6(value: &str) -> bool {
+    let (address, zone) = match value.split_once('%') {
+        Some((address, zone)) => (address, Some(zone)),
+        None => (value, None),
+    };
+    address.parse::<Ipv6Addr>().is_ok() && zone.is_none_or(is_name)
 }
 
 /// A host and a port. `Display` writes `host:port`, an IPv6 host in brackets (`[::1]:3000`).
@@ -103,6 +122,34 @@ mod tests {
             "user@host",
             "a/b",
             "\"quoted\"",
+        ] {
+            assert_eq!(Host::parse(host), None, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn brackets_colons_and_zones_outside_an_ipv6_address_are_refused() {
+        // None names a host; some made Caddy refuse the rendered `reverse_proxy <host>:<port>`.
+        for host in [
+            "a]",
+            "[",
+            "[a",
+            "[::1",
+            "::]",
+            "]:[",
+            "[a]",
+            ":::",
+            "a:b",
+            "%",
+            "a%b",
+            "fe80::1%",
+            "::1%a b",
+            "[::1]%eth0",
+            "[[::1]]",
+            // Found by the caddyfile fuzz target.
+            "8]:1",
+            ":]:1",
+            ":0:",
         ] {
             assert_eq!(Host::parse(host), None, "{host:?}");
         }

@@ -6,7 +6,7 @@
 pub mod codec;
 mod pool;
 mod sniff;
-mod spans;
+pub(crate) mod spans;
 pub mod stats;
 
 use std::borrow::Cow;
@@ -330,7 +330,7 @@ static BASE64_URL_SAFE: LazyLock<Simd> = LazyLock::new(|| Simd::url_safe(PAD_IND
 
 /// Decodes standard base64 (padded or not), falling back to the URL-safe alphabet and to
 /// payloads broken into lines.
-fn decode_base64(payload: &[u8]) -> Option<Vec<u8>> {
+pub fn decode_base64(payload: &[u8]) -> Option<Vec<u8>> {
     if let Ok(bytes) = BASE64.decode(payload) {
         return Some(bytes);
     }

@@ -29,7 +29,9 @@ pub struct Found<'a> {
     pub payload: Cow<'a, str>,
 }
 
-/// Every inline image of `body`, in document order. Errors only on invalid JSON.
+/// Every inline image of `body`, in document order. Errors on invalid JSON, and on values
+/// nested past `MAX_DEPTH` or `MAX_IMAGE_URL_NESTING` (the body then keeps its images as they
+/// are).
 pub fn find(body: &[u8]) -> Result<Vec<Found<'_>>, serde_json::Error> {
     let mut candidates = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -37,6 +39,8 @@ pub fn find(body: &[u8]) -> Result<Vec<Found<'_>>, serde_json::Error> {
         base: body.as_ptr() as usize,
         found: &mut candidates,
         in_image_url: false,
+        depth: 0,
+        image_url_nesting: 0,
     }
     .deserialize(&mut de)?;
     de.end()?;
@@ -107,12 +111,25 @@ fn data_url_payload(text: &str) -> Option<usize> {
     is_base64.then_some(comma + 1)
 }
 
+/// How deeply containers may nest, counted across the second readings of `image_url` values
+/// (each starts serde_json's own count afresh): serde_json's own limit, so that the walk's
+/// recursion fits any worker's stack.
+const MAX_DEPTH: usize = 128;
+
+/// How many `image_url` objects may enclose one another. Each is read a second time, so this
+/// bounds the walk to a few passes over the body.
+const MAX_IMAGE_URL_NESTING: usize = 4;
+
 /// Visits any JSON value, recording the values of interest and descending into the rest.
 struct Walk<'f, 'de> {
     base: usize,
     found: &'f mut Vec<Candidate<'de>>,
     /// This value is an `image_url` object: its `url` is an image.
     in_image_url: bool,
+    /// Containers around this value.
+    depth: usize,
+    /// `image_url` objects around this value.
+    image_url_nesting: usize,
 }
 
 impl<'de> Walk<'_, 'de> {
@@ -121,6 +138,8 @@ impl<'de> Walk<'_, 'de> {
             base: self.base,
             found: self.found,
             in_image_url,
+            depth: self.depth + 1,
+            image_url_nesting: self.image_url_nesting,
         }
     }
 
@@ -136,8 +155,13 @@ impl<'de> Walk<'_, 'de> {
             }
             // `{"url": ..., "detail": ...}` (or something unexpected that may hold images).
             Some(b'{' | b'[') => {
+                if self.image_url_nesting >= MAX_IMAGE_URL_NESTING {
+                    return Err(de::Error::custom("image_url objects nested too deeply"));
+                }
                 let mut de = serde_json::Deserializer::from_str(text);
-                self.child(true).deserialize(&mut de)
+                let mut child = self.child(true);
+                child.image_url_nesting += 1;
+                child.deserialize(&mut de)
             }
             _ => Ok(()),
         }
@@ -179,11 +203,17 @@ impl<'de> Visitor<'de> for Walk<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(de::Error::custom("nested too deeply"));
+        }
         while seq.next_element_seed(self.child(false))?.is_some() {}
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        if self.depth >= MAX_DEPTH {
+            return Err(de::Error::custom("nested too deeply"));
+        }
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "image_url" => {
@@ -287,6 +317,46 @@ mod tests {
     fn media_type_parameters_are_allowed() {
         let body = r#"{"image_url":"data:image/png;name=a.png;base64,EEEE"}"#;
         assert_eq!(payloads(body)[0].2, "EEEE");
+    }
+
+    /// `find` of `body` on a thread with an image worker's stack.
+    fn find_on_worker_stack(body: String) -> Result<usize, serde_json::Error> {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || find(body.as_bytes()).map(|f| f.len()))
+            .expect("thread")
+            .join()
+            .expect("no panic")
+    }
+
+    #[test]
+    fn image_url_objects_nested_deeply_are_refused_without_overflowing_the_stack() {
+        let depth = 100_000;
+        let body = format!(
+            "{}\"data:image/png;base64,AAAA\"{}",
+            "{\"image_url\":".repeat(depth),
+            "}".repeat(depth)
+        );
+        assert!(find_on_worker_stack(body).is_err());
+    }
+
+    #[test]
+    fn containers_nested_past_the_limit_across_image_url_objects_are_refused() {
+        let wrap = |inner: String| {
+            format!(
+                "{{\"image_url\":{}{inner}{}}}",
+                "[".repeat(100),
+                "]".repeat(100)
+            )
+        };
+        let body = wrap(wrap("\"data:image/png;base64,AAAA\"".into()));
+        assert!(find_on_worker_stack(body).is_err());
+    }
+
+    #[test]
+    fn an_image_inside_a_few_nested_image_url_objects_is_found() {
+        let body = r#"{"image_url":{"image_url":{"url":"data:image/png;base64,AAAA"}}}"#;
+        assert_eq!(payloads(body).len(), 1);
     }
 
     #[test]
