@@ -6,13 +6,15 @@ GATEWAY_RESPONSES_ONLY_MODEL (reached with chat completions), GATEWAY_CHAT_ONLY_
 the Responses API) and GATEWAY_EMBEDDING_MODEL. The Rust test checks what reached the fake.
 """
 
+import asyncio
 import json
 import os
 import sys
 import unittest
 
 import openai
-from openai import AzureOpenAI, OpenAI
+import pydantic
+from openai import AsyncOpenAI, AzureOpenAI, OpenAI
 from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
@@ -60,6 +62,8 @@ OSLO = '{"city":"Oslo"}'
 # Makes the fake answer with a call of get_weather (the gateway passes unknown members on).
 CALL_WEATHER = {"fake": {"tool_calls": [{"name": "get_weather", "arguments": OSLO}]}}
 WEATHER = '{"temperature_c": 12}'
+# Makes the fake answer with WEATHER as its text, for structured output the client parses.
+ANSWER_WEATHER = {"fake": {"text": WEATHER}}
 # A 1x1 transparent PNG.
 PIXEL = (
     "data:image/png;base64,"
@@ -69,6 +73,15 @@ PIXEL = (
 
 def client(key=KEY):
     return OpenAI(base_url=URL + "/v1", api_key=key, timeout=TIMEOUT, max_retries=0)
+
+
+class Weather(pydantic.BaseModel):
+    temperature_c: float
+
+
+def fake(**overrides):
+    """Makes the fake answer differently (a status, a cut stream, a final event)."""
+    return {"fake": overrides}
 
 
 def azure_client(key=KEY):
@@ -229,6 +242,76 @@ class ChatOnResponsesOnlyModel(ChatChecks):
         self.check_completion(completion)
 
 
+    def test_parse_into_a_pydantic_model(self):
+        completion = client().chat.completions.parse(
+            model=RESPONSES_ONLY,
+            messages=MESSAGES,
+            response_format=Weather,
+            extra_body=ANSWER_WEATHER,
+        )
+        self.assertEqual(completion.choices[0].message.parsed, Weather(temperature_c=12))
+
+    def test_stream_helper_with_a_tool_call(self):
+        with client().chat.completions.stream(
+            model=RESPONSES_ONLY, messages=MESSAGES, tools=CHAT_TOOLS, extra_body=CALL_WEATHER
+        ) as stream:
+            kinds = {event.type for event in stream}
+            final = stream.get_final_completion()
+        self.assertIn("tool_calls.function.arguments.done", kinds)
+        [call] = final.choices[0].message.tool_calls
+        self.assertEqual(call.function.name, "get_weather")
+        self.assertEqual(json.loads(call.function.arguments), {"city": "Oslo"})
+        self.assertEqual(final.choices[0].finish_reason, "tool_calls")
+
+    def test_async_client_streams(self):
+        async def stream():
+            async with AsyncOpenAI(
+                base_url=URL + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0
+            ) as async_client:
+                chunks = await async_client.chat.completions.create(
+                    model=RESPONSES_ONLY, messages=MESSAGES, stream=True
+                )
+                return "".join([c.choices[0].delta.content or "" async for c in chunks])
+
+        self.assertEqual(asyncio.run(stream()), TEXT)
+
+    def test_incomplete_answer_is_finish_reason_length(self):
+        stream = client().chat.completions.create(
+            model=RESPONSES_ONLY,
+            messages=MESSAGES,
+            stream=True,
+            extra_body=fake(final_event="response.incomplete"),
+        )
+        finishes = [c.choices[0].finish_reason for c in stream if c.choices[0].finish_reason]
+        self.assertEqual(finishes, ["length"])
+
+    def test_failed_stream_raises_an_api_error(self):
+        stream = client().chat.completions.create(
+            model=RESPONSES_ONLY,
+            messages=MESSAGES,
+            stream=True,
+            extra_body=fake(final_event="response.failed"),
+        )
+        with self.assertRaises(openai.APIError):
+            list(stream)
+
+    def test_cut_upstream_stream_raises_an_api_error(self):
+        stream = client().chat.completions.create(
+            model=RESPONSES_ONLY,
+            messages=MESSAGES,
+            stream=True,
+            extra_body=fake(cut_after_chunks=2),
+        )
+        with self.assertRaises(openai.APIError):
+            list(stream)
+
+    def test_upstream_throttling_is_a_rate_limit_error(self):
+        with self.assertRaises(openai.RateLimitError):
+            client().chat.completions.create(
+                model=RESPONSES_ONLY, messages=MESSAGES, extra_body=fake(status=429)
+            )
+
+
 class ResponsesOnChatOnlyModel(unittest.TestCase):
     """`OpenAI().responses` against a deployment that answers only chat completions."""
 
@@ -323,6 +406,49 @@ class ResponsesOnChatOnlyModel(unittest.TestCase):
         calls = [item for item in final.output if item.type == "function_call"]
         self.assertEqual([c.name for c in calls], ["get_weather"])
         self.assertEqual(json.loads(calls[0].arguments), {"city": "Oslo"})
+
+
+    def test_parse_into_a_pydantic_model(self):
+        response = client().responses.parse(
+            model=CHAT_ONLY, input="Weather in Oslo?", text_format=Weather, extra_body=ANSWER_WEATHER
+        )
+        self.assertEqual(response.output_parsed, Weather(temperature_c=12))
+
+    def test_codex_style_request(self):
+        response = client().responses.create(
+            model=CHAT_ONLY,
+            instructions="Be brief.",
+            input=[{"role": "user", "content": [{"type": "input_text", "text": "Say hi"}]}],
+            store=False,
+            include=["reasoning.encrypted_content"],
+            reasoning={"effort": "low", "summary": "auto"},
+            tools=RESPONSES_TOOLS,
+            tool_choice="auto",
+            parallel_tool_calls=False,
+            stream=True,
+        )
+        events = list(response)
+        self.assertEqual(events[-1].type, "response.completed")
+        self.check_response(events[-1].response)
+
+    def test_stateful_parameter_is_a_bad_request_naming_it(self):
+        with self.assertRaises(openai.BadRequestError) as raised:
+            client().responses.create(
+                model=CHAT_ONLY, input="Say hi", previous_response_id="resp_123"
+            )
+        self.assertEqual(raised.exception.param, "previous_response_id")
+
+    def test_cut_upstream_stream_ends_with_error_and_failed_events(self):
+        stream = client().responses.create(
+            model=CHAT_ONLY, input="Say hi", stream=True, extra_body=fake(cut_after_chunks=2)
+        )
+        types = [event.type for event in stream]
+        self.assertEqual(types[0], "response.created")
+        self.assertEqual(types[-2:], ["error", "response.failed"])
+
+    def test_upstream_throttling_is_a_rate_limit_error(self):
+        with self.assertRaises(openai.RateLimitError):
+            client().responses.create(model=CHAT_ONLY, input="Say hi", extra_body=fake(status=429))
 
 
 class EmbeddingsAndModels(unittest.TestCase):

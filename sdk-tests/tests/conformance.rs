@@ -21,10 +21,10 @@ async fn python_chat_client_on_a_responses_only_model() {
     assert!(sent.iter().all(|b| b["model"] == "responses-only-codex"));
     let format = sent
         .iter()
-        .find_map(|b| b.pointer("/text/format"))
-        .unwrap_or_else(|| panic!("no request with text.format: {sent:#?}"));
+        .filter_map(|b| b.pointer("/text/format"))
+        .find(|format| format["name"] == "weather")
+        .unwrap_or_else(|| panic!("no request with the weather text.format: {sent:#?}"));
     assert_eq!(format["type"], "json_schema", "{format}");
-    assert_eq!(format["name"], "weather", "{format}");
     assert_eq!(format["strict"], true, "{format}");
     assert_eq!(format["schema"]["required"][0], "temperature_c", "{format}");
 
@@ -67,6 +67,16 @@ async fn python_responses_client_on_a_chat_only_model() {
         .find(|m| m["role"] == "tool")
         .unwrap_or_else(|| panic!("no tool message: {sent:#?}"));
     assert_eq!(tool_message["content"], "{\"temperature_c\": 12}");
+    let format = sent
+        .iter()
+        .find_map(|b| b.get("response_format"))
+        .unwrap_or_else(|| panic!("no request with response_format: {sent:#?}"));
+    assert_eq!(format["type"], "json_schema", "{format}");
+    assert_eq!(format["json_schema"]["name"], "Weather", "{format}");
+    assert_eq!(
+        format["json_schema"]["schema"]["required"][0], "temperature_c",
+        "{format}"
+    );
     gateway.stop().await;
 }
 
