@@ -3,7 +3,7 @@
 // with the case names as arguments. Exits non-zero when a case fails.
 
 import assert from "node:assert/strict";
-import OpenAI from "openai";
+import OpenAI, { AzureOpenAI } from "openai";
 import { VERSION } from "openai/version";
 
 const env = (name) => {
@@ -21,6 +21,20 @@ const client = new OpenAI({
   timeout: 30_000,
   maxRetries: 0,
 });
+const azureClient = new AzureOpenAI({
+  endpoint: env("GATEWAY_URL"),
+  apiKey: env("GATEWAY_KEY"),
+  apiVersion: "2024-10-21",
+  timeout: 30_000,
+  maxRetries: 0,
+});
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+  },
+};
 
 // The client adds `output_text` only to whole answers; a stream's final response has the parts.
 function checkResponse(response) {
@@ -62,6 +76,33 @@ const cases = {
     const last = chunks.at(-1);
     assert.deepEqual(last.choices, []);
     assert.ok(last.usage.total_tokens > 0);
+  },
+
+  // The chat stream helper assembling a streamed tool call (the fake calls get_weather).
+  async "chat-tool-call-helper"() {
+    const stream = client.chat.completions.stream({
+      model: RESPONSES_ONLY,
+      messages: [{ role: "user", content: "Weather in Oslo?" }],
+      tools: [WEATHER_TOOL],
+      fake: { tool_calls: [{ name: "get_weather", arguments: '{"city":"Oslo"}' }] },
+    });
+    const final = await stream.finalChatCompletion();
+    assert.equal(final.choices[0].finish_reason, "tool_calls");
+    const [call] = final.choices[0].message.tool_calls;
+    assert.equal(call.function.name, "get_weather");
+    assert.deepEqual(JSON.parse(call.function.arguments), { city: "Oslo" });
+  },
+
+  // AzureOpenAI streaming chat on the Azure deployment path.
+  async "azure-chat-stream"() {
+    const stream = await azureClient.chat.completions.create({
+      model: RESPONSES_ONLY,
+      messages: [{ role: "user", content: "Say hi" }],
+      stream: true,
+    });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(text, TEXT);
   },
 
   // Responses streaming (raw events) against a deployment that answers only chat completions.

@@ -136,7 +136,13 @@ async fn node_streams_through_both_translations() {
     run(
         &gateway,
         Client::Node,
-        &["chat-stream", "responses-stream", "responses-helper"],
+        &[
+            "chat-stream",
+            "chat-tool-call-helper",
+            "azure-chat-stream",
+            "responses-stream",
+            "responses-helper",
+        ],
     )
     .await;
     let requests = gateway.fake.requests();
@@ -147,7 +153,7 @@ async fn node_streams_through_both_translations() {
     }));
     assert_eq!(
         requests.len(),
-        3,
+        5,
         "{:?}",
         requests.iter().map(|r| &r.path).collect::<Vec<_>>()
     );
