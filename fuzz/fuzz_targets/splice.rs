@@ -76,9 +76,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let body = Bytes::copy_from_slice(data);
     let deployment = DEPLOYMENTS[data.len() % DEPLOYMENTS.len()];
-    let out = upstream_body(body, &inspected, deployment, &NO_IMAGES, &IMAGES, "fuzz")
+    let out = upstream_body(body, &inspected, &NO_IMAGES, &IMAGES, "fuzz")
         .now_or_never()
         .expect("no image work to wait for")
+        .for_deployment(deployment)
         .into_bytes();
 
     if let Err(err) = serde_json::from_slice::<IgnoredAny>(&out) {
