@@ -31,6 +31,9 @@ const SAVE_EVERY: Duration = Duration::from_secs(3);
 const PRINTED_FAILURES: usize = 10;
 /// The largest change allowed between the two probes, in %.
 const MAX_GROWTH_PERCENT: f64 = 10.0;
+/// Descriptors above the idle count that still count as settled.
+const SETTLED_FDS: u64 = 2;
+const SETTLE_LIMIT: Duration = Duration::from_secs(15);
 
 struct Args {
     proxy: PathBuf,
@@ -156,11 +159,29 @@ async fn save_periodically(stack: Arc<Stack>, saves: Arc<Saves>, stop: Arc<Atomi
     }
 }
 
-/// Waits until the proxy holds no request body, then reads its memory and descriptors.
-async fn probe_when_quiet(stack: &Stack) -> anyhow::Result<Probe> {
+/// Waits until the proxy holds no request body and its descriptors are back to within
+/// [`SETTLED_FDS`] of `idle` (the count before any load: the load's connections are closed by
+/// then, and idle upstream connections are let go after 4 s), or for at most
+/// [`SETTLE_LIMIT`] when they are not; then reads its memory and descriptors.
+async fn probe_when_quiet(stack: &Stack, idle: Probe) -> anyhow::Result<Probe> {
     stack.wait_quiet().await?;
+    let settled = test_support::wait_until("the proxy's descriptors to settle", SETTLE_LIMIT, || {
+        let fds = stack.probe().map(|p| p.fds).unwrap_or(u64::MAX);
+        async move { fds <= idle.fds + SETTLED_FDS }
+    })
+    .await;
+    if let Err(err) = settled {
+        eprintln!("note: {err}");
+    }
     stack.check_running()?;
     stack.probe()
+}
+
+/// A fresh client per part of the load, dropped (its connections closed) before each probe.
+fn load_client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?)
 }
 
 fn load_average() -> String {
@@ -176,9 +197,7 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
         .as_str()
         .unwrap_or("unknown")
         .to_string();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .build()?;
+    let idle = stack.probe()?;
     let tally = Arc::new(Tally::default());
     let saves = Arc::new(Saves::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,9 +215,11 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
 
     let started = Instant::now();
     let first_part = args.requests.min(FIRST_PROBE_AFTER);
+    let http = load_client(args.connections)?;
     load(&http, stack.proxy_addr, 0..first_part, args.connections, &tally).await;
+    drop(http);
     let mut busy = started.elapsed();
-    let at_first = probe_when_quiet(&stack).await?;
+    let at_first = probe_when_quiet(&stack, idle).await?;
     eprintln!(
         "after {first_part} requests ({:.0} s): RSS {} KiB, {} open fds, {} unexpected",
         busy.as_secs_f64(),
@@ -207,6 +228,7 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
         tally.total_unexpected()
     );
     let resumed = Instant::now();
+    let http = load_client(args.connections)?;
     load(
         &http,
         stack.proxy_addr,
@@ -215,10 +237,11 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
         &tally,
     )
     .await;
+    drop(http);
     busy += resumed.elapsed();
     stop.store(true, Ordering::Relaxed);
     let _ = saver.await;
-    let at_end = probe_when_quiet(&stack).await?;
+    let at_end = probe_when_quiet(&stack, idle).await?;
     let generation = stack.generation().await?;
 
     let figures = report::Figures {
@@ -229,6 +252,7 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
         tally: &tally,
         saves: &saves,
         generation,
+        idle,
         at_first,
         at_end,
         max_growth_percent: MAX_GROWTH_PERCENT,
