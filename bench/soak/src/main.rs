@@ -95,7 +95,10 @@ impl Tally {
     }
 
     pub fn total_unexpected(&self) -> u64 {
-        self.unexpected.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.unexpected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 }
 
@@ -160,16 +163,17 @@ async fn save_periodically(stack: Arc<Stack>, saves: Arc<Saves>, stop: Arc<Atomi
 }
 
 /// Waits until the proxy holds no request body and its descriptors are back to within
-/// [`SETTLED_FDS`] of `idle` (the count before any load: the load's connections are closed by
-/// then, and idle upstream connections are let go after 4 s), or for at most
-/// [`SETTLE_LIMIT`] when they are not; then reads its memory and descriptors.
+/// [`SETTLED_FDS`] of `idle` (the count before any load; the load's own connections are closed
+/// by then), or for at most [`SETTLE_LIMIT`]: the proxy may keep idle upstream connections
+/// until its pool next looks at them. Then reads its memory and descriptors.
 async fn probe_when_quiet(stack: &Stack, idle: Probe) -> anyhow::Result<Probe> {
     stack.wait_quiet().await?;
-    let settled = test_support::wait_until("the proxy's descriptors to settle", SETTLE_LIMIT, || {
-        let fds = stack.probe().map(|p| p.fds).unwrap_or(u64::MAX);
-        async move { fds <= idle.fds + SETTLED_FDS }
-    })
-    .await;
+    let settled =
+        test_support::wait_until("the proxy's descriptors to settle", SETTLE_LIMIT, || {
+            let fds = stack.probe().map(|p| p.fds).unwrap_or(u64::MAX);
+            async move { fds <= idle.fds + SETTLED_FDS }
+        })
+        .await;
     if let Err(err) = settled {
         eprintln!("note: {err}");
     }
@@ -216,7 +220,14 @@ async fn soak(args: Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let first_part = args.requests.min(FIRST_PROBE_AFTER);
     let http = load_client(args.connections)?;
-    load(&http, stack.proxy_addr, 0..first_part, args.connections, &tally).await;
+    load(
+        &http,
+        stack.proxy_addr,
+        0..first_part,
+        args.connections,
+        &tally,
+    )
+    .await;
     drop(http);
     let mut busy = started.elapsed();
     let at_first = probe_when_quiet(&stack, idle).await?;

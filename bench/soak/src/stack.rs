@@ -86,7 +86,10 @@ impl Stack {
     }
 
     pub fn check_running(&self) -> anyhow::Result<()> {
-        let mut proxy = self.proxy.lock().map_err(|_| anyhow::anyhow!("poisoned lock"))?;
+        let mut proxy = self
+            .proxy
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned lock"))?;
         if let Some(status) = proxy.try_wait()? {
             bail!("the proxy exited: {status}");
         }
@@ -136,8 +139,9 @@ impl Stack {
             Duration::from_secs(30),
             || async {
                 match self.status().await {
-                    Ok(status) => (status["body_bytes_in_flight"].as_u64() == Some(0))
-                        .then_some(Ok(())),
+                    Ok(status) => {
+                        (status["body_bytes_in_flight"].as_u64() == Some(0)).then_some(Ok(()))
+                    }
                     Err(err) => Some(Err(err)),
                 }
             },
