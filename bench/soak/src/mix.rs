@@ -150,7 +150,7 @@ fn body(kind: Kind, n: u64) -> serde_json::Value {
             serde_json::json!({ "model": MODEL, "messages": text_message })
         }
         Kind::Streamed => {
-            let gap = if n % 2 == 0 { 0 } else { 1 };
+            let gap = n % 2;
             serde_json::json!({
                 "model": MODEL, "messages": text_message, "stream": true,
                 "fake": { "chunk_gap_ms": gap }
