@@ -157,6 +157,14 @@ pub fn section(f: &Figures<'_>) -> String {
     );
     let _ = writeln!(
         s,
+        "Streamed chats are read to `data: [DONE]`, every other one with 1 ms between the fake's \
+         chunks; cancelled streams have 20 ms between chunks and the client drops the connection \
+         after the first piece of the body; the image is a 16×16 PNG inline (compression on); \
+         the upstream 500s are the fake's `\"fake\": {{\"status\": 500}}`, relayed as they are \
+         (`maxRetries` 0).\n"
+    );
+    let _ = writeln!(
+        s,
         "| kind | expected | requests | unexpected |\n| --- | ---: | ---: | ---: |"
     );
     for kind in Kind::ALL {
