@@ -1,6 +1,7 @@
 //! The client-facing API. Handlers stay thin: load one snapshot, call the domain functions,
 //! map the result to a response. Every request is accounted exactly once.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -256,10 +257,10 @@ async fn forward(
     let settings = &config.server.upstream;
     // The request timeout covers the upstream exchange, not the client's upload.
     record.deadline = (!inspected.stream).then(|| Instant::now() + settings.request_timeout);
-    let client_query = if call.azure {
-        routing::without_api_version(req.query_string())
+    let client_query: Cow<'_, str> = if call.azure {
+        Cow::Owned(routing::without_api_version(req.query_string()))
     } else {
-        req.query_string().to_string()
+        Cow::Borrowed(req.query_string())
     };
     let mut log = AttemptLog::new(record.started);
     let dispatched = dispatch::dispatch(
