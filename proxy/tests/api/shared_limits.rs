@@ -45,16 +45,30 @@ async fn redis_connection(server: &RedisServer) -> redis::aio::MultiplexedConnec
 /// Admits one request through the script and checks it against `decide()`: the script
 /// answers the counts it found, and counted the request exactly when `decide` admits it.
 async fn admit_checked(store: &Arc<RedisStore>, id: &str, limits: &KeyLimits, now: u64) -> Verdict {
+    admit_estimated(store, id, limits, now, 0).await
+}
+
+/// [`admit_checked`] for a prompt estimated at `estimate` tokens.
+async fn admit_estimated(
+    store: &Arc<RedisStore>,
+    id: &str,
+    limits: &KeyLimits,
+    now: u64,
+    estimate: u64,
+) -> Verdict {
     let read = |store: Arc<RedisStore>| async move {
         store.read(&[(id, limits)], now).await.expect("read")[0].clone()
     };
     let before: Counts = read(store.clone()).await;
-    let counts = store.admit(id, limits, now).await.expect("an answer");
+    let counts = store
+        .admit(id, limits, now, estimate)
+        .await
+        .expect("an answer");
     assert_eq!(
         counts, before,
         "the script answers the counts before the request"
     );
-    let verdict = decide(limits, counts);
+    let verdict = decide(limits, counts, estimate);
     let after = read(store.clone()).await;
     match &verdict {
         Verdict::Admitted(counted) => assert_eq!(&after, counted),
@@ -178,6 +192,45 @@ async fn the_admission_script_decides_as_decide_does_and_counters_expire_with_th
 }
 
 #[actix_web::test]
+async fn the_admission_script_refuses_an_estimated_prompt_that_does_not_fit_as_decide_does() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = connected_store(&server).await;
+    let limits = KeyLimits {
+        windows: vec![Window {
+            metered: Metered::Tokens,
+            limit: 100,
+            per: Duration::from_secs(60),
+        }],
+        budget: Some(Budget {
+            tokens: 1000,
+            period: BudgetPeriod::Day,
+            reset_at_ms: None,
+        }),
+    };
+    let t0 = now_ms() / DAY_MS * DAY_MS + 3_600_000;
+    let id = "estimated";
+    store.charge(id, &limits, 60, t0).await.expect("charged");
+    let admitted = admit_estimated(&store, id, &limits, t0, 40).await;
+    assert_eq!(refusal(&admitted), None, "40 more fit in 100");
+    assert_eq!(
+        refusal(&admit_estimated(&store, id, &limits, t0, 41).await),
+        Some(Refusal::Window(0))
+    );
+    let later = t0 + 60_000;
+    store
+        .charge(id, &limits, 900, later)
+        .await
+        .expect("charged");
+    assert_eq!(
+        refusal(&admit_estimated(&store, id, &limits, later, 41).await),
+        Some(Refusal::Budget),
+        "960 of 1000 used: the budget has no room for 41"
+    );
+}
+
+#[actix_web::test]
 async fn one_admission_is_one_evalsha() {
     let Some(server) = RedisServer::start() else {
         return;
@@ -213,7 +266,7 @@ async fn one_admission_is_one_evalsha() {
     for _ in 0..ADMISSIONS {
         let started = Instant::now();
         store
-            .admit("bench", &limits, now_ms())
+            .admit("bench", &limits, now_ms(), 0)
             .await
             .expect("admitted");
         took.push(started.elapsed());
