@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::runtime::Handle;
 
 use crate::helpers::*;
-use crate::process::{Running, start_binary};
+use crate::process::{Running, start_binary, start_binary_with};
 use crate::redis_server::RedisServer;
 
 const DAY_MS: u64 = 86_400_000;
@@ -618,4 +618,74 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     .await;
     server.kill();
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn limits_count_in_a_redis_over_tls_whose_certificate_is_verified() {
+    let Some(server) = RedisServer::start_tls() else {
+        return;
+    };
+    let ca = server
+        .ca_file()
+        .expect("a TLS server")
+        .display()
+        .to_string();
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut config = base_config(&fake);
+    config["apiKeys"][0]["limits"] = json!([{"requests": 100, "per": "1m"}]);
+    config["limits"] = json!({"redis": server.url()});
+    write_json(&config_path, &config);
+    let http = reqwest::Client::new();
+
+    // With the public roots only (not the test CA) the certificate is refused: nothing falls
+    // back to an unverified connection.
+    let public_roots = "/etc/ssl/certs/ca-certificates.crt".to_string();
+    let untrusting = start_binary_with(&config_path, &[("SSL_CERT_FILE", public_roots)]);
+    eventually(
+        "the replica without the CA to give up a first connection",
+        Duration::from_secs(10),
+        || async {
+            let status = status_of(&http, &untrusting).await;
+            metric_value(&http, &untrusting, "gateway_limits_redis_errors_total").await > 0.0
+                && status["limits"]["redis_reachable"] == false
+        },
+    )
+    .await;
+    drop(untrusting);
+
+    let replica = start_binary_with(&config_path, &[("SSL_CERT_FILE", ca)]);
+    wait_reachable(&http, std::slice::from_ref(&replica), true).await;
+    let response = http
+        .post(replica.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-ratelimit-remaining-requests"],
+        "99",
+        "counted in the Redis over TLS"
+    );
+    let limits = &status_of(&http, &replica).await["limits"];
+    assert_eq!(limits["store"], "redis");
+    assert_eq!(limits["redis_reachable"], true);
+}
+
+/// A counter or gauge of the replica's `/metrics`, 0 when absent.
+async fn metric_value(http: &reqwest::Client, replica: &Running, name: &str) -> f64 {
+    let text = http
+        .get(format!("{}/metrics", replica.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
