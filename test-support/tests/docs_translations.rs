@@ -196,7 +196,9 @@ fn rendered_text(markdown: &str) -> String {
         rest = &rest[start + end + 1..];
     }
     text.push_str(rest);
-    text.chars().filter(|c| !matches!(c, '`' | '*' | '[')).collect()
+    text.chars()
+        .filter(|c| !matches!(c, '`' | '*' | '['))
+        .collect()
 }
 
 fn percent_decoded(text: &str) -> String {
@@ -204,7 +206,9 @@ fn percent_decoded(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
@@ -379,13 +383,13 @@ impl Docs {
                 let at = format!("{}:{}", page.path, link.line);
                 if counterpart.as_deref() == Some(resolved.as_str()) {
                     links_counterpart = true;
-                } else if self.is_chinese(&page.path) {
-                    if let Some(zh) = self.chinese_of.get(&resolved) {
-                        problems.push(format!(
-                            "{at}: links the English page {resolved}; link its Chinese page \
-                             {zh} instead"
-                        ));
-                    }
+                } else if self.is_chinese(&page.path)
+                    && let Some(zh) = self.chinese_of.get(&resolved)
+                {
+                    problems.push(format!(
+                        "{at}: links the English page {resolved}; link its Chinese page {zh} \
+                         instead"
+                    ));
                 }
                 if !self.root.join(&resolved).exists() {
                     problems.push(format!("{at}: {target} does not exist"));
@@ -400,19 +404,19 @@ impl Docs {
                     ));
                 }
             }
-            if let Some(counterpart) = counterpart {
-                if !links_counterpart {
-                    let word = if self.is_chinese(&page.path) {
-                        "English"
-                    } else {
-                        "中文"
-                    };
-                    problems.push(format!(
-                        "{} does not link its counterpart {counterpart}: add [{word}](...) \
-                         under its title",
-                        page.path
-                    ));
-                }
+            if let Some(counterpart) = counterpart
+                && !links_counterpart
+            {
+                let word = if self.is_chinese(&page.path) {
+                    "English"
+                } else {
+                    "中文"
+                };
+                problems.push(format!(
+                    "{} does not link its counterpart {counterpart}: add [{word}](...) under \
+                     its title",
+                    page.path
+                ));
             }
         }
         problems
@@ -465,7 +469,10 @@ fn pages_link_their_counterparts_and_every_link_between_pages_resolves() {
 #[test]
 fn anchors_are_made_as_github_makes_them() {
     let mut slugs = Slugs::default();
-    assert_eq!(slugs.next("`server.caddy.transport`"), "servercaddytransport");
+    assert_eq!(
+        slugs.next("`server.caddy.transport`"),
+        "servercaddytransport"
+    );
     assert_eq!(
         slugs.next("TLS on ACI: TLS-ALPN-01 on 443"),
         "tls-on-aci-tls-alpn-01-on-443"
@@ -479,8 +486,14 @@ fn anchors_are_made_as_github_makes_them() {
         "aci-上的-tls443-端口的-tls-alpn-01"
     );
     assert_eq!(slugs.next("[Links](x.md) and *stress*"), "links-and-stress");
-    assert_eq!(slugs.next("Statistics and stats.json"), "statistics-and-statsjson");
-    assert_eq!(slugs.next("Statistics and stats.json"), "statistics-and-statsjson-1");
+    assert_eq!(
+        slugs.next("Statistics and stats.json"),
+        "statistics-and-statsjson"
+    );
+    assert_eq!(
+        slugs.next("Statistics and stats.json"),
+        "statistics-and-statsjson-1"
+    );
 }
 
 #[test]
@@ -490,7 +503,11 @@ fn a_heading_of_another_level_is_reported_with_both_headings() {
     let problems = compare_structure(&en, &zh);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("from heading 3 on"), "{}", problems[0]);
-    assert!(problems[0].contains("`### Two` (line 3)"), "{}", problems[0]);
+    assert!(
+        problems[0].contains("`### Two` (line 3)"),
+        "{}",
+        problems[0]
+    );
     assert!(problems[0].contains("`## 二` (line 3)"), "{}", problems[0]);
 }
 
@@ -501,8 +518,16 @@ fn a_missing_heading_is_reported_where_the_pages_part() {
     let problems = compare_structure(&en, &zh);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("`## Two` (line 3)"), "{}", problems[0]);
-    assert!(problems[0].contains("no heading (the page ends)"), "{}", problems[0]);
-    assert!(problems[0].contains("English has 3 headings, Chinese 2"), "{}", problems[0]);
+    assert!(
+        problems[0].contains("no heading (the page ends)"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[0].contains("English has 3 headings, Chinese 2"),
+        "{}",
+        problems[0]
+    );
 }
 
 #[test]
@@ -514,9 +539,17 @@ fn a_section_with_another_number_of_code_blocks_is_named() {
         &Page::parse("docs/zh-CN/a.md", zh),
     );
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].contains("section `## One` (line 7)"), "{}", problems[0]);
+    assert!(
+        problems[0].contains("section `## One` (line 7)"),
+        "{}",
+        problems[0]
+    );
     assert!(problems[0].contains("1 code block(s) in English, 0 in Chinese"));
-    assert!(problems[1].contains("section `## Two` (line 13)"), "{}", problems[1]);
+    assert!(
+        problems[1].contains("section `## Two` (line 13)"),
+        "{}",
+        problems[1]
+    );
 }
 
 #[test]
