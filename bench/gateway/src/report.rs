@@ -1057,13 +1057,14 @@ fn render_translation(s: &mut String, r: &TranslationResult) {
     }
     let _ = writeln!(
         s,
-        "\nStreams: {connections} connections streaming for the scenario's time, each stream {chunks} \
-         text deltas {gap} ms apart, through the timing tap. A translated stream has fewer events \
+        "\nStreams: {connections} connections streaming for the scenario's time in {rounds} \
+         interleaved rounds, each stream {chunks} text deltas {gap} ms apart, through the timing tap. A translated stream has fewer events \
          than the one it comes from (the Responses bookkeeping events have no chat chunk), so \
          each event the client receives is paired with the last event that left the fake before \
          it arrived (the deltas are {gap} ms apart, far more than any delay measured), in both \
          cases alike.\n",
         connections = r.connections,
+        rounds = r.stream_rounds,
         chunks = r.chunks,
         gap = r.gap_ms
     );
