@@ -10,7 +10,7 @@ use crate::errors::AdminError;
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 
 /// `(name, content type, content)` of every asset.
-const ASSETS: [(&str, &str, &str); 6] = [
+const ASSETS: [(&str, &str, &str); 7] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -20,6 +20,11 @@ const ASSETS: [(&str, &str, &str); 6] = [
         "i18n.js",
         "text/javascript; charset=utf-8",
         include_str!("../ui/i18n.js"),
+    ),
+    (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/charts.js"),
     ),
     (
         "style.css",

@@ -265,6 +265,7 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created_but_the
         "",
         "assets/app.js",
         "assets/i18n.js",
+        "assets/charts.js",
         "assets/style.css",
         "assets/vendor/uPlot.iife.min.js",
         "assets/vendor/uPlot.min.css",
