@@ -1452,7 +1452,7 @@
   // A chart spec of `series` over `xs`, with this page's formatting.
   function chartSpec(xs, answer, series, extra) {
     return Object.assign({
-      x: xs, series, height: 200,
+      x: xs, series, height: 200, timeLabel: t('col.time'),
       format: num, axisFormat: compact, format2: num, axisFormat2: compact,
     }, timeFormats(answer.step_ms, answer.to - answer.from), extra || {});
   }
@@ -1588,7 +1588,7 @@
     const one = seriesOf(all, 'all') || { points: [] };
     const meta = { from: all.from, to: all.to, step_ms: all.step_ms };
     const spec = (series, extra) => chartSpec(xs, all, series, Object.assign({ meta }, extra));
-    const line = (key, label, color, pick, empty) => ({ key, label, color, kind: 'line', values: Charts.column(xs, one.points, pick, empty) });
+    const line = (key, label, color, pick, empty) => ({ key, label, color, kind: 'line', points: empty === null, values: Charts.column(xs, one.points, pick, empty) });
     Charts.draw($('#chart-requests'), 'usage-requests', spec([
       { key: 'requests', label: t('stats.requests'), color: Charts.color(0), kind: xs.length <= 120 ? 'bars' : 'area',
         values: Charts.column(xs, one.points, (p) => p.requests, 0) },
@@ -1603,30 +1603,29 @@
     Charts.draw($('#chart-latency'), 'usage-latency', spec([
       line('p50', 'p50', Charts.color(0), (p) => pct(p, 'latency_ms', 'p50'), null),
       line('p99', 'p99', Charts.color(3), (p) => pct(p, 'latency_ms', 'p99'), null),
-    ], { format: millis, axisFormat: axisMillis }));
+    ], { format: millis, axisFormat: axisMillis, whole: false }));
     Charts.draw($('#chart-ttfb'), 'usage-ttfb', spec([
       line('p50', 'p50', Charts.color(1), (p) => pct(p, 'ttfb_ms', 'p50'), null),
       line('p99', 'p99', Charts.color(2), (p) => pct(p, 'ttfb_ms', 'p99'), null),
-    ], { format: millis, axisFormat: axisMillis }));
+    ], { format: millis, axisFormat: axisMillis, whole: false }));
 
     usageTable('#stats-models', 'stats.model', byModel);
     usageTable('#stats-keys', 'stats.key', byKey);
   }
 
   // Columns of the per-model and per-key tables: heading key and cell text of a total.
+  // (The CSV download holds every field.)
   const USAGE_COLUMNS = [
     ['stats.requests', (c) => num(c.requests), 'requests'],
-    ['stats.ok', (c) => num(c.successes)],
     ['stats.errors', (c) => num(errorCount(c)), 'errors'],
-    ['history.rateLimited', (c) => num(c.rate_limited || 0)],
+    ['history.rateLimited', (c) => num(c.rate_limited || 0), 'rate_limited'],
     ['stats.cancelled', (c) => num(c.cancelled)],
     ['stats.prompt', (c) => num(c.prompt_tokens)],
     ['stats.completion', (c) => num(c.completion_tokens)],
-    ['stats.cached', (c) => num(c.cached_tokens)],
     ['stats.totalTokens', (c) => num(tokenCount(c)), 'tokens'],
-    ['history.latencyP50', (c) => millis(pct(c, 'latency_ms', 'p50'))],
-    ['history.latencyP90', (c) => millis(pct(c, 'latency_ms', 'p90'))],
-    ['history.latencyP99', (c) => millis(pct(c, 'latency_ms', 'p99'))],
+    ['history.latencyP50', (c) => millis(pct(c, 'latency_ms', 'p50')), 'p50'],
+    ['history.latencyP90', (c) => millis(pct(c, 'latency_ms', 'p90')), 'p90'],
+    ['history.latencyP99', (c) => millis(pct(c, 'latency_ms', 'p99')), 'p99'],
     ['history.ttfbP50', (c) => millis(pct(c, 'ttfb_ms', 'p50'))],
   ];
   function usageTable(table, first, answer) {
@@ -1747,12 +1746,14 @@
       const next = new Date(from);
       next.setUTCMonth(next.getUTCMonth() + 1);
       const xs = Charts.steps(from, next.getTime(), DAY);
+      // Days still to come have no value yet, rather than none.
+      const sofar = (values) => values.map((v, i) => (xs[i] < answer.to ? v : null));
       Charts.draw(chart, chartId, Object.assign({
-        x: xs, height: 150, format: num, axisFormat: compact, format2: num, axisFormat2: compact,
+        x: xs, height: 150, timeLabel: t('col.time'), format: num, axisFormat: compact, format2: num, axisFormat2: compact,
         meta: { key: id, from: answer.from, to: answer.to, step_ms: answer.step_ms },
         series: [
-          { key: 'tokens', label: t('stats.totalTokens'), color: Charts.color(0), kind: 'bars', values: Charts.column(xs, series.points, tokenCount, 0) },
-          { key: 'requests', label: t('stats.requests'), color: Charts.color(2), kind: 'line', scale: 'y2', values: Charts.column(xs, series.points, (p) => p.requests, 0) },
+          { key: 'tokens', label: t('stats.totalTokens'), color: Charts.color(0), kind: 'bars', values: sofar(Charts.column(xs, series.points, tokenCount, 0)) },
+          { key: 'requests', label: t('stats.requests'), color: Charts.color(2), kind: 'line', scale: 'y2', values: sofar(Charts.column(xs, series.points, (p) => p.requests, 0)) },
         ],
       }, timeFormats(DAY, next.getTime() - from)));
     });

@@ -14,6 +14,9 @@ window.GatewayCharts = (() => {
   const OTHERS = '#98a2b3';
   const MUTED = '#657084';
   const GRID = '#e2e5eb';
+  // Tick spacings of an axis of counts: whole numbers only.
+  const WHOLE_STEPS = [];
+  for (let e = 0; e <= 15; e++) for (const m of [1, 2, 5]) WHOLE_STEPS.push(m * 10 ** e);
 
   function color(i) { return PALETTE[i % PALETTE.length]; }
 
@@ -52,13 +55,14 @@ window.GatewayCharts = (() => {
   function options(entry, width) {
     const spec = entry.spec;
     const read = (fn) => (...args) => entry.spec[fn](...args);
+    // The legend shows the values under the cursor, and nothing while there is none.
     const rawValue = (i) => (u, v, si, di) => {
-      if (di === null || di === undefined) return '—';
+      if (di === null || di === undefined) return '';
       const raw = entry.spec.series[i] ? entry.spec.series[i].values[di] : null;
       if (raw === null || raw === undefined) return '—';
       return entry.spec.series[i].scale === 'y2' ? entry.spec.format2(raw) : entry.spec.format(raw);
     };
-    const series = [{ value: (u, v) => (v === null || v === undefined ? '—' : entry.spec.legendTime(v)) }];
+    const series = [{ label: spec.timeLabel, value: (u, v) => (v === null || v === undefined ? '' : entry.spec.legendTime(v)) }];
     spec.series.forEach((s, i) => {
       const bars = s.kind === 'bars';
       series.push({
@@ -68,7 +72,7 @@ window.GatewayCharts = (() => {
         width: bars ? 1 : 2,
         fill: s.kind === 'line' ? undefined : withAlpha(s.color, bars ? 'cc' : '59'),
         paths: bars ? uPlot.paths.bars({ size: [0.7, 48], gap: 1 }) : undefined,
-        points: { show: spec.x.length <= 60 && !bars, size: 5 },
+        points: { show: !bars && (s.points || spec.x.length <= 60), size: 5 },
         spanGaps: false,
         value: rawValue(i),
       });
@@ -80,12 +84,12 @@ window.GatewayCharts = (() => {
       { stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { stroke: GRID, width: 1 }, space: 70,
         values: (u, splits) => splits.map((v) => entry.spec.axisTime(v)) },
       { scale: 'y', stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { show: false }, size: 52,
-        values: (u, splits) => splits.map(read('axisFormat')) },
+        incrs: spec.whole === false ? undefined : WHOLE_STEPS, values: (u, splits) => splits.map(read('axisFormat')) },
     ];
     const scales = { x: { time: true }, y: { range: fromZero } };
     if (spec.series.some((s) => s.scale === 'y2')) {
       axes.push({ scale: 'y2', side: 1, stroke: MUTED, grid: { show: false }, ticks: { show: false }, size: 46,
-        values: (u, splits) => splits.map(read('axisFormat2')) });
+        incrs: WHOLE_STEPS, values: (u, splits) => splits.map(read('axisFormat2')) });
       scales.y2 = { range: fromZero };
     }
     return {
@@ -114,8 +118,9 @@ window.GatewayCharts = (() => {
 
   // Draws `spec` in `el` as chart `id`, or updates the chart already there.
   // spec: { x: [ms], series: [{ key, label, values, color, kind: 'line' | 'area' | 'bars',
-  // scale: 'y' | 'y2' }], stacked, utc, height, format, format2, axisFormat, axisFormat2,
-  // axisTime, legendTime, meta }
+  // scale: 'y' | 'y2', points }], stacked, utc, height, whole (false: the y axis is not a
+  // count), format, format2, axisFormat, axisFormat2, axisTime, legendTime, timeLabel, meta }.
+  // Values are numbers, or null where there is nothing to draw.
   function draw(el, id, spec, sparkline) {
     prune();
     received[id] = {
