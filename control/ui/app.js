@@ -140,6 +140,7 @@
       super((err && err.message) || (typeof body === 'string' && body) || ('HTTP ' + status));
       this.status = status;
       this.code = err && err.code;
+      this.param = err && err.param;
       this.issues = (err && err.issues) || [];
       this.etag = err && err.etag;
     }
@@ -1529,6 +1530,16 @@
     if (!range || !range.refresh || Date.now() - (S.usageShownAt || 0) < range.refresh - 500) return;
     refreshUsage();
   }
+  // Reads `query`; when the proxy keeps no data as fine as the range's step this far back (its
+  // retention is configurable), reads it again with the step it chooses.
+  async function readUsageAnyStep(query) {
+    try {
+      return await readUsage(query);
+    } catch (err) {
+      if (err.status !== 400 || err.param !== 'step' || query.step === 'auto') throw err;
+      return readUsage(Object.assign({}, query, { step: 'auto' }));
+    }
+  }
   async function refreshUsage() {
     const form = $('#usage-range');
     const errorNote = $('#usage-error');
@@ -1541,14 +1552,18 @@
     }
     const group = form.elements.group.value;
     const base = { from: range.from, to: range.to, step: range.step, model: form.elements.model.value, key: form.elements.key.value };
-    $('#usage-csv').href = apiUrl('usage?' + usageParams(Object.assign({}, base, { group_by: group, format: 'csv' }))).toString();
+    const csvLink = (step) => apiUrl('usage?' + usageParams(Object.assign({}, base, { step, group_by: group, format: 'csv' }))).toString();
+    $('#usage-csv').href = csvLink(base.step);
     try {
-      const [all, byModel, byKey] = await Promise.all([
-        readUsage(base),
-        readUsage(Object.assign({}, base, { group_by: 'model' })),
-        readUsage(Object.assign({}, base, { group_by: 'key' })),
+      const all = await readUsageAnyStep(base);
+      // The step the proxy answered with, for every query of what is shown.
+      const shown = Object.assign({}, base, { step: Math.round(all.step_ms / MINUTE) + 'm' });
+      const [byModel, byKey] = await Promise.all([
+        readUsage(Object.assign({}, shown, { group_by: 'model' })),
+        readUsage(Object.assign({}, shown, { group_by: 'key' })),
       ]);
       if (seq !== S.usageSeq) return;
+      $('#usage-csv').href = csvLink(shown.step);
       S.usageShownAt = Date.now();
       errorNote.hidden = true;
       $('#usage-charts').hidden = false;
