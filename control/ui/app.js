@@ -70,6 +70,15 @@
     return el;
   }
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  // Labels each body cell with its column's heading, shown beside it when a narrow screen
+  // stacks the table's rows (`.table.stack`). Rows of one spanning cell keep none.
+  function stackLabels(table) {
+    const heads = $$('thead th', table).map((th) => th.textContent);
+    $$('tbody tr', table).forEach((tr) => {
+      if (tr.cells.length === 1 && tr.cells[0].colSpan > 1) return;
+      Array.from(tr.cells).forEach((td, i) => { if (heads[i] !== undefined && !td.hasAttribute('data-label')) td.dataset.label = heads[i]; });
+    });
+  }
   function badge(text, kind) { return h('span', { class: 'badge ' + (kind || '') }, text); }
   function fact(dl, label, value) {
     dl.append(h('dt', {}, label), h('dd', {}, value instanceof Node ? value : (value ?? '—')));
@@ -1359,6 +1368,7 @@
       log.append(h('tr', {}, h('td', {}, when(line.ts_ms)), h('td', {}, badge(line.level, line.level === 'error' ? 'bad' : line.level === 'warn' ? 'warn' : '')),
         h('td', { class: 'mono' }, line.logger), h('td', { class: 'wrap' }, line.msg, extra ? h('div', { class: 'mono muted' }, extra) : null)));
     }
+    for (const table of ['#loads-table', '#caddy-upstreams', '#certs-table', '#tls-log']) stackLabels($(table));
   }
   async function showCaddyfile() {
     try {
@@ -1818,6 +1828,7 @@
         h('td', { class: 'wrap' }, r.error || '')));
       if (retried) body.append(attemptsRow(r));
     }
+    stackLabels($('#requests-table'));
   }
   // A request that went to more than one deployment: each attempt, in order.
   function attemptsRow(r) {
