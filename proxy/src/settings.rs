@@ -19,7 +19,8 @@ const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
-    /// Where runtime files (stats.json) go; by default the config file's directory.
+    /// Where runtime files (stats.json, the usage history) go; by default the config file's
+    /// directory.
     pub data_dir: PathBuf,
     pub body_limit: usize,
     /// The longest pause in a request body, and the grace before `body_min_rate` applies.
@@ -36,7 +37,6 @@ pub struct Settings {
     pub config_poll: Duration,
     /// Whether file-system events are watched as well (polling alone when false).
     pub config_events: bool,
-    pub stats_flush: Duration,
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
@@ -55,7 +55,6 @@ impl Settings {
             ops_listen: None,
             config_poll: Duration::from_secs(2),
             config_events: true,
-            stats_flush: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             workers: None,
         }

@@ -1,15 +1,17 @@
 //! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
-//! starts the config watcher and the stats snapshots, and runs until a stop signal.
+//! starts the config watcher, the usage history's upkeep and the stats snapshots, and runs until
+//! a stop signal.
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::bookkeeping::accounting::Accounting;
+use crate::bookkeeping::history::History;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::downstream::body_budget::BodyBudget;
@@ -17,6 +19,7 @@ use crate::handlers::{self, AppState};
 use crate::ops::contract::ConfigStatus;
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
+use crate::process::clock::now_ms;
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
@@ -41,7 +44,7 @@ pub struct Application {
     port: u16,
     ops_port: u16,
     accounting: Arc<Accounting>,
-    settings: Settings,
+    shared: Arc<Shared>,
     signals: StopSignals,
     _watcher: ConfigWatcher,
 }
@@ -91,9 +94,19 @@ impl Application {
 
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
-        let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
-        let accounting =
-            Accounting::new(stats, Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING));
+        let data_dir = settings.data_dir.clone();
+        let (stats, history) = tokio::task::spawn_blocking(move || {
+            (
+                Stats::load(Some(stats_path)),
+                History::load(&data_dir, now_ms()),
+            )
+        })
+        .await?;
+        let accounting = Accounting::new(
+            stats,
+            history,
+            Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING),
+        );
         let image_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let images = Arc::new(
             ImageService::new(image_threads).context("starting the image worker threads")?,
@@ -181,7 +194,7 @@ impl Application {
 
         let watcher = reload::watch(
             settings.config_path.clone(),
-            shared,
+            shared.clone(),
             settings.config_poll,
             settings.config_events,
         );
@@ -194,7 +207,7 @@ impl Application {
             port,
             ops_port,
             accounting,
-            settings,
+            shared,
             signals,
             _watcher: watcher,
         })
@@ -224,18 +237,11 @@ impl Application {
             tracing::info!("stopping: no new connections; in-flight requests may finish");
             stop.stop().await;
         });
-        let accounting = self.accounting.clone();
-        let flush_every = self.settings.stats_flush;
-        let flusher = actix_rt::spawn(async move {
-            let mut ticker = actix_rt::time::interval(flush_every);
-            loop {
-                ticker.tick().await;
-                persist(&accounting).await;
-            }
-        });
+        let upkeep = actix_rt::spawn(upkeep(self.accounting.clone(), self.shared.clone()));
         let (api, ops) = futures_util::future::join(self.api, self.ops).await;
         signals.abort();
-        flusher.abort();
+        upkeep.abort();
+        maintain(&self.accounting, &self.shared).await;
         persist(&self.accounting).await;
         tracing::info!("stopped");
         api.context("API listener")?;
@@ -244,11 +250,41 @@ impl Application {
     }
 }
 
+/// How often finished minutes of the usage history are sealed and rolled up.
+const HISTORY_UPKEEP: Duration = Duration::from_secs(1);
+
+/// Seals the usage history every second and writes the statistics every
+/// `stats.flushInterval` (read from the serving config at each write, so a reload applies).
+async fn upkeep(accounting: Arc<Accounting>, shared: Arc<Shared>) {
+    let mut last_write = Instant::now();
+    loop {
+        actix_rt::time::sleep(HISTORY_UPKEEP).await;
+        maintain(&accounting, &shared).await;
+        let flush_interval = shared.snapshot.load().config.stats.flush_interval;
+        if last_write.elapsed() >= flush_interval {
+            last_write = Instant::now();
+            persist(&accounting).await;
+        }
+    }
+}
+
+async fn maintain(accounting: &Arc<Accounting>, shared: &Shared) {
+    let accounting = accounting.clone();
+    let retention = shared.snapshot.load().config.stats.retention;
+    if let Err(err) =
+        tokio::task::spawn_blocking(move || accounting.history.maintain(now_ms(), &retention)).await
+    {
+        tracing::warn!(error = %err, "usage history upkeep failed");
+    }
+}
+
 async fn persist(accounting: &Arc<Accounting>) {
     let accounting = accounting.clone();
-    match tokio::task::spawn_blocking(move || accounting.persist()).await {
+    match tokio::task::spawn_blocking(move || accounting.persist(now_ms())).await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %format!("{err:#}"), "could not write the statistics")
+        }
         Err(err) => tracing::warn!(error = %err, "stats writer failed"),
     }
 }

@@ -21,3 +21,4 @@ mod streaming;
 mod timeouts;
 mod translation;
 mod uploads;
+mod usage;
