@@ -1463,7 +1463,7 @@
   // A chart spec of `series` over `xs`, with this page's formatting.
   function chartSpec(xs, answer, series, extra) {
     return Object.assign({
-      x: xs, series, height: 200, timeLabel: t('col.time'),
+      x: xs, xRange: [answer.from, answer.to], series, height: 200, timeLabel: t('col.time'),
       format: num, axisFormat: compact, format2: num, axisFormat2: compact,
     }, timeFormats(answer.step_ms, answer.to - answer.from), extra || {});
   }
@@ -1600,8 +1600,8 @@
       [t('stats.errors'), num(errors), 'total-errors', requests ? t('history.rate', { rate: percent(errors / requests) }) : null],
       [t('history.rateLimited'), num(total.rate_limited || 0), 'total-429'],
       [t('stats.totalTokens'), num(tokenCount(total)), 'total-tokens'],
-      [t('history.latencyP50P99'), millis(pct(total, 'latency_ms', 'p50')) + ' / ' + millis(pct(total, 'latency_ms', 'p99')), 'total-latency'],
-      [t('history.ttfbP50P99'), millis(pct(total, 'ttfb_ms', 'p50')) + ' / ' + millis(pct(total, 'ttfb_ms', 'p99')), 'total-ttfb'],
+      [t('history.latencyP50'), millis(pct(total, 'latency_ms', 'p50')), 'total-latency', t('history.p99', { value: millis(pct(total, 'latency_ms', 'p99')) })],
+      [t('history.ttfbP50'), millis(pct(total, 'ttfb_ms', 'p50')), 'total-ttfb', t('history.p99', { value: millis(pct(total, 'ttfb_ms', 'p99')) })],
     ]) {
       totals.append(h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'stat-big', id }, value),
         detail ? h('div', { class: 'muted' }, detail) : null));
@@ -1703,7 +1703,7 @@
       $('.spark-label', row).textContent = label;
       $('.spark-value', row).textContent = value;
       Charts.sparkline($('.spark-chart', row), 'spark-' + name, {
-        x: xs, series: [{ key: name, label, values, color }], height: 36,
+        x: xs, xRange: [answer.from, answer.to], series: [{ key: name, label, values, color }], height: 36,
         meta: { from: answer.from, to: answer.to, step_ms: answer.step_ms },
       });
     }
@@ -1774,7 +1774,7 @@
       // Days still to come have no value yet, rather than none.
       const sofar = (values) => values.map((v, i) => (xs[i] < answer.to ? v : null));
       Charts.draw(chart, chartId, Object.assign({
-        x: xs, height: 150, timeLabel: t('col.time'), format: num, axisFormat: compact, format2: num, axisFormat2: compact,
+        x: xs, xRange: [from, next.getTime()], height: 150, timeLabel: t('col.time'), format: num, axisFormat: compact, format2: num, axisFormat2: compact,
         meta: { key: id, from: answer.from, to: answer.to, step_ms: answer.step_ms },
         series: [
           { key: 'tokens', label: t('stats.totalTokens'), color: Charts.color(0), kind: 'bars', values: sofar(Charts.column(xs, series.points, tokenCount, 0)) },

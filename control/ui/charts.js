@@ -71,7 +71,8 @@ window.GatewayCharts = (() => {
         stroke: s.color,
         width: bars ? 1 : 2,
         fill: s.kind === 'line' ? undefined : withAlpha(s.color, bars ? 'cc' : '59'),
-        paths: bars ? uPlot.paths.bars({ size: [0.7, 48], gap: 1 }) : undefined,
+        // A bar stands on its step: from its start towards the next.
+        paths: bars ? uPlot.paths.bars({ size: [0.8, 48], gap: 1, align: 1 }) : undefined,
         points: { show: !bars && (s.points || spec.x.length <= 60), size: 5 },
         spanGaps: false,
         value: rawValue(i),
@@ -86,7 +87,7 @@ window.GatewayCharts = (() => {
       { scale: 'y', stroke: MUTED, grid: { stroke: GRID, width: 1 }, ticks: { show: false }, size: 52,
         incrs: spec.whole === false ? undefined : WHOLE_STEPS, values: (u, splits) => splits.map(read('axisFormat')) },
     ];
-    const scales = { x: { time: true }, y: { range: fromZero } };
+    const scales = { x: { time: true, range: xRange(entry) }, y: { range: fromZero } };
     if (spec.series.some((s) => s.scale === 'y2')) {
       axes.push({ scale: 'y2', side: 1, stroke: MUTED, grid: { show: false }, ticks: { show: false }, size: 46,
         incrs: WHOLE_STEPS, values: (u, splits) => splits.map(read('axisFormat2')) });
@@ -108,17 +109,22 @@ window.GatewayCharts = (() => {
       padding: [3, 0, 2, 0],
       series: [{}, { stroke: s.color, width: 1.5, fill: withAlpha(s.color, '2e'), points: { show: false }, spanGaps: false }],
       axes: [{ show: false }, { show: false }],
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: { x: { time: true, range: xRange(entry) }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       cursor: { show: false },
       legend: { show: false },
     };
+  }
+
+  // The x axis spans the whole range, the last step to its end, not only the steps' starts.
+  function xRange(entry) {
+    return (u, min, max) => entry.spec.xRange || [min, max];
   }
 
   function widthOf(el) { return Math.max(120, Math.floor(el.clientWidth || 0) || 600); }
 
   // Draws `spec` in `el` as chart `id`, or updates the chart already there.
   // spec: { x: [ms], series: [{ key, label, values, color, kind: 'line' | 'area' | 'bars',
-  // scale: 'y' | 'y2', points }], stacked, utc, height, whole (false: the y axis is not a
+  // scale: 'y' | 'y2', points }], xRange: [from, to], stacked, utc, height, whole (false: the y axis is not a
   // count), format, format2, axisFormat, axisFormat2, axisTime, legendTime, timeLabel, meta }.
   // Values are numbers, or null where there is nothing to draw.
   function draw(el, id, spec, sparkline) {

@@ -3,7 +3,8 @@
 //! given, `window.__charts`, and on its canvas), its tables follow the range, its CSV link
 //! holds the rows shown, another range asks for another step, a range the proxy refuses says
 //! why; the overview's last-hour sparklines and image counters; each key's month; at a phone's
-//! width the tables stack and every action button stays in view. Both languages.
+//! width the tables stack (the statistics' and the recent requests') and every action button
+//! stays in view. Both languages.
 
 use std::collections::BTreeMap;
 
@@ -86,18 +87,18 @@ fn assert_one_point_per_step(chart: &Value, step_ms: u64) {
     }
 }
 
-/// Three answers and a 429 for team-a, one answer for team-b; one more model refused.
+/// Three answers and a 429 for team-a, one answer for team-b.
 async fn send_known_traffic(stack: &TestStack) {
     for _ in 0..3 {
         assert_eq!(stack.chat(KEY, chat_body(false)).await.status(), 200);
     }
+    assert_eq!(stack.chat(OTHER_KEY, chat_body(false)).await.status(), 200);
     stack.fake.enqueue(ScriptedReply::Status {
         status: 429,
         headers: vec![("retry-after-ms".into(), "10".into())],
         body: fake_foundry::error_body("429", "Rate limit is exceeded."),
     });
     assert_eq!(stack.chat(KEY, chat_body(false)).await.status(), 429);
-    assert_eq!(stack.chat(OTHER_KEY, chat_body(true)).await.status(), 200);
     history_holds(stack, 5).await;
 }
 
@@ -480,6 +481,23 @@ async fn at_a_phone_s_width_tables_stack_and_every_action_stays_in_view() {
         .js("document.getElementById('stats-keys').scrollIntoView()")
         .await;
     browser.screenshot("stats-usage-tables-phone").await;
+
+    // Recent requests, each a block of label-value lines.
+    browser.show_settled("requests").await;
+    browser
+        .wait_js("return document.querySelectorAll('#requests-table tbody td[data-label]').length > 0")
+        .await;
+    assert_eq!(
+        browser
+            .js("return getComputedStyle(document.querySelector('#requests-table thead')).display")
+            .await,
+        "none"
+    );
+    assert_eq!(
+        off_screen(&browser, "#requests-table td, #requests-filters button").await,
+        json!([])
+    );
+    no_sideways_scroll(&browser).await;
     browser.close().await;
     stack.shutdown().await;
 }

@@ -30,7 +30,7 @@ async fn the_usage_history_comes_from_the_proxy_as_json_and_csv() {
     for _ in 0..2 {
         assert_eq!(stack.chat(KEY, chat_body(false)).await.status(), 200);
     }
-    assert_eq!(stack.chat(OTHER_KEY, chat_body(true)).await.status(), 200);
+    assert_eq!(stack.chat(OTHER_KEY, chat_body(false)).await.status(), 200);
     let page = history_holds(&stack, 3).await;
     assert_eq!(page["group_by"], "key");
     assert_eq!(page["series"][0]["group"], "team-a", "{page}");
