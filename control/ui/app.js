@@ -1468,15 +1468,20 @@
     }, timeFormats(answer.step_ms, answer.to - answer.from), extra || {});
   }
 
-  // Tokens per step of each group, the largest first; beyond STACKED_GROUPS, one "others".
+  // A group's name; requests refused before it was known are under "".
+  const groupName = (group) => (group === '' ? t('history.unnamed') : group);
+  // Tokens per step of each group with tokens, the largest first; beyond STACKED_GROUPS, one
+  // "others".
   function stackedTokens(xs, answer) {
-    const groups = (answer.series || []).slice().sort((a, b) => tokenCount(b.total) - tokenCount(a.total) || b.total.requests - a.total.requests);
+    const groups = (answer.series || []).filter((g) => tokenCount(g.total) > 0)
+      .sort((a, b) => tokenCount(b.total) - tokenCount(a.total) || b.total.requests - a.total.requests);
     const shown = groups.slice(0, groups.length > STACKED_GROUPS + 1 ? STACKED_GROUPS : groups.length);
     const rest = groups.slice(shown.length);
     const series = shown.map((g, i) => ({
-      key: g.group, label: g.group || '—', color: Charts.color(i), kind: 'area',
+      key: g.group, label: groupName(g.group), color: Charts.color(i), kind: 'area',
       values: Charts.column(xs, g.points, tokenCount, 0),
     }));
+    if (!series.length) series.push({ key: null, label: t('stats.totalTokens'), color: Charts.color(0), kind: 'area', values: xs.map(() => 0) });
     if (rest.length) {
       const columns = rest.map((g) => Charts.column(xs, g.points, tokenCount, 0));
       series.push({
@@ -1660,7 +1665,7 @@
     if (!series.length) body.append(h('tr', {}, h('td', { colspan: USAGE_COLUMNS.length + 1, class: 'empty' }, t('history.noneInRange'))));
     for (const s of series) {
       body.append(h('tr', { dataset: { name: s.group } },
-        h('td', { class: 'name', 'data-label': t(first) }, h('strong', {}, s.group || '—')),
+        h('td', { class: 'name', 'data-label': t(first) }, h('strong', {}, groupName(s.group))),
         ...USAGE_COLUMNS.map(([k, text, col]) => h('td', { 'data-label': t(k), dataset: col ? { col } : undefined }, text(s.total || {})))));
     }
   }
@@ -1703,7 +1708,8 @@
       $('.spark-label', row).textContent = label;
       $('.spark-value', row).textContent = value;
       Charts.sparkline($('.spark-chart', row), 'spark-' + name, {
-        x: xs, xRange: [answer.from, answer.to], series: [{ key: name, label, values, color }], height: 36,
+        // A rate is only known in minutes with requests: each shows as a dot.
+        x: xs, xRange: [answer.from, answer.to], series: [{ key: name, label, values, color, points: name === 'errors' }], height: 36,
         meta: { from: answer.from, to: answer.to, step_ms: answer.step_ms },
       });
     }

@@ -107,7 +107,7 @@ window.GatewayCharts = (() => {
     return {
       width, height: entry.spec.height || 36, ms: 1,
       padding: [3, 0, 2, 0],
-      series: [{}, { stroke: s.color, width: 1.5, fill: withAlpha(s.color, '2e'), points: { show: false }, spanGaps: false }],
+      series: [{}, { stroke: s.color, width: 1.5, fill: withAlpha(s.color, '2e'), points: { show: !!s.points, size: 4, fill: s.color }, spanGaps: false }],
       axes: [{ show: false }, { show: false }],
       scales: { x: { time: true, range: xRange(entry) }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       cursor: { show: false },
