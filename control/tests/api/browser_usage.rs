@@ -1,8 +1,8 @@
 //! The usage history in the admin UI, in headless Chromium, with known traffic sent through the
 //! in-process proxy: the statistics page charts a range (checked on the data each chart was
 //! given, `window.__charts`, and on its canvas), its tables follow the range, its CSV link
-//! holds the rows shown, another range asks for another step, a range the proxy refuses says
-//! why; the overview's last-hour sparklines and image counters; each key's month; at a phone's
+//! holds the rows shown, another range asks for another step (or the one the proxy keeps that
+//! far back), a range the proxy refuses says why; the overview's last-hour sparklines and image counters; each key's month; at a phone's
 //! width the tables stack (the statistics' and the recent requests') and every action button
 //! stays in view. Both languages.
 
@@ -14,9 +14,7 @@ use serde_json::{Value, json};
 
 use crate::browser::{Browser, PHONE};
 use crate::browser_pools::field;
-use crate::helpers::{
-    KEY, StackOptions, TestStack, chat_body, spawn_stack, spawn_stack_with,
-};
+use crate::helpers::{KEY, StackOptions, TestStack, chat_body, spawn_stack, spawn_stack_with};
 use crate::usage::{OTHER_KEY, history_holds};
 
 /// Tokens of each of the fake's chat answers (prompt 11, completion 7).
@@ -26,9 +24,8 @@ impl Browser {
     /// What chart `id` was given, once it has been given something for which `ready` (a JS
     /// expression over `c`) holds.
     async fn chart_when(&self, id: &str, ready: &str) -> Value {
-        let script = format!(
-            "const c = (window.__charts || {{}})[{id:?}]; return !!c && ({ready})"
-        );
+        let script =
+            format!("const c = (window.__charts || {{}})[{id:?}]; return !!c && ({ready})");
         self.wait_js(&script).await;
         self.js(&format!("return window.__charts[{id:?}]")).await
     }
@@ -149,7 +146,10 @@ async fn the_statistics_page_charts_a_range_and_its_csv_holds_what_is_shown() {
     browser.open(&stack.control, "stats").await;
 
     let requests = browser
-        .chart_when("usage-requests", "c.series[0].values.reduce((a, b) => a + b, 0) === 5")
+        .chart_when(
+            "usage-requests",
+            "c.series[0].values.reduce((a, b) => a + b, 0) === 5",
+        )
         .await;
     assert_one_point_per_step(&requests, 60_000);
     let tokens = browser
@@ -211,7 +211,9 @@ async fn the_statistics_page_charts_a_range_and_its_csv_holds_what_is_shown() {
     browser.screenshot("stats-usage").await;
 
     // Tokens by key: the chart and the CSV follow.
-    browser.choose("#usage-range select[name=group]", "key").await;
+    browser
+        .choose("#usage-range select[name=group]", "key")
+        .await;
     let by_key = browser
         .chart_when("usage-tokens", "c.meta.group_by === 'key'")
         .await;
@@ -250,9 +252,14 @@ async fn the_statistics_page_charts_a_range_and_its_csv_holds_what_is_shown() {
     assert!(rows.iter().all(|r| r["time"].ends_with('Z')));
 
     // A filter narrows what is shown, the CSV included.
-    browser.choose("#usage-range select[name=key]", "team-b").await;
     browser
-        .chart_when("usage-requests", "c.series[0].values.reduce((a, b) => a + b, 0) === 1")
+        .choose("#usage-range select[name=key]", "team-b")
+        .await;
+    browser
+        .chart_when(
+            "usage-requests",
+            "c.series[0].values.reduce((a, b) => a + b, 0) === 1",
+        )
         .await;
     let filtered = download(&browser).await;
     let rows = csv_rows(filtered["text"].as_str().expect("text"));
@@ -265,7 +272,9 @@ async fn the_statistics_page_charts_a_range_and_its_csv_holds_what_is_shown() {
         ("7d", 3_600_000, "step=60m"),
         ("month", 86_400_000, "step=1440m"),
     ] {
-        browser.choose("#usage-range select[name=range]", range).await;
+        browser
+            .choose("#usage-range select[name=range]", range)
+            .await;
         let chart = browser
             .chart_when(
                 "usage-requests",
@@ -283,9 +292,15 @@ async fn the_statistics_page_charts_a_range_and_its_csv_holds_what_is_shown() {
     }
 
     // A custom range: the page checks its order; the proxy's refusal is shown in words.
-    browser.choose("#usage-range select[name=range]", "custom").await;
+    browser
+        .choose("#usage-range select[name=range]", "custom")
+        .await;
     for (from, to, shown) in [
-        ("2030-01-02T00:00", "2030-01-01T00:00", "must be before its end"),
+        (
+            "2030-01-02T00:00",
+            "2030-01-01T00:00",
+            "must be before its end",
+        ),
         ("1900-01-01T00:00", "1900-01-02T00:00", "cannot be shown"),
     ] {
         browser
@@ -322,7 +337,10 @@ async fn the_overview_shows_the_last_hour_and_the_image_counters_in_both_languag
 
     browser.open(&stack.control, "overview").await;
     let requests = browser
-        .chart_when("spark-requests", "c.series[0].values.reduce((a, b) => a + b, 0) === 3")
+        .chart_when(
+            "spark-requests",
+            "c.series[0].values.reduce((a, b) => a + b, 0) === 3",
+        )
         .await;
     assert_one_point_per_step(&requests, 60_000);
     let errors = browser.chart_when("spark-errors", "true").await;
@@ -406,7 +424,10 @@ async fn at_a_phone_s_width_tables_stack_and_every_action_stays_in_view() {
     // Each key's month, a point a day, on its card.
     browser.open(&stack.control, "keys").await;
     let month = browser
-        .chart_when("key-month:team-a", "c.series[1].values.reduce((a, b) => a + b, 0) === 4")
+        .chart_when(
+            "key-month:team-a",
+            "c.series[1].values.reduce((a, b) => a + b, 0) === 4",
+        )
         .await;
     assert_eq!(month["meta"]["step_ms"], 86_400_000);
     let tokens = sums(&month)["tokens"];
@@ -448,7 +469,10 @@ async fn at_a_phone_s_width_tables_stack_and_every_action_stays_in_view() {
     // The statistics page: tables of label-value rows, filters and the download in view.
     browser.show_settled("stats").await;
     browser
-        .chart_when("usage-requests", "c.series[0].values.reduce((a, b) => a + b, 0) === 5")
+        .chart_when(
+            "usage-requests",
+            "c.series[0].values.reduce((a, b) => a + b, 0) === 5",
+        )
         .await;
     for table in ["stats-models", "stats-keys"] {
         let layout = browser
@@ -485,7 +509,9 @@ async fn at_a_phone_s_width_tables_stack_and_every_action_stays_in_view() {
     // Recent requests, each a block of label-value lines.
     browser.show_settled("requests").await;
     browser
-        .wait_js("return document.querySelectorAll('#requests-table tbody td[data-label]').length > 0")
+        .wait_js(
+            "return document.querySelectorAll('#requests-table tbody td[data-label]').length > 0",
+        )
         .await;
     assert_eq!(
         browser
@@ -500,4 +526,62 @@ async fn at_a_phone_s_width_tables_stack_and_every_action_stays_in_view() {
     no_sideways_scroll(&browser).await;
     browser.close().await;
     stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn a_range_finer_than_the_proxy_keeps_is_shown_at_the_step_it_keeps() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(|c| {
+            c["stats"] = json!({"retention": {"minutes": "1h"}});
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    assert_eq!(stack.chat(KEY, chat_body(false)).await.status(), 200);
+    history_holds(&stack, 1).await;
+    let refused = stack
+        .get(&format!("usage?step=5m&from={}", ms_ago(24 * 3_600_000)))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 400, "the proxy keeps minutes for an hour");
+
+    browser.open(&stack.control, "stats").await;
+    browser
+        .choose("#usage-range select[name=range]", "24h")
+        .await;
+    let chart = browser
+        .chart_when(
+            "usage-requests",
+            "c.meta.step_ms === 3600000 && c.series[0].values.reduce((a, b) => a + b, 0) === 1",
+        )
+        .await;
+    assert_one_point_per_step(&chart, 3_600_000);
+    assert!(
+        browser
+            .js("return document.getElementById('usage-error').hidden")
+            .await
+            == json!(true)
+    );
+    let href = browser
+        .js("return document.getElementById('usage-csv').href")
+        .await;
+    assert!(
+        href.as_str().is_some_and(|h| h.contains("step=60m")),
+        "{href}"
+    );
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+/// Unix milliseconds `ms` before now.
+fn ms_ago(ms: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64;
+    now - ms
 }

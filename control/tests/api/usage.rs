@@ -6,7 +6,9 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
-use crate::helpers::{KEY, StackOptions, TestStack, chat_body, free_port, spawn_stack_with, wait_for};
+use crate::helpers::{
+    KEY, StackOptions, TestStack, chat_body, free_port, spawn_stack_with, wait_for,
+};
 
 pub(crate) const OTHER_KEY: &str = "sk-other-key-0123456789";
 
@@ -128,11 +130,8 @@ async fn an_unreachable_proxy_is_a_502_in_the_admin_error_shape() {
     let closed = free_port();
     let stack = spawn_stack_with(StackOptions {
         edit_control: Box::new(move |settings| {
-            settings.proxy_ops_url = Some(
-                format!("http://127.0.0.1:{closed}")
-                    .parse()
-                    .expect("url"),
-            );
+            settings.proxy_ops_url =
+                Some(format!("http://127.0.0.1:{closed}").parse().expect("url"));
         }),
         ..StackOptions::default()
     })
@@ -155,11 +154,9 @@ async fn fake_ops(size: usize, status: u16) -> (String, actix_web::dev::ServerHa
                     let len = (size - at).min(64 * 1024);
                     Ok::<_, actix_web::Error>(bytes::Bytes::from(vec![b'1'; len]))
                 });
-                HttpResponse::build(
-                    actix_web::http::StatusCode::from_u16(status).expect("status"),
-                )
-                .content_type("text/csv; charset=utf-8")
-                .streaming(futures_util::stream::iter(chunks))
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"))
+                    .content_type("text/csv; charset=utf-8")
+                    .streaming(futures_util::stream::iter(chunks))
             }),
         )
     })

@@ -110,7 +110,12 @@ async fn every_ops_body_reads_into_its_contract_type_and_back_unchanged() {
     let usage: UsagePage = round_trip(&app, "/usage?group_by=model").await;
     assert_eq!(usage.group_by, Some(UsageGroupBy::Model));
     assert_eq!(usage.total.requests, 3);
-    assert!(usage.series.iter().any(|s| s.total.latency_ms.p50.is_some()));
+    assert!(
+        usage
+            .series
+            .iter()
+            .any(|s| s.total.latency_ms.p50.is_some())
+    );
     let all: UsagePage = round_trip(&app, "/usage").await;
     assert_eq!(all.group_by, None);
     assert_eq!(all.series[0].points[0].counts.requests, all.total.requests);
