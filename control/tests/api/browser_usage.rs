@@ -2,9 +2,9 @@
 //! in-process proxy: the statistics page charts a range (checked on the data each chart was
 //! given, `window.__charts`, and on its canvas), its tables follow the range, its CSV link
 //! holds the rows shown, another range asks for another step (or the one the proxy keeps that
-//! far back), a range the proxy refuses says why; the overview's last-hour sparklines and image counters; each key's month; at a phone's
-//! width the tables stack (the statistics' and the recent requests') and every action button
-//! stays in view. Both languages.
+//! far back), a range the proxy refuses says why; the overview's last-hour sparklines and
+//! image counters; each key's month; at a phone's width the tables stack (the statistics' and
+//! the recent requests') and every action button stays in view. Both languages.
 
 use std::collections::BTreeMap;
 
