@@ -23,6 +23,9 @@
     usageError: null,
     keyMonth: null,    // this month's use of every key, a point a day, from GET /api/usage
     keyMonthError: null,
+    keyMonthAt: 0,     // when it was last read
+    usageSeq: 0,       // the statistics page's latest read of the usage history; older answers are dropped
+    usageShownAt: 0,   // when it was last answered
     clockOffset: 0,    // ms to add to the browser's clock to get control's
     configMissing: false,
   };
@@ -890,7 +893,7 @@
   // Auto-refresh: the windows and budgets every time, the month's use every 30 s.
   function tickKeys() {
     refreshKeyUsage();
-    if (Date.now() - (S.keyMonthAt || 0) >= 30000) refreshKeyMonth();
+    if (Date.now() - S.keyMonthAt >= 30000) refreshKeyMonth();
   }
   // The last characters of each key's value (from GET keys), in place.
   function showKeyHints() {
@@ -946,7 +949,7 @@
         expiryEditor(key, i)),
       h('div', { class: 'key-month', dataset: { keyMonth: key.id } },
         h('div', { class: 'key-month-head' }, h('span', { class: 'key-month-title' }, t('keys.month')), h('span', { class: 'key-month-summary' })),
-        h('div', { class: 'chart chart-small', hidden: true })));
+        h('div', { class: 'chart', hidden: true })));
   }
   function changedKeys() {
     clearIssues();
@@ -1542,7 +1545,7 @@
   // Auto-refresh: read the range again once its refresh interval has passed.
   function tickStats() {
     const range = RANGES[$('#usage-range').elements.range.value];
-    if (!range || !range.refresh || Date.now() - (S.usageShownAt || 0) < range.refresh - 500) return;
+    if (!range || !range.refresh || Date.now() - S.usageShownAt < range.refresh - 500) return;
     refreshUsage();
   }
   // Reads `query`; when the proxy keeps no data as fine as the range's step this far back (its
@@ -1559,7 +1562,7 @@
     const form = $('#usage-range');
     const errorNote = $('#usage-error');
     const range = chosenRange();
-    const seq = (S.usageSeq = (S.usageSeq || 0) + 1);
+    const seq = ++S.usageSeq;
     if (range.error) {
       errorNote.hidden = false;
       errorNote.textContent = range.error;
