@@ -94,11 +94,11 @@ impl Application {
 
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
-        let data_dir = settings.data_dir.clone();
+        let history_dir = settings.usage_history.then(|| settings.data_dir.clone());
         let (stats, history) = tokio::task::spawn_blocking(move || {
             (
                 Stats::load(Some(stats_path)),
-                History::load(&data_dir, now_ms()),
+                history_dir.map_or_else(History::off, |dir| History::load(&dir, now_ms())),
             )
         })
         .await?;

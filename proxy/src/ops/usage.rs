@@ -95,11 +95,10 @@ fn format_from_accept(headers: &HeaderMap) -> Format {
 }
 
 fn error_response(err: &QueryError) -> HttpResponse {
-    let internal = err.code == "internal_error";
-    let status = if internal {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::BAD_REQUEST
+    let (status, internal) = match err.code {
+        "internal_error" => (StatusCode::INTERNAL_SERVER_ERROR, true),
+        "usage_history_off" => (StatusCode::SERVICE_UNAVAILABLE, true),
+        _ => (StatusCode::BAD_REQUEST, false),
     };
     HttpResponse::build(status).json(OpsErrorBody {
         error: OpsError {

@@ -342,3 +342,33 @@ async fn a_bad_usage_query_is_refused_in_the_openai_error_shape() {
         assert_eq!(error["param"], param, "{query}");
     }
 }
+
+#[actix_web::test]
+async fn with_the_history_off_nothing_is_kept_and_usage_says_so() {
+    let app = spawn_app_with(
+        fake_foundry::Behaviour::default(),
+        |_| {},
+        &[("USAGE_HISTORY", "off")],
+    )
+    .await;
+    assert_eq!(send(&app, KEY, chat_body(false)).await, 200);
+    app.wait_for_stats(|s| s["total"]["requests"] == 1).await;
+    let response = app
+        .http
+        .get(format!("{}/usage", app.ops))
+        .send()
+        .await
+        .expect("usage");
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(error["code"], "usage_history_off");
+    let (_fake, dir, _config) = app.shutdown().await;
+    assert!(dir.path().join("stats.json").exists());
+    let written: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("usage"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}

@@ -122,6 +122,8 @@ pub struct History {
     tiers: Mutex<Tiers>,
     /// Where the files are; `None` keeps the history in memory only.
     dir: Option<PathBuf>,
+    /// `false`: nothing is counted and `/usage` answers that the history is off.
+    enabled: bool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +137,15 @@ impl History {
             live: Mutex::new(Live::default()),
             tiers: Mutex::new(Tiers::default()),
             dir: None,
+            enabled: true,
+        }
+    }
+
+    /// No history: counts nothing, reads and writes no file (`USAGE_HISTORY=off`).
+    pub fn off() -> History {
+        History {
+            enabled: false,
+            ..History::in_memory()
         }
     }
 
@@ -181,6 +192,7 @@ impl History {
             live: Mutex::new(live),
             tiers: Mutex::new(tiers),
             dir: Some(dir.to_path_buf()),
+            enabled: true,
         }
     }
 
@@ -192,6 +204,9 @@ impl History {
     /// Counts a finished request at `now` (Unix ms): in its minute, or in the newest minute
     /// still open if the clock went back.
     pub fn record_at(&self, now: u64, sample: &Sample<'_>) {
+        if !self.enabled {
+            return;
+        }
         let measure = sample.measure();
         let mut live = lock(&self.live);
         let series = Series {
@@ -367,6 +382,13 @@ impl History {
         now: u64,
         retention: &Retention,
     ) -> Result<UsagePage, QueryError> {
+        if !self.enabled {
+            return Err(QueryError {
+                code: "usage_history_off",
+                param: None,
+                message: "the usage history is turned off (USAGE_HISTORY=off)".into(),
+            });
+        }
         let plan = query::plan(request, now, &Cutoffs::at(now, retention))?;
         let (sources, resolved) = self.sources(request, &plan);
         query::aggregate(request, &plan, &resolved, &sources).map_err(|_| QueryError {
