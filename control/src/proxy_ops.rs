@@ -23,7 +23,8 @@ const USAGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest `/usage` answer passed on.
 pub const USAGE_ANSWER_LIMIT: usize = 8 * 1024 * 1024;
 
-/// An answer of the proxy's `/usage`: a success, or its refusal of the query (400), as it came.
+/// An answer of the proxy's `/usage` as it came: a success, its refusal of the query (400), or
+/// its saying that it keeps no history (503 `usage_history_off`).
 #[derive(Debug)]
 pub struct UsageAnswer {
     pub status: u16,
@@ -75,9 +76,9 @@ impl ProxyOps {
         self.get(config, "/requests", query).await
     }
 
-    /// `GET /usage` with `query` (parameters control has checked). A success or a 400 comes
-    /// back as the proxy gave it; any other status, a body over `USAGE_ANSWER_LIMIT`, or no
-    /// answer is `ProxyOpsUnreachable`.
+    /// `GET /usage` with `query` (parameters control has checked). A success, a 400 or a 503
+    /// in the ops error shape comes back as the proxy gave it; any other answer, a body over
+    /// `USAGE_ANSWER_LIMIT`, or no answer is `ProxyOpsUnreachable`.
     pub async fn usage(
         &self,
         config: &Config,
@@ -97,9 +98,6 @@ impl ProxyOps {
             .await
             .map_err(|e| unreachable(describe(&e)))?;
         let status = response.status();
-        if !status.is_success() && status != reqwest::StatusCode::BAD_REQUEST {
-            return Err(unreachable(format!("answered {status}")));
-        }
         let header = |name: reqwest::header::HeaderName| {
             response
                 .headers()
@@ -109,6 +107,15 @@ impl ProxyOps {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let content_disposition = header(reqwest::header::CONTENT_DISPOSITION);
+        let refusal = matches!(
+            status,
+            reqwest::StatusCode::BAD_REQUEST | reqwest::StatusCode::SERVICE_UNAVAILABLE
+        ) && content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/json"));
+        if !status.is_success() && !refusal {
+            return Err(unreachable(format!("answered {status}")));
+        }
         if response
             .content_length()
             .is_some_and(|n| n > USAGE_ANSWER_LIMIT as u64)

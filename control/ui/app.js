@@ -23,6 +23,7 @@
     usageError: null,
     keyMonth: null,    // this month's use of every key, a point a day, from GET /api/usage
     keyMonthError: null,
+    keyMonthOff: false, // the proxy keeps no usage history (USAGE_HISTORY=off)
     keyMonthAt: 0,     // when it was last read
     usageSeq: 0,       // the statistics page's latest read of the usage history; older answers are dropped
     usageShownAt: 0,   // when it was last answered
@@ -1453,7 +1454,9 @@
     return data;
   }
   // What a refused or failed usage query means to the operator.
+  const historyOff = (err) => err.code === 'usage_history_off';
   function usageErrorText(err) {
+    if (historyOff(err)) return t('history.off');
     return err.status === 400 ? t('history.refused', { error: err.message }) : t('history.unreachable', { error: err.message });
   }
 
@@ -1565,6 +1568,7 @@
     const seq = ++S.usageSeq;
     if (range.error) {
       errorNote.hidden = false;
+      errorNote.className = 'result bad';
       errorNote.textContent = range.error;
       return;
     }
@@ -1590,6 +1594,7 @@
       if (seq !== S.usageSeq) return;
       S.usageShownAt = Date.now();
       errorNote.hidden = false;
+      errorNote.className = historyOff(err) ? 'result' : 'result bad';
       errorNote.textContent = usageErrorText(err);
       $('#usage-charts').hidden = true;
       clear($('#stats-totals'));
@@ -1750,9 +1755,12 @@
     try {
       S.keyMonth = await readUsage({ from: monthStart(now), to: now, step: '1d', group_by: 'key' });
       S.keyMonthError = null;
+      S.keyMonthOff = false;
     } catch (err) {
       S.keyMonth = null;
-      S.keyMonthError = usageErrorText(err);
+      // Without a history there is no month to show, which is no error.
+      S.keyMonthOff = historyOff(err);
+      S.keyMonthError = S.keyMonthOff ? null : usageErrorText(err);
     }
     showKeyMonth();
   }
@@ -1762,6 +1770,7 @@
     note.textContent = S.keyMonthError || '';
     const answer = S.keyMonth;
     $$('#key-list .key-month').forEach((box) => {
+      box.hidden = S.keyMonthOff;
       const id = box.dataset.keyMonth;
       const chartId = 'key-month:' + id;
       const summary = $('.key-month-summary', box);

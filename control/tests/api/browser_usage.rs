@@ -585,3 +585,49 @@ fn ms_ago(ms: u64) -> u64 {
         .as_millis() as u64;
     now - ms
 }
+
+#[actix_web::test]
+async fn without_a_usage_history_the_pages_say_so_and_keys_show_no_month() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = spawn_stack_with(StackOptions {
+        proxy_env: &[("USAGE_HISTORY", "off")],
+        ..StackOptions::default()
+    })
+    .await;
+    browser.open(&stack.control, "stats").await;
+    browser
+        .wait_js("const e = document.getElementById('usage-error'); return !e.hidden && e.textContent.includes('USAGE_HISTORY=off') && !e.classList.contains('bad')")
+        .await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('usage-charts').hidden")
+            .await,
+        true
+    );
+    browser.show_settled("overview").await;
+    assert!(
+        browser
+            .text("#sparks")
+            .await
+            .contains("keeps no usage history")
+    );
+    browser.show_settled("keys").await;
+    assert_eq!(
+        browser
+            .js(
+                "return [...document.querySelectorAll('#key-list .key-month')].map((e) => e.hidden)"
+            )
+            .await,
+        json!([true, true])
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('key-month-error').hidden")
+            .await,
+        true
+    );
+    browser.close().await;
+    stack.shutdown().await;
+}

@@ -206,3 +206,22 @@ async fn an_answer_over_8_mib_or_a_proxy_failure_is_not_passed_on() {
         ops.stop(true).await;
     }
 }
+
+#[actix_web::test]
+async fn with_the_history_off_the_proxy_s_503_says_so() {
+    let stack = spawn_stack_with(StackOptions {
+        proxy_env: &[("USAGE_HISTORY", "off")],
+        ..StackOptions::default()
+    })
+    .await;
+    let response = stack.get("usage").send().await.expect("request");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "usage_history_off", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("USAGE_HISTORY=off"))
+    );
+    stack.shutdown().await;
+}
