@@ -12,6 +12,7 @@ mod report;
 mod scenarios;
 mod stack;
 mod tap;
+mod translation;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ use crate::stack::{Binaries, Stack};
 
 const USAGE: &str = "usage: gateway-bench [--bin-dir DIR] [--out FILE] [--work DIR] \
 [--caddy PATH] [--control PATH] [--redis-server PATH] [--proxy-log FILE] [--quick] \
-[--only 1,2,3,4,5,6,7,8,9] [--command TEXT]";
+[--only 1,2,3,4,5,6,7,8,9,10] [--command TEXT]";
 
 struct Args {
     bin_dir: PathBuf,
@@ -287,6 +288,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         results.key_limits =
             Some(key_limits::key_limits(&mut bench, &bins, redis.as_deref()).await);
+    }
+    if wanted(10) {
+        eprintln!("10. chat ⇄ Responses translation");
+        let mut bench = Bench {
+            stack: &mut stack,
+            plan,
+        };
+        match translation::translation(&mut bench).await {
+            Ok(r) => results.translation = Some(r),
+            Err(err) => results.errors.push(format!("Translation: {err:#}")),
+        }
     }
     stack.check_running()?;
     machine.load_end = report::load_average();

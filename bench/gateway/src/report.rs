@@ -13,6 +13,7 @@ use crate::scenarios::{
     ReloadResult, SLOW_UPSTREAM_MS, STREAM_CHUNKS, STREAM_GAP_MS, StreamResult, ThroughputRow, Via,
 };
 use crate::stack::{self, PoolSettings};
+use crate::translation::{TranslationCase, TranslationResult};
 
 const BEGIN: &str = "<!-- gateway:begin -->";
 const END: &str = "<!-- gateway:end -->";
@@ -93,6 +94,7 @@ pub struct Results {
     pub image: Option<ImageResult>,
     pub pool: Option<PoolResult>,
     pub key_limits: Option<KeyLimitsResult>,
+    pub translation: Option<TranslationResult>,
     pub errors: Vec<String>,
 }
 
@@ -144,6 +146,7 @@ const POOL_P50_MARGIN_NS: u64 = 1_000_000;
 /// Targets of scenario 9: what counting a key's limits may add to the p50.
 const IN_PROCESS_LIMITS_NS: i64 = 5_000;
 const REDIS_LIMITS_NS: i64 = 150_000;
+const TRANSLATION_NS: i64 = 50_000;
 
 /// Scenario 9's p50 differences: limits in the process against no limits, and limits in Redis
 /// against limits in the process (when measured, and valid).
@@ -358,6 +361,9 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
             });
         }
     }
+    if let Some(r) = &results.translation {
+        out.extend(translation_verdicts(r));
+    }
     for row in &results.idle {
         if let Some(kib) = row.rss_kib
             && (row.name == "proxy" || row.name == "control")
@@ -504,6 +510,9 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     }
     if let Some(r) = &results.key_limits {
         render_key_limits(&mut s, r);
+    }
+    if let Some(r) = &results.translation {
+        render_translation(&mut s, r);
     }
     if !results.errors.is_empty() {
         let _ = writeln!(s, "### Not measured\n");
@@ -963,6 +972,140 @@ fn render_key_limits(s: &mut String, r: &KeyLimitsResult) {
         lines.push(format!(
             "The Redis rows are shown but not judged: {}.",
             r.redis_note.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "\n{}", lines.join(" "));
+    }
+    let _ = writeln!(s);
+}
+
+/// Translated minus untranslated, at p50: of the non-stream latency, and of the event delay.
+fn translation_costs(r: &TranslationResult) -> (Option<i64>, Option<i64>) {
+    let p50 = |d: &Dist| d.q(0.5);
+    let latency = r
+        .latency_of(TranslationCase::Translated)
+        .zip(r.latency_of(TranslationCase::Untranslated))
+        .map(|(t, u)| diff(p50(t), p50(u)));
+    let events = r
+        .event_delay_of(TranslationCase::Translated)
+        .zip(r.event_delay_of(TranslationCase::Untranslated))
+        .map(|(t, u)| diff(p50(t), p50(u)));
+    (latency, events)
+}
+
+fn translation_verdicts(r: &TranslationResult) -> Vec<Verdict> {
+    let (latency, events) = translation_costs(r);
+    let mut out = Vec::new();
+    let stream_failures: u64 = r.streams.iter().map(|s| s.failures.total()).sum();
+    if let Some(added) = latency {
+        out.push(Verdict {
+            target: "a translated non-stream request (chat → Responses): p50 ≤ 50 µs more than \
+                     the same deployment untranslated"
+                .into(),
+            measured: format!(
+                "{} ({} failed requests)",
+                us_signed(added),
+                r.latency_failures.total()
+            ),
+            met: added <= TRANSLATION_NS && r.latency_failures.total() == 0,
+        });
+    }
+    if let Some(added) = events {
+        out.push(Verdict {
+            target: "a translated stream: event delay p50 ≤ 50 µs more than untranslated".into(),
+            measured: format!("{} ({stream_failures} failed streams)", us_signed(added)),
+            met: added <= TRANSLATION_NS && stream_failures == 0,
+        });
+    }
+    out
+}
+
+fn render_translation(s: &mut String, r: &TranslationResult) {
+    let n = r.latency.first().map_or(0, |(_, d)| d.len());
+    let _ = writeln!(
+        s,
+        "### 10. Chat ⇄ Responses translation
+"
+    );
+    let _ = writeln!(
+        s,
+        "Both cases reach the same Responses-only deployment of the fake through the proxy and \
+         get the same answer: a Responses client (`POST /v1/responses`) on a model without \
+         translation, and a chat client (`POST /v1/chat/completions`, the same system and user \
+         text) on a model with `\"routes\": {{\"chat/completions\": \"responses\"}}`, whose \
+         request, answer and stream the proxy translates. Non-stream: scenario 1's method, one \
+         request at a time on one keep-alive connection, {n} requests per case after 300 \
+         warm-up requests, in {rounds} interleaved rounds. Failed requests: {failures}.\n",
+        rounds = r.rounds,
+        failures = r.latency_failures.describe()
+    );
+    let _ = writeln!(
+        s,
+        "| case | p50 | p90 | p99 | mean |\n| --- | ---: | ---: | ---: | ---: |"
+    );
+    for (case, d) in &r.latency {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            case.label(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99)),
+            us(d.mean())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nStreams: {connections} connections streaming for the scenario's time, each stream {chunks} \
+         text deltas {gap} ms apart, through the timing tap. A translated stream has fewer events \
+         than the one it comes from (the Responses bookkeeping events have no chat chunk), so \
+         each event the client receives is paired with the last event that left the fake before \
+         it arrived (the deltas are {gap} ms apart, far more than any delay measured), in both \
+         cases alike.\n",
+        connections = r.connections,
+        chunks = r.chunks,
+        gap = r.gap_ms
+    );
+    let _ = writeln!(
+        s,
+        "| case | streams | events per stream | failed | event delay p50 | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in &r.streams {
+        let d = &row.event_delay;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.case.label(),
+            row.streams,
+            row.events_per_stream,
+            row.failures.total(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99))
+        );
+    }
+    let (latency, events) = translation_costs(r);
+    let verdict = |added: i64| {
+        if added <= TRANSLATION_NS {
+            "met"
+        } else {
+            "**missed**"
+        }
+    };
+    let mut lines = Vec::new();
+    if let Some(added) = latency {
+        lines.push(format!(
+            "Translating a non-stream request and its answer adds {} at p50 (target: ≤ 50 µs: {}).",
+            us_signed(added),
+            verdict(added)
+        ));
+    }
+    if let Some(added) = events {
+        lines.push(format!(
+            "Translating a stream adds {} to each event's delay at p50 (target: ≤ 50 µs: {}).",
+            us_signed(added),
+            verdict(added)
         ));
     }
     if !lines.is_empty() {

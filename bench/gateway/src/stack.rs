@@ -24,6 +24,15 @@ pub const MODEL: &str = "bench";
 /// The same model, routed through the timing tap.
 pub const TAPPED_MODEL: &str = "bench-tapped";
 pub const DEPLOYMENT: &str = "bench-deployment";
+/// A deployment the fake serves through the Responses API only (it refuses chat completions).
+pub const RESPONSES_DEPLOYMENT: &str = "responses-only-bench";
+/// Responses clients on the Responses-only deployment: no translation.
+pub const RESPONSES_MODEL: &str = "bench-responses";
+/// Chat clients on the Responses-only deployment: translated both ways.
+pub const TRANSLATED_MODEL: &str = "bench-translated";
+/// The two above, through the timing tap.
+pub const RESPONSES_TAPPED_MODEL: &str = "bench-responses-tapped";
+pub const TRANSLATED_TAPPED_MODEL: &str = "bench-translated-tapped";
 /// A model on a pool of two deployments: the fake, and a second fake identical to it.
 pub const POOL_MODEL: &str = "bench-pool";
 /// The same pool shape, whose second fake answers 429 to every [`THROTTLE_EVERY`]th request.
@@ -327,6 +336,16 @@ pub fn proxy_config(
             {
                 "id": THROTTLED_POOL_MODEL,
                 "deployments": [deployment("fake"), deployment(POOL_B_THROTTLED)]
+            },
+            { "id": RESPONSES_MODEL, "upstream": "fake", "targetModel": RESPONSES_DEPLOYMENT },
+            {
+                "id": TRANSLATED_MODEL, "upstream": "fake", "targetModel": RESPONSES_DEPLOYMENT,
+                "routes": { "chat/completions": "responses" }
+            },
+            { "id": RESPONSES_TAPPED_MODEL, "upstream": "tap", "targetModel": RESPONSES_DEPLOYMENT },
+            {
+                "id": TRANSLATED_TAPPED_MODEL, "upstream": "tap", "targetModel": RESPONSES_DEPLOYMENT,
+                "routes": { "chat/completions": "responses" }
             },
             { "id": format!("reload-{}", variant.revision), "upstream": "fake" }
         ]

@@ -18,6 +18,8 @@ pub struct Limits {
     /// `redis://` or `rediss://` URL; it may hold a password, so it is a secret.
     pub redis: Option<Secret>,
     pub fail_mode: FailMode,
+    /// Estimate each prompt's tokens before sending (keys with token windows or a budget).
+    pub estimate_prompt_tokens: bool,
 }
 
 pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
@@ -51,6 +53,7 @@ pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
     Limits {
         redis: redis.map(Secret::new),
         fail_mode,
+        estimate_prompt_tokens: raw.estimate_prompt_tokens,
     }
 }
 

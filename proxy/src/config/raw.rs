@@ -347,6 +347,10 @@ pub struct RawLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
     pub fail_mode: String,
+    /// Refuse a request whose prompt, estimated before sending, would overshoot a token
+    /// window or budget of its key.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimate_prompt_tokens: bool,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -362,6 +366,7 @@ impl Default for RawLimits {
         Self {
             redis: None,
             fail_mode: "open".into(),
+            estimate_prompt_tokens: false,
             extra: Extra::new(),
         }
     }

@@ -136,6 +136,7 @@ impl RedisStore {
         id: &str,
         limits: &KeyLimits,
         now_ms: u64,
+        estimate: u64,
     ) -> Result<Counts, Unavailable> {
         let connection = self.connection().await.ok_or(Unavailable)?;
         let prefix = keys::key_prefix(id);
@@ -162,6 +163,7 @@ impl RedisStore {
                 .arg(budget.tokens);
             end
         });
+        invocation.arg(estimate);
         let mut conn = (*connection).clone();
         let reply: Vec<u64> = self
             .call(&connection, invocation.invoke_async(&mut conn))
