@@ -41,7 +41,7 @@ pub use host_port::{Host, HostPort};
 pub use images::{ImageCompression, ImageFormat};
 pub use issues::{ConfigError, ConfigIssue};
 pub use key_policy::{Budget, BudgetPeriod, KeyLimits, KeyPolicy, Metered, ModelPattern, Window};
-pub use limits::{FailMode, Limits};
+pub use limits::{FailMode, Limits, REDIS_SCOPE};
 pub use models::{Deployment, Model, RouteOverride};
 pub use routes::RouteKey;
 pub use secret::Secret;
@@ -98,7 +98,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let client_keys = client_keys::parse(&mut check, &raw.client_keys);
     let upstreams = upstreams::parse(&mut check, &raw.upstreams);
     let models = models::parse(&mut check, &raw.models, &upstreams);
-    let limits = limits::parse(&mut check, &raw.limits);
+    let limits = limits::parse(&mut check, &raw.limits, &auth);
     let stats = stats::parse(&mut check, &raw.stats);
     let ignored = check.finish().map_err(ConfigError::Invalid)?;
     // `server` is missing only when a problem was recorded; this names the section regardless.

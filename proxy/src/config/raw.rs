@@ -346,6 +346,9 @@ pub struct RawBudget {
 pub struct RawLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// How the gateway signs in to that Redis: `"password"` (what the URL holds) or `"entra"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_auth: Option<String>,
     pub fail_mode: String,
     /// Refuse a request whose prompt, estimated before sending, would overshoot a token
     /// window or budget of its key.
@@ -365,6 +368,7 @@ impl Default for RawLimits {
     fn default() -> Self {
         Self {
             redis: None,
+            redis_auth: None,
             fail_mode: "open".into(),
             estimate_prompt_tokens: false,
             extra: Extra::new(),

@@ -23,6 +23,7 @@ const DAY_MS: u64 = 86_400_000;
 async fn connected_store(server: &RedisServer) -> Arc<RedisStore> {
     let store = RedisStore::start(
         &Secret::new(server.url()),
+        None,
         FailMode::Open,
         Handle::current(),
         Arc::new(AtomicU64::new(0)),

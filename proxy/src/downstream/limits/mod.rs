@@ -343,7 +343,7 @@ impl Limiter {
         let current = self.redis.load();
         match (&config.redis, current.as_ref()) {
             (None, None) => return None,
-            (Some(url), Some(store)) if store.serves(url) => {
+            (Some(url), Some(store)) if store.serves(url, config.redis_entra.as_ref()) => {
                 store.set_fail_mode(config.fail_mode);
                 return Some(store.clone());
             }
@@ -353,7 +353,9 @@ impl Limiter {
         let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.redis.load_full();
         let next = match (&config.redis, current) {
-            (Some(url), Some(store)) if store.serves(url) => return Some(store),
+            (Some(url), Some(store)) if store.serves(url, config.redis_entra.as_ref()) => {
+                return Some(store);
+            }
             (None, None) => return None,
             (None, Some(_)) => None,
             (Some(url), _) => {
@@ -361,6 +363,7 @@ impl Limiter {
                 match runtime {
                     Some(runtime) => Some(RedisStore::start(
                         url,
+                        config.redis_entra.as_ref(),
                         config.fail_mode,
                         runtime,
                         self.redis_errors.clone(),

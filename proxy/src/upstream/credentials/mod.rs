@@ -87,6 +87,12 @@ fn api_key_credential(api_key: &Secret) -> UpstreamCredential {
     }
 }
 
+/// A token cache of its own for `auth` (another service than the upstreams, such as Redis).
+/// Call within the async runtime: the first fetch starts at once.
+pub fn token_cache_for(auth: EntraAuth) -> Arc<TokenCache> {
+    TokenCache::start(EntraSource::new(auth))
+}
+
 /// The token caches in use, keyed by their auth settings. A reload asks for the credentials of
 /// the new config: unchanged settings get the same cache (and its token) back.
 #[derive(Default)]
