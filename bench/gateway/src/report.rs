@@ -145,7 +145,7 @@ fn secs(d: Option<Duration>) -> String {
 const SLOWEST_STREAM_MARGIN: Duration = Duration::from_millis(500);
 const POOL_P50_MARGIN_NS: u64 = 1_000_000;
 
-/// Target of scenario 10: what the usage history may add to the p50.
+/// Target of scenario 11: what the usage history may add to the p50.
 const HISTORY_NS: i64 = 5_000;
 
 /// Scenario 10's p50 difference, history on against off.
