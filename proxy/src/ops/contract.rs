@@ -73,6 +73,48 @@ pub struct ConfigStatus {
     /// Set while the file on disk is invalid and an older config is serving.
     pub rejected: Option<RejectedConfig>,
     pub ignored_keys: Vec<String>,
+    /// Where the config blob stands (`PERSISTENCE_MODE=blob`); absent in file mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobStatus>,
+}
+
+/// The config blob as the proxy follows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    /// `<account URL>/<container>/<blob name>` (never a SAS).
+    pub url: String,
+    /// `sas`, or the Entra ID mode (`managedIdentity`, ...).
+    pub auth_mode: String,
+    /// The name of this replica's statistics blob.
+    pub replica: String,
+    /// Whether the last call to Blob Storage succeeded (null before the first one ended).
+    pub reachable: Option<bool>,
+    /// Unix ms since which `reachable` is what it is.
+    pub since_ms: u64,
+    /// Why the last call failed, while Blob Storage is unreachable.
+    pub error: Option<String>,
+    /// What the serving config was read from.
+    pub serving_from: ServingFrom,
+    /// The ETag of the blob version last read.
+    pub etag: Option<String>,
+    /// A change saved by control while Blob Storage was unreachable, waiting in the local cache
+    /// to be pushed.
+    pub pending_local_change: bool,
+    /// Hand edits of the local cache that were set aside (never applied), newest first.
+    pub local_edits: Vec<crate::blob::cache::SetAside>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServingFrom {
+    /// Nothing valid yet: the proxy is not ready.
+    #[default]
+    Nothing,
+    /// The local cache, because Blob Storage was not reachable (yet).
+    LocalCache,
+    /// A change saved while Blob Storage was unreachable, not pushed yet.
+    PendingLocalChange,
+    Blob,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,10 +393,14 @@ pub struct RecentQuery {
     pub limit: Option<usize>,
 }
 
-/// `GET /readyz`.
+/// `GET /readyz`: 200 when ready, 503 with the reason when not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// Why the proxy is not ready: `no_config` (none loaded yet), `blob_first_read` (the first
+    /// read of the config blob has not finished), `draining` (stopping after SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A query value parsed as `T`, or `None` when it is blank.
