@@ -151,7 +151,9 @@ impl BlobStore {
         match bounded(call).await {
             Ok(outcome) => outcome,
             Err(Failure::Status(StatusCode::NotModified)) => Ok(Fetched::Unchanged),
-            Err(Failure::Status(StatusCode::NotFound)) => Ok(Fetched::Missing),
+            Err(Failure::Status(StatusCode::NotFound) | Failure::ContainerMissing) => {
+                Ok(Fetched::Missing)
+            }
             Err(failure) => Err(failure.into_error()),
         }
     }
@@ -232,7 +234,9 @@ impl BlobStore {
         };
         match bounded(call).await {
             Ok(names) => Ok(names),
-            Err(Failure::Status(StatusCode::NotFound)) => Ok(Vec::new()),
+            Err(Failure::Status(StatusCode::NotFound) | Failure::ContainerMissing) => {
+                Ok(Vec::new())
+            }
             Err(failure) => Err(failure.into_error()),
         }
     }
