@@ -42,6 +42,7 @@ async fn stats(state: web::Data<OpsState>) -> HttpResponse {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
         deployments: state.shared.pools.stats(),
+        replicas: Vec::new(),
     })
 }
 
