@@ -25,6 +25,34 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+impl Tls {
+    /// A new test CA and a certificate for `127.0.0.1` and `localhost` signed by it, written
+    /// to `dir`; returns the files and the CA's PEM (what a client must trust).
+    pub fn generate(dir: &Path) -> (Tls, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "azurite test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("the CA");
+        let key = KeyPair::generate().expect("a server key");
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
+            .expect("server params");
+        params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        params.is_ca = IsCa::ExplicitNoCa;
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("the certificate");
+        let tls = Tls {
+            cert: dir.join("azurite-cert.pem"),
+            key: dir.join("azurite-key.pem"),
+        };
+        std::fs::write(&tls.cert, cert.pem()).expect("write the certificate");
+        std::fs::write(&tls.key, key.serialize_pem()).expect("write the key");
+        (tls, ca.pem())
+    }
+}
+
 pub struct Azurite {
     pub port: u16,
     binary: PathBuf,

@@ -290,3 +290,94 @@ async fn an_invalid_blob_version_is_refused_and_the_last_good_config_serves() {
     );
     proxy.stop().await;
 }
+
+/// The managed-identity path: the proxy (a process, for its own credential environment) gets an
+/// Entra ID token for Azure Storage from the fake managed-identity endpoint, and Azurite in
+/// OAuth mode (HTTPS) accepts it: the proxy creates the missing blob from its local config and
+/// reads it back, with no SAS anywhere.
+#[actix_web::test]
+async fn a_managed_identity_token_reads_and_writes_the_blob() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tls, ca_pem) = test_support::azurite::Tls::generate(dir.path());
+    let Some(azurite) = Azurite::start_with(Some(tls)) else {
+        return;
+    };
+    let ca_file = dir.path().join("azurite-ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("ca");
+    let entra = fake_foundry::FakeEntra::start().await;
+    entra.issue_jwt_tokens();
+    let fake = FakeFoundry::start().await;
+    let config_path = dir.path().join("config.json");
+    write_json(&config_path, &config_with_model(&fake, "via-identity"));
+
+    let env = vec![
+        ("PERSISTENCE_MODE", "blob".to_string()),
+        ("AZURE_STORAGE_ACCOUNT_URL", azurite.account_url()),
+        ("BLOB_AUTH_MODE", "managedIdentity".into()),
+        ("BLOB_POLL_MS", "200".into()),
+        ("BLOB_RECOVERY_INTERVAL_MS", "200".into()),
+        ("SSL_CERT_FILE", ca_file.display().to_string()),
+        ("IDENTITY_ENDPOINT", entra.identity_endpoint()),
+        ("IDENTITY_HEADER", entra.identity_header()),
+        ("AZURE_STORAGE_SAS_TOKEN", String::new()),
+        ("AZURE_CLIENT_ID", String::new()),
+        ("AZURE_TENANT_ID", String::new()),
+        ("AZURE_CLIENT_SECRET", String::new()),
+        ("AZURE_FEDERATED_TOKEN_FILE", String::new()),
+    ];
+    let running = crate::process::start_binary_with(&config_path, &env);
+    let http = reqwest::Client::new();
+    let status = || async {
+        http.get(format!("{}/status", running.ops))
+            .send()
+            .await
+            .expect("status")
+            .json::<Value>()
+            .await
+            .expect("json")
+    };
+    eventually("the blob to be created and read back", LIMIT, || async {
+        let blob = &status().await["config"]["blob"];
+        blob["serving_from"] == "blob" && blob["reachable"] == true && blob["etag"].is_string()
+    })
+    .await;
+    let blob = status().await["config"]["blob"].clone();
+    assert_eq!(blob["auth_mode"], "managedIdentity");
+    let storage_tokens = entra
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.resource
+                .as_deref()
+                .is_some_and(|res| res.trim_end_matches('/') == "https://storage.azure.com")
+        })
+        .count();
+    assert_eq!(storage_tokens, 1, "one token, cached for every call");
+
+    // Azurite does check the token: an opaque one (not a JWT) is refused.
+    let opaque = fake_foundry::FakeEntra::start().await;
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other_path = other_dir.path().join("config.json");
+    let mut env = env;
+    env.retain(|(name, _)| !name.starts_with("IDENTITY_"));
+    env.push(("IDENTITY_ENDPOINT", opaque.identity_endpoint()));
+    env.push(("IDENTITY_HEADER", opaque.identity_header()));
+    let refused = crate::process::start_binary_with(&other_path, &env);
+    eventually("Blob Storage to refuse the opaque token", LIMIT, || async {
+        let blob = http
+            .get(format!("{}/status", refused.ops))
+            .send()
+            .await
+            .expect("status")
+            .json::<Value>()
+            .await
+            .expect("json")["config"]["blob"]
+            .clone();
+        blob["reachable"] == false
+            && blob["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("answered 40"))
+    })
+    .await;
+    assert!(opaque.token_requests() >= 1);
+}
