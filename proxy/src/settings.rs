@@ -20,7 +20,8 @@ const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
-    /// Where runtime files (stats.json) go; by default the config file's directory.
+    /// Where runtime files (stats.json, the usage history) go; by default the config file's
+    /// directory.
     pub data_dir: PathBuf,
     pub body_limit: usize,
     /// The longest pause in a request body, and the grace before `body_min_rate` applies.
@@ -37,7 +38,8 @@ pub struct Settings {
     pub config_poll: Duration,
     /// Whether file-system events are watched as well (polling alone when false).
     pub config_events: bool,
-    pub stats_flush: Duration,
+    /// Whether requests are counted in the usage history (`USAGE_HISTORY=off` turns it off).
+    pub usage_history: bool,
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
@@ -58,7 +60,7 @@ impl Settings {
             ops_listen: None,
             config_poll: Duration::from_secs(2),
             config_events: true,
-            stats_flush: Duration::from_secs(30),
+            usage_history: true,
             shutdown_grace: Duration::from_secs(30),
             workers: None,
             persistence: PersistenceMode::File,
@@ -98,6 +100,9 @@ impl Settings {
         if let Some(events) = env.choice("CONFIG_WATCH", &[("events", true), ("poll", false)])? {
             settings.config_events = events;
         }
+        if let Some(on) = env.choice("USAGE_HISTORY", &[("on", true), ("off", false)])? {
+            settings.usage_history = on;
+        }
         if let Some(grace) = env.seconds("SHUTDOWN_GRACE_SECS")? {
             settings.shutdown_grace = grace;
         }
@@ -130,8 +135,10 @@ mod tests {
             ("BODY_LIMIT", "1024"),
             ("CONFIG_WATCH", "poll"),
             ("PROXY_WORKERS", "3"),
+            ("USAGE_HISTORY", "off"),
         ]);
         let settings = Settings::read(&env).expect("valid settings");
+        assert!(!settings.usage_history);
         assert_eq!(settings.stats_path(), PathBuf::from("/app/data/stats.json"));
         assert_eq!(settings.body_limit, 1024);
         assert!(!settings.config_events);

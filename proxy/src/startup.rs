@@ -1,10 +1,11 @@
 //! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
-//! starts the config source (the file watcher, or the blob follower) and the stats snapshots,
-//! and runs until a stop signal; on a stop it reports not ready while it drains.
+//! starts the config source (the file watcher, or the blob follower), the usage history's
+//! upkeep and the stats snapshots, and runs until a stop signal; on a stop it reports not ready
+//! while it drains.
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
@@ -13,6 +14,7 @@ use anyhow::Context as _;
 use crate::blob::cache::LocalCache;
 use crate::blob::{BlobStore, PersistenceMode};
 use crate::bookkeeping::accounting::Accounting;
+use crate::bookkeeping::history::History;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
 use crate::downstream::body_budget::BodyBudget;
@@ -21,6 +23,7 @@ use crate::config::{self, Config};
 use crate::ops::contract::{ConfigStatus, ServingFrom};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
+use crate::process::clock::now_ms;
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
@@ -46,7 +49,6 @@ pub struct Application {
     port: u16,
     ops_port: u16,
     accounting: Arc<Accounting>,
-    settings: Settings,
     signals: StopSignals,
     shared: Arc<Shared>,
     /// Where statistics are copied for control to merge (blob mode).
@@ -125,9 +127,19 @@ impl Application {
         if let Some((store, _)) = &blob {
             restore_stats(store, &stats_path).await;
         }
-        let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
-        let accounting =
-            Accounting::new(stats, Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING));
+        let history_dir = settings.usage_history.then(|| settings.data_dir.clone());
+        let (stats, history) = tokio::task::spawn_blocking(move || {
+            (
+                Stats::load(Some(stats_path)),
+                history_dir.map_or_else(History::off, |dir| History::load(&dir, now_ms())),
+            )
+        })
+        .await?;
+        let accounting = Accounting::new(
+            stats,
+            history,
+            Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING),
+        );
         let image_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let images = Arc::new(
             ImageService::new(image_threads).context("starting the image worker threads")?,
@@ -236,7 +248,6 @@ impl Application {
             port,
             ops_port,
             accounting,
-            settings,
             signals,
             shared,
             stats_blob,
@@ -270,22 +281,15 @@ impl Application {
             tracing::info!("stopping: no new connections; in-flight requests may finish");
             stop.stop().await;
         });
-        let accounting = self.accounting.clone();
-        let flush_every = self.settings.stats_flush;
-        let stats_blob = self.stats_blob.clone();
-        let flusher = actix_rt::spawn(async move {
-            let mut ticker = actix_rt::time::interval(flush_every);
-            loop {
-                ticker.tick().await;
-                persist(&accounting).await;
-                if let Some(store) = &stats_blob {
-                    upload_stats(store, &accounting).await;
-                }
-            }
-        });
+        let upkeep = actix_rt::spawn(upkeep(
+            self.accounting.clone(),
+            self.shared.clone(),
+            self.stats_blob.clone(),
+        ));
         let (api, ops) = futures_util::future::join(self.api, self.ops).await;
         signals.abort();
-        flusher.abort();
+        upkeep.abort();
+        maintain(&self.accounting, &self.shared).await;
         persist(&self.accounting).await;
         if let Some(store) = &self.stats_blob {
             upload_stats(store, &self.accounting).await;
@@ -297,11 +301,44 @@ impl Application {
     }
 }
 
+/// How often finished minutes of the usage history are sealed and rolled up.
+const HISTORY_UPKEEP: Duration = Duration::from_secs(1);
+
+/// Seals the usage history every second and writes the statistics every
+/// `stats.flushInterval` (read from the serving config at each write, so a reload applies).
+async fn upkeep(accounting: Arc<Accounting>, shared: Arc<Shared>, stats_blob: Option<BlobStore>) {
+    let mut last_write = Instant::now();
+    loop {
+        actix_rt::time::sleep(HISTORY_UPKEEP).await;
+        maintain(&accounting, &shared).await;
+        let flush_interval = shared.snapshot.load().config.stats.flush_interval;
+        if last_write.elapsed() >= flush_interval {
+            last_write = Instant::now();
+            persist(&accounting).await;
+            if let Some(store) = &stats_blob {
+                upload_stats(store, &accounting).await;
+            }
+        }
+    }
+}
+
+async fn maintain(accounting: &Arc<Accounting>, shared: &Shared) {
+    let accounting = accounting.clone();
+    let retention = shared.snapshot.load().config.stats.retention;
+    if let Err(err) =
+        tokio::task::spawn_blocking(move || accounting.history.maintain(now_ms(), &retention)).await
+    {
+        tracing::warn!(error = %err, "usage history upkeep failed");
+    }
+}
+
 async fn persist(accounting: &Arc<Accounting>) {
     let accounting = accounting.clone();
-    match tokio::task::spawn_blocking(move || accounting.persist()).await {
+    match tokio::task::spawn_blocking(move || accounting.persist(now_ms())).await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %format!("{err:#}"), "could not write the statistics")
+        }
         Err(err) => tracing::warn!(error = %err, "stats writer failed"),
     }
 }

@@ -447,6 +447,99 @@ pub struct RecentQuery {
     pub limit: Option<usize>,
 }
 
+/// `GET /usage`: the usage history over a range, one series per group, points only for the
+/// buckets with traffic. `from` and `to` are the range as answered: the query's, widened to whole
+/// steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub from: u64,
+    pub to: u64,
+    pub step_ms: u64,
+    pub group_by: Option<UsageGroupBy>,
+    /// By total requests, most first.
+    pub series: Vec<UsageSeries>,
+    /// Every series together.
+    pub total: UsageCounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGroupBy {
+    Model,
+    Key,
+    Deployment,
+}
+
+impl UsageGroupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageGroupBy::Model => "model",
+            UsageGroupBy::Key => "key",
+            UsageGroupBy::Deployment => "deployment",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSeries {
+    /// The model id, key id or `upstream/deployment`; `""` for requests that ended before it
+    /// was known; `"all"` without `group_by`.
+    pub group: String,
+    pub points: Vec<UsagePoint>,
+    pub total: UsageCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePoint {
+    /// The bucket's start, Unix ms (UTC), aligned to the step.
+    pub t: u64,
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageCounts {
+    pub requests: u64,
+    pub successes: u64,
+    pub cancelled: u64,
+    /// Failed requests by class (`ErrorClass::as_str`), zeros left out.
+    pub errors: BTreeMap<String, u64>,
+    /// Answers with status 429, the gateway's own or the upstream's.
+    pub rate_limited: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub latency_ms: Percentiles,
+    pub ttfb_ms: Percentiles,
+}
+
+/// Quantiles read from a histogram (about 10 % error); `null` when there is nothing to read
+/// them from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// A refused ops query (`/usage`), in the OpenAI error shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsErrorBody {
+    pub error: OpsError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsError {
+    pub message: String,
+    /// `invalid_request_error`, or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The query parameter at fault, if one is.
+    pub param: Option<String>,
+    pub code: String,
+}
+
 /// `GET /readyz`: 200 when ready, 503 with the reason when not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {

@@ -22,3 +22,4 @@ mod streaming;
 mod timeouts;
 mod translation;
 mod uploads;
+mod usage;
