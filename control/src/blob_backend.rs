@@ -352,38 +352,61 @@ impl BlobBackend {
 
     /// Every replica's statistics (`stats/<replica>.json`), by replica name.
     pub fn replica_stats(&self) -> anyhow::Result<Vec<(String, StatsData)>> {
-        let store = self.store.clone();
-        let prefix = self.settings().stats_prefix();
-        let listed = self.runtime.run(async move {
-            let names = store.list(&prefix, MAX_REPLICAS).await?;
-            let mut found = Vec::with_capacity(names.len());
-            for name in names {
-                if let Fetched::Found(version) = store.fetch(&name, None, STATS_LIMIT).await? {
-                    let replica = name
-                        .strip_prefix(&prefix)
-                        .and_then(|n| n.strip_suffix(".json"))
-                        .unwrap_or(&name)
-                        .to_string();
-                    found.push((replica, version.bytes));
-                }
-            }
-            Ok::<_, BlobError>(found)
-        })??;
-        Ok(listed
+        let found = self.replica_files(|rest| rest.strip_suffix(".json").filter(|r| !r.contains('/')).map(|r| (r.to_string(), String::new())))?;
+        Ok(found
             .into_iter()
-            .filter_map(|(replica, bytes)| {
+            .filter_map(|(replica, _, bytes)| {
                 serde_json::from_slice::<StatsData>(&bytes)
                     .ok()
                     .map(|stats| (replica, stats))
             })
             .collect())
     }
+
+    /// Every replica's usage history files (`stats/<replica>/usage-*.bin`), grouped by replica.
+    pub fn replica_usage(&self) -> anyhow::Result<Vec<Vec<(String, Vec<u8>)>>> {
+        let found = self.replica_files(|rest| {
+            let (replica, file) = rest.split_once('/')?;
+            (file.starts_with("usage-") && file.ends_with(".bin") && !file.contains('/'))
+                .then(|| (replica.to_string(), file.to_string()))
+        })?;
+        let mut by_replica: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> =
+            std::collections::BTreeMap::new();
+        for (replica, file, bytes) in found {
+            by_replica.entry(replica).or_default().push((file, bytes));
+        }
+        Ok(by_replica.into_values().collect())
+    }
+
+    /// The blobs under the statistics prefix that `select` names (replica, file), with their
+    /// content.
+    fn replica_files(
+        &self,
+        select: impl Fn(&str) -> Option<(String, String)> + Send + 'static,
+    ) -> anyhow::Result<Vec<(String, String, Vec<u8>)>> {
+        let store = self.store.clone();
+        let prefix = self.settings().stats_prefix();
+        let listed = self.runtime.run(async move {
+            let names = store.list(&prefix, MAX_STATS_BLOBS).await?;
+            let mut found = Vec::new();
+            for name in names {
+                let Some((replica, file)) = name.strip_prefix(&prefix).and_then(&select) else {
+                    continue;
+                };
+                if let Fetched::Found(version) = store.fetch(&name, None, STATS_LIMIT).await? {
+                    found.push((replica, file, version.bytes));
+                }
+            }
+            Ok::<_, BlobError>(found)
+        })??;
+        Ok(listed)
+    }
 }
 
-/// The most replicas whose statistics are merged.
-const MAX_REPLICAS: usize = 256;
-/// The largest statistics blob read.
-const STATS_LIMIT: usize = 16 * 1024 * 1024;
+/// The most statistics blobs read (a counters blob and up to four history files per replica).
+const MAX_STATS_BLOBS: usize = 256 * 5;
+/// The largest statistics blob read (a usage history file included).
+const STATS_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What the local cache offers while Blob does not answer.
 fn local_version(state: CacheState) -> Loaded {

@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::blob::cache::LocalCache;
+use crate::blob::replica_stats::ReplicaStats;
 use crate::blob::{BlobStore, PersistenceMode};
 use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::history::History;
@@ -51,8 +52,8 @@ pub struct Application {
     accounting: Arc<Accounting>,
     signals: StopSignals,
     shared: Arc<Shared>,
-    /// Where statistics are copied for control to merge (blob mode).
-    stats_blob: Option<BlobStore>,
+    /// Where statistics are copied for control to add up (blob mode).
+    replica_stats: Option<Arc<ReplicaStats>>,
     _source: ConfigSource,
 }
 
@@ -124,8 +125,14 @@ impl Application {
 
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
-        if let Some((store, _)) = &blob {
-            restore_stats(store, &stats_path).await;
+        let replica_stats = blob.as_ref().map(|(store, _)| {
+            ReplicaStats::new(
+                store.clone(),
+                settings.usage_history.then(|| settings.data_dir.clone()),
+            )
+        });
+        if let Some(copy) = &replica_stats {
+            copy.restore(&stats_path).await;
         }
         let history_dir = settings.usage_history.then(|| settings.data_dir.clone());
         let (stats, history) = tokio::task::spawn_blocking(move || {
@@ -225,7 +232,6 @@ impl Application {
         .listen(ops_listener)?
         .run();
 
-        let stats_blob = blob.as_ref().map(|(store, _)| store.clone());
         let source = match blob {
             None => ConfigSource::File {
                 _watcher: reload::watch(
@@ -250,7 +256,7 @@ impl Application {
             accounting,
             signals,
             shared,
-            stats_blob,
+            replica_stats,
             _source: source,
         })
     }
@@ -284,15 +290,15 @@ impl Application {
         let upkeep = actix_rt::spawn(upkeep(
             self.accounting.clone(),
             self.shared.clone(),
-            self.stats_blob.clone(),
+            self.replica_stats.clone(),
         ));
         let (api, ops) = futures_util::future::join(self.api, self.ops).await;
         signals.abort();
         upkeep.abort();
         maintain(&self.accounting, &self.shared).await;
         persist(&self.accounting).await;
-        if let Some(store) = &self.stats_blob {
-            upload_stats(store, &self.accounting).await;
+        if let Some(copy) = &self.replica_stats {
+            copy.copy(&self.accounting).await;
         }
         tracing::info!("stopped");
         api.context("API listener")?;
@@ -306,7 +312,11 @@ const HISTORY_UPKEEP: Duration = Duration::from_secs(1);
 
 /// Seals the usage history every second and writes the statistics every
 /// `stats.flushInterval` (read from the serving config at each write, so a reload applies).
-async fn upkeep(accounting: Arc<Accounting>, shared: Arc<Shared>, stats_blob: Option<BlobStore>) {
+async fn upkeep(
+    accounting: Arc<Accounting>,
+    shared: Arc<Shared>,
+    replica_stats: Option<Arc<ReplicaStats>>,
+) {
     let mut last_write = Instant::now();
     loop {
         actix_rt::time::sleep(HISTORY_UPKEEP).await;
@@ -315,8 +325,8 @@ async fn upkeep(accounting: Arc<Accounting>, shared: Arc<Shared>, stats_blob: Op
         if last_write.elapsed() >= flush_interval {
             last_write = Instant::now();
             persist(&accounting).await;
-            if let Some(store) = &stats_blob {
-                upload_stats(store, &accounting).await;
+            if let Some(copy) = &replica_stats {
+                copy.copy(&accounting).await;
             }
         }
     }
@@ -407,48 +417,6 @@ async fn start_from_cache(
         blob: Some((store, cache)),
     })
 }
-
-/// Copies the statistics to this replica's blob, for control to merge with the others'.
-async fn upload_stats(store: &BlobStore, accounting: &Arc<Accounting>) {
-    let bytes = match serde_json::to_vec(&accounting.stats.snapshot()) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            tracing::warn!(error = %err, "could not encode the statistics");
-            return;
-        }
-    };
-    let name = store.settings().stats_blob(&store.settings().replica);
-    if let Err(err) = store
-        .put(&name, &bytes, &crate::blob::WriteIf::Always)
-        .await
-    {
-        tracing::warn!(error = %err, blob = %name, "could not copy the statistics to Blob Storage");
-    }
-}
-
-/// Without a local stats.json (a new container), this replica's counters are taken back from
-/// its blob.
-async fn restore_stats(store: &BlobStore, stats_path: &std::path::Path) {
-    if stats_path.exists() {
-        return;
-    }
-    let name = store.settings().stats_blob(&store.settings().replica);
-    if let Ok(crate::blob::Fetched::Found(version)) =
-        store.fetch(&name, None, STATS_BLOB_LIMIT).await
-    {
-        let path = stats_path.to_path_buf();
-        let written = tokio::task::spawn_blocking(move || {
-            crate::process::atomic_file::write_atomically(&path, &version.bytes)
-        })
-        .await;
-        if let Ok(Ok(())) = written {
-            tracing::info!(blob = %name, "statistics restored from Blob Storage");
-        }
-    }
-}
-
-/// The largest statistics blob read back.
-const STATS_BLOB_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Binds the first address `listen` resolves to that can be bound, with `backlog` pending
 /// connections.

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use proxy::ops::contract::{OpsStats, RecentQuery, ReplicaStats, StatsData};
+use proxy::process::clock::now_ms;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -149,6 +150,43 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminErro
         merge_replicas(&mut stats, local.as_deref(), replicas);
     }
     with_sorted_keys(&stats)
+}
+
+/// `GET usage/merged` (blob mode): the usage history of every replica as one, with the
+/// parameters of the proxy's `GET /usage` (JSON only), read from the replicas' history files in
+/// Blob Storage (each copied every `stats.flushInterval`).
+pub async fn merged_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AdminError> {
+    if state.store.blob().is_none() {
+        return Err(AdminError::NotFound(
+            "the merged usage history exists in blob mode (PERSISTENCE_MODE=blob) only".into(),
+        ));
+    }
+    let request = proxy::bookkeeping::history::query::parse(req.query_string())
+        .map_err(|err| AdminError::BadRequest(err.message))?;
+    let retention = state.store.last_good().stats.retention;
+    let store = state.store.clone();
+    let page = blocking("reading the replicas' usage history", move || {
+        let replicas = store
+            .blob()
+            .map(|blob| blob.replica_usage())
+            .transpose()
+            .map_err(AdminError::internal("reading the replicas' usage history"))?
+            .unwrap_or_default();
+        proxy::bookkeeping::history::History::merged(&replicas)
+            .query(&request, now_ms(), &retention)
+            .map_err(|err| match err.code {
+                "internal_error" => AdminError::Internal(
+                    "reading the replicas' usage history",
+                    anyhow::anyhow!(err.message),
+                ),
+                _ => AdminError::BadRequest(err.message),
+            })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 /// Adds the other replicas' usage counters to the live ones of `local` (the replica this

@@ -166,9 +166,11 @@ async fn serves_model(proxy: &InProcessProxy, model: &str) -> bool {
         .is_some_and(|models| models.iter().any(|m| m["id"] == model))
 }
 
-/// Puts `base_config(fake)` in the blob.
+/// Puts `base_config(fake)` in the blob, with the statistics written (and copied) every second.
 async fn seed(store: &BlobStore, fake: &FakeFoundry) {
-    let bytes = serde_json::to_vec_pretty(&base_config(fake)).expect("json");
+    let mut config = base_config(fake);
+    config["stats"] = json!({"flushInterval": "1s"});
+    let bytes = serde_json::to_vec_pretty(&config).expect("json");
     store
         .put(CONFIG_BLOB, &bytes, &WriteIf::Always)
         .await
@@ -431,6 +433,23 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     assert_eq!(named("r1")["live"], true);
     assert_eq!(named("r1")["requests"], 2);
     assert_eq!(named("r2")["requests"], 3);
+
+    // The usage history of both, as one (r1 copies its history files every second).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let query = format!(
+        "usage/merged?from={}&to={}&step=1m&group_by=model",
+        now_ms - 3_600_000,
+        now_ms + 120_000
+    );
+    eventually("the merged usage history to hold both replicas", LIMIT, || async {
+        control.get_json(&query).await["total"]["requests"] == 5
+    })
+    .await;
+    let usage = control.get_json(&query).await;
+    assert_eq!(usage["series"][0]["group"], "gpt-5-mini");
     control.stop().await;
     r1.stop().await;
 }
