@@ -26,6 +26,9 @@ use crate::errors::AdminError;
 
 type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 
+/// One replica's usage history files: their bytes by file name.
+pub type ReplicaFiles = Vec<(String, Vec<u8>)>;
+
 /// A thread running the Azure SDK's calls; blocking callers wait for each answer.
 struct BlobRuntime {
     jobs: mpsc::UnboundedSender<Job>,
@@ -145,8 +148,12 @@ impl BlobBackend {
         if view.reachable != Some(reachable) {
             view.since_ms = now_ms();
             match &error {
-                Some(cause) => tracing::warn!(error = %cause, "Blob Storage is not reachable: the admin UI works on the local cache"),
-                None if view.reachable.is_some() => tracing::info!("Blob Storage is reachable again"),
+                Some(cause) => {
+                    tracing::warn!(error = %cause, "Blob Storage is not reachable: the admin UI works on the local cache")
+                }
+                None if view.reachable.is_some() => {
+                    tracing::info!("Blob Storage is reachable again")
+                }
                 None => {}
             }
         }
@@ -170,11 +177,9 @@ impl BlobBackend {
         let store = self.store.clone();
         let name = self.settings().config_blob.clone();
         let etag = known.as_ref().map(|v| v.etag.clone());
-        let fetched = self.runtime.run(async move {
-            store
-                .fetch(&name, etag.as_deref(), CONFIG_FILE_LIMIT)
-                .await
-        })?;
+        let fetched = self
+            .runtime
+            .run(async move { store.fetch(&name, etag.as_deref(), CONFIG_FILE_LIMIT).await })?;
         let current = match fetched {
             Err(err) => {
                 self.reachable(Some(err.to_string()));
@@ -316,7 +321,9 @@ impl BlobBackend {
                 .run(async move { store.put(&name, &body, &condition).await })
                 .map_err(AdminError::internal("writing the config blob"))?
         } else {
-            Err(BlobError::Unavailable("Blob Storage is not reachable".into()))
+            Err(BlobError::Unavailable(
+                "Blob Storage is not reachable".into(),
+            ))
         };
         match written {
             Ok(etag) => {
@@ -344,7 +351,9 @@ impl BlobBackend {
                     .read()
                     .map_err(AdminError::internal("reading the local config cache"))?;
                 self.refresh_files(&state);
-                tracing::warn!("Blob Storage is not reachable: the config was saved to the local cache and is pushed when Blob is back");
+                tracing::warn!(
+                    "Blob Storage is not reachable: the config was saved to the local cache and is pushed when Blob is back"
+                );
                 Ok(())
             }
         }
@@ -352,7 +361,11 @@ impl BlobBackend {
 
     /// Every replica's statistics (`stats/<replica>.json`), by replica name.
     pub fn replica_stats(&self) -> anyhow::Result<Vec<(String, StatsData)>> {
-        let found = self.replica_files(|rest| rest.strip_suffix(".json").filter(|r| !r.contains('/')).map(|r| (r.to_string(), String::new())))?;
+        let found = self.replica_files(|rest| {
+            rest.strip_suffix(".json")
+                .filter(|r| !r.contains('/'))
+                .map(|r| (r.to_string(), String::new()))
+        })?;
         Ok(found
             .into_iter()
             .filter_map(|(replica, _, bytes)| {
@@ -364,13 +377,13 @@ impl BlobBackend {
     }
 
     /// Every replica's usage history files (`stats/<replica>/usage-*.bin`), grouped by replica.
-    pub fn replica_usage(&self) -> anyhow::Result<Vec<Vec<(String, Vec<u8>)>>> {
+    pub fn replica_usage(&self) -> anyhow::Result<Vec<ReplicaFiles>> {
         let found = self.replica_files(|rest| {
             let (replica, file) = rest.split_once('/')?;
             (file.starts_with("usage-") && file.ends_with(".bin") && !file.contains('/'))
                 .then(|| (replica.to_string(), file.to_string()))
         })?;
-        let mut by_replica: std::collections::BTreeMap<String, Vec<(String, Vec<u8>)>> =
+        let mut by_replica: std::collections::BTreeMap<String, ReplicaFiles> =
             std::collections::BTreeMap::new();
         for (replica, file, bytes) in found {
             by_replica.entry(replica).or_default().push((file, bytes));

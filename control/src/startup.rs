@@ -56,7 +56,7 @@ impl Application {
             tokio::task::spawn_blocking(move || {
                 let blob = match persistence {
                     PersistenceMode::File => None,
-                    PersistenceMode::Blob(blob) => Some(BlobBackend::start(blob, &path)?),
+                    PersistenceMode::Blob(blob) => Some(BlobBackend::start(*blob, &path)?),
                 };
                 ConfigStore::open_with(path, blob)
             })

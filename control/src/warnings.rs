@@ -427,7 +427,10 @@ mod tests {
                 "config_local_edit"
             ]
         );
-        assert_eq!(found[2].detail.as_deref(), Some("/d/config.unpushed-1.json"));
+        assert_eq!(
+            found[2].detail.as_deref(),
+            Some("/d/config.unpushed-1.json")
+        );
         let reachable = warnings_with(|s| {
             s.blob = Some(BlobView {
                 reachable: Some(true),

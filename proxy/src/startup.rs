@@ -18,9 +18,9 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::history::History;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
+use crate::config::{self, Config};
 use crate::downstream::body_budget::BodyBudget;
 use crate::handlers::{self, AppState};
-use crate::config::{self, Config};
 use crate::ops::contract::{ConfigStatus, ServingFrom};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
@@ -98,7 +98,7 @@ impl Application {
             blob,
         } = match &settings.persistence {
             PersistenceMode::File => start_from_file(&settings).await?,
-            PersistenceMode::Blob(blob) => start_from_cache(&settings, blob.clone()).await?,
+            PersistenceMode::Blob(blob) => start_from_cache(&settings, (**blob).clone()).await?,
         };
         reload::log_notes(&config);
         let listen = settings
@@ -115,13 +115,7 @@ impl Application {
         let snapshot = Snapshot::build(config, &credentials, &pools);
         status.loaded_at_ms = snapshot.loaded_at_ms;
         status.ignored_keys = snapshot.config.ignored.clone();
-        let shared = Arc::new(Shared::new(
-            snapshot,
-            status,
-            credentials,
-            pools,
-            readiness,
-        ));
+        let shared = Arc::new(Shared::new(snapshot, status, credentials, pools, readiness));
 
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();

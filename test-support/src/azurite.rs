@@ -40,9 +40,13 @@ impl Tls {
         let key = KeyPair::generate().expect("a server key");
         let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
             .expect("server params");
-        params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
         params.is_ca = IsCa::ExplicitNoCa;
-        let cert = params.signed_by(&key, &ca, &ca_key).expect("the certificate");
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .expect("the certificate");
         let tls = Tls {
             cert: dir.join("azurite-cert.pem"),
             key: dir.join("azurite-key.pem"),
@@ -130,10 +134,20 @@ impl Azurite {
         self.stop();
         let mut command = Command::new(&self.binary);
         command
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &self.port.to_string()])
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &self.port.to_string(),
+            ])
             .arg("--location")
             .arg(self.location.path())
-            .args(["--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"]);
+            .args([
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+                "--disableTelemetry",
+            ]);
         if let Some(tls) = &self.tls {
             command
                 .arg("--cert")
@@ -170,8 +184,14 @@ impl Drop for Azurite {
 }
 
 fn account_sas() -> String {
-    let (permissions, services, types, expiry, protocol, version) =
-        ("rwdlac", "b", "sco", "2099-01-01T00:00:00Z", "https,http", "2019-12-12");
+    let (permissions, services, types, expiry, protocol, version) = (
+        "rwdlac",
+        "b",
+        "sco",
+        "2099-01-01T00:00:00Z",
+        "https,http",
+        "2019-12-12",
+    );
     let to_sign = [
         ACCOUNT,
         permissions,

@@ -43,13 +43,17 @@ fn persistence(env: &[(String, String)]) -> PersistenceMode {
 
 fn store(azurite: &Azurite) -> BlobStore {
     match persistence(&blob_env(&azurite.account_url(), &azurite.sas(), "test")) {
-        PersistenceMode::Blob(settings) => BlobStore::new(settings).expect("store"),
+        PersistenceMode::Blob(settings) => BlobStore::new(*settings).expect("store"),
         PersistenceMode::File => panic!("blob mode"),
     }
 }
 
 async fn blob_json(store: &BlobStore) -> Value {
-    match store.fetch(CONFIG_BLOB, None, 1 << 20).await.expect("fetch") {
+    match store
+        .fetch(CONFIG_BLOB, None, 1 << 20)
+        .await
+        .expect("fetch")
+    {
         Fetched::Found(version) => serde_json::from_slice(&version.bytes).expect("json"),
         other => panic!("no config blob: {other:?}"),
     }
@@ -208,7 +212,10 @@ async fn a_control_save_reaches_two_proxy_replicas_within_the_poll_interval() {
     let (config, etag) = control.config().await;
     let saved_at = Instant::now();
     assert_eq!(
-        control.save(&with_model(&config, "new-model"), &etag).await.status(),
+        control
+            .save(&with_model(&config, "new-model"), &etag)
+            .await
+            .status(),
         200
     );
     let mut reached = Vec::new();
@@ -225,7 +232,11 @@ async fn a_control_save_reaches_two_proxy_replicas_within_the_poll_interval() {
         reached.iter().all(|after| *after <= bound),
         "{reached:?} is over {bound:?}"
     );
-    assert!(blob_json(&store).await["models"].to_string().contains("new-model"));
+    assert!(
+        blob_json(&store).await["models"]
+            .to_string()
+            .contains("new-model")
+    );
     control.stop().await;
     r1.stop().await;
     r2.stop().await;
@@ -271,11 +282,17 @@ async fn two_control_instances_saving_at_once_get_one_success_and_one_conflict()
     let fresh_models = fresh["models"].to_string();
     assert!(fresh_models.contains("from-a") || fresh_models.contains("from-b"));
     assert_eq!(
-        loser.save(&with_model(&fresh, lost_model), &fresh_etag).await.status(),
+        loser
+            .save(&with_model(&fresh, lost_model), &fresh_etag)
+            .await
+            .status(),
         200
     );
     let models = blob_json(&store).await["models"].to_string();
-    assert!(models.contains("from-a") && models.contains("from-b"), "{models}");
+    assert!(
+        models.contains("from-a") && models.contains("from-b"),
+        "{models}"
+    );
     winner.get_json("config").await;
     a.stop().await;
     b.stop().await;
@@ -303,21 +320,37 @@ async fn a_save_while_blob_is_down_is_kept_locally_and_pushed_when_blob_is_back(
     })
     .await;
     let (config_now, etag) = control.config().await;
-    assert_eq!(config_now["models"], config["models"], "the local cache serves");
     assert_eq!(
-        control.save(&with_model(&config_now, "while-down"), &etag).await.status(),
+        config_now["models"], config["models"],
+        "the local cache serves"
+    );
+    assert_eq!(
+        control
+            .save(&with_model(&config_now, "while-down"), &etag)
+            .await
+            .status(),
         200
     );
-    assert!(control.warning_codes().await.contains(&"blob_pending".to_string()));
-    assert!(!blob_json(&store).await["models"].to_string().contains("while-down"));
+    assert!(
+        control
+            .warning_codes()
+            .await
+            .contains(&"blob_pending".to_string())
+    );
+    assert!(
+        !blob_json(&store).await["models"]
+            .to_string()
+            .contains("while-down")
+    );
     let cached: Value =
-        serde_json::from_slice(&std::fs::read(&control.config_path).expect("cache"))
-            .expect("json");
+        serde_json::from_slice(&std::fs::read(&control.config_path).expect("cache")).expect("json");
     assert!(cached["models"].to_string().contains("while-down"));
 
     relay.restore();
     eventually("the change to be pushed", LIMIT, || async {
-        blob_json(&store).await["models"].to_string().contains("while-down")
+        blob_json(&store).await["models"]
+            .to_string()
+            .contains("while-down")
     })
     .await;
     eventually("the pending warning to clear", LIMIT, || async {
@@ -352,7 +385,10 @@ async fn a_change_saved_while_down_is_set_aside_when_the_blob_changed_meanwhile(
     .await;
     let (config, etag) = control.config().await;
     assert_eq!(
-        control.save(&with_model(&config, "local-change"), &etag).await.status(),
+        control
+            .save(&with_model(&config, "local-change"), &etag)
+            .await
+            .status(),
         200
     );
     // Someone else changes the blob meanwhile (another control, reaching Blob).
@@ -385,7 +421,10 @@ async fn a_change_saved_while_down_is_set_aside_when_the_blob_changed_meanwhile(
         .expect("the warning");
     let kept = warning["detail"].as_str().expect("the file");
     let kept: Value = serde_json::from_slice(&std::fs::read(kept).expect("kept")).expect("json");
-    assert!(kept["models"].to_string().contains("local-change"), "not lost");
+    assert!(
+        kept["models"].to_string().contains("local-change"),
+        "not lost"
+    );
     let (now, _) = control.config().await;
     assert_eq!(now["notes"]["changed"], "elsewhere");
     control.stop().await;
@@ -404,7 +443,10 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
     let http = reqwest::Client::new();
     for (proxy, count) in [(&r1, 2), (&r2, 3)] {
-        eventually("the replica to serve", LIMIT, || serves_model(proxy, "gpt-5-mini")).await;
+        eventually("the replica to serve", LIMIT, || {
+            serves_model(proxy, "gpt-5-mini")
+        })
+        .await;
         for _ in 0..count {
             let response = http
                 .post(format!("{}/v1/chat/completions", proxy.address))
@@ -444,13 +486,14 @@ async fn the_statistics_of_two_replicas_are_added_up() {
         now_ms - 3_600_000,
         now_ms + 120_000
     );
-    eventually("the merged usage history to hold both replicas", LIMIT, || async {
-        control.get_json(&query).await["total"]["requests"] == 5
-    })
+    eventually(
+        "the merged usage history to hold both replicas",
+        LIMIT,
+        || async { control.get_json(&query).await["total"]["requests"] == 5 },
+    )
     .await;
     let usage = control.get_json(&query).await;
     assert_eq!(usage["series"][0]["group"], "gpt-5-mini");
     control.stop().await;
     r1.stop().await;
 }
-

@@ -216,7 +216,9 @@ impl LocalCache {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "config".into());
-        let aside = self.path.with_file_name(format!("{stem}.{kind}-{at_ms}.json"));
+        let aside = self
+            .path
+            .with_file_name(format!("{stem}.{kind}-{at_ms}.json"));
         fs::rename(&self.path, &aside)
             .with_context(|| format!("moving {} aside", self.path.display()))?;
         tracing::warn!(kept_as = %aside.display(), kind, "config.json set aside");
@@ -258,7 +260,7 @@ impl LocalCache {
                 })
             })
             .collect();
-        found.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+        found.sort_by_key(|aside| std::cmp::Reverse(aside.at_ms));
         found
     }
 }
@@ -303,9 +305,15 @@ mod tests {
         let (_dir, cache) = cache();
         assert!(matches!(cache.read().expect("read"), CacheState::Missing));
         cache.store_from_blob(b"{}", "\"e1\"").expect("store");
-        assert!(matches!(cache.read().expect("read"), CacheState::Tracked(..)));
+        assert!(matches!(
+            cache.read().expect("read"),
+            CacheState::Tracked(..)
+        ));
         fs::write(cache.path(), b"{\"edited\": true}").expect("edit");
-        assert!(matches!(cache.read().expect("read"), CacheState::Edited(..)));
+        assert!(matches!(
+            cache.read().expect("read"),
+            CacheState::Edited(..)
+        ));
         let aside = cache
             .set_aside_edit(Some((b"{}", "\"e1\"")))
             .expect("set aside")
@@ -322,9 +330,13 @@ mod tests {
     fn a_pending_change_is_kept_until_pushed_or_set_aside() {
         let (_dir, cache) = cache();
         cache.store_from_blob(b"{}", "\"e1\"").expect("store");
-        cache.store_pending(b"{\"a\":1}", "\"e1\"").expect("pending");
+        cache
+            .store_pending(b"{\"a\":1}", "\"e1\"")
+            .expect("pending");
         assert_eq!(
-            cache.store_from_blob(b"{\"b\":2}", "\"e2\"").expect("store"),
+            cache
+                .store_from_blob(b"{\"b\":2}", "\"e2\"")
+                .expect("store"),
             StoreOutcome::KeptPending
         );
         let sha = sha256_hex(b"{\"a\":1}");

@@ -25,7 +25,7 @@ pub enum PersistenceMode {
     #[default]
     File,
     /// A blob in Azure Storage; config.json in the data dir is a local cache.
-    Blob(BlobSettings),
+    Blob(Box<BlobSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +166,7 @@ pub fn read(env: &Env) -> anyhow::Result<PersistenceMode> {
         .or_else(|| env.text("HOSTNAME"))
         .unwrap_or_else(|| "replica".into());
     let replica = replica_name(&replica);
-    Ok(PersistenceMode::Blob(BlobSettings {
+    Ok(PersistenceMode::Blob(Box::new(BlobSettings {
         account_url,
         container,
         config_blob,
@@ -174,7 +174,7 @@ pub fn read(env: &Env) -> anyhow::Result<PersistenceMode> {
         poll,
         recovery,
         replica,
-    }))
+    })))
 }
 
 fn read_auth(env: &Env, sas: Option<String>) -> anyhow::Result<BlobAuth> {
@@ -279,7 +279,7 @@ mod tests {
         let mut all = vec![("PERSISTENCE_MODE", "blob")];
         all.extend_from_slice(pairs);
         match read(&Env::from_pairs(&all)).expect("valid settings") {
-            PersistenceMode::Blob(settings) => settings,
+            PersistenceMode::Blob(settings) => *settings,
             PersistenceMode::File => panic!("blob mode expected"),
         }
     }
@@ -293,7 +293,10 @@ mod tests {
     #[test]
     fn managed_identity_is_the_default_credential_and_needs_https() {
         let s = blob(&[
-            ("AZURE_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net/"),
+            (
+                "AZURE_STORAGE_ACCOUNT_URL",
+                "https://acct.blob.core.windows.net/",
+            ),
             ("REPLICA_NAME", "gw/1"),
         ]);
         assert_eq!(s.auth.mode(), "managedIdentity");
@@ -306,7 +309,10 @@ mod tests {
         assert_eq!(s.stats_blob(&s.replica), "config/stats/gw-1.json");
         let err = read(&Env::from_pairs(&[
             ("PERSISTENCE_MODE", "blob"),
-            ("AZURE_STORAGE_ACCOUNT_URL", "http://127.0.0.1:10000/devstoreaccount1"),
+            (
+                "AZURE_STORAGE_ACCOUNT_URL",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
         ]))
         .expect_err("http with a token");
         assert!(err.to_string().contains("must use https"), "{err}");
@@ -332,7 +338,10 @@ mod tests {
     fn a_bad_container_name_is_refused_with_the_rule() {
         let err = read(&Env::from_pairs(&[
             ("PERSISTENCE_MODE", "blob"),
-            ("AZURE_STORAGE_ACCOUNT_URL", "https://a.blob.core.windows.net"),
+            (
+                "AZURE_STORAGE_ACCOUNT_URL",
+                "https://a.blob.core.windows.net",
+            ),
             ("CONFIG_BLOB_CONTAINER", "Gateway"),
         ]))
         .expect_err("uppercase");

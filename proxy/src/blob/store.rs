@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
 use azure_core::error::ErrorKind;
-use azure_core::http::{
-    ClientOptions, Etag, RequestContent, RetryOptions, StatusCode, Transport,
-};
+use azure_core::http::{ClientOptions, Etag, RequestContent, RetryOptions, StatusCode, Transport};
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobContainerClientListBlobsOptions, BlockBlobClientUploadOptions,
 };
-use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions};
+use azure_storage_blob::{
+    BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions,
+};
 use futures_util::TryStreamExt as _;
 
 use super::settings::{BlobAuth, BlobSettings};

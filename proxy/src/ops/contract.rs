@@ -279,7 +279,10 @@ impl StatsData {
         }
         self.total.merge(&other.total);
         for (model, counters) in &other.by_model {
-            self.by_model.entry(model.clone()).or_default().merge(counters);
+            self.by_model
+                .entry(model.clone())
+                .or_default()
+                .merge(counters);
         }
         for (key, counters) in &other.by_key {
             self.by_key.entry(key.clone()).or_default().merge(counters);

@@ -244,10 +244,9 @@ impl Follower {
         let cache = self.cache.clone();
         let cached = version.clone();
         self.applied = Some(version);
-        let stored = tokio::task::spawn_blocking(move || {
-            cache.store_from_blob(&cached.bytes, &cached.etag)
-        })
-        .await;
+        let stored =
+            tokio::task::spawn_blocking(move || cache.store_from_blob(&cached.bytes, &cached.etag))
+                .await;
         match stored {
             Ok(Ok(StoreOutcome::Written { aside: Some(aside) })) => {
                 tracing::error!(kept_as = %aside.path, "config.json was edited by hand; in blob mode it is a cache of the config blob and hand edits are never applied: edit the config through the admin UI (or the blob itself)");

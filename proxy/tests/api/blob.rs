@@ -43,7 +43,7 @@ fn store(azurite: &Azurite) -> BlobStore {
     else {
         panic!("blob mode");
     };
-    BlobStore::new(settings).expect("store")
+    BlobStore::new(*settings).expect("store")
 }
 
 async fn put_config(store: &BlobStore, config: &Value) -> Vec<u8> {
@@ -128,7 +128,10 @@ async fn the_proxy_starts_from_the_blob_and_keeps_it_in_its_local_cache() {
     assert_eq!(blob["serving_from"], "blob");
     assert_eq!(blob["reachable"], true);
     assert_eq!(blob["auth_mode"], "sas");
-    assert!(!status.to_string().contains("sig="), "the SAS is never shown");
+    assert!(
+        !status.to_string().contains("sig="),
+        "the SAS is never shown"
+    );
 
     // A chat request's statistics reach this replica's blob when the proxy stops.
     let chat = reqwest::Client::new()

@@ -409,6 +409,13 @@ fn the_histories_of_two_replicas_add_up_with_their_open_hours() {
         .find(|s| s.group == "team-c")
         .expect("the second replica's key");
     assert_eq!(team_c.total.requests, 1);
-    let minutes = one(&merged, &format!("from={T0}&to={}&step=1m", T0 + 2 * 60_000));
-    assert_eq!(minutes.total.requests, 4 + 1, "the first two minutes of both");
+    let minutes = one(
+        &merged,
+        &format!("from={T0}&to={}&step=1m", T0 + 2 * 60_000),
+    );
+    assert_eq!(
+        minutes.total.requests,
+        4 + 1,
+        "the first two minutes of both"
+    );
 }
