@@ -91,6 +91,8 @@ struct Start {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Before the first client is built (the blob client in blob mode), off the reactor.
+        tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let Start {
             config,
             mut status,
@@ -117,7 +119,6 @@ impl Application {
         status.ignored_keys = snapshot.config.ignored.clone();
         let shared = Arc::new(Shared::new(snapshot, status, credentials, pools, readiness));
 
-        tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
         let replica_stats = blob.as_ref().map(|(store, _)| {
             ReplicaStats::new(
