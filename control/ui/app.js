@@ -521,6 +521,10 @@
       const applied = s.config.rejected ? badge(t('overview.rejected'), 'bad')
         : status.proxy.applied ? badge(t('overview.applied'), 'ok') : badge(t('overview.pending'), 'warn');
       fact(p, t('overview.fileApplied'), applied);
+      if (s.config.blob) {
+        const from = s.config.blob.serving_from;
+        fact(p, t('overview.servingFrom'), badge(t('overview.serving.' + from), from === 'blob' ? 'ok' : 'warn'));
+      }
       fact(p, t('overview.counts'), t('overview.countsValue', { models: s.models, upstreams: s.upstreams, keys: s.client_keys }));
     } else {
       fact(p, t('overview.state'), badge(t('overview.unreachable'), 'bad'));
@@ -529,6 +533,12 @@
 
     const c = clear($('#facts-config'));
     fact(c, t('overview.path'), h('span', { class: 'mono' }, status.config.path));
+    const blob = status.config.blob;
+    if (blob) {
+      const state = blob.reachable === false ? badge(t('overview.unreachable'), 'bad')
+        : blob.reachable ? badge(t('overview.reachable'), 'ok') : badge(t('overview.unknown'), '');
+      fact(c, t('overview.blobState'), h('span', {}, state, blob.pending_local_change ? h('span', {}, ' ', badge(t('overview.pendingPush'), 'warn')) : null));
+    }
     fact(c, t('overview.state'), status.config.valid ? badge(t('overview.valid'), 'ok') : badge(t('overview.invalid'), 'bad'));
     fact(c, t('overview.modified'), when(status.config.modified_ms));
     fact(c, t('overview.counts'), t('overview.countsValue', { models: status.config.models, upstreams: status.config.upstreams, keys: status.config.client_keys }));
@@ -556,6 +566,10 @@
       fact(tr, t('stats.errors'), num(errors));
       fact(tr, t('stats.totalTokens'), num(tot.total_tokens));
       fact(tr, t('stats.since'), when(stats.since_ms));
+      if (Array.isArray(stats.replicas) && stats.replicas.length) {
+        fact(tr, t('stats.replicas'), h('span', {}, ...stats.replicas.map((r, i) =>
+          h('span', { class: 'mono' }, (i ? ', ' : '') + r.name + ' (' + num(r.requests) + ')'))));
+      }
     } else {
       fact(tr, t('overview.state'), '—');
     }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::blob::PersistenceMode;
 use crate::downstream::body::BodyRules;
 use crate::process::env::{Env, data_dir_of};
 
@@ -42,6 +43,8 @@ pub struct Settings {
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
+    /// `PERSISTENCE_MODE`: config.json, or a blob with config.json as its local cache.
+    pub persistence: PersistenceMode,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
             usage_history: true,
             shutdown_grace: Duration::from_secs(30),
             workers: None,
+            persistence: PersistenceMode::File,
         }
     }
 
@@ -103,6 +107,7 @@ impl Settings {
             settings.shutdown_grace = grace;
         }
         settings.workers = env.number_in("PROXY_WORKERS", 1..=512)?;
+        settings.persistence = crate::blob::settings::read(env)?;
         Ok(settings)
     }
 

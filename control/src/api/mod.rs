@@ -57,6 +57,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/keys/{id}", web::patch().to(keys::change))
             .route("/keys/{id}", web::delete().to(keys::delete))
             .route("/stats", web::get().to(ops::stats))
+            .route("/usage/merged", web::get().to(ops::merged_usage))
             .route("/limits", web::get().to(ops::limits))
             .route("/requests", web::get().to(ops::requests))
             .route("/usage", web::get().to(usage::usage))

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod blob;
 mod browser;
 mod browser_keys;
 mod browser_limits;

@@ -44,6 +44,7 @@ async fn stats(state: web::Data<OpsState>) -> HttpResponse {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
         deployments: state.shared.pools.stats(),
+        replicas: Vec::new(),
     })
 }
 
@@ -91,6 +92,15 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
     })
 }
 
-async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(Readiness { ready: true })
+async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    match state.shared.readiness.check() {
+        Ok(()) => HttpResponse::Ok().json(Readiness {
+            ready: true,
+            reason: None,
+        }),
+        Err(reason) => HttpResponse::ServiceUnavailable().json(Readiness {
+            ready: false,
+            reason: Some(reason.into()),
+        }),
+    }
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod azure_paths;
+mod blob;
 mod client_keys;
 mod endpoints;
 mod entra;

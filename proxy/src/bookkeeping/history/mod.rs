@@ -471,6 +471,73 @@ impl History {
     }
 }
 
+impl History {
+    /// Several replicas' histories as one, in memory, to be queried (control's view of every
+    /// replica in blob mode). Each replica is its files' bytes by file name (`usage-*.bin`);
+    /// they are decoded into one set of names, each replica's open hours and days closed, and
+    /// the frames of the same bucket added up. A file that does not decode is left out (logged).
+    pub fn merged(replicas: &[Vec<(String, Vec<u8>)>]) -> History {
+        let mut names = Names::default();
+        let mut merged = Tiers::default();
+        for files in replicas {
+            let mut tiers = Tiers::default();
+            // The recent file first: a minute in both is the minutes file's.
+            for part in Part::ALL {
+                let Some((_, bytes)) = files.iter().find(|(name, _)| name == part.file_name())
+                else {
+                    continue;
+                };
+                let read = match file::decode(part, bytes, &mut names) {
+                    Ok(read) => read,
+                    Err(err) => {
+                        tracing::warn!(file = part.file_name(), error = %err, "a replica's usage history file does not decode; left out");
+                        continue;
+                    }
+                };
+                match part {
+                    Part::Recent | Part::Minutes => tiers.minutes.extend(read.frames),
+                    Part::Hours => tiers.hours.extend(read.frames),
+                    Part::Days => tiers.days.extend(read.frames),
+                }
+            }
+            if tiers.rebuild_open().is_err() {
+                tracing::warn!("a replica's usage history frames did not add up; left out");
+                continue;
+            }
+            for (hour, frame) in std::mem::take(&mut tiers.open_hours) {
+                tiers::add_into(&mut tiers.hours, hour, &frame);
+            }
+            for (day, frame) in std::mem::take(&mut tiers.open_days) {
+                tiers::add_into(&mut tiers.days, day, &frame);
+            }
+            for (into, from) in [
+                (&mut merged.minutes, &tiers.minutes),
+                (&mut merged.hours, &tiers.hours),
+                (&mut merged.days, &tiers.days),
+            ] {
+                for (start, blob) in from {
+                    let mut frame = FrameBuilder::default();
+                    if frame.add_encoded(blob, &frame::IdMaps::IDENTITY).is_ok() {
+                        tiers::add_into(into, *start, &frame);
+                    }
+                }
+            }
+        }
+        merged.names = names.clone();
+        let live = Live {
+            floor_minute: merged.newest_minute().unwrap_or(0),
+            names,
+            ..Live::default()
+        };
+        History {
+            live: Mutex::new(live),
+            tiers: Mutex::new(merged),
+            dir: None,
+            enabled: true,
+        }
+    }
+}
+
 /// The path of each file the history writes in `dir`.
 pub fn file_paths(dir: &Path) -> Vec<PathBuf> {
     Part::ALL

@@ -363,3 +363,59 @@ fn metrics_have_the_history_bounds() {
         BOUNDS_US.len() + 1
     );
 }
+
+#[test]
+fn the_histories_of_two_replicas_add_up_with_their_open_hours() {
+    let files = |history: &History, dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        history.persist(T0 + HOUR_MS + 2 * 60_000).expect("persist");
+        file_paths(dir)
+            .into_iter()
+            .filter_map(|path| {
+                let bytes = std::fs::read(&path).ok()?;
+                Some((path.file_name()?.to_string_lossy().into_owned(), bytes))
+            })
+            .collect()
+    };
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let a = History::load(dir_a.path(), T0);
+    traffic(&a);
+    a.maintain(T0 + HOUR_MS + 2 * 60_000, &Retention::default());
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let b = History::load(dir_b.path(), T0);
+    // Other names, in another order: ids differ between the replicas' files.
+    b.record_at(T0 + 2_000, &ok("o3", "team-c", 5, 50));
+    b.record_at(T0 + HOUR_MS + 7, &ok("gpt-4o", "team-b", 7, 70));
+    b.maintain(T0 + HOUR_MS + 2 * 60_000, &Retention::default());
+
+    let merged = History::merged(&[files(&a, dir_a.path()), files(&b, dir_b.path())]);
+    let now = T0 + HOUR_MS + 3 * 60_000;
+    let one = |history: &History, text: &str| {
+        history
+            .query(&parse(text).expect("parses"), now, &Retention::default())
+            .expect("query")
+    };
+    let text = format!("from={T0}&to={}&step=1h", T0 + 2 * HOUR_MS);
+    let (a_total, b_total) = (one(&a, &text).total, one(&b, &text).total);
+    let all = one(&merged, &text);
+    assert_eq!(all.total.requests, a_total.requests + b_total.requests);
+    assert_eq!(
+        all.total.prompt_tokens,
+        a_total.prompt_tokens + b_total.prompt_tokens
+    );
+    let by_key = one(&merged, &format!("{text}&group_by=key"));
+    let team_c = by_key
+        .series
+        .iter()
+        .find(|s| s.group == "team-c")
+        .expect("the second replica's key");
+    assert_eq!(team_c.total.requests, 1);
+    let minutes = one(
+        &merged,
+        &format!("from={T0}&to={}&step=1m", T0 + 2 * 60_000),
+    );
+    assert_eq!(
+        minutes.total.requests,
+        4 + 1,
+        "the first two minutes of both"
+    );
+}

@@ -265,7 +265,7 @@ impl Cutoffs {
 }
 
 /// Adds `frame` to the encoded frame at `start` (or makes it the frame there).
-fn add_into(map: &mut BTreeMap<u64, Blob>, start: u64, frame: &FrameBuilder) {
+pub(super) fn add_into(map: &mut BTreeMap<u64, Blob>, start: u64, frame: &FrameBuilder) {
     let blob = match map.get(&start) {
         None => frame.encode(),
         Some(existing) => {
