@@ -23,10 +23,13 @@ RUN for crate in proxy control fake-foundry stack-tests test-support bench/image
     done \
     && cargo build --release --locked -p proxy -p control
 
-# Only what the two binaries are built from, so that other changes reuse the layer below.
+# Only what the two binaries are built from, so that other changes reuse the layer below. The
+# example config is built into both: they create config.json from it on first start. The
+# operator's own data/config.json never enters the build context (.dockerignore).
 COPY proxy proxy
 COPY control control
 COPY caddy caddy
+COPY data/config.example.json data/
 # The copied sources are older than the empty crates built above: make cargo rebuild them.
 RUN find proxy control -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p proxy -p control \
@@ -54,7 +57,6 @@ COPY --from=build /usr/local/bin/proxy /usr/local/bin/control /usr/local/bin/
 COPY supervisord.conf /app/
 COPY container/ /app/container/
 COPY caddy/bootstrap.Caddyfile /app/caddy/
-COPY data/config.json /app/defaults/config.json
 
 # entrypoint.sh has the defaults of every path and port; these are the ones worth knowing, and
 # the ones `supervisorctl` needs to read /app/supervisord.conf in `docker exec`.

@@ -47,10 +47,23 @@ pub enum AdminError {
     NoConfig,
 
     // Upstream: a process control depends on failed (502/504).
-    #[error("the proxy's ops listener at {url} is not reachable: {cause}")]
-    ProxyOpsUnreachable { url: String, cause: String },
-    #[error("the proxy at {url} is not reachable: {cause}")]
-    ProxyUnreachable { url: String, cause: String },
+    /// `from` names where the address came from: a variable, or the config's keys.
+    #[error(
+        "the proxy's ops listener at {url} (from {from}) is not reachable: {cause}. Is the proxy running? If its ops listener is elsewhere, give control the same PROXY_OPS_LISTEN as the proxy"
+    )]
+    ProxyOpsUnreachable {
+        url: String,
+        from: &'static str,
+        cause: String,
+    },
+    #[error(
+        "the proxy at {url} (from {from}) is not reachable: {cause}. Is the proxy running? If it listens elsewhere, give control the same PROXY_LISTEN as the proxy"
+    )]
+    ProxyUnreachable {
+        url: String,
+        from: &'static str,
+        cause: String,
+    },
     #[error("Caddy's admin API is not configured (CADDY_ADMIN=off)")]
     CaddyDisabled,
 

@@ -16,10 +16,16 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `host:port` of the admin listener (`CONTROL_LISTEN`).
     pub listen: String,
-    /// Base URL of the proxy's ops listener; `None`: from `server.ops` in the config.
+    /// Base URL of the proxy's ops listener (`PROXY_OPS_URL`, else `PROXY_OPS_LISTEN`, the
+    /// variable the proxy reads); `None`: from `server.ops` in the config.
     pub proxy_ops_url: Option<Url>,
-    /// Base URL of the proxy's API for the endpoint tester; `None`: from `server.port`.
+    /// The variable `proxy_ops_url` came from, for messages.
+    pub proxy_ops_from: &'static str,
+    /// Base URL of the proxy's API for the endpoint tester (`PROXY_URL`, else `PROXY_LISTEN`);
+    /// `None`: from `server.host`/`server.port` in the config.
     pub proxy_url: Option<Url>,
+    /// The variable `proxy_url` came from, for messages.
+    pub proxy_from: &'static str,
     pub caddy: CaddySettings,
     pub throttle: ThrottlePolicy,
     /// How often config.json is re-read to notice hand edits.
@@ -28,13 +34,16 @@ pub struct Settings {
     /// Host names the admin UI answers to besides IP addresses, localhost and the configured
     /// domain (`CONTROL_ALLOWED_HOSTS`, comma-separated; `*`: any).
     pub allowed_hosts: Vec<String>,
+    /// Whether a missing config.json is created from the example at start-up (always, except
+    /// in tests of control without a config file).
+    pub create_missing_config: bool,
 }
 
 /// How control renders the Caddyfile and reaches Caddy's admin API.
 #[derive(Debug, Clone)]
 pub struct CaddySettings {
-    /// Caddy's admin API (`CADDY_ADMIN`); `None` (`CADDY_ADMIN=off`): the Caddyfile is written
-    /// but never loaded.
+    /// Caddy's admin API (`CADDY_ADMIN`, `host:port` as Caddy itself reads it, or an http URL);
+    /// `None` (`CADDY_ADMIN=off`): the Caddyfile is written but never loaded.
     pub admin_url: Option<Url>,
     /// Where the rendered Caddyfile is written (`CADDYFILE_PATH`).
     pub caddyfile_path: PathBuf,
@@ -43,9 +52,9 @@ pub struct CaddySettings {
     /// `host:port` Caddy forwards the admin path to (`CONTROL_UPSTREAM`); `None`: the listen
     /// address, with a wildcard host replaced by loopback.
     pub control_upstream: Option<String>,
-    /// `host:port` Caddy forwards API traffic to (`PROXY_UPSTREAM`); `None`:
-    /// `server.caddy.upstreamHost:upstreamPort` from the config. The container sets it, because
-    /// there the proxy listens on its own loopback port while Caddy takes the config's port.
+    /// `host:port` Caddy forwards API traffic to (`PROXY_UPSTREAM`, else `PROXY_LISTEN`, the
+    /// proxy's own listen address, a wildcard host reached on loopback); `None`:
+    /// `server.caddy.upstreamHost:upstreamPort` from the config.
     pub proxy_upstream: Option<String>,
     /// `internal` issues the TLS site's certificate from Caddy's own local CA instead of ACME
     /// (`CADDY_TLS`), for tests and private networks.
@@ -67,7 +76,7 @@ impl CaddySettings {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3001";
-pub const DEFAULT_CADDY_ADMIN: &str = "http://127.0.0.1:2019";
+pub const DEFAULT_CADDY_ADMIN: &str = "127.0.0.1:2019";
 pub const DEFAULT_CADDY_HTTP_PORT: u16 = 3000;
 /// Polling faster than this would re-read config.json for nothing.
 const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
@@ -81,9 +90,11 @@ impl Settings {
             data_dir,
             listen: DEFAULT_LISTEN.into(),
             proxy_ops_url: None,
+            proxy_ops_from: "PROXY_OPS_URL",
             proxy_url: None,
+            proxy_from: "PROXY_URL",
             caddy: CaddySettings {
-                admin_url: Url::parse(DEFAULT_CADDY_ADMIN).ok(),
+                admin_url: Url::parse(&format!("http://{DEFAULT_CADDY_ADMIN}")).ok(),
                 caddyfile_path,
                 http_port: DEFAULT_CADDY_HTTP_PORT,
                 control_upstream: None,
@@ -95,6 +106,7 @@ impl Settings {
             config_poll: Duration::from_secs(2),
             workers: None,
             allowed_hosts: Vec::new(),
+            create_missing_config: true,
         }
     }
 
@@ -110,11 +122,17 @@ impl Settings {
         if let Some(listen) = env.text("CONTROL_LISTEN") {
             settings.listen = listen;
         }
-        settings.proxy_ops_url = url(env, "PROXY_OPS_URL")?;
-        settings.proxy_url = url(env, "PROXY_URL")?;
+        // The proxy's addresses: the variables the proxy itself reads, unless control reaches
+        // it some other way (another host, a port mapping).
+        (settings.proxy_ops_url, settings.proxy_ops_from) = first_of(
+            env,
+            &[("PROXY_OPS_URL", url), ("PROXY_OPS_LISTEN", listen_url)],
+        )?;
+        (settings.proxy_url, settings.proxy_from) =
+            first_of(env, &[("PROXY_URL", url), ("PROXY_LISTEN", listen_url)])?;
         if env.text("CADDY_ADMIN").as_deref() == Some("off") {
             settings.caddy.admin_url = None;
-        } else if let Some(admin) = url(env, "CADDY_ADMIN")? {
+        } else if let Some(admin) = address_or_url(env, "CADDY_ADMIN")? {
             settings.caddy.admin_url = Some(admin);
         }
         if let Some(path) = env.path("CADDYFILE_PATH") {
@@ -124,7 +142,10 @@ impl Settings {
             settings.caddy.http_port = port;
         }
         settings.caddy.control_upstream = env.text("CONTROL_UPSTREAM");
-        settings.caddy.proxy_upstream = env.text("PROXY_UPSTREAM");
+        settings.caddy.proxy_upstream = match env.text("PROXY_UPSTREAM") {
+            Some(upstream) => Some(upstream),
+            None => listen_url(env, "PROXY_LISTEN")?.and_then(|url| host_port_of(&url)),
+        };
         if let Some(internal) = env.choice("CADDY_TLS", &[("acme", false), ("internal", true)])? {
             settings.caddy.tls_internal = internal;
         }
@@ -157,6 +178,65 @@ impl Settings {
             .map_or("127.0.0.1", |(host, _)| host);
         format!("{}:{bound_port}", loopback_for(host))
     }
+}
+
+type UrlSetting = fn(&Env, &str) -> anyhow::Result<Option<Url>>;
+
+/// The first of `choices` that is set, with its name (the first name when none is).
+fn first_of(
+    env: &Env,
+    choices: &[(&'static str, UrlSetting)],
+) -> anyhow::Result<(Option<Url>, &'static str)> {
+    for (name, read) in choices {
+        if let Some(url) = read(env, name)? {
+            return Ok((Some(url), name));
+        }
+    }
+    Ok((None, choices.first().map_or("", |(name, _)| *name)))
+}
+
+/// A listen address `host:port` as the proxy reads it, as the URL to reach it at (a wildcard
+/// host reached on loopback).
+fn listen_url(env: &Env, name: &str) -> anyhow::Result<Option<Url>> {
+    let Some(value) = env.text(name) else {
+        return Ok(None);
+    };
+    let url = value
+        .rsplit_once(':')
+        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        .and_then(|(host, port)| Url::parse(&format!("http://{}:{port}", loopback_for(host))).ok());
+    match url {
+        Some(url) => Ok(Some(url)),
+        None => anyhow::bail!("{name} must be host:port such as 127.0.0.1:3003, got {value:?}"),
+    }
+}
+
+/// `host:port` (as Caddy reads `CADDY_ADMIN`) or an http(s) URL.
+fn address_or_url(env: &Env, name: &str) -> anyhow::Result<Option<Url>> {
+    match env.text(name) {
+        Some(value) if !value.contains("://") => {
+            let url = Url::parse(&format!("http://{value}"))
+                .ok()
+                .filter(|url| url.host().is_some() && url.port().is_some() && url.path() == "/");
+            match url {
+                Some(url) => Ok(Some(url)),
+                None => anyhow::bail!(
+                    "{name} must be host:port such as 127.0.0.1:2019 (or an http URL), got {value:?}"
+                ),
+            }
+        }
+        _ => url(env, name),
+    }
+}
+
+/// `host:port` of an http URL, as Caddy's `admin` option and `reverse_proxy` take it.
+pub fn host_port_of(url: &Url) -> Option<String> {
+    let port = url.port_or_known_default()?;
+    let host = match url.host()? {
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+        other => other.to_string(),
+    };
+    Some(format!("{host}:{port}"))
 }
 
 /// An http(s) URL with a host, such as `http://127.0.0.1:2019`.
@@ -221,6 +301,77 @@ mod tests {
         let env = Env::from_pairs(&[("CADDY_ADMIN", "off")]);
         let settings = Settings::read(&env).expect("valid settings");
         assert!(settings.caddy.admin_url.is_none());
+    }
+
+    #[test]
+    fn control_finds_the_proxy_through_the_variables_the_proxy_reads() {
+        let env = Env::from_pairs(&[
+            ("PROXY_LISTEN", "0.0.0.0:4100"),
+            ("PROXY_OPS_LISTEN", "127.0.0.1:4102"),
+        ]);
+        let settings = Settings::read(&env).expect("valid settings");
+        assert_eq!(
+            settings.proxy_url.map(String::from).as_deref(),
+            Some("http://127.0.0.1:4100/")
+        );
+        assert_eq!(settings.proxy_from, "PROXY_LISTEN");
+        assert_eq!(
+            settings.proxy_ops_url.map(String::from).as_deref(),
+            Some("http://127.0.0.1:4102/")
+        );
+        assert_eq!(settings.proxy_ops_from, "PROXY_OPS_LISTEN");
+        assert_eq!(
+            settings.caddy.proxy_upstream.as_deref(),
+            Some("127.0.0.1:4100")
+        );
+
+        let env = Env::from_pairs(&[
+            ("PROXY_LISTEN", "0.0.0.0:4100"),
+            ("PROXY_UPSTREAM", "proxy:8080"),
+            ("PROXY_OPS_LISTEN", "127.0.0.1:4102"),
+            ("PROXY_OPS_URL", "http://10.0.0.2:4102"),
+        ]);
+        let settings = Settings::read(&env).expect("valid settings");
+        assert_eq!(settings.caddy.proxy_upstream.as_deref(), Some("proxy:8080"));
+        assert_eq!(settings.proxy_ops_from, "PROXY_OPS_URL");
+
+        let settings = Settings::read(&Env::from_pairs(&[])).expect("valid settings");
+        assert!(settings.proxy_url.is_none() && settings.proxy_ops_url.is_none());
+        assert!(settings.caddy.proxy_upstream.is_none());
+
+        let err =
+            Settings::read(&Env::from_pairs(&[("PROXY_LISTEN", "4100")])).expect_err("no host");
+        assert!(
+            err.to_string()
+                .starts_with("PROXY_LISTEN must be host:port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn caddy_admin_is_the_address_caddy_reads_or_a_url() {
+        let admin = |value: &str| {
+            Settings::read(&Env::from_pairs(&[("CADDY_ADMIN", value)]))
+                .map(|s| s.caddy.admin_url.map(String::from))
+        };
+        assert_eq!(
+            admin("127.0.0.1:2020").ok().flatten().as_deref(),
+            Some("http://127.0.0.1:2020/")
+        );
+        assert_eq!(
+            admin("localhost:2019").ok().flatten().as_deref(),
+            Some("http://localhost:2019/")
+        );
+        assert_eq!(
+            admin("http://127.0.0.1:2021").ok().flatten().as_deref(),
+            Some("http://127.0.0.1:2021/")
+        );
+        let default = Settings::read(&Env::from_pairs(&[])).expect("valid settings");
+        assert_eq!(
+            default.caddy.admin_url.map(String::from).as_deref(),
+            Some("http://127.0.0.1:2019/")
+        );
+        assert!(admin("2019").is_err());
     }
 
     #[test]

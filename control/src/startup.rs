@@ -1,6 +1,6 @@
-//! Builds the control application: opens config.json, binds the admin listener (port 0 works),
-//! renders the Caddyfile and starts the Caddy loader and the config.json poll, and runs until
-//! a stop signal.
+//! Builds the control application: opens config.json (created from the example when missing),
+//! binds the admin listener (port 0 works), renders the Caddyfile and starts the Caddy loader
+//! and the config.json poll, and runs until a stop signal.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use proxy::process::atomic_file::remove_stale_temporaries;
+use proxy::process::first_start::create_config_if_missing;
 use proxy::process::signals::StopSignals;
-use url::Url;
 
 use crate::api::{self, AppState};
 use crate::caddy::admin::CaddyAdmin;
@@ -21,7 +21,7 @@ use crate::caddy::loader::CaddyLoader;
 use crate::caddy::sync::{CaddySync, RenderInputs};
 use crate::errors::AdminError;
 use crate::proxy_ops::ProxyOps;
-use crate::settings::Settings;
+use crate::settings::{Settings, host_port_of};
 use crate::store::{AdminCredentials, ConfigStore};
 use crate::throttle::LoginThrottle;
 use crate::{admin_auth, cross_site, host_check, mount, ui};
@@ -48,6 +48,10 @@ impl StopHandle {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.create_missing_config {
+            let path = settings.config_path.clone();
+            tokio::task::spawn_blocking(move || create_config_if_missing(&path)).await??;
+        }
         let path = settings.config_path.clone();
         let store = Arc::new(
             tokio::task::spawn_blocking(move || ConfigStore::open(path))
@@ -82,7 +86,7 @@ impl Application {
                 .caddy
                 .admin_url
                 .as_ref()
-                .and_then(admin_listen)
+                .and_then(host_port_of)
                 .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into()),
             http_port: settings.caddy.http_port,
             control_upstream: settings.control_upstream(port),
@@ -113,7 +117,11 @@ impl Application {
         )));
 
         let state = web::Data::new(AppState {
-            ops: ProxyOps::new(settings.proxy_ops_url.clone(), http.clone()),
+            ops: ProxyOps::new(
+                settings.proxy_ops_url.clone(),
+                settings.proxy_ops_from,
+                http.clone(),
+            ),
             proxy_url: settings.proxy_url.clone(),
             throttle: LoginThrottle::new(settings.throttle.clone()),
             settings: settings.clone(),
@@ -200,16 +208,6 @@ impl Application {
 
 async fn not_found() -> Result<actix_web::HttpResponse, AdminError> {
     Err(AdminError::NotFound("not found".into()))
-}
-
-/// `host:port` of an admin API URL, as Caddy's `admin` option takes it.
-fn admin_listen(url: &Url) -> Option<String> {
-    let port = url.port_or_known_default()?;
-    let host = match url.host()? {
-        url::Host::Ipv6(ip) => format!("[{ip}]"),
-        other => other.to_string(),
-    };
-    Some(format!("{host}:{port}"))
 }
 
 fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {

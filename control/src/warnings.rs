@@ -411,6 +411,7 @@ mod tests {
         let warnings = warnings_with(|s| {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "http://127.0.0.1:9".into(),
+                from: "server.ops in config.json",
                 cause: "connection refused".into(),
             })
         });
@@ -534,6 +535,7 @@ mod tests {
             s.caddy.reachable = Some(false);
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "u".into(),
+                from: "PROXY_OPS_LISTEN",
                 cause: "c".into(),
             });
         });

@@ -1,4 +1,4 @@
-//! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
+//! Builds the application: loads the config (created from the example when missing), binds the API and ops listeners (port 0 works),
 //! starts the config watcher and the stats snapshots, and runs until a stop signal.
 
 use std::net::TcpListener;
@@ -17,6 +17,7 @@ use crate::handlers::{self, AppState};
 use crate::ops::contract::ConfigStatus;
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
+use crate::process::first_start::create_config_if_missing;
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
@@ -63,18 +64,23 @@ impl StopHandle {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let path = settings.config_path.clone();
+        tokio::task::spawn_blocking(move || create_config_if_missing(&path)).await??;
+        let path = settings.config_path.clone();
         let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
             .await?
             .with_context(|| format!("loading {}", settings.config_path.display()))?;
         reload::log_notes(&config);
-        let listen = settings
-            .listen
-            .clone()
-            .unwrap_or_else(|| config.server.listen.to_string());
-        let ops_listen = settings
-            .ops_listen
-            .clone()
-            .unwrap_or_else(|| config.server.ops.to_string());
+        let (listen, listen_from) = match &settings.listen {
+            Some(listen) => (listen.clone(), "PROXY_LISTEN"),
+            None => (
+                config.server.listen.to_string(),
+                "server.host/server.port in config.json",
+            ),
+        };
+        let (ops_listen, ops_from) = match &settings.ops_listen {
+            Some(listen) => (listen.clone(), "PROXY_OPS_LISTEN"),
+            None => (config.server.ops.to_string(), "server.ops in config.json"),
+        };
 
         let credentials = CredentialRegistry::default();
         let pools = PoolRegistry::default();
@@ -99,8 +105,13 @@ impl Application {
             ImageService::new(image_threads).context("starting the image worker threads")?,
         );
 
-        let api_listener = bind_with_backlog(&listen, API_BACKLOG)
-            .with_context(|| format!("binding the API listener on {listen}"))?;
+        let api_listener = bind_with_backlog(&listen, API_BACKLOG).with_context(|| {
+            format!(
+                "binding the API listener on {listen} (from {listen_from}); if another program \
+                 (Caddy's HTTP site, another proxy) has that port, set PROXY_LISTEN to another \
+                 host:port and give control the same"
+            )
+        })?;
         let port = api_listener.local_addr()?.port();
         let body_budget = BodyBudget::new(settings.body_memory_limit);
         let state = web::Data::new(AppState {
@@ -153,8 +164,12 @@ impl Application {
         }
         let api = api.listen(api_listener)?.run();
 
-        let ops_listener = TcpListener::bind(&ops_listen)
-            .with_context(|| format!("binding the ops listener on {ops_listen}"))?;
+        let ops_listener = TcpListener::bind(&ops_listen).with_context(|| {
+            format!(
+                "binding the ops listener on {ops_listen} (from {ops_from}); if another program \
+                 has that port, set PROXY_OPS_LISTEN to another host:port and give control the same"
+            )
+        })?;
         let ops_port = ops_listener.local_addr()?.port();
         let ops_ip = ops_listener.local_addr()?.ip();
         if !ops_ip.is_loopback() {

@@ -19,10 +19,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shipped default config.
-pub fn default_config() -> serde_json::Value {
-    let text = std::fs::read(repo_root().join("data/config.json")).expect("read data/config.json");
-    serde_json::from_slice(&text).expect("data/config.json is JSON")
+/// The shipped example config, from which the binaries create config.json on first start.
+pub fn example_config() -> serde_json::Value {
+    serde_json::from_slice(example_config_bytes().as_slice())
+        .expect("data/config.example.json is JSON")
+}
+
+pub fn example_config_bytes() -> Vec<u8> {
+    std::fs::read(repo_root().join("data/config.example.json"))
+        .expect("read data/config.example.json")
 }
 
 /// Every port the stack listens on, each a free loopback port.
@@ -144,8 +149,6 @@ pub struct Stack {
 pub struct StackOptions<'a> {
     pub data_dir: &'a Path,
     pub ports: &'a Ports,
-    /// The config copied into an empty data dir on first start.
-    pub default_config: &'a Path,
     /// `CADDY_TLS=internal`: the TLS site gets a certificate from Caddy's local CA.
     pub tls_internal: bool,
 }
@@ -162,13 +165,10 @@ impl Stack {
             .env("PATH", &tools.path)
             .env("GATEWAY_HOME", &root)
             .env("DATA_DIR", options.data_dir)
-            .env("DEFAULT_CONFIG", options.default_config)
             .env("PROXY_LISTEN", loopback(ports.proxy))
+            .env("PROXY_OPS_LISTEN", loopback(ports.ops))
             .env("CONTROL_LISTEN", loopback(ports.control))
-            .env(
-                "CADDY_ADMIN",
-                format!("http://{}", loopback(ports.caddy_admin)),
-            )
+            .env("CADDY_ADMIN", loopback(ports.caddy_admin))
             .env("CADDY_HTTP_PORT", ports.http.to_string())
             .env(
                 "CADDY_TLS",

@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn sample_config_loads_with_defaults() {
         let config = load_value(sample()).expect("valid");
-        assert_eq!(config.server.listen.host(), "0.0.0.0");
+        assert_eq!(config.server.listen.host(), "127.0.0.1");
         assert_eq!(
             config.server.upstream.connect_timeout,
             Duration::from_secs(10)

@@ -15,6 +15,8 @@ pub struct Running {
     /// The ops listener, `http://ip:port`.
     pub ops: String,
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// The lines logged before "proxy listening", that one included.
+    pub startup: Vec<String>,
 }
 
 impl Running {
@@ -61,6 +63,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
             }
         }
     });
+    let mut startup = Vec::new();
     let (port, ops) = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
@@ -68,6 +71,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
         let Ok(json) = serde_json::from_str::<Value>(&line) else {
             panic!("log line is not JSON: {line}");
         };
+        startup.push(line);
         if json["message"] == "proxy listening" {
             let port = json["port"].as_u64().expect("port") as u16;
             let ops = json["ops"].as_str().expect("ops address");
@@ -79,6 +83,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
         port,
         ops,
         lines,
+        startup,
     }
 }
 
@@ -217,6 +222,58 @@ async fn a_megabyte_model_id_is_bounded_in_the_answer_the_log_line_and_recent_re
     let entry = recent["data"][0].to_string();
     assert!(entry.len() < 4096, "recent entry of {} bytes", entry.len());
     assert!(entry.contains("…(truncated)"), "{entry}");
+}
+
+#[actix_web::test]
+async fn the_first_start_creates_config_json_from_the_example_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("data/config.json");
+    let running = start_binary(&config_path);
+
+    let created = std::fs::read_to_string(&config_path).expect("config.json was created");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/config.example.json"),
+    )
+    .expect("the example");
+    assert_eq!(created, example);
+    let notice = running
+        .startup
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("created it from the example"))
+        })
+        .expect("a log line on the created file");
+    assert_eq!(notice["level"], "WARN");
+    assert_eq!(notice["path"], config_path.display().to_string());
+    let models: Value = reqwest::Client::new()
+        .get(running.url("/v1/models"))
+        .bearer_auth("CHANGEME")
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["data"][0]["id"], "gpt-5-mini");
+    drop(running);
+
+    // A second start keeps the file, whatever it holds now.
+    write_json(&config_path, &serde_json::json!({"models": []}));
+    let running = start_binary(&config_path);
+    assert!(
+        !running
+            .startup
+            .iter()
+            .any(|l| l.contains("created it from the example")),
+        "{:?}",
+        running.startup
+    );
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("read")).expect("json");
+    assert_eq!(kept, serde_json::json!({"models": []}));
 }
 
 #[actix_web::test]
