@@ -1,6 +1,7 @@
 //! config.json on disk: reading it with its ETag, and the only writer of it. A save validates
-//! with the proxy's own schema code, refuses a stale `If-Match`, keeps the previous file as
-//! `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
+//! with the proxy's own schema code, refuses a stale `If-Match`, writes the config in the
+//! file's own shape (`file_shape`: its keys and order, no filled-in defaults), keeps the previous
+//! file as `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
 //! half-written file. Blocking: call from a blocking pool.
 
 use std::fs;
@@ -17,6 +18,7 @@ use proxy::process::digest::sha256_hex;
 use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
 
 use crate::errors::AdminError;
+use crate::file_shape;
 use crate::masking::unmask;
 
 /// The ETag of a config file that does not exist yet.
@@ -193,21 +195,27 @@ impl ConfigStore {
 
     /// Reads and validates the file as it is now.
     pub fn read(&self) -> anyhow::Result<OnDisk> {
+        Ok(self.read_with_bytes()?.0)
+    }
+
+    /// The file as it is now, and its bytes when it could be read.
+    fn read_with_bytes(&self) -> anyhow::Result<(OnDisk, Option<Vec<u8>>)> {
         let bytes = match read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
             Ok(bytes) => bytes,
             Err(FileError::Missing) => {
-                return Ok(OnDisk {
+                let missing = OnDisk {
                     etag: ABSENT_ETAG.into(),
                     sha256: None,
                     modified_ms: None,
                     content: Content::Missing,
-                });
+                };
+                return Ok((missing, None));
             }
             // A FIFO, a device, a directory, an oversized or unreadable file: reported like a
             // file that is not JSON; a save (with this ETag) replaces it.
             Err(err) => {
                 let message = err.to_string();
-                return Ok(OnDisk {
+                let unreadable = OnDisk {
                     etag: etag_of(message.as_bytes()),
                     sha256: None,
                     modified_ms: None,
@@ -215,19 +223,21 @@ impl ConfigStore {
                         path: "(file)".into(),
                         message,
                     }),
-                });
+                };
+                return Ok((unreadable, None));
             }
         };
         let modified_ms = fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok()
             .map(epoch_ms);
-        Ok(OnDisk {
+        let on_disk = OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),
             modified_ms,
             content: parse(&bytes),
-        })
+        };
+        Ok((on_disk, Some(bytes)))
     }
 
     /// The last valid config seen on disk.
@@ -323,12 +333,13 @@ impl ConfigStore {
         next: impl FnOnce(&OnDisk) -> Result<(RawConfig, Vec<ConfigIssue>), AdminError>,
     ) -> Result<Saved, AdminError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self
-            .read()
+        let (current, previous) = self
+            .read_with_bytes()
             .map_err(AdminError::internal("reading config.json"))?;
         let (raw, mut issues) = next(&current)?;
         let raw = normalize(raw);
-        let bytes = serialize(&raw).map_err(AdminError::internal("serializing the config"))?;
+        let bytes = file_shape::shaped(&raw, previous.as_deref())
+            .map_err(AdminError::internal("serializing the config"))?;
         if bytes.len() > CONFIG_FILE_LIMIT {
             issues.push(ConfigIssue {
                 path: "(file)".into(),
@@ -358,8 +369,8 @@ impl ConfigStore {
                 changed: false,
             });
         }
-        if let Ok(previous) = read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
-            write_atomically(&self.backup_path, &previous)
+        if let Some(previous) = &previous {
+            write_atomically(&self.backup_path, previous)
                 .map_err(AdminError::internal("writing config.json.bak"))?;
         }
         write_atomically(&self.path, &bytes)
