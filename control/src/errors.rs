@@ -22,6 +22,14 @@ pub enum AdminError {
     #[error("{0}")]
     CrossSite(&'static str),
     #[error(
+        "the admin password is still the default \"admin\", which is accepted only from this machine or a private network: set server.adminAuth.password in config.json first"
+    )]
+    DefaultPasswordRemote,
+    #[error(
+        "the admin password is still the default \"admin\": change it first (Server & admin login, or server.adminAuth.password in config.json); nothing else can be changed until then"
+    )]
+    PasswordChangeRequired,
+    #[error(
         "the admin UI does not answer to the host name \"{0}\": reach it by IP address or localhost, or add the name to CONTROL_ALLOWED_HOSTS (or set it as server.caddy.domain)"
     )]
     UnknownHost(String),
@@ -78,6 +86,8 @@ impl AdminError {
             AdminError::Unauthorized => "unauthorized",
             AdminError::Throttled(_) => "too_many_attempts",
             AdminError::CrossSite(_) => "cross_site_request",
+            AdminError::DefaultPasswordRemote => "default_password_remote",
+            AdminError::PasswordChangeRequired => "password_change_required",
             AdminError::UnknownHost(_) => "unknown_host",
             AdminError::PreconditionRequired => "precondition_required",
             AdminError::Conflict { .. } => "config_changed",
@@ -128,7 +138,9 @@ impl ResponseError for AdminError {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
+            AdminError::CrossSite(_)
+            | AdminError::DefaultPasswordRemote
+            | AdminError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             AdminError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,

@@ -219,7 +219,7 @@ fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
             "config.json cannot be read as a config: the admin login is locked until the file is fixed by hand"
         ),
         credentials if credentials.is_default_password() => tracing::warn!(
-            "the admin password is still the default \"admin\": change server.adminAuth.password"
+            "the admin password is still the default \"admin\": it is accepted only from loopback and private networks, and the admin UI changes nothing else until it is changed (server.adminAuth.password)"
         ),
         AdminCredentials::NoConfig => tracing::error!(
             "config.json does not exist: the admin login is closed until the file is created by hand"

@@ -300,6 +300,7 @@ impl ConfigStore {
     pub fn check(&self, mut submitted: RawConfig) -> anyhow::Result<Vec<ConfigIssue>> {
         let current = self.read()?;
         let mut issues = unmask(&mut submitted, current.raw());
+        issues.extend(default_password_issue(&submitted));
         let bytes = serialize(&normalize(submitted))?;
         if let Err(err) = config::load(&bytes) {
             issues.extend(err.issues());
@@ -338,6 +339,7 @@ impl ConfigStore {
             .map_err(AdminError::internal("reading config.json"))?;
         let (raw, mut issues) = next(&current)?;
         let raw = normalize(raw);
+
         let bytes = file_shape::shaped(&raw, previous.as_deref())
             .map_err(AdminError::internal("serializing the config"))?;
         if bytes.len() > CONFIG_FILE_LIMIT {
@@ -350,6 +352,7 @@ impl ConfigStore {
             });
             return Err(AdminError::InvalidConfig(issues));
         }
+        issues.extend(default_password_issue(&raw));
         let validated = match config::load(&bytes) {
             Ok(validated) if issues.is_empty() => validated,
             Ok(_) => return Err(AdminError::InvalidConfig(issues)),
@@ -407,6 +410,19 @@ fn parse(bytes: &[u8]) -> Content {
     }
 }
 
+/// control never writes the shipped password: a file created from the example has it, and the
+/// first save from the admin UI must replace it (a hand edit may still set anything).
+fn default_password_issue(raw: &RawConfig) -> Option<ConfigIssue> {
+    AdminCredentials::from_raw(raw)
+        .is_default_password()
+        .then(|| ConfigIssue {
+            path: "server.adminAuth.password".into(),
+            message: format!(
+                "must not be the default \"{DEFAULT_PASSWORD}\": choose a password of your own"
+            ),
+        })
+}
+
 /// What control writes is explicit: a key without `status` is written as active.
 fn normalize(mut raw: RawConfig) -> RawConfig {
     for key in &mut raw.client_keys {
@@ -436,8 +452,33 @@ mod tests {
         (dir, store)
     }
 
-    fn raw_of(value: serde_json::Value) -> RawConfig {
+    /// `value` as submitted, with an admin password of its own unless it sets one.
+    fn raw_of(mut value: serde_json::Value) -> RawConfig {
+        if value["server"]["adminAuth"]["password"].is_null() {
+            value["server"]["adminAuth"]["password"] = json!("s3cret");
+        }
         config::parse_raw(value.to_string().as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn the_default_password_is_never_written() {
+        let (_dir, store) = store_with(&json!({}));
+        let before = fs::read(store.path()).expect("read");
+        let submitted = json!({"server": {"adminAuth": {"password": DEFAULT_PASSWORD}}});
+        let result = store.save(raw_of(submitted.clone()), None);
+        let Err(AdminError::InvalidConfig(issues)) = result else {
+            panic!("expected a refusal, got {result:?}");
+        };
+        assert_eq!(issues[0].path, "server.adminAuth.password");
+        assert_eq!(fs::read(store.path()).expect("read"), before);
+        assert_eq!(
+            store.check(raw_of(submitted)).expect("checks")[0].path,
+            "server.adminAuth.password"
+        );
+        let disabled = json!({"server": {"adminAuth": {"enabled": false, "password": "admin"}}});
+        store
+            .save(raw_of(disabled), None)
+            .expect("no login, no password");
     }
 
     #[test]
@@ -575,7 +616,7 @@ mod tests {
         assert_eq!(*store.credentials(), AdminCredentials::NoConfig);
         assert_eq!(store.read().expect("read").etag, ABSENT_ETAG);
         store
-            .save(RawConfig::default(), Some(ABSENT_ETAG))
+            .save(raw_of(json!({})), Some(ABSENT_ETAG))
             .expect("saves");
         assert!(path.exists());
     }
