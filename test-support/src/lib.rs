@@ -1,11 +1,13 @@
 //! What the workspace's test suites share, so that each exists once: waits on a condition
-//! (`wait`), free loopback ports (`ports`), request fixtures (`fixtures`), and with the `proxy`
+//! (`wait`), free loopback ports (`ports`), request fixtures (`fixtures`), the checks that keep
+//! `--help` and the docs complete (`env_docs`), and with the `proxy`
 //! feature the atomic JSON writer (`json_file`) and the in-process proxy (`in_process`).
 //!
 //! Used only as a dev-dependency, and by the gateway benchmark, which is not shipped. Without
 //! the `proxy` feature it depends on neither the proxy nor the fake upstream, so fake-foundry's
 //! own tests can use it.
 
+pub mod env_docs;
 pub mod fixtures;
 pub mod ports;
 pub mod wait;

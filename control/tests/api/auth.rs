@@ -453,3 +453,37 @@ async fn control_creates_config_json_from_the_example_and_asks_for_a_new_passwor
     );
     stop.stop().await;
 }
+
+#[test]
+fn control_answers_help_and_version_without_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let run = |arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_control"))
+            .arg(arg)
+            .env("CONFIG_PATH", &config_path)
+            .env("CONTROL_LISTEN", "127.0.0.1:0")
+            .output()
+            .expect("runs")
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "CONTROL_LISTEN",
+        "PROXY_OPS_LISTEN",
+        "CADDY_ADMIN",
+        "LOG_LEVEL",
+    ] {
+        assert!(
+            text.contains(&format!("  {name}\n      default: ")),
+            "{name}: {text}"
+        );
+    }
+    let version = run("-V");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("control {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(!config_path.exists(), "control started");
+}

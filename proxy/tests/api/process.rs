@@ -400,3 +400,41 @@ async fn the_idle_proxy_gives_image_memory_back() {
         rss_kb(pid)
     );
 }
+
+#[test]
+fn help_and_version_answer_without_starting_or_touching_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .arg(arg)
+            .env("CONFIG_PATH", &config_path)
+            .output()
+            .expect("runs")
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "CONFIG_PATH",
+        "PROXY_LISTEN",
+        "BODY_LIMIT",
+        "LOG_FORMAT",
+        "AZURE_CLIENT_ID",
+    ] {
+        assert!(
+            text.contains(&format!("  {name}\n      default: ")),
+            "{name}: {text}"
+        );
+    }
+    let version = run("--version");
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+    let refused = run("--port");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown argument \"--port\""));
+    assert!(!config_path.exists(), "the config was created");
+}
