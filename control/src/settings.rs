@@ -20,6 +20,11 @@ const ENVIRONMENT: &[EnvVar] = &[
         meaning: "the config file (the one the proxy reads); created from the example (`data/config.example.json`) when missing",
     },
     EnvVar {
+        name: "CONFIG_EXAMPLE",
+        default: "the built-in `data/config.example.json`",
+        meaning: "a config file to create `CONFIG_PATH` from when it is missing (docker-compose.yml's `fake` profile uses one)",
+    },
+    EnvVar {
         name: "DATA_DIR",
         default: "the config file's directory",
         meaning: "where the Caddyfile, Caddy's storage (`caddy/`) and its TLS log (`caddy-tls.log`) go",
@@ -119,6 +124,9 @@ pub fn about() -> About {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
+    /// What a missing config.json is created from (`CONFIG_EXAMPLE`); `None`: the built-in
+    /// example.
+    pub config_example: Option<PathBuf>,
     /// Runtime files: the Caddyfile, Caddy's storage and TLS log; by default the config's directory.
     pub data_dir: PathBuf,
     /// `host:port` of the admin listener (`CONTROL_LISTEN`).
@@ -194,6 +202,7 @@ impl Settings {
         let caddyfile_path = data_dir.join("Caddyfile");
         Settings {
             config_path,
+            config_example: None,
             data_dir,
             listen: DEFAULT_LISTEN.into(),
             proxy_ops_url: None,
@@ -226,6 +235,7 @@ impl Settings {
         let mut settings = Settings::for_config(config_path);
         settings.caddy.caddyfile_path = data_dir.join("Caddyfile");
         settings.data_dir = data_dir;
+        settings.config_example = env.path("CONFIG_EXAMPLE");
         if let Some(listen) = env.text("CONTROL_LISTEN") {
             settings.listen = listen;
         }

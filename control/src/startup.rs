@@ -50,7 +50,11 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         if settings.create_missing_config {
             let path = settings.config_path.clone();
-            tokio::task::spawn_blocking(move || create_config_if_missing(&path)).await??;
+            let example = settings.config_example.clone();
+            tokio::task::spawn_blocking(move || {
+                create_config_if_missing(&path, example.as_deref())
+            })
+            .await??;
         }
         let path = settings.config_path.clone();
         let store = Arc::new(

@@ -27,6 +27,11 @@ const ENVIRONMENT: &[EnvVar] = &[
         meaning: "the config file; created from the example (`data/config.example.json`) when missing",
     },
     EnvVar {
+        name: "CONFIG_EXAMPLE",
+        default: "the built-in `data/config.example.json`",
+        meaning: "a config file to create `CONFIG_PATH` from when it is missing (docker-compose.yml's `fake` profile uses one)",
+    },
+    EnvVar {
         name: "DATA_DIR",
         default: "the config file's directory",
         meaning: "where `stats.json` is written",
@@ -101,6 +106,9 @@ pub fn about() -> About {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
+    /// What a missing config.json is created from (`CONFIG_EXAMPLE`); `None`: the built-in
+    /// example.
+    pub config_example: Option<PathBuf>,
     /// Where runtime files (stats.json) go; by default the config file's directory.
     pub data_dir: PathBuf,
     pub body_limit: usize,
@@ -129,6 +137,7 @@ impl Settings {
         Settings {
             data_dir: data_dir_of(&config_path),
             config_path,
+            config_example: None,
             body_limit: DEFAULT_BODY_LIMIT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             body_min_rate: DEFAULT_BODY_MIN_RATE,
@@ -151,6 +160,7 @@ impl Settings {
         let (config_path, data_dir) = env.config_location();
         let mut settings = Settings::for_config(config_path);
         settings.data_dir = data_dir;
+        settings.config_example = env.path("CONFIG_EXAMPLE");
         if let Some(limit) = env.parse("BODY_LIMIT", "a number of bytes")? {
             settings.body_limit = limit;
         }

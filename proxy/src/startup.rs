@@ -64,7 +64,9 @@ impl StopHandle {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let path = settings.config_path.clone();
-        tokio::task::spawn_blocking(move || create_config_if_missing(&path)).await??;
+        let example = settings.config_example.clone();
+        tokio::task::spawn_blocking(move || create_config_if_missing(&path, example.as_deref()))
+            .await??;
         let path = settings.config_path.clone();
         let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
             .await?
