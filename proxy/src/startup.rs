@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
+use crate::config::ConfigError;
 use crate::downstream::body_budget::BodyBudget;
 use crate::handlers::{self, AppState};
 use crate::ops::contract::ConfigStatus;
@@ -70,6 +71,7 @@ impl Application {
         let path = settings.config_path.clone();
         let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
             .await?
+            .inspect_err(|err| log_config_issues(&settings.config_path, err))
             .with_context(|| format!("loading {}", settings.config_path.display()))?;
         reload::log_notes(&config);
         let (listen, listen_from) = match &settings.listen {
@@ -258,6 +260,15 @@ impl Application {
         api.context("API listener")?;
         ops.context("ops listener")?;
         Ok(())
+    }
+}
+
+/// Logs each problem of a config file that stops the start, one line each, all of them.
+fn log_config_issues(path: &std::path::Path, err: &anyhow::Error) {
+    if let Some(err) = err.downcast_ref::<ConfigError>() {
+        for issue in err.issues() {
+            tracing::error!(path = %path.display(), field = %issue.path, problem = %issue.message, "config file invalid");
+        }
     }
 }
 

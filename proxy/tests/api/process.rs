@@ -438,3 +438,95 @@ fn help_and_version_answer_without_starting_or_touching_the_config() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown argument \"--port\""));
     assert!(!config_path.exists(), "the config was created");
 }
+
+/// The next log line with `message`, within ten seconds.
+fn next_logged(running: &Running, message: &str) -> Value {
+    std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| line["message"] == message)
+        .unwrap_or_else(|| panic!("no {message:?} line"))
+}
+
+#[actix_web::test]
+async fn reloads_log_what_changed_and_when_the_file_is_valid_again() {
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut config = base_config(&fake);
+    write_json(&config_path, &config);
+    let running = start_binary_with(&config_path, &[("CONFIG_POLL_MS", "100".into())]);
+
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(serde_json::json!({"id": "added-model", "upstream": "fake", "targetModel": "d"}));
+    config["auth"]["apiKey"] = serde_json::json!("a-new-upstream-secret");
+    write_json(&config_path, &config);
+    let reloaded = next_logged(&running, "config reloaded");
+    assert_eq!(reloaded["generation"], 2);
+    assert_eq!(
+        reloaded["changes"],
+        "models added: added-model; changed: auth"
+    );
+
+    std::fs::write(
+        &config_path,
+        b"{\"models\": [{\"id\": \"x\", \"upstream\": 5}]}",
+    )
+    .expect("write");
+    next_logged(
+        &running,
+        "config file refused; the previous config keeps serving",
+    );
+    config["apiKeys"].as_array_mut().expect("keys").remove(0);
+    write_json(&config_path, &config);
+    let valid_again = next_logged(&running, "config file valid again and reloaded");
+    assert_eq!(valid_again["generation"], 3);
+    let changes = valid_again["changes"].as_str().expect("changes");
+    assert!(changes.starts_with("keys removed: "), "{changes}");
+    for line in [&reloaded, &valid_again] {
+        let text = line.to_string();
+        assert!(
+            !text.contains("a-new-upstream-secret") && !text.contains(KEY),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_of_the_config_is_reported_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    std::fs::write(
+        &config_path,
+        "{\n  \"server\": {\"port\": \"3000\", \"upstream\": {\"maxRetries\": \"two\"}},\n  \"models\": [{\"id\": \"m\", \"upstream\": \"nowhere\"}]\n}\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .env("CONFIG_PATH", &config_path)
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<String> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "config file invalid")
+        .map(|line| line["field"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "server.port",
+            "server.upstream.maxRetries",
+            "models[0].upstream"
+        ],
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at line 2 column 22"), "{stderr}");
+    assert!(stderr.contains("no upstream named \"nowhere\""), "{stderr}");
+}
