@@ -1,9 +1,9 @@
 //! What a save writes to config.json: the submitted config in the shape of the file on disk.
 //! Keys the file has stay, in the file's order, even where they hold a default; a key the file
 //! does not have is written only when its value differs from what the key reads as when left
-//! out (so: what the operator set in the UI or the API), after the file's keys. Array entries are matched to the file's by
-//! `id` or `name` (by position when they have neither), so a hand-written entry keeps its keys
-//! when another is added or removed. The result always reads back as the submitted config;
+//! out (so: what the operator set in the UI or the API), after the file's keys. Array entries
+//! are matched to the file's by `id` or `name` (by position when they have neither), so a
+//! hand-written entry keeps its keys when another is added or removed. The result always reads back as the submitted config;
 //! where it would not (a schema this module does not know), the whole config is written.
 
 use std::collections::{HashMap, HashSet, VecDeque};
