@@ -33,18 +33,37 @@ pub struct UsageAnswer {
     pub body: Bytes,
 }
 
+/// Where the ops listener's address comes from when no variable sets it.
+const FROM_CONFIG: &str = "server.ops in config.json";
+
 #[derive(Clone)]
 pub struct ProxyOps {
     fixed: Option<Url>,
+    /// The variable `fixed` came from.
+    fixed_from: &'static str,
     http: reqwest::Client,
 }
 
 impl ProxyOps {
-    pub fn new(fixed: Option<Url>, http: reqwest::Client) -> ProxyOps {
-        ProxyOps { fixed, http }
+    pub fn new(fixed: Option<Url>, fixed_from: &'static str, http: reqwest::Client) -> ProxyOps {
+        ProxyOps {
+            fixed,
+            fixed_from,
+            http,
+        }
     }
 
-    /// `PROXY_OPS_URL`, else `server.ops` of the config (a wildcard host reached on loopback).
+    /// Where `base` comes from: a variable, or the config.
+    pub fn base_from(&self) -> &'static str {
+        if self.fixed.is_some() {
+            self.fixed_from
+        } else {
+            FROM_CONFIG
+        }
+    }
+
+    /// `PROXY_OPS_URL` or `PROXY_OPS_LISTEN`, else `server.ops` of the config (a wildcard host
+    /// reached on loopback).
     pub fn base(&self, config: &Config) -> String {
         match &self.fixed {
             Some(url) => url.as_str().trim_end_matches('/').to_string(),
@@ -87,6 +106,7 @@ impl ProxyOps {
         let base = self.base(config);
         let unreachable = |cause: String| AdminError::ProxyOpsUnreachable {
             url: base.clone(),
+            from: self.base_from(),
             cause,
         };
         let mut response = self
@@ -150,6 +170,7 @@ impl ProxyOps {
         let base = self.base(config);
         let unreachable = |cause: String| AdminError::ProxyOpsUnreachable {
             url: base.clone(),
+            from: self.base_from(),
             cause,
         };
         let response = self

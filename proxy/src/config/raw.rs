@@ -42,8 +42,8 @@ pub struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
-            port: 3000,
+            host: "127.0.0.1".into(),
+            port: 3003,
             admin_path: "/admin".into(),
             admin_auth: RawAdminAuth::default(),
             caddy: RawCaddy::default(),
@@ -98,7 +98,7 @@ impl Default for RawCaddy {
             email: String::new(),
             https_port: 443,
             upstream_host: "127.0.0.1".into(),
-            upstream_port: 3000,
+            upstream_port: 3003,
             transport: RawCaddyTransport::default(),
             extra: Extra::new(),
         }
