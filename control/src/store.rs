@@ -70,6 +70,9 @@ pub struct OnDisk {
     pub sha256: Option<String>,
     pub modified_ms: Option<u64>,
     pub content: Content,
+    /// The file's text (lossy UTF-8, secrets not masked) when it is at most
+    /// `CONFIG_FILE_LIMIT` bytes but not readable as a config; `None` otherwise.
+    pub unparsed_text: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +204,7 @@ impl ConfigStore {
                     sha256: None,
                     modified_ms: None,
                     content: Content::Missing,
+                    unparsed_text: None,
                 });
             }
             // A FIFO, a device, a directory, an oversized or unreadable file: reported like a
@@ -215,6 +219,7 @@ impl ConfigStore {
                         path: "(file)".into(),
                         message,
                     }),
+                    unparsed_text: None,
                 });
             }
         };
@@ -222,11 +227,15 @@ impl ConfigStore {
             .and_then(|m| m.modified())
             .ok()
             .map(epoch_ms);
+        let content = parse(&bytes);
+        let unparsed_text = matches!(content, Content::Unparseable(_))
+            .then(|| String::from_utf8_lossy(&bytes).into_owned());
         Ok(OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),
             modified_ms,
-            content: parse(&bytes),
+            content,
+            unparsed_text,
         })
     }
 

@@ -221,6 +221,7 @@ mod tests {
                     .map_err(|e| e.issues()),
                 raw: Box::new(raw),
             },
+            unparsed_text: None,
         }
     }
 

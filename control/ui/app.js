@@ -420,8 +420,13 @@
     }
     return null;
   }
-  function showIssues(issues) {
+  // `onDisk`: the issues are those of config.json as it is on disk (nothing was saved), not
+  // those of a refused save.
+  function showIssues(issues, onDisk) {
     S.issues = issues;
+    const title = $('#issues-panel h3');
+    title.dataset.i18n = onDisk ? 'issues.onDisk' : 'issues.title';
+    title.textContent = t(title.dataset.i18n);
     const list = clear($('#issues-list'));
     for (const issue of issues) {
       list.append(h('li', { onclick: () => { location.hash = pageOf(issue.path); setTimeout(() => focusPath(issue.path), 50); } },
@@ -1678,7 +1683,9 @@
   function enterJson() {
     const serialized = JSON.stringify(S.draft, null, 2);
     if (!S.json || (!S.json.syntaxError && S.json.base !== JSON.stringify(S.draft))) {
-      S.json = { text: S.draft ? serialized : '', base: JSON.stringify(S.draft), syntaxError: null };
+      // A file that is not readable as a config shows as it is on disk (secrets masked).
+      const text = S.draft ? serialized : (S.server && S.server.text) || '';
+      S.json = { text, base: JSON.stringify(S.draft), syntaxError: null };
     }
     const area = $('#json-text');
     if (area.value !== S.json.text) area.value = S.json.text;
@@ -1754,7 +1761,7 @@
 
   // ---------- pages ----------
   const PAGES = {
-    overview: { enter: enterOverview, every: 10000 },
+    overview: { enter: enterOverview, every: 10000, withoutConfig: true },
     models: { enter: () => { renderUpstreams(); renderModels(); enterPoolLive(); }, tick: enterPoolLive, every: 5000, auto: '#pool-auto' },
     keys: { enter: enterKeys, tick: refreshKeyUsage, every: 5000, auto: '#keys-auto' },
     auth: { enter: showAuthFields },
@@ -1765,7 +1772,7 @@
     stats: { enter: enterStats, every: 5000, auto: '#stats-auto' },
     requests: { enter: enterRequests, every: 5000, auto: '#requests-auto' },
     tester: { enter: fillTesterChoices },
-    json: { enter: enterJson },
+    json: { enter: enterJson, withoutConfig: true },
   };
   function showPage(name) {
     if (!PAGES[name]) name = 'overview';
@@ -1778,7 +1785,7 @@
     document.body.classList.remove('nav-open');
     clearInterval(S.timers.page);
     const page = PAGES[name];
-    if (S.draft && page.enter) page.enter();
+    if ((S.draft || page.withoutConfig) && page.enter) page.enter();
     if (page.every) {
       const refresh = page.tick || page.enter;
       S.timers.page = setInterval(() => {
@@ -1862,10 +1869,8 @@
     }
     try {
       await loadConfig();
-      if (!S.draft) {
-        toast(t('config.unreadable'), 'bad');
-        showIssues(S.server.issues || []);
-      }
+      if (!S.draft) toast(t('config.unreadable'), 'bad');
+      if (S.server.exists && !S.server.valid) showIssues(S.server.issues || [], true);
     } catch (err) {
       toast(err.message, 'bad');
     }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod browser;
+mod browser_daily;
 mod browser_keys;
 mod browser_limits;
 mod browser_pools;

@@ -1,0 +1,101 @@
+//! The admin UI in daily operation, in headless Chromium at desktop and phone width: a broken
+//! config.json on disk, the recent requests of unknown models, wide tables on a phone, server
+//! messages in Chinese, and the Domain & TLS page.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use serde_json::Value;
+
+use crate::browser::{Browser, PHONE};
+use crate::helpers::{UPSTREAM_API_KEY, spawn_stack};
+
+async fn choose_language(browser: &Browser, lang: &str) {
+    browser
+        .client
+        .find(Locator::Css("#lang"))
+        .await
+        .expect("lang")
+        .select_by_value(lang)
+        .await
+        .expect("select");
+    browser
+        .wait_js(&format!(
+            "return document.documentElement.lang.startsWith('{}')",
+            &lang[..2]
+        ))
+        .await;
+}
+
+/// A config.json with a syntax error on line 6 and secrets on the lines before it.
+fn broken_file() -> String {
+    format!(
+        "{{\n  \"server\": {{\"adminAuth\": {{\"password\": \"on-disk-password\"}}}},\n  \"auth\": {{\"mode\": \"apiKey\", \"apiKey\": \"{UPSTREAM_API_KEY}\"}},\n  \"apiKeys\": [{{\"id\": \"team\", \"key\": \"sk-on-disk-secret\"}}],\n  \"models\": [\n    {{\"id\": \"m\" \"upstream\": \"u\"}}\n  ]\n}}\n"
+    )
+}
+
+#[actix_web::test]
+async fn a_broken_file_on_disk_shows_in_the_raw_editor_at_its_line_while_the_proxy_serves_on() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = spawn_stack().await;
+    std::fs::write(&stack.config_path, broken_file()).expect("break config.json");
+
+    browser.open(&stack.control, "overview").await;
+    // What the proxy still serves shows at once, not after the next refresh.
+    let shown = browser
+        .poll_js(
+            "return document.getElementById('facts-proxy').textContent.includes('running')",
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(shown, "the overview does not show the running proxy");
+    let title = browser.text("#issues-panel h3").await;
+    assert!(title.contains("on disk is invalid"), "{title}");
+    assert!(!title.contains("not saved"), "{title}");
+    browser.screenshot("broken-file-overview").await;
+
+    browser.show_settled("json").await;
+    let text = browser
+        .js("return document.getElementById('json-text').value")
+        .await;
+    let text = text.as_str().expect("text");
+    assert_eq!(
+        text.lines().count(),
+        broken_file().lines().count(),
+        "{text}"
+    );
+    assert!(text.contains("\"id\": \"m\" \"upstream\""), "{text}");
+    for secret in ["on-disk-password", UPSTREAM_API_KEY, "sk-on-disk-secret"] {
+        assert!(!text.contains(secret), "{secret} shown: {text}");
+    }
+    let marked = browser
+        .js("return [...document.querySelectorAll('#json-gutter .err')].map(e => Number(e.textContent))")
+        .await;
+    assert_eq!(
+        marked,
+        serde_json::json!([6]),
+        "the error is not marked at its line"
+    );
+    assert_eq!(
+        browser
+            .js("return document.getElementById('savebar').hidden")
+            .await,
+        Value::Bool(true),
+        "showing the file is not an unsaved change"
+    );
+    browser.screenshot("broken-file-json").await;
+
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone");
+    choose_language(&browser, "zh").await;
+    let title = browser.text("#issues-panel h3").await;
+    assert!(title.contains("磁盘上的 config.json 无效"), "{title}");
+    browser.screenshot("broken-file-json-phone-zh").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
