@@ -1433,20 +1433,26 @@
   function renderRequests(rows) {
     const body = clear($('#requests-table tbody'));
     if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'empty' }, t('requests.none'))));
+    // Each cell is labelled for the stacked rows of a narrow window.
+    const cell = (label, attrs, ...content) => h('td', Object.assign({ dataset: { label: t(label) } }, attrs), ...content);
     for (const r of rows) {
       const kind = r.outcome === 'ok' ? 'ok' : r.outcome === 'cancelled' ? 'warn' : 'bad';
       const retried = (r.attempts || []).length > 1;
+      // A model that is not configured (or not allowed to the key) shows as the client sent it.
+      const model = r.model || (r.requested_model
+        ? h('span', { class: 'requested-model', title: t('requests.requestedModel') }, r.requested_model)
+        : '—');
       body.append(h('tr', { class: retried ? 'with-attempts' : null },
-        h('td', { title: r.time }, when(r.time_ms)),
-        h('td', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
-        h('td', { title: r.deployment ? '→ ' + r.deployment : '' }, r.model || '—'),
-        h('td', {}, r.key_id || '—'),
-        h('td', {}, r.route, r.stream ? ' ' : '', r.stream ? badge('SSE', '') : null),
-        h('td', {}, duration(r.latency_ms)),
-        h('td', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
-        h('td', {}, r.usage ? num(r.usage.total_tokens) : '—'),
-        h('td', { class: 'mono', title: r.request_id + (r.upstream_request_id ? '\nupstream: ' + r.upstream_request_id : '') }, r.request_id.length > 13 ? r.request_id.slice(0, 8) + '…' : r.request_id),
-        h('td', { class: 'wrap' }, r.error || '')));
+        cell('col.time', { title: r.time }, when(r.time_ms)),
+        cell('col.status', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
+        cell('col.model', { class: 'breakable', title: r.deployment ? '→ ' + r.deployment : '' }, model),
+        cell('col.key', { class: 'breakable' }, r.key_id || '—'),
+        cell('col.route', {}, r.route, r.stream ? ' ' : '', r.stream ? badge('SSE', '') : null),
+        cell('col.latency', {}, duration(r.latency_ms)),
+        cell('col.ttfb', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
+        cell('col.tokens', {}, r.usage ? num(r.usage.total_tokens) : '—'),
+        cell('col.requestId', { class: 'mono breakable request-id', title: r.upstream_request_id ? 'upstream: ' + r.upstream_request_id : null }, r.request_id),
+        cell('col.message', { class: 'wrap' }, r.error || '')));
       if (retried) body.append(attemptsRow(r));
     }
   }

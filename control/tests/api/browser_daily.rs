@@ -8,7 +8,7 @@ use fantoccini::Locator;
 use serde_json::Value;
 
 use crate::browser::{Browser, PHONE};
-use crate::helpers::{UPSTREAM_API_KEY, spawn_stack};
+use crate::helpers::{KEY, UPSTREAM_API_KEY, chat_body, spawn_stack};
 
 async fn choose_language(browser: &Browser, lang: &str) {
     browser
@@ -96,6 +96,73 @@ async fn a_broken_file_on_disk_shows_in_the_raw_editor_at_its_line_while_the_pro
     let title = browser.text("#issues-panel h3").await;
     assert!(title.contains("磁盘上的 config.json 无效"), "{title}");
     browser.screenshot("broken-file-json-phone-zh").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+/// No horizontal scrolling: neither the page nor the table's wrapper is wider than it shows.
+const NO_SIDEWAYS_SCROLL: &str = "const w = document.querySelector('#requests-table').closest('.table-wrap'); return document.documentElement.scrollWidth <= window.innerWidth && w.scrollWidth <= w.clientWidth + 1";
+
+#[actix_web::test]
+async fn a_request_for_an_unknown_model_shows_what_was_asked_for_and_long_ids_wrap() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = spawn_stack().await;
+    let asked = format!("gpt-not-configured-{}", "x".repeat(60));
+    let request_id = format!("client-request-{}", "0123456789abcdef".repeat(6));
+    let mut body = chat_body(false);
+    body["model"] = Value::String(asked.clone());
+    let res = stack
+        .http
+        .post(format!("{}/v1/chat/completions", stack.proxy))
+        .bearer_auth(KEY)
+        .header("x-request-id", &request_id)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 404);
+
+    browser.open(&stack.control, "requests").await;
+    browser
+        .wait_js(
+            "return document.querySelectorAll('#requests-table tbody td.request-id').length === 1",
+        )
+        .await;
+    let row = "#requests-table tbody tr";
+    assert_eq!(
+        browser.text(&format!("{row} .requested-model")).await,
+        asked
+    );
+    assert_eq!(
+        browser.text(&format!("{row} td.request-id")).await,
+        request_id
+    );
+    let message = browser.text(&format!("{row} td.wrap")).await;
+    assert!(!message.is_empty(), "no message");
+    assert_eq!(
+        browser.js(NO_SIDEWAYS_SCROLL).await,
+        Value::Bool(true),
+        "the table scrolls sideways on a laptop"
+    );
+    browser.screenshot("requests-unknown-model").await;
+
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone");
+    browser.wait_js(NO_SIDEWAYS_SCROLL).await;
+    let labelled = browser
+        .js("return getComputedStyle(document.querySelector('#requests-table td.request-id'), '::before').content")
+        .await;
+    assert_eq!(
+        labelled,
+        Value::String("\"Request id\"".into()),
+        "rows are not stacked with labels"
+    );
+    browser.screenshot("requests-unknown-model-phone").await;
     browser.close().await;
     stack.shutdown().await;
 }
