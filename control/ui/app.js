@@ -118,16 +118,17 @@
   function duration(ms) {
     if (ms === undefined || ms === null || ms === '' || Number.isNaN(Number(ms))) return '';
     ms = Number(ms);
-    if (ms < 1000) return ms + ' ms';
-    if (ms < 60000) return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + ' s';
-    if (ms < 3600000) return (ms / 60000).toFixed(ms % 60000 ? 1 : 0) + ' min';
-    return (ms / 3600000).toFixed(ms % 3600000 ? 1 : 0) + ' h';
+    if (ms < 1000) return ms + ' ' + t('unit.ms');
+    if (ms < 60000) return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + ' ' + t('unit.s');
+    if (ms < 3600000) return (ms / 60000).toFixed(ms % 60000 ? 1 : 0) + ' ' + t('unit.min');
+    return (ms / 3600000).toFixed(ms % 3600000 ? 1 : 0) + ' ' + t('unit.h');
   }
   function uptime(s) {
-    if (s < 60) return s + ' s';
-    if (s < 3600) return Math.floor(s / 60) + ' min';
-    if (s < 86400) return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
-    return Math.floor(s / 86400) + ' d ' + Math.floor((s % 86400) / 3600) + ' h';
+    const [sec, min, hour, day] = ['unit.s', 'unit.min', 'unit.h', 'unit.d'].map((u) => ' ' + t(u));
+    if (s < 60) return s + sec;
+    if (s < 3600) return Math.floor(s / 60) + min;
+    if (s < 86400) return Math.floor(s / 3600) + hour + ' ' + Math.floor((s % 3600) / 60) + min;
+    return Math.floor(s / 86400) + day + ' ' + Math.floor((s % 86400) / 3600) + hour;
   }
   const clone = (v) => JSON.parse(JSON.stringify(v));
 
@@ -140,6 +141,11 @@
       this.code = err && err.code;
       this.issues = (err && err.issues) || [];
       this.etag = err && err.etag;
+      // A code the page knows reads in the page's language; the English message is the
+      // fallback for codes it does not know.
+      if (this.code && lang() !== 'en' && DICT[lang()]['error.' + this.code]) {
+        this.message = t('error.' + this.code, (err && err.params) || {});
+      }
     }
   }
   function apiUrl(path) { return new URL(BASE + 'api/' + path, location.origin); }

@@ -163,6 +163,24 @@ async fn a_request_for_an_unknown_model_shows_what_was_asked_for_and_long_ids_wr
         "rows are not stacked with labels"
     );
     browser.screenshot("requests-unknown-model-phone").await;
+    // The closed menu casts no shadow onto the page.
+    assert_eq!(
+        browser
+            .js("return getComputedStyle(document.getElementById('nav')).boxShadow")
+            .await,
+        Value::String("none".into())
+    );
+    // Units read in Chinese.
+    choose_language(&browser, "zh").await;
+    browser.show_settled("requests").await;
+    let latency = browser
+        .text("#requests-table tbody td[data-label='延迟']")
+        .await;
+    assert!(
+        latency.ends_with("毫秒") || latency.ends_with("秒"),
+        "{latency}"
+    );
+    browser.screenshot("requests-unknown-model-phone-zh").await;
     browser.close().await;
     stack.shutdown().await;
 }
