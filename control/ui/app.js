@@ -499,7 +499,7 @@
   function renderOverview(status, stats) {
     const warnings = clear($('#warnings'));
     for (const w of status.warnings) {
-      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code) : w.message;
+      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code, w.params || {}) : w.message;
       warnings.append(h('li', { dataset: { code: w.code } }, text, w.detail ? h('span', { class: 'detail' }, w.detail) : null));
     }
     if (!status.warnings.length) warnings.append(h('li', { class: 'ok' }, t('overview.allGood')));
@@ -1595,7 +1595,15 @@
     let body;
     try { body = JSON.parse(text); } catch (_) { out.textContent = text; if (status >= 400) out.classList.add('error'); return; }
     if (body.usage) setUsage(body.usage);
-    if (body.error) { out.textContent = body.error.message || JSON.stringify(body.error); out.classList.add('error'); return; }
+    if (body.error) {
+      // The proxy's error codes the page knows read in its language, with the model asked for.
+      const code = body.error.code && 'proxyError.' + body.error.code;
+      const known = code && lang() !== 'en' && DICT[lang()][code];
+      const model = (() => { try { return JSON.parse($('#tester-form').elements.body.value).model; } catch (_) { return ''; } })() || testerBody().model;
+      out.textContent = known ? t(code, { model }) : body.error.message || JSON.stringify(body.error);
+      out.classList.add('error');
+      return;
+    }
     if (body.choices) { out.textContent = body.choices.map((c) => (c.message && c.message.content) || '').join('\n'); return; }
     if (body.output) {
       const parts = [];

@@ -8,7 +8,9 @@ use fantoccini::Locator;
 use serde_json::Value;
 
 use crate::browser::{Browser, PHONE};
-use crate::helpers::{KEY, UPSTREAM_API_KEY, chat_body, spawn_stack};
+use crate::helpers::{
+    KEY, StackOptions, UPSTREAM_API_KEY, chat_body, free_port, spawn_stack, spawn_stack_with,
+};
 
 async fn choose_language(browser: &Browser, lang: &str) {
     browser
@@ -181,6 +183,56 @@ async fn a_request_for_an_unknown_model_shows_what_was_asked_for_and_long_ids_wr
         "{latency}"
     );
     browser.screenshot("requests-unknown-model-phone-zh").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn messages_from_the_gateway_read_in_chinese_on_a_phone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    // Nothing listens where control looks for the proxy's ops listener.
+    let dead_ops = format!("http://127.0.0.1:{}", free_port());
+    let ops_url = dead_ops.clone();
+    let stack = spawn_stack_with(StackOptions {
+        edit_control: Box::new(move |settings| {
+            settings.proxy_ops_url = Some(ops_url.parse().expect("url"));
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    browser.open(&stack.control, "tester").await;
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone");
+    choose_language(&browser, "zh").await;
+    browser
+        .js("const s = document.getElementById('tester-form').elements.model; if (s.tagName === 'SELECT') s.append(new Option('gpt-nope', 'gpt-nope')); s.value = 'gpt-nope'; s.dispatchEvent(new Event('change', { bubbles: true }));")
+        .await;
+    browser.click("#tester-send").await;
+    browser
+        .wait_js("return document.getElementById('tester-output').classList.contains('error')")
+        .await;
+    let answer = browser.text("#tester-output").await;
+    assert_eq!(answer, "模型 gpt-nope 不存在（未配置）");
+    browser.screenshot("tester-model-not-found-phone-zh").await;
+
+    // The proxy's ops listener does not answer: the warning says so in Chinese and names it.
+    browser.show_settled("overview").await;
+    let warning = browser
+        .text("#warnings li[data-code='proxy_unreachable']")
+        .await;
+    assert!(warning.starts_with("代理的运维监听没有响应："), "{warning}");
+    assert!(
+        warning.contains(dead_ops.trim_start_matches("http://")),
+        "{warning}"
+    );
+    browser
+        .screenshot("overview-proxy-unreachable-phone-zh")
+        .await;
     browser.close().await;
     stack.shutdown().await;
 }
