@@ -311,16 +311,24 @@
     const fromJson = S.page === 'json' && S.json;
     const body = fromJson ? S.json.text : JSON.stringify(S.draft, null, 2);
     const started = performance.now();
+    const before = S.server && S.server.config;
     try {
       const data = await putConfig(body);
       if (!data) return;
+      // A change of the HTTPS site alone is Caddy's to apply; the proxy does not use it.
+      const caddyOnly = data.changed && before && sameOutside(before, data.config, 'caddy');
       adoptSaved(data);
       S.draft = clone(data.config);
       S.json = null;
       clearIssues();
       renderDraft();
-      toast(data.changed ? t('save.saved') : t('save.unchanged'), 'ok');
-      if (data.changed) waitForProxy(data.sha256, started);
+      if (caddyOnly) {
+        const render = data.caddyfile || {};
+        toast(render.ok ? t('save.caddyOnly') : t('save.caddyFailed', { error: render.error || '' }), render.ok ? 'ok' : 'bad');
+      } else {
+        toast(data.changed ? t('save.saved') : t('save.unchanged'), 'ok');
+        if (data.changed) waitForProxy(data.sha256, started);
+      }
       refreshSession();
       const admin = S.draft.server && S.draft.server.adminPath;
       if (admin && !BASE.startsWith(admin + '/')) location.assign(admin + '/' + location.hash);
@@ -334,6 +342,12 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // Whether two configs differ only in `server[section]`.
+  function sameOutside(a, b, section) {
+    const strip = (c) => Object.assign({}, c, { server: Object.assign({}, c.server, { [section]: null }) });
+    return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
   }
 
   // After a save, the proxy's watcher applies the file; show when it has.
@@ -1309,7 +1323,22 @@
       renderTls(data);
     } catch (err) { toast(err.message, 'bad'); }
   }
+  // The hint names the ports and the kind of certificate this Caddy is set up for.
+  function tlsHint(c) {
+    const https = getPath(S.draft || {}, 'server.caddy.httpsPort') || 443;
+    return t(c.tls_internal ? 'tls.hintInternal' : 'tls.hintAcme', { http: c.http_port, https });
+  }
+  // Days left, or hours when under two days (Caddy's internal certificates last 12 hours and
+  // are renewed by Caddy itself).
+  function certificateLeft(cert) {
+    const ms = cert.not_after_ms - Date.now();
+    const hours = Math.floor(ms / 3600000);
+    const text = hours < 48 ? t('tls.hoursLeft', { n: Math.max(0, hours) }) : t('tls.daysLeft', { n: Math.floor(hours / 24) });
+    const internal = cert.issuer_key === 'local';
+    return badge(text, ms < 0 ? 'bad' : internal || hours >= 14 * 24 ? 'ok' : 'warn');
+  }
   function renderTls(c) {
+    $('#tls-hint').textContent = tlsHint(c);
     const f = clear($('#facts-tls'));
     if (!c.managed) {
       fact(f, t('overview.state'), badge(t('overview.notManaged'), ''));
@@ -1342,9 +1371,9 @@
     const certs = clear($('#certs-table tbody'));
     if (!c.certificates.length) certs.append(h('tr', {}, h('td', { colspan: 3, class: 'empty' }, t('tls.noCerts'))));
     for (const cert of c.certificates) {
-      const days = Math.floor((cert.not_after_ms - Date.now()) / 86400000);
-      certs.append(h('tr', {}, h('td', { class: 'mono' }, cert.names.join(', ')), h('td', {}, cert.issuer),
-        h('td', {}, when(cert.not_after_ms), ' ', badge(t('tls.daysLeft', { n: days }), days < 0 ? 'bad' : days < 14 ? 'warn' : 'ok'))));
+      const issuer = cert.issuer_key === 'local' ? cert.issuer + ' · ' + t('tls.internalCa') : cert.issuer;
+      certs.append(h('tr', {}, h('td', { class: 'mono' }, cert.names.join(', ')), h('td', {}, issuer),
+        h('td', { class: 'cert-validity', title: when(cert.not_before_ms) + ' – ' + when(cert.not_after_ms) }, when(cert.not_after_ms), ' ', certificateLeft(cert))));
     }
     const log = clear($('#tls-log tbody'));
     if (!c.tls_log.length) log.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, t('tls.noLog'))));

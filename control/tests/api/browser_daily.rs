@@ -236,3 +236,64 @@ async fn messages_from_the_gateway_read_in_chinese_on_a_phone() {
     browser.close().await;
     stack.shutdown().await;
 }
+
+#[actix_web::test]
+async fn the_tls_page_speaks_of_the_configured_ports_and_issuer_and_a_tls_save_of_caddy() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let stack = spawn_stack_with(StackOptions {
+        edit_control: Box::new(|settings| {
+            settings.caddy.http_port = 8088;
+            settings.caddy.tls_internal = true;
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    browser.open(&stack.control, "tls").await;
+    browser
+        .wait_js("return document.getElementById('tls-hint').textContent.length > 0")
+        .await;
+    let hint = browser.text("#tls-hint").await;
+    assert!(hint.contains(":8088") && hint.contains(":443"), "{hint}");
+    assert!(
+        hint.contains("tls internal") && !hint.contains("Let's Encrypt"),
+        "{hint}"
+    );
+    assert!(!hint.contains(":3000"), "{hint}");
+
+    // Turning HTTPS on changes only the Caddy site: the save says Caddy applies it.
+    browser
+        .type_into("[data-path='server.caddy.domain']", "gateway.test")
+        .await;
+    browser.click("[data-path='server.caddy.enabled']").await;
+    browser.click("#save").await;
+    browser
+        .wait_js("return document.getElementById('toast').textContent.startsWith('Saved.')")
+        .await;
+    let said = browser.text("#toast").await;
+    assert!(said.contains("Caddy applies"), "{said}");
+    assert_eq!(stack.on_disk()["server"]["caddy"]["domain"], "gateway.test");
+    // No later "the proxy applied" message replaces it.
+    let replaced = browser
+        .poll_js(
+            "return document.getElementById('toast').textContent.includes('proxy applied')",
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(!replaced, "a TLS-only save said the proxy applied it");
+    browser.screenshot("tls-internal").await;
+
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone");
+    choose_language(&browser, "zh").await;
+    browser.show_settled("tls").await;
+    let hint = browser.text("#tls-hint").await;
+    assert!(hint.contains(":8088") && hint.contains("内部 CA"), "{hint}");
+    browser.screenshot("tls-internal-phone-zh").await;
+    browser.close().await;
+    stack.shutdown().await;
+}
