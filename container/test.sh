@@ -3,8 +3,11 @@
 # through Caddy, a TLS site with Caddy's internal CA on 443 (Caddy as a user without root),
 # `kill -9` of the proxy under traffic, a config saved through the admin API, the health check,
 # a clean stop, and a new container on the same data dir keeping config, statistics and
-# certificate. Takes minutes; not part of CI (which runs the same checks without a container
-# engine: stack-tests/). Prints the image size, build time and start-up time.
+# certificate; then blob persistence mode against Azurite on the host (when `azurite-blob` is
+# installed): the blob created from the data dir's config, a save reaching the blob, a save while
+# Blob is down kept locally and pushed when it is back. Takes minutes; not part of CI (which runs
+# the same checks without a container engine: stack-tests/, and the blob tests of proxy and
+# control). Prints the image size, build time and start-up time.
 #
 #   container/test.sh                 podman (or ENGINE=docker), image aoai-gateway:test
 #
@@ -30,6 +33,7 @@ now_ms() { date +%s%3N; }
 cleanup() {
     "$engine" rm -f -t 5 "$name" >/dev/null 2>&1 || true
     [ -n "${fake_pid:-}" ] && kill "$fake_pid" 2>/dev/null || true
+    [ -n "${azurite_pid:-}" ] && kill "$azurite_pid" 2>/dev/null || true
     [ "${KEEP:-0}" = 1 ] && log "data dir kept: $data" || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,7 +60,7 @@ chat() {
 chat_ok() { [ "$(chat "$1")" = 200 ]; }
 run_container() {
     "$engine" run -d --name "$name" --network host -v "$data:/app/data" \
-        -e CADDY_TLS=internal -e SHUTDOWN_GRACE_SECS=8 "$image" >/dev/null
+        -e CADDY_TLS=internal -e SHUTDOWN_GRACE_SECS=8 "$@" "$image" >/dev/null
 }
 supervisorctl() { "$engine" exec "$name" supervisorctl "$@"; }
 served_fingerprint() {
@@ -178,6 +182,68 @@ pid=$(supervisorctl pid proxy)
 [ "$("$engine" exec "$name" awk '/^Uid:/ {print $2}' "/proc/$pid/status")" = 4242 ] ||
     fail "the programs do not run as the data dir's owner"
 [ "$(stat -c %u "$data/config.json")" = 4242 ] || fail "config.json is not the data dir owner's"
+
+if command -v azurite-blob >/dev/null 2>&1; then
+    log "blob mode: the config in Azurite on the host"
+    "$engine" stop -t 30 "$name" >/dev/null && "$engine" rm "$name" >/dev/null
+    blob_port=10010
+    start_azurite() {
+        azurite-blob --blobHost 127.0.0.1 --blobPort "$blob_port" --location "$work/azurite" \
+            --skipApiVersionCheck --loose --silent >>"$work/azurite.log" 2>&1 &
+        azurite_pid=$!
+        wait_for 30 sh -c "exec 3<>/dev/tcp/127.0.0.1/$blob_port" || fail "Azurite did not start"
+    }
+    start_azurite
+    # An account SAS signed with the emulator's published key.
+    sas=$(python3 - <<'PY'
+import base64, hashlib, hmac, urllib.parse
+key = base64.b64decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==")
+fields = ["devstoreaccount1", "rwdlac", "b", "sco", "", "2099-01-01T00:00:00Z", "", "https,http", "2019-12-12", ""]
+sig = base64.b64encode(hmac.new(key, "\n".join(fields).encode(), hashlib.sha256).digest()).decode()
+q = urllib.parse.quote
+print(f"sv=2019-12-12&ss=b&srt=sco&sp=rwdlac&se={q('2099-01-01T00:00:00Z', safe='')}&spr={q('https,http', safe='')}&sig={q(sig, safe='')}")
+PY
+)
+    blob_url="http://127.0.0.1:$blob_port/devstoreaccount1/gateway/config/config.json?$sas"
+    blob_has() { curl -sf -m 5 "$blob_url" | grep -q "$1"; }
+    first_config="$work/data/config.json"
+    data="$work/blob-data"
+    mkdir -p "$data" && cp "$first_config" "$data/config.json"
+    run_container -e PERSISTENCE_MODE=blob \
+        -e AZURE_STORAGE_ACCOUNT_URL="http://127.0.0.1:$blob_port/devstoreaccount1" \
+        -e AZURE_STORAGE_SAS_TOKEN="$sas" -e BLOB_POLL_MS=1000 -e BLOB_RECOVERY_INTERVAL_MS=1000
+    wait_for 60 ready || fail "not ready in blob mode"
+    wait_for 20 blob_has saved-model || fail "the blob was not created from the data dir's config"
+    chat_ok saved-model || fail "the blob's config is not served"
+    save_with_model() {
+        curl "${admin[@]}" http://127.0.0.1:3000/admin/api/config >"$work/blob.get"
+        python3 - "$work/blob.get" "$1" >"$work/blob.put" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))["config"]
+config["models"].append({"id": sys.argv[2], "upstream": "foundry", "targetModel": sys.argv[2]})
+print(json.dumps(config))
+PY
+        local tag
+        tag=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["etag"])' "$work/blob.get")
+        curl "${admin[@]}" -o /dev/null -w '%{http_code}' -X PUT -H "if-match: $tag" \
+            -H 'content-type: application/json' --data-binary @"$work/blob.put" \
+            http://127.0.0.1:3000/admin/api/config
+    }
+    [ "$(save_with_model blob-model)" = 200 ] || fail "a save in blob mode failed"
+    wait_for 10 blob_has blob-model || fail "the save did not reach the blob"
+    wait_for 10 chat_ok blob-model || fail "the saved model is not served in blob mode"
+    log "Blob down: a save is kept locally, then pushed"
+    kill "$azurite_pid" && wait "$azurite_pid" 2>/dev/null || true
+    blob_down() { curl -s "${admin[@]}" http://127.0.0.1:3000/admin/api/status | grep -q blob_unreachable; }
+    wait_for 30 blob_down || fail "control did not notice Blob down"
+    [ "$(save_with_model offline-model)" = 200 ] || fail "a save while Blob is down failed"
+    wait_for 10 chat_ok offline-model || fail "the change saved while Blob is down is not served"
+    start_azurite
+    wait_for 30 blob_has offline-model || fail "the change saved while Blob was down was not pushed"
+    log "blob mode checks passed"
+else
+    log "skipping the blob-mode run: azurite-blob is not installed (npm install -g azurite)"
+fi
 
 log "all checks passed"
 cat <<REPORT

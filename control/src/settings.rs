@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use proxy::blob::PersistenceMode;
 use proxy::process::env::{Env, data_dir_of};
 use url::Url;
 
@@ -28,6 +29,8 @@ pub struct Settings {
     /// Host names the admin UI answers to besides IP addresses, localhost and the configured
     /// domain (`CONTROL_ALLOWED_HOSTS`, comma-separated; `*`: any).
     pub allowed_hosts: Vec<String>,
+    /// `PERSISTENCE_MODE`: config.json, or the config blob with config.json as its local cache.
+    pub persistence: PersistenceMode,
 }
 
 /// How control renders the Caddyfile and reaches Caddy's admin API.
@@ -95,6 +98,7 @@ impl Settings {
             config_poll: Duration::from_secs(2),
             workers: None,
             allowed_hosts: Vec::new(),
+            persistence: PersistenceMode::File,
         }
     }
 
@@ -142,6 +146,7 @@ impl Settings {
                     .collect()
             })
             .unwrap_or_default();
+        settings.persistence = proxy::blob::settings::read(env)?;
         Ok(settings)
     }
 

@@ -10,11 +10,13 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use proxy::blob::PersistenceMode;
 use proxy::process::atomic_file::remove_stale_temporaries;
 use proxy::process::signals::StopSignals;
 use url::Url;
 
 use crate::api::{self, AppState};
+use crate::blob_backend::BlobBackend;
 use crate::caddy::admin::CaddyAdmin;
 use crate::caddy::caddyfile::BUILTIN_TEMPLATE;
 use crate::caddy::loader::CaddyLoader;
@@ -49,12 +51,22 @@ impl StopHandle {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let path = settings.config_path.clone();
+        let persistence = settings.persistence.clone();
         let store = Arc::new(
-            tokio::task::spawn_blocking(move || ConfigStore::open(path))
-                .await?
-                .with_context(|| format!("opening {}", settings.config_path.display()))?,
+            tokio::task::spawn_blocking(move || {
+                let blob = match persistence {
+                    PersistenceMode::File => None,
+                    PersistenceMode::Blob(blob) => Some(BlobBackend::start(*blob, &path)?),
+                };
+                ConfigStore::open_with(path, blob)
+            })
+            .await?
+            .with_context(|| format!("opening {}", settings.config_path.display()))?,
         );
-        log_start_warnings(&store)?;
+        {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || log_start_warnings(&store)).await??;
+        }
 
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding the admin listener on {}", settings.listen))?;
@@ -153,7 +165,7 @@ impl Application {
             listen = %settings.listen,
             port,
             admin_path = %state.store.last_good().server.admin_path,
-            config = %settings.config_path.display(),
+            config = %state.store.location(),
             caddyfile = %settings.caddy.caddyfile_path.display(),
             "control listening"
         );
@@ -237,13 +249,19 @@ fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-reads config.json every `every` to notice hand edits; a new valid config re-renders the
-/// Caddyfile.
+/// Re-reads config.json every `every` to notice hand edits (in blob mode: the blob, every
+/// `BLOB_POLL_MS`, or `BLOB_RECOVERY_INTERVAL_MS` while it does not answer; a pending local
+/// change is pushed on the way); a new valid config re-renders the Caddyfile.
 async fn poll_config(store: Arc<ConfigStore>, caddy: Arc<CaddySync>, every: Duration) {
-    let mut ticker = actix_rt::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
+        let wait = store.blob().map_or(every, |blob| {
+            if blob.view().reachable == Some(false) {
+                blob.settings().recovery
+            } else {
+                blob.settings().poll
+            }
+        });
+        actix_rt::time::sleep(wait).await;
         let store = store.clone();
         let caddy = caddy.clone();
         let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {

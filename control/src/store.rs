@@ -1,7 +1,8 @@
 //! config.json on disk: reading it with its ETag, and the only writer of it. A save validates
 //! with the proxy's own schema code, refuses a stale `If-Match`, keeps the previous file as
 //! `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
-//! half-written file. Blocking: call from a blocking pool.
+//! half-written file. In blob mode the same rules hold with the config blob as the place read
+//! and written (`blob_backend`). Blocking: call from a blocking pool.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use proxy::process::clock::epoch_ms;
 use proxy::process::digest::sha256_hex;
 use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
 
+use crate::blob_backend::BlobBackend;
 use crate::errors::AdminError;
 use crate::masking::unmask;
 
@@ -73,6 +75,8 @@ pub struct OnDisk {
     /// The file's text (lossy UTF-8, secrets not masked) when it is at most
     /// `CONFIG_FILE_LIMIT` bytes but not readable as a config; `None` otherwise.
     pub unparsed_text: Option<String>,
+    /// In blob mode, the blob's ETag a save must match (empty: no blob yet).
+    pub version: String,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +139,8 @@ pub struct Saved {
 pub struct ConfigStore {
     path: PathBuf,
     backup_path: PathBuf,
+    /// The config blob, in blob mode.
+    blob: Option<BlobBackend>,
     write_lock: Mutex<()>,
     /// The last valid config seen on disk (defaults until there is one).
     last_good: ArcSwap<Config>,
@@ -150,6 +156,12 @@ impl ConfigStore {
     /// Opens the store and reads the file once. Temporary files of saves that a kill
     /// interrupted (they may hold every secret) are removed first.
     pub fn open(path: PathBuf) -> anyhow::Result<ConfigStore> {
+        ConfigStore::open_with(path, None)
+    }
+
+    /// Opens the store on `blob` (blob mode), with `path` as its local cache; `None`: on the
+    /// file at `path`.
+    pub fn open_with(path: PathBuf, blob: Option<BlobBackend>) -> anyhow::Result<ConfigStore> {
         let file_name = path
             .file_name()
             .context("CONFIG_PATH has no file name")?
@@ -163,6 +175,7 @@ impl ConfigStore {
         let store = ConfigStore {
             path,
             backup_path,
+            blob,
             write_lock: Mutex::new(()),
             credentials: ArcSwap::from_pointee(AdminCredentials::from_raw(&defaults.raw)),
             last_good: ArcSwap::from_pointee(defaults),
@@ -190,12 +203,48 @@ impl ConfigStore {
         &self.path
     }
 
+    /// Where the config is kept: the file's path, or the blob's URL.
+    pub fn location(&self) -> String {
+        match &self.blob {
+            Some(blob) => blob.describe(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    pub fn blob(&self) -> Option<&BlobBackend> {
+        self.blob.as_ref()
+    }
+
     pub fn backup_path(&self) -> &Path {
         &self.backup_path
     }
 
-    /// Reads and validates the file as it is now.
+    /// Reads and validates the file (or the blob) as it is now.
     pub fn read(&self) -> anyhow::Result<OnDisk> {
+        if let Some(blob) = &self.blob {
+            let loaded = blob.load()?;
+            return Ok(match loaded.bytes {
+                None => OnDisk {
+                    etag: ABSENT_ETAG.into(),
+                    sha256: None,
+                    modified_ms: None,
+                    content: Content::Missing,
+                    version: loaded.version,
+                    unparsed_text: None,
+                },
+                Some(bytes) => {
+                    let content = parse(&bytes);
+                    OnDisk {
+                        etag: etag_of(&bytes),
+                        sha256: Some(sha256_hex(&bytes)),
+                        modified_ms: None,
+                        unparsed_text: unparsed_text(&content, &bytes),
+                        content,
+                        version: loaded.version,
+                    }
+                }
+            });
+        }
         let bytes = match read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
             Ok(bytes) => bytes,
             Err(FileError::Missing) => {
@@ -205,6 +254,7 @@ impl ConfigStore {
                     modified_ms: None,
                     content: Content::Missing,
                     unparsed_text: None,
+                    version: String::new(),
                 });
             }
             // A FIFO, a device, a directory, an oversized or unreadable file: reported like a
@@ -220,6 +270,7 @@ impl ConfigStore {
                         message,
                     }),
                     unparsed_text: None,
+                    version: String::new(),
                 });
             }
         };
@@ -228,13 +279,13 @@ impl ConfigStore {
             .ok()
             .map(epoch_ms);
         let content = parse(&bytes);
-        let unparsed_text = matches!(content, Content::Unparseable(_))
-            .then(|| String::from_utf8_lossy(&bytes).into_owned());
+        let unparsed_text = unparsed_text(&content, &bytes);
         Ok(OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),
             modified_ms,
             content,
+            version: String::new(),
             unparsed_text,
         })
     }
@@ -367,12 +418,27 @@ impl ConfigStore {
                 changed: false,
             });
         }
-        if let Ok(previous) = read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
-            write_atomically(&self.backup_path, &previous)
-                .map_err(AdminError::internal("writing config.json.bak"))?;
+        if let Some(blob) = &self.blob {
+            if let Err(err) = blob.save(&bytes, &current.version) {
+                return Err(match err {
+                    // Another writer got there first: the client is told the blob's content now.
+                    AdminError::Conflict { .. } => AdminError::Conflict {
+                        current_etag: self
+                            .read()
+                            .map(|now| now.etag)
+                            .unwrap_or_else(|_| ABSENT_ETAG.into()),
+                    },
+                    other => other,
+                });
+            }
+        } else {
+            if let Ok(previous) = read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
+                write_atomically(&self.backup_path, &previous)
+                    .map_err(AdminError::internal("writing config.json.bak"))?;
+            }
+            write_atomically(&self.path, &bytes)
+                .map_err(AdminError::internal("writing config.json"))?;
         }
-        write_atomically(&self.path, &bytes)
-            .map_err(AdminError::internal("writing config.json"))?;
         self.adopt(&validated, Some(sha256.clone()));
         tracing::info!(sha256 = %sha256, "config.json written");
         Ok(Saved {
@@ -382,6 +448,11 @@ impl ConfigStore {
             changed: true,
         })
     }
+}
+
+/// The text of bytes that are not readable as a config, for showing them (masked) as they are.
+fn unparsed_text(content: &Content, bytes: &[u8]) -> Option<String> {
+    matches!(content, Content::Unparseable(_)).then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 fn parse(bytes: &[u8]) -> Content {

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::blob_backend::BlobView;
 use crate::caddy::loader::LoaderStatus;
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
@@ -30,6 +31,8 @@ pub struct Warning {
 pub struct Facts<'a> {
     pub admin: &'a AdminCredentials,
     pub on_disk: &'a OnDisk,
+    /// The config blob, in blob mode.
+    pub blob: Option<&'a BlobView>,
     /// The last valid config (the file on disk when it is valid).
     pub config: &'a Config,
     /// The proxy's status, or why it could not be read.
@@ -43,6 +46,9 @@ pub fn warnings(facts: &Facts<'_>) -> Vec<Warning> {
     let mut out = Vec::new();
     admin_login(facts.admin, &mut out);
     config_file(facts.on_disk, &mut out);
+    if let Some(blob) = facts.blob {
+        config_blob(blob, &mut out);
+    }
     config_samples(facts.config, &mut out);
     proxy(facts.proxy, &mut out);
     caddy(facts.caddy, facts.render, &mut out);
@@ -97,6 +103,39 @@ fn config_file(on_disk: &OnDisk, out: &mut Vec<Warning>) {
             "config.json on disk is invalid; the proxy keeps serving the last valid config.",
             Some(joined(&on_disk.issues())),
         )),
+    }
+}
+
+/// Blob mode: Blob Storage unreachable, a change waiting to be pushed, a change that could not
+/// be pushed, hand edits of the local cache.
+fn config_blob(blob: &BlobView, out: &mut Vec<Warning>) {
+    if blob.reachable == Some(false) {
+        out.push(warning(
+            "blob_unreachable",
+            "Blob Storage, where the config is kept, does not answer: the gateway serves its local copy, and saves are kept locally and pushed when it is back.",
+            blob.error.clone(),
+        ));
+    }
+    if blob.pending_local_change {
+        out.push(warning(
+            "blob_pending",
+            "A change saved while Blob Storage was unreachable waits to be pushed to it.",
+            None,
+        ));
+    }
+    if let Some(latest) = blob.unpushed.first() {
+        out.push(warning(
+            "blob_unpushed",
+            "A change saved while Blob Storage was unreachable was not pushed: the config blob changed meanwhile. It is kept in the file named here; apply it again by hand, then remove the file.",
+            Some(latest.path.clone()),
+        ));
+    }
+    if let Some(latest) = blob.local_edits.first() {
+        out.push(warning(
+            "config_local_edit",
+            "config.json was edited by hand. In blob mode it is a copy of the config blob and hand edits are never applied; the edit is kept in the file named here. Make the change in the admin UI, then remove the file.",
+            Some(latest.path.clone()),
+        ));
     }
 }
 
@@ -241,6 +280,7 @@ mod tests {
                 raw: Box::new(raw),
             },
             unparsed_text: None,
+            version: String::new(),
         }
     }
 
@@ -291,6 +331,7 @@ mod tests {
     struct Setup {
         admin: AdminCredentials,
         on_disk: OnDisk,
+        blob: Option<BlobView>,
         config: Config,
         proxy: Result<Status, AdminError>,
         caddy: LoaderStatus,
@@ -302,6 +343,7 @@ mod tests {
             Setup {
                 admin: basic("long-secret"),
                 on_disk: on_disk(&clean_config()),
+                blob: None,
                 config: config(&clean_config()),
                 proxy: Ok(status(None)),
                 caddy: managed_caddy(),
@@ -319,6 +361,7 @@ mod tests {
             warnings(&Facts {
                 admin: &self.admin,
                 on_disk: &self.on_disk,
+                blob: self.blob.as_ref(),
                 config: &self.config,
                 proxy: self.proxy.as_ref(),
                 caddy: &self.caddy,
@@ -376,6 +419,45 @@ mod tests {
         let warning = only(&warnings);
         assert_eq!(warning.code, "config_invalid");
         assert_eq!(warning.detail.as_deref(), Some("(root): expected value"));
+    }
+
+    #[test]
+    fn blob_mode_warns_of_an_unreachable_blob_a_pending_change_and_what_was_set_aside() {
+        let aside = |path: &str| proxy::blob::cache::SetAside {
+            path: path.into(),
+            at_ms: 1,
+        };
+        let found = warnings_with(|s| {
+            s.blob = Some(BlobView {
+                reachable: Some(false),
+                error: Some("connection refused".into()),
+                pending_local_change: true,
+                unpushed: vec![aside("/d/config.unpushed-1.json")],
+                local_edits: vec![aside("/d/config.local-edit-1.json")],
+                ..BlobView::default()
+            })
+        });
+        let codes: Vec<_> = found.iter().map(|w| w.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "blob_unreachable",
+                "blob_pending",
+                "blob_unpushed",
+                "config_local_edit"
+            ]
+        );
+        assert_eq!(
+            found[2].detail.as_deref(),
+            Some("/d/config.unpushed-1.json")
+        );
+        let reachable = warnings_with(|s| {
+            s.blob = Some(BlobView {
+                reachable: Some(true),
+                ..BlobView::default()
+            })
+        });
+        assert!(reachable.is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! plumbing both binaries share. `translate` turns chat completions into Responses and back, for
 //! models that speak only one of them.
 
+pub mod blob;
 pub mod bookkeeping;
 pub mod config;
 pub mod downstream;

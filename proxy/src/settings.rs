@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::blob::PersistenceMode;
 use crate::downstream::body::BodyRules;
 use crate::process::env::{Env, data_dir_of};
 
@@ -19,7 +20,8 @@ const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
-    /// Where runtime files (stats.json) go; by default the config file's directory.
+    /// Where runtime files (stats.json, the usage history) go; by default the config file's
+    /// directory.
     pub data_dir: PathBuf,
     pub body_limit: usize,
     /// The longest pause in a request body, and the grace before `body_min_rate` applies.
@@ -36,10 +38,13 @@ pub struct Settings {
     pub config_poll: Duration,
     /// Whether file-system events are watched as well (polling alone when false).
     pub config_events: bool,
-    pub stats_flush: Duration,
+    /// Whether requests are counted in the usage history (`USAGE_HISTORY=off` turns it off).
+    pub usage_history: bool,
     /// How long in-flight requests and streams may run on after SIGTERM.
     pub shutdown_grace: Duration,
     pub workers: Option<usize>,
+    /// `PERSISTENCE_MODE`: config.json, or a blob with config.json as its local cache.
+    pub persistence: PersistenceMode,
 }
 
 impl Settings {
@@ -55,9 +60,10 @@ impl Settings {
             ops_listen: None,
             config_poll: Duration::from_secs(2),
             config_events: true,
-            stats_flush: Duration::from_secs(30),
+            usage_history: true,
             shutdown_grace: Duration::from_secs(30),
             workers: None,
+            persistence: PersistenceMode::File,
         }
     }
 
@@ -94,10 +100,14 @@ impl Settings {
         if let Some(events) = env.choice("CONFIG_WATCH", &[("events", true), ("poll", false)])? {
             settings.config_events = events;
         }
+        if let Some(on) = env.choice("USAGE_HISTORY", &[("on", true), ("off", false)])? {
+            settings.usage_history = on;
+        }
         if let Some(grace) = env.seconds("SHUTDOWN_GRACE_SECS")? {
             settings.shutdown_grace = grace;
         }
         settings.workers = env.number_in("PROXY_WORKERS", 1..=512)?;
+        settings.persistence = crate::blob::settings::read(env)?;
         Ok(settings)
     }
 
@@ -125,8 +135,10 @@ mod tests {
             ("BODY_LIMIT", "1024"),
             ("CONFIG_WATCH", "poll"),
             ("PROXY_WORKERS", "3"),
+            ("USAGE_HISTORY", "off"),
         ]);
         let settings = Settings::read(&env).expect("valid settings");
+        assert!(!settings.usage_history);
         assert_eq!(settings.stats_path(), PathBuf::from("/app/data/stats.json"));
         assert_eq!(settings.body_limit, 1024);
         assert!(!settings.config_events);

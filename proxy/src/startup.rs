@@ -1,27 +1,36 @@
 //! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
-//! starts the config watcher and the stats snapshots, and runs until a stop signal.
+//! starts the config source (the file watcher, or the blob follower), the usage history's
+//! upkeep and the stats snapshots, and runs until a stop signal; on a stop it reports not ready
+//! while it drains.
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::blob::cache::LocalCache;
+use crate::blob::replica_stats::ReplicaStats;
+use crate::blob::{BlobStore, PersistenceMode};
 use crate::bookkeeping::accounting::Accounting;
+use crate::bookkeeping::history::History;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
+use crate::config::{self, Config};
 use crate::downstream::body_budget::BodyBudget;
 use crate::handlers::{self, AppState};
-use crate::ops::contract::ConfigStatus;
+use crate::ops::contract::{ConfigStatus, ServingFrom};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
+use crate::process::clock::now_ms;
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
+use crate::snapshot::blob_source::{self, BlobFollower};
 use crate::snapshot::reload::{self, ConfigWatcher};
-use crate::snapshot::{Shared, Snapshot};
+use crate::snapshot::{ReadyState, Shared, Snapshot};
 use crate::upstream::credentials::CredentialRegistry;
 use crate::upstream::pool::PoolRegistry;
 
@@ -41,31 +50,58 @@ pub struct Application {
     port: u16,
     ops_port: u16,
     accounting: Arc<Accounting>,
-    settings: Settings,
     signals: StopSignals,
-    _watcher: ConfigWatcher,
+    shared: Arc<Shared>,
+    /// Where statistics are copied for control to add up (blob mode).
+    replica_stats: Option<Arc<ReplicaStats>>,
+    _source: ConfigSource,
 }
 
-/// Stops both listeners gracefully (in-flight requests and streams may finish).
+/// What keeps the config current (held only to be dropped with the application).
+enum ConfigSource {
+    File { _watcher: ConfigWatcher },
+    Blob { _follower: BlobFollower },
+}
+
+/// Stops both listeners gracefully (in-flight requests and streams may finish). The proxy
+/// reports not ready from the start of the stop; the ops listener stays up until the API
+/// listener has drained, so a load balancer sees it.
 #[derive(Clone)]
 pub struct StopHandle {
     api: ServerHandle,
     ops: ServerHandle,
+    shared: Arc<Shared>,
 }
 
 impl StopHandle {
     pub async fn stop(&self) {
+        self.shared.readiness.start_draining();
         self.api.stop(true).await;
         self.ops.stop(true).await;
     }
 }
 
+/// The config the proxy starts with, and where it came from.
+struct Start {
+    config: Config,
+    status: ConfigStatus,
+    readiness: ReadyState,
+    blob: Option<(BlobStore, Arc<LocalCache>)>,
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let path = settings.config_path.clone();
-        let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
-            .await?
-            .with_context(|| format!("loading {}", settings.config_path.display()))?;
+        // Before the first client is built (the blob client in blob mode), off the reactor.
+        tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
+        let Start {
+            config,
+            mut status,
+            readiness,
+            blob,
+        } = match &settings.persistence {
+            PersistenceMode::File => start_from_file(&settings).await?,
+            PersistenceMode::Blob(blob) => start_from_cache(&settings, (**blob).clone()).await?,
+        };
         reload::log_notes(&config);
         let listen = settings
             .listen
@@ -79,21 +115,33 @@ impl Application {
         let credentials = CredentialRegistry::default();
         let pools = PoolRegistry::default();
         let snapshot = Snapshot::build(config, &credentials, &pools);
-        let status = ConfigStatus {
-            path: settings.config_path.display().to_string(),
-            generation: 1,
-            loaded_at_ms: snapshot.loaded_at_ms,
-            sha256,
-            rejected: None,
-            ignored_keys: snapshot.config.ignored.clone(),
-        };
-        let shared = Arc::new(Shared::new(snapshot, status, credentials, pools));
+        status.loaded_at_ms = snapshot.loaded_at_ms;
+        status.ignored_keys = snapshot.config.ignored.clone();
+        let shared = Arc::new(Shared::new(snapshot, status, credentials, pools, readiness));
 
-        tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let stats_path = settings.stats_path();
-        let stats = tokio::task::spawn_blocking(move || Stats::load(Some(stats_path))).await?;
-        let accounting =
-            Accounting::new(stats, Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING));
+        let replica_stats = blob.as_ref().map(|(store, _)| {
+            ReplicaStats::new(
+                store.clone(),
+                settings.usage_history.then(|| settings.data_dir.clone()),
+            )
+        });
+        if let Some(copy) = &replica_stats {
+            copy.restore(&stats_path).await;
+        }
+        let history_dir = settings.usage_history.then(|| settings.data_dir.clone());
+        let (stats, history) = tokio::task::spawn_blocking(move || {
+            (
+                Stats::load(Some(stats_path)),
+                history_dir.map_or_else(History::off, |dir| History::load(&dir, now_ms())),
+            )
+        })
+        .await?;
+        let accounting = Accounting::new(
+            stats,
+            history,
+            Recent::new(RECENT_PER_RING, RECENT_BYTES_PER_RING),
+        );
         let image_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let images = Arc::new(
             ImageService::new(image_threads).context("starting the image worker threads")?,
@@ -179,12 +227,19 @@ impl Application {
         .listen(ops_listener)?
         .run();
 
-        let watcher = reload::watch(
-            settings.config_path.clone(),
-            shared,
-            settings.config_poll,
-            settings.config_events,
-        );
+        let source = match blob {
+            None => ConfigSource::File {
+                _watcher: reload::watch(
+                    settings.config_path.clone(),
+                    shared.clone(),
+                    settings.config_poll,
+                    settings.config_events,
+                ),
+            },
+            Some((store, cache)) => ConfigSource::Blob {
+                _follower: blob_source::follow(store, cache, shared.clone()),
+            },
+        };
         // Registered before "listening" is logged, so a SIGTERM right after start-up drains too.
         let signals = StopSignals::register()?;
         tracing::info!(api = %listen, port, ops = %format!("{ops_ip}:{ops_port}"), "proxy listening");
@@ -194,9 +249,10 @@ impl Application {
             port,
             ops_port,
             accounting,
-            settings,
             signals,
-            _watcher: watcher,
+            shared,
+            replica_stats,
+            _source: source,
         })
     }
 
@@ -212,6 +268,7 @@ impl Application {
         StopHandle {
             api: self.api.handle(),
             ops: self.ops.handle(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -221,22 +278,23 @@ impl Application {
         let mut stop_signals = self.signals;
         let signals = actix_rt::spawn(async move {
             stop_signals.recv().await;
+            stop.shared.readiness.start_draining();
             tracing::info!("stopping: no new connections; in-flight requests may finish");
             stop.stop().await;
         });
-        let accounting = self.accounting.clone();
-        let flush_every = self.settings.stats_flush;
-        let flusher = actix_rt::spawn(async move {
-            let mut ticker = actix_rt::time::interval(flush_every);
-            loop {
-                ticker.tick().await;
-                persist(&accounting).await;
-            }
-        });
+        let upkeep = actix_rt::spawn(upkeep(
+            self.accounting.clone(),
+            self.shared.clone(),
+            self.replica_stats.clone(),
+        ));
         let (api, ops) = futures_util::future::join(self.api, self.ops).await;
         signals.abort();
-        flusher.abort();
+        upkeep.abort();
+        maintain(&self.accounting, &self.shared).await;
         persist(&self.accounting).await;
+        if let Some(copy) = &self.replica_stats {
+            copy.copy(&self.accounting).await;
+        }
         tracing::info!("stopped");
         api.context("API listener")?;
         ops.context("ops listener")?;
@@ -244,13 +302,115 @@ impl Application {
     }
 }
 
+/// How often finished minutes of the usage history are sealed and rolled up.
+const HISTORY_UPKEEP: Duration = Duration::from_secs(1);
+
+/// Seals the usage history every second and writes the statistics every
+/// `stats.flushInterval` (read from the serving config at each write, so a reload applies).
+async fn upkeep(
+    accounting: Arc<Accounting>,
+    shared: Arc<Shared>,
+    replica_stats: Option<Arc<ReplicaStats>>,
+) {
+    let mut last_write = Instant::now();
+    loop {
+        actix_rt::time::sleep(HISTORY_UPKEEP).await;
+        maintain(&accounting, &shared).await;
+        let flush_interval = shared.snapshot.load().config.stats.flush_interval;
+        if last_write.elapsed() >= flush_interval {
+            last_write = Instant::now();
+            persist(&accounting).await;
+            if let Some(copy) = &replica_stats {
+                copy.copy(&accounting).await;
+            }
+        }
+    }
+}
+
+async fn maintain(accounting: &Arc<Accounting>, shared: &Shared) {
+    let accounting = accounting.clone();
+    let retention = shared.snapshot.load().config.stats.retention;
+    if let Err(err) =
+        tokio::task::spawn_blocking(move || accounting.history.maintain(now_ms(), &retention)).await
+    {
+        tracing::warn!(error = %err, "usage history upkeep failed");
+    }
+}
+
 async fn persist(accounting: &Arc<Accounting>) {
     let accounting = accounting.clone();
-    match tokio::task::spawn_blocking(move || accounting.persist()).await {
+    match tokio::task::spawn_blocking(move || accounting.persist(now_ms())).await {
         Ok(Ok(())) => {}
-        Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "could not write stats.json"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %format!("{err:#}"), "could not write the statistics")
+        }
         Err(err) => tracing::warn!(error = %err, "stats writer failed"),
     }
+}
+
+/// File mode: config.json must exist and be valid, or the proxy does not start.
+async fn start_from_file(settings: &Settings) -> anyhow::Result<Start> {
+    let path = settings.config_path.clone();
+    let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
+        .await?
+        .with_context(|| format!("loading {}", settings.config_path.display()))?;
+    let readiness = ReadyState::settled();
+    readiness.config_loaded();
+    Ok(Start {
+        config,
+        status: ConfigStatus {
+            path: settings.config_path.display().to_string(),
+            generation: 1,
+            sha256,
+            ..ConfigStatus::default()
+        },
+        readiness,
+        blob: None,
+    })
+}
+
+/// Blob mode: the local cache serves when it holds a valid config, else the defaults (not
+/// ready: no models, no keys) until the blob has been read.
+async fn start_from_cache(
+    settings: &Settings,
+    blob: crate::blob::BlobSettings,
+) -> anyhow::Result<Start> {
+    let store = BlobStore::new(blob).context("setting up the Blob Storage client")?;
+    let cache = Arc::new(LocalCache::new(&settings.config_path));
+    let reader = cache.clone();
+    let initial = tokio::task::spawn_blocking(move || blob_source::initial_config(&reader))
+        .await?
+        .context("reading the local config cache")?;
+    let readiness = ReadyState::default();
+    let (config, sha256, generation, serving_from) = match initial {
+        Some((config, sha256, pending)) => {
+            readiness.config_loaded();
+            let from = if pending {
+                ServingFrom::PendingLocalChange
+            } else {
+                ServingFrom::LocalCache
+            };
+            (config, sha256, 1, from)
+        }
+        None => {
+            let defaults = config::validate(Default::default())
+                .map_err(|e| anyhow::anyhow!("the default config is invalid: {e}"))?;
+            (defaults, String::new(), 0, ServingFrom::Nothing)
+        }
+    };
+    let status = ConfigStatus {
+        path: store.settings().describe(&store.settings().config_blob),
+        generation,
+        sha256,
+        blob: Some(blob_source::initial_status(&store, serving_from)),
+        ..ConfigStatus::default()
+    };
+    Ok(Start {
+        config,
+        status,
+        readiness,
+        blob: Some((store, cache)),
+    })
 }
 
 /// Binds the first address `listen` resolves to that can be bound, with `backlog` pending

@@ -1,13 +1,16 @@
 //! What the workspace's test suites share, so that each exists once: waits on a condition
-//! (`wait`), free loopback ports (`ports`), request fixtures (`fixtures`), and with the `proxy`
+//! (`wait`), free loopback ports (`ports`), request fixtures (`fixtures`), the Azure Storage
+//! emulator as a child process (`azurite`), a TCP relay a test can cut (`relay`), and with the `proxy`
 //! feature the atomic JSON writer (`json_file`) and the in-process proxy (`in_process`).
 //!
 //! Used only as a dev-dependency, and by the gateway benchmark, which is not shipped. Without
 //! the `proxy` feature it depends on neither the proxy nor the fake upstream, so fake-foundry's
 //! own tests can use it.
 
+pub mod azurite;
 pub mod fixtures;
 pub mod ports;
+pub mod relay;
 pub mod wait;
 
 #[cfg(feature = "proxy")]

@@ -152,7 +152,7 @@ impl Stack {
             child: proxy,
             addr: proxy_addr,
             ops_addr,
-        } = start_proxy(bins, "proxy", &config_path, bins.proxy_log.as_deref()).await?;
+        } = start_proxy(bins, "proxy", &config_path, bins.proxy_log.as_deref(), &[]).await?;
 
         let (caddy, caddy_note) = match &bins.caddy {
             Some(bin) => match start_caddy(bin, work, proxy_addr).await {
@@ -245,13 +245,15 @@ pub struct Proxy {
     pub ops_addr: SocketAddr,
 }
 
-/// Starts `bins.proxy` (as `name`) on `config_path`, with runtime files next to it and its log
-/// in `log` (nowhere when `None`), and waits until both of its listeners answer.
+/// Starts `bins.proxy` (as `name`) on `config_path`, with runtime files next to it, its log
+/// in `log` (nowhere when `None`) and `env` added to its environment, and waits until both of
+/// its listeners answer.
 pub async fn start_proxy(
     bins: &Binaries,
     name: &'static str,
     config_path: &Path,
     log: Option<&Path>,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Proxy> {
     let stdout = match log {
         Some(path) => Stdio::from(std::fs::File::create(path)?),
@@ -270,6 +272,8 @@ pub async fn start_proxy(
             .env_remove("RUST_LOG")
             .env_remove("LOG_LEVEL")
             .env_remove("PROXY_WORKERS")
+            .env_remove("USAGE_HISTORY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             // Logs at the default level: a JSON line per request.
             .stdout(stdout)

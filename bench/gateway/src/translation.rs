@@ -24,6 +24,7 @@ const CHUNKS: usize = 20;
 /// Far above any event delay through the proxy, so that pairing by time cannot go wrong.
 const GAP_MS: u64 = 10;
 const STREAM_CONNECTIONS: usize = 32;
+const STREAM_ROUNDS: usize = 5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TranslationCase {
@@ -102,6 +103,7 @@ pub struct TranslationResult {
     pub chunks: usize,
     pub gap_ms: u64,
     pub connections: usize,
+    pub stream_rounds: usize,
 }
 
 impl TranslationResult {
@@ -156,10 +158,7 @@ pub async fn translation(bench: &mut Bench<'_>) -> anyhow::Result<TranslationRes
         );
     }
 
-    let mut streams = Vec::new();
-    for case in CASES {
-        streams.push(stream_case(bench, case).await?);
-    }
+    let streams = stream_cases(bench).await?;
     Ok(TranslationResult {
         latency,
         latency_failures,
@@ -168,6 +167,7 @@ pub async fn translation(bench: &mut Bench<'_>) -> anyhow::Result<TranslationRes
         chunks: CHUNKS,
         gap_ms: GAP_MS,
         connections: STREAM_CONNECTIONS,
+        stream_rounds: STREAM_ROUNDS,
     })
 }
 
@@ -177,63 +177,85 @@ fn stream_extra() -> String {
     )
 }
 
-async fn stream_case(
-    bench: &mut Bench<'_>,
-    case: TranslationCase,
-) -> anyhow::Result<TranslationStreams> {
+/// Both cases' streams, in interleaved rounds (each round starting with the next case), so
+/// that a slow moment of the machine hits both alike.
+async fn stream_cases(bench: &mut Bench<'_>) -> anyhow::Result<Vec<TranslationStreams>> {
     let addr = bench.stack.proxy_addr;
-    let expected = events_through_proxy(addr, case).await?;
-    let extra = stream_extra();
-    let request_for: load::RequestFor =
-        Arc::new(move |id: &str| case.request(addr, true, &extra, Some(id)));
+    let mut rows = Vec::new();
+    let mut requests = Vec::new();
+    for case in CASES {
+        let expected = events_through_proxy(addr, case).await?;
+        let extra = stream_extra();
+        let request_for: load::RequestFor =
+            Arc::new(move |id: &str| case.request(addr, true, &extra, Some(id)));
+        requests.push(request_for);
+        rows.push(TranslationStreams {
+            case,
+            streams: 0,
+            events_per_stream: expected,
+            failures: Failures::default(),
+            event_delay: Dist::new(Vec::new()),
+        });
+    }
     let stagger = Duration::from_millis(GAP_MS * CHUNKS as u64);
-    let warm = Until::Elapsed(Duration::from_millis(500));
-    load::streams(
-        addr,
-        request_for.clone(),
-        "tw",
-        STREAM_CONNECTIONS,
-        warm,
-        stagger,
-        expected,
-    )
-    .await;
-    bench.stack.tap.clear();
-    let until = Until::Elapsed(Duration::from_secs(bench.plan.stream_secs));
-    let run = load::streams(
-        addr,
-        request_for,
-        "t10",
-        STREAM_CONNECTIONS,
-        until,
-        stagger,
-        expected,
-    )
-    .await;
-    let mut delays = Vec::with_capacity(run.streams.len() * expected);
-    let mut failures = run.failures;
-    for stream in &run.streams {
-        match bench.stack.tap.take(&stream.id) {
-            Some(left) if !left.is_empty() => delays.extend(delays_by_time(stream, &left)),
-            _ => failures.add("stream not seen by the tap".into()),
+    let rounds = STREAM_ROUNDS;
+    let per_round = Duration::from_secs(bench.plan.stream_secs) / rounds as u32;
+    let mut delays: Vec<Vec<u64>> = vec![Vec::new(); CASES.len()];
+    for (i, request_for) in requests.iter().enumerate() {
+        let warm = Until::Elapsed(Duration::from_millis(500));
+        let expected = rows[i].events_per_stream;
+        load::streams(
+            addr,
+            request_for.clone(),
+            "tw",
+            STREAM_CONNECTIONS,
+            warm,
+            stagger,
+            expected,
+        )
+        .await;
+    }
+    for round in 0..rounds {
+        for k in 0..CASES.len() {
+            let i = (round + k) % CASES.len();
+            bench.stack.tap.clear();
+            let tag = format!("t10-{round}");
+            let until = Until::Elapsed(per_round);
+            let expected = rows[i].events_per_stream;
+            let run = load::streams(
+                addr,
+                requests[i].clone(),
+                &tag,
+                STREAM_CONNECTIONS,
+                until,
+                stagger,
+                expected,
+            )
+            .await;
+            rows[i].streams += run.streams.len();
+            rows[i].failures.merge(run.failures);
+            for stream in &run.streams {
+                match bench.stack.tap.take(&stream.id) {
+                    Some(left) if !left.is_empty() => {
+                        delays[i].extend(delays_by_time(stream, &left))
+                    }
+                    _ => rows[i].failures.add("stream not seen by the tap".into()),
+                }
+            }
         }
     }
-    let event_delay = Dist::new(delays);
-    eprintln!(
-        "  {:<40} {} streams of {} events, event delay p50 {} µs p99 {} µs",
-        case.label(),
-        run.streams.len(),
-        expected,
-        event_delay.q(0.5) / 1000,
-        event_delay.q(0.99) / 1000
-    );
-    Ok(TranslationStreams {
-        case,
-        streams: run.streams.len(),
-        events_per_stream: expected,
-        failures,
-        event_delay,
-    })
+    for (row, delays) in rows.iter_mut().zip(delays) {
+        row.event_delay = Dist::new(delays);
+        eprintln!(
+            "  {:<40} {} streams of {} events, event delay p50 {} µs p99 {} µs",
+            row.case.label(),
+            row.streams,
+            row.events_per_stream,
+            row.event_delay.q(0.5) / 1000,
+            row.event_delay.q(0.99) / 1000
+        );
+    }
+    Ok(rows)
 }
 
 /// The delay of each event the client received after the last event that had left the fake.

@@ -61,7 +61,7 @@ fn view(on_disk: &OnDisk, path: String) -> ConfigView {
 
 pub async fn read(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let on_disk = read_config(&state).await?;
-    let path = state.store.path().display().to_string();
+    let path = state.store.location();
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, on_disk.etag.clone()))
         .json(view(&on_disk, path)))

@@ -3,11 +3,12 @@
 //! proxy's ops listener with its filters.
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
-use proxy::ops::contract::RecentQuery;
+use proxy::ops::contract::{OpsStats, RecentQuery, ReplicaStats, StatsData};
+use proxy::process::clock::now_ms;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{AppState, read_config};
+use super::{AppState, blocking, read_config};
 use crate::admin_auth::AdminUser;
 use crate::caddy::loader::LoaderStatus;
 use crate::caddy::sync::RenderOutcome;
@@ -67,9 +68,11 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
     let proxy_status = state.ops.status(&config).await;
     let loader = state.caddy.loader().status();
     let render = state.caddy.last_render();
+    let blob = state.store.blob().map(|b| b.view());
     let warnings = warnings::warnings(&Facts {
         admin: &state.store.credentials(),
         on_disk: &on_disk,
+        blob: blob.as_ref(),
         config: &config,
         proxy: proxy_status.as_ref(),
         caddy: &loader,
@@ -91,7 +94,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
             "uptime_s": state.started.elapsed().as_secs(),
         }),
         config: json!({
-            "path": state.store.path().display().to_string(),
+            "path": state.store.location(),
+            "blob": blob,
             "exists": !matches!(on_disk.content, Content::Missing),
             "valid": on_disk.valid().is_some(),
             "issues": on_disk.issues(),
@@ -121,10 +125,93 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
     }))
 }
 
+/// The proxy's statistics; in blob mode with the usage counters of every replica added up
+/// (this control's proxy read live, the others from their statistics blobs).
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminError> {
     let config = state.store.last_good();
-    let stats = state.ops.stats(&config).await?;
+    let mut stats = state.ops.stats(&config).await?;
+    if state.store.blob().is_some() {
+        let local = state
+            .ops
+            .status(&config)
+            .await
+            .ok()
+            .and_then(|status| status.config.blob.map(|b| b.replica));
+        let store = state.store.clone();
+        let replicas = blocking("reading the replicas' statistics", move || {
+            store
+                .blob()
+                .map(|blob| blob.replica_stats())
+                .transpose()
+                .map_err(AdminError::internal("reading the replicas' statistics"))
+        })
+        .await?
+        .unwrap_or_default();
+        merge_replicas(&mut stats, local.as_deref(), replicas);
+    }
     with_sorted_keys(&stats)
+}
+
+/// `GET usage/merged` (blob mode): the usage history of every replica as one, with the
+/// parameters of the proxy's `GET /usage` (JSON only), read from the replicas' history files in
+/// Blob Storage (each copied every `stats.flushInterval`).
+pub async fn merged_usage(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AdminError> {
+    if state.store.blob().is_none() {
+        return Err(AdminError::NotFound(
+            "the merged usage history exists in blob mode (PERSISTENCE_MODE=blob) only".into(),
+        ));
+    }
+    let request = proxy::bookkeeping::history::query::parse(req.query_string())
+        .map_err(|err| AdminError::BadRequest(err.message))?;
+    let retention = state.store.last_good().stats.retention;
+    let store = state.store.clone();
+    let page = blocking("reading the replicas' usage history", move || {
+        let replicas = store
+            .blob()
+            .map(|blob| blob.replica_usage())
+            .transpose()
+            .map_err(AdminError::internal("reading the replicas' usage history"))?
+            .unwrap_or_default();
+        proxy::bookkeeping::history::History::merged(&replicas)
+            .query(&request, now_ms(), &retention)
+            .map_err(|err| match err.code {
+                "internal_error" => AdminError::Internal(
+                    "reading the replicas' usage history",
+                    anyhow::anyhow!(err.message),
+                ),
+                _ => AdminError::BadRequest(err.message),
+            })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Adds the other replicas' usage counters to the live ones of `local` (the replica this
+/// control reads; its own blob is an older copy of the live figures).
+fn merge_replicas(stats: &mut OpsStats, local: Option<&str>, replicas: Vec<(String, StatsData)>) {
+    let live = ReplicaStats {
+        name: local.unwrap_or("local").to_string(),
+        requests: stats.usage.total.requests,
+        total_tokens: stats.usage.total.total_tokens,
+        live: true,
+    };
+    let mut listed = vec![live];
+    for (name, usage) in replicas {
+        if Some(name.as_str()) == local {
+            continue;
+        }
+        stats.usage.merge(&usage);
+        listed.push(ReplicaStats {
+            name,
+            requests: usage.total.requests,
+            total_tokens: usage.total.total_tokens,
+            live: false,
+        });
+    }
+    stats.replicas = listed;
 }
 
 /// Each client key's windows and budget against their limits, keys in id order.

@@ -261,7 +261,16 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created_but_the
     assert!(message.contains("config.json does not exist"), "{message}");
     // The UI's own files are served without a login, so the page can say what to do.
     let base = url.trim_end_matches("api/session");
-    for path in ["", "assets/app.js", "assets/i18n.js", "assets/style.css"] {
+    for path in [
+        "",
+        "assets/app.js",
+        "assets/i18n.js",
+        "assets/charts.js",
+        "assets/style.css",
+        "assets/vendor/uPlot.iife.min.js",
+        "assets/vendor/uPlot.min.css",
+        "assets/vendor/uPlot.LICENSE",
+    ] {
         let file = http
             .get(format!("{base}{path}"))
             .send()

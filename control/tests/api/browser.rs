@@ -589,7 +589,9 @@ async fn screenshots_of_the_main_pages_on_a_laptop_and_a_phone() {
         &stack,
         PHONE,
         "-phone",
-        &["overview", "models", "stats", "tester"],
+        &[
+            "overview", "models", "keys", "stats", "requests", "tls", "tester",
+        ],
     )
     .await;
     browser

@@ -4,12 +4,15 @@
 mod helpers;
 
 mod auth;
+mod blob;
 mod browser;
 mod browser_daily;
 mod browser_keys;
 mod browser_limits;
 mod browser_pools;
+mod browser_usage;
 mod caddy;
 mod config;
 mod keys;
 mod operations;
+mod usage;

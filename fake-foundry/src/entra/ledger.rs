@@ -1,9 +1,12 @@
 //! The ledger of access tokens a [`crate::FakeEntra`] issued (subject, audience, expiry) and
 //! [`TokenChecker`], the handle a fake upstream uses to validate bearer tokens against it. Tokens
-//! are opaque random strings; nothing here ever logs or prints one.
+//! are opaque random strings, or on request unsigned JWT-shaped strings carrying the claims a
+//! storage emulator reads (`aud`, `iss`, `iat`, `nbf`, `exp`); nothing here ever logs or prints
+//! one.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -48,7 +51,12 @@ pub fn unix_secs(time: SystemTime) -> u64 {
 #[derive(Debug, Default)]
 pub struct Ledger {
     tokens: RwLock<HashMap<String, Issued>>,
+    /// Issue JWT-shaped tokens instead of opaque ones.
+    jwt: AtomicBool,
 }
+
+/// The tenant named in the issuer of JWT-shaped tokens.
+pub const JWT_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
 impl Ledger {
     /// Mints a token for `subject`, valid for `lifetime` from now.
@@ -59,8 +67,13 @@ impl Ledger {
         if tokens.len() > PRUNE_ABOVE {
             tokens.retain(|_, issued| issued.expires_at > now);
         }
+        let jwt = self.jwt.load(Ordering::SeqCst);
         loop {
-            let token = new_token();
+            let token = if jwt {
+                jwt_token(subject, audience, now, expires_at)
+            } else {
+                new_token()
+            };
             if tokens.contains_key(&token) {
                 continue;
             }
@@ -115,6 +128,11 @@ impl Ledger {
             .collect()
     }
 
+    /// Whether tokens from now on are JWT-shaped (unsigned; the signature part is random).
+    pub fn set_jwt(&self, jwt: bool) {
+        self.jwt.store(jwt, Ordering::SeqCst);
+    }
+
     /// Forgets every token issued so far: each is refused from now on.
     pub fn revoke_all(&self) {
         self.tokens
@@ -129,6 +147,51 @@ fn new_token() -> String {
     buf.extend_from_slice(TOKEN_PREFIX.as_bytes());
     ids::push_hex(&mut buf, TOKEN_HEX_DIGITS);
     String::from_utf8(buf).expect("an ASCII prefix and hex digits are UTF-8")
+}
+
+/// `header.claims.random`: base64url JSON with `aud` (the resource), `iss` (an Entra ID v1
+/// issuer), `sub`, `oid`, `tid`, `iat`, `nbf` and `exp`.
+fn jwt_token(
+    subject: &str,
+    audience: Option<&str>,
+    now: SystemTime,
+    expires_at: SystemTime,
+) -> String {
+    let header = r#"{"alg":"RS256","typ":"JWT"}"#;
+    let claims = serde_json::json!({
+        "aud": audience.map(normalize_audience).unwrap_or("https://management.azure.com"),
+        "iss": format!("https://sts.windows.net/{JWT_TENANT}/"),
+        "sub": subject,
+        "oid": subject,
+        "tid": JWT_TENANT,
+        "iat": unix_secs(now),
+        "nbf": unix_secs(now),
+        "exp": unix_secs(expires_at),
+    });
+    let mut signature = Vec::with_capacity(TOKEN_HEX_DIGITS);
+    ids::push_hex(&mut signature, TOKEN_HEX_DIGITS);
+    format!(
+        "{}.{}.{}",
+        base64url(header.as_bytes()),
+        base64url(claims.to_string().as_bytes()),
+        String::from_utf8_lossy(&signature)
+    )
+}
+
+/// Base64url without padding.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// `https://cognitiveservices.azure.com/` and `https://cognitiveservices.azure.com` name the
@@ -205,6 +268,20 @@ mod tests {
             Some("client-a")
         );
         assert_eq!(ledger.check("fake-entra-0000", None), None);
+    }
+
+    #[test]
+    fn a_jwt_shaped_token_carries_its_claims_and_checks_out() {
+        let ledger = Ledger::default();
+        ledger.set_jwt(true);
+        let issued = ledger.issue("managed-identity", Some("https://storage.azure.com/"), HOUR);
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(base64url(b"{\"a\":1}"), "eyJhIjoxfQ");
+        assert_eq!(
+            ledger.check(&issued.token, Some("https://storage.azure.com")),
+            Some("managed-identity".into())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{App, HttpRequest, HttpResponse, HttpResponseBuilder, HttpServer, web};
 
-pub use ledger::{TOKEN_PREFIX, TokenChecker};
+pub use ledger::{JWT_TENANT, TOKEN_PREFIX, TokenChecker};
 pub use protocol::{ASSERTION_TYPE, MI_API_VERSION, MI_PATH, MI_SUBJECT};
 pub use state::{DEFAULT_LIFETIME_SECS, TokenFlow, TokenRequest};
 
@@ -171,6 +171,12 @@ impl FakeEntra {
     /// `azure_identity`'s cache refreshes a token that expires within 300 seconds on every call.
     pub fn set_lifetime_secs(&self, secs: u64) {
         self.state.set_lifetime_secs(secs);
+    }
+
+    /// Issues JWT-shaped tokens from now on (unsigned, with `aud`, `iss`, `iat`, `nbf` and
+    /// `exp`), as Azurite's `--oauth basic` mode requires.
+    pub fn issue_jwt_tokens(&self) {
+        self.state.ledger.set_jwt(true);
     }
 
     /// Registers a service principal that may use client credentials with `client_secret`.

@@ -1,11 +1,14 @@
-//! The one end-of-request hook: every request, however it ends, is counted in the statistics,
-//! charged to its key's limits, added to the recent-requests record and logged once with its
-//! fields.
+//! The one end-of-request hook: every request, however it ends, is counted in the statistics
+//! and the usage history, charged to its key's limits, added to the recent-requests record and
+//! logged once with its fields.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context as _;
+
+use crate::bookkeeping::history::{History, Sample};
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::{ErrorClass, Outcome, Stats};
 use crate::config::RouteKey;
@@ -71,25 +74,36 @@ impl RequestRecord {
 
 pub struct Accounting {
     pub stats: Stats,
+    pub history: History,
     pub recent: Recent,
     /// The client keys' limits, with the budget use stats.json carried over.
     pub limiter: Arc<Limiter>,
 }
 
 impl Accounting {
-    pub fn new(stats: Stats, recent: Recent) -> Arc<Self> {
+    pub fn new(stats: Stats, history: History, recent: Recent) -> Arc<Self> {
         let limiter = Arc::new(Limiter::with_budgets(&stats.snapshot().budgets));
         Arc::new(Accounting {
             stats,
+            history,
             recent,
             limiter,
         })
     }
 
-    /// Writes the statistics and the budget use to stats.json if they changed. Blocking I/O.
-    pub fn persist(&self) -> anyhow::Result<()> {
+    /// Writes the statistics and the budget use to stats.json, and the usage history to its
+    /// files, where they changed. Blocking I/O.
+    pub fn persist(&self, now_ms: u64) -> anyhow::Result<()> {
         self.stats.set_budgets(self.limiter.budgets());
-        self.stats.persist()
+        let stats = self.stats.persist().context("writing stats.json");
+        let history = self
+            .history
+            .persist(now_ms)
+            .context("writing the usage history");
+        match (stats, history) {
+            (Err(stats), Err(history)) => Err(stats.context(format!("and {history:#}"))),
+            (stats, history) => stats.and(history),
+        }
     }
 
     /// Closes a request's books, taking what the record of recent requests keeps out of
@@ -112,6 +126,17 @@ impl Accounting {
             record.usage,
             latency,
         );
+        self.history.record(&Sample {
+            model: record.model.as_deref(),
+            key: record.key_id.as_deref(),
+            upstream: record.upstream.as_deref(),
+            deployment: record.deployment.as_deref(),
+            outcome,
+            status: record.status,
+            usage: record.usage,
+            latency,
+            ttfb: record.ttfb,
+        });
         let latency_ms = millis(latency);
         let ttfb_ms = record.ttfb.map(millis);
         let usage = record.usage.unwrap_or_default();

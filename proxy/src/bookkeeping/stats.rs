@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::encoding::EncodeMetric;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use serde::Serialize;
 
@@ -51,6 +50,28 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in declaration order (`index` is the position here).
+    pub const ALL: [ErrorClass; 14] = [
+        ErrorClass::Unauthorized,
+        ErrorClass::Forbidden,
+        ErrorClass::KeyLimited,
+        ErrorClass::BadRequest,
+        ErrorClass::NotConfigured,
+        ErrorClass::Upstream4xx,
+        ErrorClass::Upstream5xx,
+        ErrorClass::Unreachable,
+        ErrorClass::Timeout,
+        ErrorClass::UpstreamAuth,
+        ErrorClass::StreamInterrupted,
+        ErrorClass::RateLimited,
+        ErrorClass::Unavailable,
+        ErrorClass::Busy,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Unauthorized => "unauthorized",
@@ -209,7 +230,7 @@ impl Stats {
     }
 
     /// Encodes the counters for `/metrics`: per model and per client key, requests, errors by
-    /// class, cancellations and tokens; per model, a latency histogram.
+    /// class, cancellations and tokens. (The latency histograms come from the usage history.)
     pub fn encode_metrics(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let data = self.snapshot();
         let groups = [("model", &data.by_model), ("key_id", &data.by_key)];
@@ -248,30 +269,6 @@ impl Stats {
             ] {
                 metrics::labelled(&mut tokens, &[owner, ("kind", kind)], n)?;
             }
-        }
-        let mut duration = encoder.encode_descriptor(
-            "gateway_request_duration_seconds",
-            "Request latency until the response ended",
-            None,
-            MetricType::Histogram,
-        )?;
-        for (name, c) in &data.by_model {
-            let mut buckets = [(0.0, 0); LATENCY_BUCKETS_MS.len()];
-            for ((bucket, bound_ms), count) in buckets
-                .iter_mut()
-                .zip(LATENCY_BUCKETS_MS)
-                .zip(c.latency_buckets.iter().chain(std::iter::repeat(&0)))
-            {
-                *bucket = (bound_ms as f64 / 1000.0, *count);
-            }
-            duration
-                .encode_family(&[("model", name.as_str())])?
-                .encode_histogram::<NoLabelSet>(
-                    c.latency_ms_sum as f64 / 1000.0,
-                    c.requests,
-                    &buckets,
-                    None,
-                )?;
         }
         let all = metrics::counter(
             encoder,
@@ -318,7 +315,15 @@ mod tests {
             completion_tokens: 1,
             total_tokens: total,
             cached_tokens: 0,
+            reasoning_tokens: 0,
         })
+    }
+
+    #[test]
+    fn every_class_sits_at_its_index() {
+        for (i, class) in ErrorClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), i, "{}", class.as_str());
+        }
     }
 
     #[test]
@@ -390,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_text_has_counters_and_histogram() {
+    fn prometheus_text_has_the_counters() {
         let stats = Stats::load(None);
         stats.record(
             Some("m\"x"),
@@ -405,15 +410,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("gateway_tokens_total{key_id=\"k\",kind=\"total\"} 4"));
-        assert!(
-            text.contains("gateway_request_duration_seconds_bucket{model=\"m\\\"x\",le=\"0.1\"} 1")
-        );
-        assert!(text.contains("le=\"+Inf\"} 1"));
         assert!(text.starts_with(
             "# HELP gateway_requests_total Requests handled\n# TYPE gateway_requests_total counter\n"
         ));
-        assert!(text.contains("gateway_request_duration_seconds_sum{model=\"m\\\"x\"} 0.06\n"));
-        assert!(text.contains("gateway_request_duration_seconds_count{model=\"m\\\"x\"} 1\n"));
     }
 
     #[test]

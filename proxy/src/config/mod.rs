@@ -4,9 +4,9 @@
 //! `syntax` reads it from bytes; `validate` parses the raw sections into the typed `Config`,
 //! collecting every problem with its field path (`issues`). Each section keeps its types, its
 //! rules and their tests together: `server` (with `admin`, `caddy`, `images`,
-//! `upstream_settings`), `auth`, `client_keys`, `upstreams`, `models`. Values with a shape of
-//! their own (`AdminPath`, `DomainName`, `EmailAddress`, `Host`, `HostPort`) are built only by
-//! parsing, so code after validation never re-checks them.
+//! `upstream_settings`), `auth`, `client_keys`, `upstreams`, `models`, `limits`, `stats`. Values
+//! with a shape of their own (`AdminPath`, `DomainName`, `EmailAddress`, `Host`, `HostPort`) are
+//! built only by parsing, so code after validation never re-checks them.
 
 use std::fmt;
 
@@ -24,6 +24,7 @@ pub mod raw;
 mod routes;
 mod secret;
 mod server;
+mod stats;
 mod syntax;
 #[cfg(test)]
 mod testing;
@@ -45,6 +46,7 @@ pub use models::{Deployment, Model, RouteOverride};
 pub use routes::RouteKey;
 pub use secret::Secret;
 pub use server::Server;
+pub use stats::{Retention, Stats};
 pub use syntax::parse_raw;
 pub use upstream_settings::{Failover, Pool, UpstreamSettings};
 pub use upstreams::Upstream;
@@ -62,6 +64,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub models: Vec<Model>,
     pub limits: Limits,
+    /// The usage history's retention and how often statistics are written.
+    pub stats: Stats,
     /// Keys that were set but have no effect in this gateway, with the reason (logged on load).
     pub ignored: Vec<String>,
     /// The file as parsed, unknown keys included, for writers that must keep them.
@@ -95,6 +99,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let upstreams = upstreams::parse(&mut check, &raw.upstreams);
     let models = models::parse(&mut check, &raw.models, &upstreams);
     let limits = limits::parse(&mut check, &raw.limits, &auth);
+    let stats = stats::parse(&mut check, &raw.stats);
     let ignored = check.finish().map_err(ConfigError::Invalid)?;
     // `server` is missing only when a problem was recorded; this names the section regardless.
     let server = server.ok_or_else(|| {
@@ -110,6 +115,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         upstreams,
         models,
         limits,
+        stats,
         ignored,
         raw,
     })

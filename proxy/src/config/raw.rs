@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(skip_serializing_if = "RawLimits::is_default")]
     pub limits: RawLimits,
+    #[serde(skip_serializing_if = "RawStats::is_default")]
+    pub stats: RawStats,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -369,6 +371,55 @@ impl Default for RawLimits {
             redis_auth: None,
             fail_mode: "open".into(),
             estimate_prompt_tokens: false,
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// How long the usage history keeps each resolution, and how often it and stats.json are
+/// written. Durations as text: `"48h"`, `"90d"`, `"30s"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawStats {
+    pub retention: RawRetention,
+    pub flush_interval: String,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl RawStats {
+    fn is_default(&self) -> bool {
+        *self == RawStats::default()
+    }
+}
+
+impl Default for RawStats {
+    fn default() -> Self {
+        Self {
+            retention: RawRetention::default(),
+            flush_interval: "30s".into(),
+            extra: Extra::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RawRetention {
+    pub minutes: String,
+    pub hours: String,
+    /// `null`: day buckets are kept for ever.
+    pub days: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl Default for RawRetention {
+    fn default() -> Self {
+        Self {
+            minutes: "48h".into(),
+            hours: "90d".into(),
+            days: None,
             extra: Extra::new(),
         }
     }

@@ -73,6 +73,48 @@ pub struct ConfigStatus {
     /// Set while the file on disk is invalid and an older config is serving.
     pub rejected: Option<RejectedConfig>,
     pub ignored_keys: Vec<String>,
+    /// Where the config blob stands (`PERSISTENCE_MODE=blob`); absent in file mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobStatus>,
+}
+
+/// The config blob as the proxy follows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    /// `<account URL>/<container>/<blob name>` (never a SAS).
+    pub url: String,
+    /// `sas`, or the Entra ID mode (`managedIdentity`, ...).
+    pub auth_mode: String,
+    /// The name of this replica's statistics blob.
+    pub replica: String,
+    /// Whether the last call to Blob Storage succeeded (null before the first one ended).
+    pub reachable: Option<bool>,
+    /// Unix ms since which `reachable` is what it is.
+    pub since_ms: u64,
+    /// Why the last call failed, while Blob Storage is unreachable.
+    pub error: Option<String>,
+    /// What the serving config was read from.
+    pub serving_from: ServingFrom,
+    /// The ETag of the blob version last read.
+    pub etag: Option<String>,
+    /// A change saved by control while Blob Storage was unreachable, waiting in the local cache
+    /// to be pushed.
+    pub pending_local_change: bool,
+    /// Hand edits of the local cache that were set aside (never applied), newest first.
+    pub local_edits: Vec<crate::blob::cache::SetAside>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServingFrom {
+    /// Nothing valid yet: the proxy is not ready.
+    #[default]
+    Nothing,
+    /// The local cache, because Blob Storage was not reachable (yet).
+    LocalCache,
+    /// A change saved while Blob Storage was unreachable, not pushed yet.
+    PendingLocalChange,
+    Blob,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +132,21 @@ pub struct OpsStats {
     pub images: ImageStatsData,
     /// Every deployment of the serving config's pools, with its state and counters.
     pub deployments: Vec<DeploymentStats>,
+    /// In blob mode, as control serves it: the replicas whose counters the usage figures add
+    /// up (the proxy itself never sets it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaStats>,
+}
+
+/// One replica's share of merged statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStats {
+    pub name: String,
+    pub requests: u64,
+    pub total_tokens: u64,
+    /// Whether the figures are this control's own proxy, read live (the others are copies the
+    /// replicas write to Blob Storage every 30 s and when they stop).
+    pub live: bool,
 }
 
 /// One deployment (an upstream's deployment name, which several models may share): where it
@@ -188,6 +245,48 @@ pub struct Counters {
 impl Counters {
     pub fn error_total(&self) -> u64 {
         self.errors.values().sum()
+    }
+
+    /// Adds `other`'s counts (several replicas' statistics as one).
+    pub fn merge(&mut self, other: &Counters) {
+        self.requests += other.requests;
+        self.succeeded += other.succeeded;
+        for (class, count) in &other.errors {
+            *self.errors.entry(class.clone()).or_default() += count;
+        }
+        self.cancelled += other.cancelled;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+        self.cached_tokens += other.cached_tokens;
+        self.latency_ms_sum += other.latency_ms_sum;
+        self.latency_ms_max = self.latency_ms_max.max(other.latency_ms_max);
+        if self.latency_buckets.len() < other.latency_buckets.len() {
+            self.latency_buckets.resize(other.latency_buckets.len(), 0);
+        }
+        for (mine, theirs) in self.latency_buckets.iter_mut().zip(&other.latency_buckets) {
+            *mine += theirs;
+        }
+    }
+}
+
+impl StatsData {
+    /// Adds `other`'s counters: totals, per model and per key; the earliest start. Budgets
+    /// are not added (each replica reports the same shared budgets, or its own share).
+    pub fn merge(&mut self, other: &StatsData) {
+        if other.since_ms != 0 && (self.since_ms == 0 || other.since_ms < self.since_ms) {
+            self.since_ms = other.since_ms;
+        }
+        self.total.merge(&other.total);
+        for (model, counters) in &other.by_model {
+            self.by_model
+                .entry(model.clone())
+                .or_default()
+                .merge(counters);
+        }
+        for (key, counters) in &other.by_key {
+            self.by_key.entry(key.clone()).or_default().merge(counters);
+        }
     }
 }
 
@@ -355,10 +454,107 @@ pub struct RecentQuery {
     pub limit: Option<usize>,
 }
 
-/// `GET /readyz`.
+/// `GET /usage`: the usage history over a range, one series per group, points only for the
+/// buckets with traffic. `from` and `to` are the range as answered: the query's, widened to whole
+/// steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePage {
+    pub from: u64,
+    pub to: u64,
+    pub step_ms: u64,
+    pub group_by: Option<UsageGroupBy>,
+    /// By total requests, most first.
+    pub series: Vec<UsageSeries>,
+    /// Every series together.
+    pub total: UsageCounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsageGroupBy {
+    Model,
+    Key,
+    Deployment,
+}
+
+impl UsageGroupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageGroupBy::Model => "model",
+            UsageGroupBy::Key => "key",
+            UsageGroupBy::Deployment => "deployment",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageSeries {
+    /// The model id, key id or `upstream/deployment`; `""` for requests that ended before it
+    /// was known; `"all"` without `group_by`.
+    pub group: String,
+    pub points: Vec<UsagePoint>,
+    pub total: UsageCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsagePoint {
+    /// The bucket's start, Unix ms (UTC), aligned to the step.
+    pub t: u64,
+    #[serde(flatten)]
+    pub counts: UsageCounts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageCounts {
+    pub requests: u64,
+    pub successes: u64,
+    pub cancelled: u64,
+    /// Failed requests by class (`ErrorClass::as_str`), zeros left out.
+    pub errors: BTreeMap<String, u64>,
+    /// Answers with status 429, the gateway's own or the upstream's.
+    pub rate_limited: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub latency_ms: Percentiles,
+    pub ttfb_ms: Percentiles,
+}
+
+/// Quantiles read from a histogram (about 10 % error); `null` when there is nothing to read
+/// them from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// A refused ops query (`/usage`), in the OpenAI error shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsErrorBody {
+    pub error: OpsError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpsError {
+    pub message: String,
+    /// `invalid_request_error`, or `server_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The query parameter at fault, if one is.
+    pub param: Option<String>,
+    pub code: String,
+}
+
+/// `GET /readyz`: 200 when ready, 503 with the reason when not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {
     pub ready: bool,
+    /// Why the proxy is not ready: `no_config` (none loaded yet), `blob_first_read` (the first
+    /// read of the config blob has not finished), `draining` (stopping after SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A query value parsed as `T`, or `None` when it is blank.

@@ -64,6 +64,7 @@ impl fmt::Debug for Sources {
 impl Collector for Sources {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         self.accounting.stats.encode_metrics(&mut encoder)?;
+        self.accounting.history.encode_metrics(&mut encoder)?;
         self.images.stats().encode_metrics(&mut encoder)?;
         crate::upstream::pool::encode_metrics(&self.shared.pools.stats(), &mut encoder)?;
         let snapshot = self.shared.snapshot.load();

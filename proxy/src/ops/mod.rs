@@ -1,9 +1,10 @@
-//! The ops listener (loopback by default): statistics as JSON and Prometheus text, recent
-//! requests with filters, the client keys' limits, config status and readiness. Never serves client traffic, never
-//! shows a secret.
+//! The ops listener (loopback by default): statistics as JSON and Prometheus text, the usage
+//! history over time ranges, recent requests with filters, the client keys' limits, config
+//! status and readiness. Never serves client traffic, never shows a secret.
 
 pub mod contract;
 pub mod metrics;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/requests", web::get().to(requests))
         .route("/limits", web::get().to(limits))
+        .route("/usage", web::get().to(usage::usage))
         .route("/status", web::get().to(status))
         .route("/readyz", web::get().to(readyz));
 }
@@ -42,6 +44,7 @@ async fn stats(state: web::Data<OpsState>) -> HttpResponse {
         usage: state.accounting.stats.snapshot(),
         images: state.images.stats().snapshot(),
         deployments: state.shared.pools.stats(),
+        replicas: Vec::new(),
     })
 }
 
@@ -89,6 +92,15 @@ async fn status(state: web::Data<OpsState>) -> HttpResponse {
     })
 }
 
-async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(Readiness { ready: true })
+async fn readyz(state: web::Data<OpsState>) -> HttpResponse {
+    match state.shared.readiness.check() {
+        Ok(()) => HttpResponse::Ok().json(Readiness {
+            ready: true,
+            reason: None,
+        }),
+        Err(reason) => HttpResponse::ServiceUnavailable().json(Readiness {
+            ready: false,
+            reason: Some(reason.into()),
+        }),
+    }
 }

@@ -182,6 +182,7 @@ mod tests {
             completion_tokens: 7,
             total_tokens: 18,
             cached_tokens: 3,
+            reasoning_tokens: 0,
         }
     }
 

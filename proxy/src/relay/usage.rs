@@ -12,6 +12,10 @@ pub struct Usage {
     pub completion_tokens: u64,
     pub total_tokens: u64,
     pub cached_tokens: u64,
+    /// `completion_tokens_details.reasoning_tokens` (chat) or
+    /// `output_tokens_details.reasoning_tokens` (Responses); part of the completion tokens.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 /// The usage object of chat (`prompt_tokens`…) and Responses/images (`input_tokens`…).
@@ -24,11 +28,14 @@ pub(crate) struct WireUsage {
     total_tokens: Option<u64>,
     #[serde(alias = "input_tokens_details")]
     prompt_tokens_details: Option<WireDetails>,
+    #[serde(alias = "output_tokens_details")]
+    completion_tokens_details: Option<WireDetails>,
 }
 
 #[derive(Deserialize)]
 struct WireDetails {
     cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
 }
 
 impl From<WireUsage> for Usage {
@@ -42,6 +49,10 @@ impl From<WireUsage> for Usage {
             cached_tokens: w
                 .prompt_tokens_details
                 .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            reasoning_tokens: w
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
                 .unwrap_or(0),
         }
     }
@@ -81,29 +92,31 @@ mod tests {
 
     #[test]
     fn chat_usage_with_cached_tokens_is_read() {
-        let body = br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18,"prompt_tokens_details":{"cached_tokens":3}}}"#;
+        let body = br#"{"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18,"prompt_tokens_details":{"cached_tokens":3},"completion_tokens_details":{"reasoning_tokens":5}}}"#;
         assert_eq!(
             from_json_tail(body),
             Some(Usage {
                 prompt_tokens: 11,
                 completion_tokens: 7,
                 total_tokens: 18,
-                cached_tokens: 3
+                cached_tokens: 3,
+                reasoning_tokens: 5,
             })
         );
     }
 
     #[test]
     fn responses_usage_names_are_read() {
-        let body = br#"{"output":[{"content":[{"text":"the word \"usage\": here"}]}],"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":2},"output_tokens":4,"total_tokens":9},"user":null}"#;
+        let body = br#"{"output":[{"content":[{"text":"the word \"usage\": here"}]}],"usage":{"input_tokens":5,"input_tokens_details":{"cached_tokens":2},"output_tokens":4,"output_tokens_details":{"reasoning_tokens":3},"total_tokens":9},"user":null}"#;
         let usage = from_json_tail(body).expect("usage");
         assert_eq!(
             (
                 usage.prompt_tokens,
                 usage.completion_tokens,
-                usage.cached_tokens
+                usage.cached_tokens,
+                usage.reasoning_tokens
             ),
-            (5, 4, 2)
+            (5, 4, 2, 3)
         );
     }
 

@@ -1,9 +1,12 @@
 //! Everything a request needs that changes together on reload (config, key table, upstream
 //! credentials, deployment pools), in one immutable snapshot behind an `ArcSwap`. A request loads it once.
+//! Beside it: the config's status and the proxy's readiness.
 
+pub mod blob_source;
 pub mod reload;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
 use crate::downstream::client_keys::ClientKeyTable;
@@ -60,6 +63,51 @@ pub struct Shared {
     pub status: Mutex<ConfigStatus>,
     pub credentials: CredentialRegistry,
     pub pools: PoolRegistry,
+    pub readiness: ReadyState,
+}
+
+/// Whether a load balancer should send traffic: a config is loaded, the config source has
+/// settled (in blob mode: the first read of the blob finished, or the local cache was taken
+/// because Blob did not answer), and the proxy is not draining.
+#[derive(Debug, Default)]
+pub struct ReadyState {
+    loaded: AtomicBool,
+    settled: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl ReadyState {
+    /// Ready as soon as a config is loaded: the file source has nothing more to wait for.
+    pub fn settled() -> ReadyState {
+        let state = ReadyState::default();
+        state.source_settled();
+        state
+    }
+
+    pub fn config_loaded(&self) {
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    pub fn source_settled(&self) {
+        self.settled.store(true, Ordering::Release);
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// `Ok` when ready, else the reason (`Readiness::reason`).
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.draining.load(Ordering::Acquire) {
+            Err("draining")
+        } else if !self.loaded.load(Ordering::Acquire) {
+            Err("no_config")
+        } else if !self.settled.load(Ordering::Acquire) {
+            Err("blob_first_read")
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Shared {
@@ -68,12 +116,14 @@ impl Shared {
         status: ConfigStatus,
         credentials: CredentialRegistry,
         pools: PoolRegistry,
+        readiness: ReadyState,
     ) -> Shared {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             status: Mutex::new(status),
             credentials,
             pools,
+            readiness,
         }
     }
 

@@ -142,20 +142,48 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
         }
         None => return,
     };
+    apply_bytes(shared, bytes, Source::File(path)).await;
+}
+
+/// What became of a config version handed to [`apply_bytes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The content that is serving already.
+    Serving,
+    /// Valid: the snapshot was swapped.
+    Swapped,
+    /// Invalid: refused now, or before; the last good config keeps serving.
+    Refused,
+}
+
+/// Where a config version was read.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    File(&'a Path),
+    /// The config blob (its description, never a SAS), or the local cache of it.
+    Blob(&'a str),
+}
+
+/// Applies `bytes` (a config version read from `source`) when they differ from what was last
+/// applied or rejected: a valid version swaps the snapshot, an invalid one is refused and
+/// reported while the last good config serves.
+pub async fn apply_bytes(shared: &Shared, bytes: Vec<u8>, source: Source<'_>) -> Applied {
     let hash = sha256_hex(&bytes);
     {
         let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
         if status.sha256 == hash {
             // Back to the content that is serving: nothing is rejected any more.
             status.rejected = None;
-            return;
+            return Applied::Serving;
         }
         if status.rejected.as_ref().is_some_and(|r| r.sha256 == hash) {
-            return;
+            return Applied::Refused;
         }
     }
     let parsed = tokio::task::spawn_blocking(move || config::load(&bytes)).await;
-    let Ok(parsed) = parsed else { return };
+    let Ok(parsed) = parsed else {
+        return Applied::Refused;
+    };
     match parsed {
         Ok(config) => {
             let snapshot = Snapshot::build(config, &shared.credentials, &shared.pools);
@@ -167,16 +195,26 @@ pub async fn reload_if_changed(path: &Path, shared: &Shared) {
             status.rejected = None;
             status.ignored_keys = snapshot.config.ignored.clone();
             shared.snapshot.store(Arc::new(snapshot));
+            shared.readiness.config_loaded();
             tracing::info!(generation = status.generation, "config reloaded");
+            Applied::Swapped
         }
         Err(err) => {
-            tracing::error!(error = %err, path = %path.display(), "config file refused; the previous config keeps serving");
+            match source {
+                Source::File(path) => {
+                    tracing::error!(error = %err, path = %path.display(), "config file refused; the previous config keeps serving");
+                }
+                Source::Blob(blob) => {
+                    tracing::error!(error = %err, blob, "config blob refused; the previous config keeps serving");
+                }
+            }
             let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
             status.rejected = Some(RejectedConfig {
                 at_ms: now_ms(),
                 sha256: hash,
                 issues: err.issues(),
             });
+            Applied::Refused
         }
     }
 }

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod azure_paths;
+mod blob;
 mod client_keys;
 mod endpoints;
 mod entra;
@@ -22,3 +23,4 @@ mod streaming;
 mod timeouts;
 mod translation;
 mod uploads;
+mod usage;

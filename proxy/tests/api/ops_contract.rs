@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use proxy::ops::contract::{
-    LimitsPage, OpsStats, Readiness, RecentOutcome, RecentPage, RecentQuery, Status,
+    LimitsPage, OpsErrorBody, OpsStats, Readiness, RecentOutcome, RecentPage, RecentQuery, Status,
+    UsageGroupBy, UsagePage,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -105,6 +106,34 @@ async fn every_ops_body_reads_into_its_contract_type_and_back_unchanged() {
         "the unknown model is refused before"
     );
     assert!(limits.keys[0].budget.as_ref().is_some_and(|b| b.used > 0));
+
+    let usage: UsagePage = round_trip(&app, "/usage?group_by=model").await;
+    assert_eq!(usage.group_by, Some(UsageGroupBy::Model));
+    assert_eq!(usage.total.requests, 3);
+    assert!(
+        usage
+            .series
+            .iter()
+            .any(|s| s.total.latency_ms.p50.is_some())
+    );
+    let all: UsagePage = round_trip(&app, "/usage").await;
+    assert_eq!(all.group_by, None);
+    assert_eq!(all.series[0].points[0].counts.requests, all.total.requests);
+
+    let refused = app
+        .http
+        .get(format!("{}/usage?step=often", app.ops))
+        .send()
+        .await
+        .expect("ops request");
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.expect("body");
+    let error: OpsErrorBody = serde_json::from_str(&text).expect("the ops error shape");
+    assert_eq!(error.error.param.as_deref(), Some("step"));
+    assert_eq!(
+        serde_json::to_value(&error).expect("json"),
+        serde_json::from_str::<Value>(&text).expect("json")
+    );
 
     let ready: Readiness = round_trip(&app, "/readyz").await;
     assert!(ready.ready);

@@ -112,6 +112,21 @@ async fn sigterm_lets_a_stream_finish_then_writes_stats() {
         .status()
         .expect("kill");
     assert!(status.success());
+    // While the stream drains, the ops listener still answers, and says not ready.
+    eventually(
+        "readyz to report draining",
+        Duration::from_secs(5),
+        || async {
+            match http.get(format!("{}/readyz", running.ops)).send().await {
+                Ok(answer) if answer.status() == 503 => answer
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|body| body["reason"] == "draining"),
+                _ => false,
+            }
+        },
+    )
+    .await;
     let text = response
         .text()
         .await

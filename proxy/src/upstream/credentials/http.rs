@@ -1,6 +1,7 @@
-//! The HTTP client the Entra ID credentials use: reqwest over the same rustls roots as the
-//! upstream client (system store plus Mozilla roots), bounded by a timeout. Token requests only;
-//! never logs a request body (it carries client secrets).
+//! The HTTP client the Azure SDK clients use (Entra ID token requests, and Blob Storage in blob
+//! persistence mode): reqwest over the same rustls roots as the upstream client (system store
+//! plus Mozilla roots), bounded by a timeout, without automatic decompression. Never logs a
+//! request body (token requests carry client secrets).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,6 +5,7 @@
 
 mod entra;
 mod http;
+mod storage;
 mod token_cache;
 
 use std::collections::HashMap;
@@ -15,6 +16,8 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 use crate::config::{AuthConfig, AuthMode, EntraAuth, Secret};
 use entra::EntraSource;
+pub use http::TokenHttpClient;
+pub use storage::storage_credential;
 pub use token_cache::TokenCache;
 
 /// A credential failure, described without secrets.

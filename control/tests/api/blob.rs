@@ -1,0 +1,499 @@
+//! Control and proxy replicas in blob mode against Azurite, the real emulator: a save reaches
+//! two proxy replicas within the poll interval; two control instances saving at once get one
+//! success and one conflict; a save while Blob is down is kept locally and pushed when it is
+//! back, unless the blob changed meanwhile (then it is set aside and shown, never pushed over
+//! it); the statistics of two replicas are added up.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use control::settings::Settings as ControlSettings;
+use fake_foundry::FakeFoundry;
+use proxy::blob::{BlobStore, Fetched, PersistenceMode, WriteIf};
+use proxy::process::env::Env;
+use serde_json::{Value, json};
+use test_support::azurite::Azurite;
+use test_support::relay::Relay;
+use test_support::{InProcessProxy, eventually};
+
+use crate::helpers::*;
+
+const CONFIG_BLOB: &str = "config/config.json";
+const POLL_MS: u64 = 500;
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn blob_env(account_url: &str, sas: &str, replica: &str) -> Vec<(String, String)> {
+    vec![
+        ("PERSISTENCE_MODE".into(), "blob".into()),
+        ("AZURE_STORAGE_ACCOUNT_URL".into(), account_url.into()),
+        ("AZURE_STORAGE_SAS_TOKEN".into(), sas.into()),
+        ("BLOB_POLL_MS".into(), POLL_MS.to_string()),
+        ("BLOB_RECOVERY_INTERVAL_MS".into(), "200".into()),
+        ("REPLICA_NAME".into(), replica.into()),
+    ]
+}
+
+fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn persistence(env: &[(String, String)]) -> PersistenceMode {
+    proxy::blob::settings::read(&Env::from_pairs(&borrowed(env))).expect("blob settings")
+}
+
+fn store(azurite: &Azurite) -> BlobStore {
+    match persistence(&blob_env(&azurite.account_url(), &azurite.sas(), "test")) {
+        PersistenceMode::Blob(settings) => BlobStore::new(*settings).expect("store"),
+        PersistenceMode::File => panic!("blob mode"),
+    }
+}
+
+async fn blob_json(store: &BlobStore) -> Value {
+    match store
+        .fetch(CONFIG_BLOB, None, 1 << 20)
+        .await
+        .expect("fetch")
+    {
+        Fetched::Found(version) => serde_json::from_slice(&version.bytes).expect("json"),
+        other => panic!("no config blob: {other:?}"),
+    }
+}
+
+/// A control instance in blob mode with a data dir of its own.
+struct Control {
+    url: String,
+    config_path: PathBuf,
+    stop: control::startup::StopHandle,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Control {
+    async fn start(env: &[(String, String)], proxy_ops: Option<&str>) -> Control {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("config.json");
+        let mut settings = ControlSettings::for_config(config_path.clone());
+        settings.listen = "127.0.0.1:0".into();
+        settings.proxy_ops_url = proxy_ops.map(|u| u.parse().expect("url"));
+        settings.caddy.admin_url = None;
+        settings.workers = Some(2);
+        settings.persistence = persistence(env);
+        let app = control::startup::Application::build(settings)
+            .await
+            .expect("control builds");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        let stop = app.stop_handle();
+        actix_rt::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        Control {
+            url,
+            config_path,
+            stop,
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    fn api(&self, path: &str) -> String {
+        format!("{}/admin/api/{path}", self.url)
+    }
+
+    async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(self.api(path))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn config(&self) -> (Value, String) {
+        let body = self.get_json("config").await;
+        (
+            body["config"].clone(),
+            body["etag"].as_str().expect("etag").to_string(),
+        )
+    }
+
+    async fn save(&self, config: &Value, etag: &str) -> reqwest::Response {
+        self.http
+            .put(self.api("config"))
+            .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+            .header("x-requested-with", "test")
+            .header("origin", &self.url)
+            .header("if-match", etag)
+            .json(config)
+            .send()
+            .await
+            .expect("PUT config")
+    }
+
+    async fn warning_codes(&self) -> Vec<String> {
+        self.get_json("status").await["warnings"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .filter_map(|w| w["code"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn stop(self) {
+        self.stop.stop().await;
+    }
+}
+
+/// A proxy replica in blob mode with a data dir of its own.
+async fn replica(env: &[(String, String)]) -> (InProcessProxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = InProcessProxy::start(&dir.path().join("config.json"), &borrowed(env)).await;
+    (proxy, dir)
+}
+
+async fn serves_model(proxy: &InProcessProxy, model: &str) -> bool {
+    let Ok(response) = reqwest::Client::new()
+        .get(format!("{}/v1/models", proxy.address))
+        .bearer_auth(KEY)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    body["data"]
+        .as_array()
+        .is_some_and(|models| models.iter().any(|m| m["id"] == model))
+}
+
+/// Puts `base_config(fake)` in the blob, with the statistics written (and copied) every second.
+async fn seed(store: &BlobStore, fake: &FakeFoundry) {
+    let mut config = base_config(fake);
+    config["stats"] = json!({"flushInterval": "1s"});
+    let bytes = serde_json::to_vec_pretty(&config).expect("json");
+    store
+        .put(CONFIG_BLOB, &bytes, &WriteIf::Always)
+        .await
+        .expect("seed the blob");
+}
+
+fn with_model(config: &Value, model: &str) -> Value {
+    let mut config = config.clone();
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": model, "upstream": "fake", "targetModel": model}));
+    config
+}
+
+#[actix_web::test]
+async fn a_control_save_reaches_two_proxy_replicas_within_the_poll_interval() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let (url, sas) = (azurite.account_url(), azurite.sas());
+    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
+    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
+    let control = Control::start(&blob_env(&url, &sas, "control"), None).await;
+    for proxy in [&r1, &r2] {
+        eventually("the replica to serve the blob", LIMIT, || {
+            serves_model(proxy, "gpt-5-mini")
+        })
+        .await;
+    }
+
+    let (config, etag) = control.config().await;
+    let saved_at = Instant::now();
+    assert_eq!(
+        control
+            .save(&with_model(&config, "new-model"), &etag)
+            .await
+            .status(),
+        200
+    );
+    let mut reached = Vec::new();
+    for proxy in [&r1, &r2] {
+        eventually("the replica to apply the save", LIMIT, || {
+            serves_model(proxy, "new-model")
+        })
+        .await;
+        reached.push(saved_at.elapsed());
+    }
+    eprintln!("a save reached the replicas after {reached:?} (poll interval {POLL_MS} ms)");
+    let bound = Duration::from_millis(POLL_MS) + Duration::from_millis(1500);
+    assert!(
+        reached.iter().all(|after| *after <= bound),
+        "{reached:?} is over {bound:?}"
+    );
+    assert!(
+        blob_json(&store).await["models"]
+            .to_string()
+            .contains("new-model")
+    );
+    control.stop().await;
+    r1.stop().await;
+    r2.stop().await;
+}
+
+#[actix_web::test]
+async fn two_control_instances_saving_at_once_get_one_success_and_one_conflict() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let (url, sas) = (azurite.account_url(), azurite.sas());
+    let a = Control::start(&blob_env(&url, &sas, "a"), None).await;
+    let b = Control::start(&blob_env(&url, &sas, "b"), None).await;
+    let (config_a, etag_a) = a.config().await;
+    let (config_b, etag_b) = b.config().await;
+    assert_eq!(etag_a, etag_b);
+
+    let (change_a, change_b) = (
+        with_model(&config_a, "from-a"),
+        with_model(&config_b, "from-b"),
+    );
+    let (saved_a, saved_b) = tokio::join!(a.save(&change_a, &etag_a), b.save(&change_b, &etag_b));
+    let mut statuses = [saved_a.status().as_u16(), saved_b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409]);
+    let (winner, loser, lost_model) = if saved_a.status() == 200 {
+        (&a, &b, "from-b")
+    } else {
+        (&b, &a, "from-a")
+    };
+    let conflict: Value = if saved_a.status() == 409 {
+        saved_a.json().await.expect("json")
+    } else {
+        saved_b.json().await.expect("json")
+    };
+    assert_eq!(conflict["error"]["code"], "config_changed");
+
+    // Nothing is lost: the loser reloads (the winner's change is there) and saves again.
+    let (fresh, fresh_etag) = loser.config().await;
+    let fresh_models = fresh["models"].to_string();
+    assert!(fresh_models.contains("from-a") || fresh_models.contains("from-b"));
+    assert_eq!(
+        loser
+            .save(&with_model(&fresh, lost_model), &fresh_etag)
+            .await
+            .status(),
+        200
+    );
+    let models = blob_json(&store).await["models"].to_string();
+    assert!(
+        models.contains("from-a") && models.contains("from-b"),
+        "{models}"
+    );
+    winner.get_json("config").await;
+    a.stop().await;
+    b.stop().await;
+}
+
+#[actix_web::test]
+async fn a_save_while_blob_is_down_is_kept_locally_and_pushed_when_blob_is_back() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let relay = Relay::start(azurite.port);
+    let url = format!("http://127.0.0.1:{}/devstoreaccount1", relay.port);
+    let control = Control::start(&blob_env(&url, &azurite.sas(), "c"), None).await;
+    let (config, _) = control.config().await;
+
+    relay.cut();
+    eventually("control to see Blob down", LIMIT, || async {
+        control
+            .warning_codes()
+            .await
+            .contains(&"blob_unreachable".to_string())
+    })
+    .await;
+    let (config_now, etag) = control.config().await;
+    assert_eq!(
+        config_now["models"], config["models"],
+        "the local cache serves"
+    );
+    assert_eq!(
+        control
+            .save(&with_model(&config_now, "while-down"), &etag)
+            .await
+            .status(),
+        200
+    );
+    assert!(
+        control
+            .warning_codes()
+            .await
+            .contains(&"blob_pending".to_string())
+    );
+    assert!(
+        !blob_json(&store).await["models"]
+            .to_string()
+            .contains("while-down")
+    );
+    let cached: Value =
+        serde_json::from_slice(&std::fs::read(&control.config_path).expect("cache")).expect("json");
+    assert!(cached["models"].to_string().contains("while-down"));
+
+    relay.restore();
+    eventually("the change to be pushed", LIMIT, || async {
+        blob_json(&store).await["models"]
+            .to_string()
+            .contains("while-down")
+    })
+    .await;
+    eventually("the pending warning to clear", LIMIT, || async {
+        let codes = control.warning_codes().await;
+        !codes.contains(&"blob_pending".to_string())
+            && !codes.contains(&"blob_unreachable".to_string())
+    })
+    .await;
+    control.stop().await;
+}
+
+#[actix_web::test]
+async fn a_change_saved_while_down_is_set_aside_when_the_blob_changed_meanwhile() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let relay = Relay::start(azurite.port);
+    let url = format!("http://127.0.0.1:{}/devstoreaccount1", relay.port);
+    let control = Control::start(&blob_env(&url, &azurite.sas(), "c"), None).await;
+    control.config().await;
+
+    relay.cut();
+    eventually("control to see Blob down", LIMIT, || async {
+        control
+            .warning_codes()
+            .await
+            .contains(&"blob_unreachable".to_string())
+    })
+    .await;
+    let (config, etag) = control.config().await;
+    assert_eq!(
+        control
+            .save(&with_model(&config, "local-change"), &etag)
+            .await
+            .status(),
+        200
+    );
+    // Someone else changes the blob meanwhile (another control, reaching Blob).
+    let mut elsewhere = base_config(&fake);
+    elsewhere["notes"] = json!({"changed": "elsewhere"});
+    store
+        .put(
+            CONFIG_BLOB,
+            &serde_json::to_vec_pretty(&elsewhere).expect("json"),
+            &WriteIf::Always,
+        )
+        .await
+        .expect("a change elsewhere");
+
+    relay.restore();
+    eventually("the conflict to be shown", LIMIT, || async {
+        control
+            .warning_codes()
+            .await
+            .contains(&"blob_unpushed".to_string())
+    })
+    .await;
+    let blob = blob_json(&store).await;
+    assert_eq!(blob["notes"]["changed"], "elsewhere", "never overwritten");
+    assert!(!blob["models"].to_string().contains("local-change"));
+    let status = control.get_json("status").await;
+    let warning = status["warnings"]
+        .as_array()
+        .and_then(|w| w.iter().find(|w| w["code"] == "blob_unpushed").cloned())
+        .expect("the warning");
+    let kept = warning["detail"].as_str().expect("the file");
+    let kept: Value = serde_json::from_slice(&std::fs::read(kept).expect("kept")).expect("json");
+    assert!(
+        kept["models"].to_string().contains("local-change"),
+        "not lost"
+    );
+    let (now, _) = control.config().await;
+    assert_eq!(now["notes"]["changed"], "elsewhere");
+    control.stop().await;
+}
+
+#[actix_web::test]
+async fn the_statistics_of_two_replicas_are_added_up() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let (url, sas) = (azurite.account_url(), azurite.sas());
+    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
+    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
+    let http = reqwest::Client::new();
+    for (proxy, count) in [(&r1, 2), (&r2, 3)] {
+        eventually("the replica to serve", LIMIT, || {
+            serves_model(proxy, "gpt-5-mini")
+        })
+        .await;
+        for _ in 0..count {
+            let response = http
+                .post(format!("{}/v1/chat/completions", proxy.address))
+                .bearer_auth(KEY)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .expect("chat");
+            assert_eq!(response.status(), 200);
+        }
+    }
+    // r2 copies its statistics to its blob when it stops (and every 30 s while it runs).
+    r2.stop().await;
+    let control = Control::start(&blob_env(&url, &sas, "control"), Some(&r1.ops)).await;
+    let stats = control.get_json("stats").await;
+    assert_eq!(stats["total"]["requests"], 5, "{stats:#}");
+    assert_eq!(stats["by_model"]["gpt-5-mini"]["requests"], 5);
+    let replicas = stats["replicas"].as_array().expect("replicas");
+    let named = |name: &str| {
+        replicas
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {replicas:?}"))
+            .clone()
+    };
+    assert_eq!(named("r1")["live"], true);
+    assert_eq!(named("r1")["requests"], 2);
+    assert_eq!(named("r2")["requests"], 3);
+
+    // The usage history of both, as one (r1 copies its history files every second).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let query = format!(
+        "usage/merged?from={}&to={}&step=1m&group_by=model",
+        now_ms - 3_600_000,
+        now_ms + 120_000
+    );
+    eventually(
+        "the merged usage history to hold both replicas",
+        LIMIT,
+        || async { control.get_json(&query).await["total"]["requests"] == 5 },
+    )
+    .await;
+    let usage = control.get_json(&query).await;
+    assert_eq!(usage["series"][0]["group"], "gpt-5-mini");
+    control.stop().await;
+    r1.stop().await;
+}
