@@ -71,7 +71,8 @@ ${rows.join('\n')}
 The whole request path for one image in a chat body (pre-check, body walk, base64 in and out,
 worker hand-off, splice), median: ${request}.
 
-Machine: ${os.cpus()[0].model}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; ${os.type()} ${os.release()}.
+Machine: ${os.cpus()[0].model}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; ${os.type()} ${os.release()};
+load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (1, 5, 15 min) when the run ended.
 Versions: ${process.env.RUSTC_VERSION || 'rustc'}; sharp ${sharp.sharp} (libvips ${sharp.vips}), node ${process.version}.
 ${gateway.iterations} iterations per input. Measured ${new Date().toISOString().slice(0, 10)} with \`bench/images/run.sh\`.
 ${END}`;

@@ -66,7 +66,10 @@ pub fn report(dir: &Path, cases: &[(&str, &str, &str)]) -> anyhow::Result<()> {
             "butteraugli_3norm": butteraugli_3norm,
         }));
     }
-    println!("{}", serde_json::to_string_pretty(&json!({ "scores": scores }))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "scores": scores }))?
+    );
     Ok(())
 }
 

@@ -343,7 +343,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_busy_worker_is_not_renewed() {
-        let pool = WorkerPool::with_idle_release(1, 4, Duration::from_secs(60), || ()).expect("pool");
+        let pool =
+            WorkerPool::with_idle_release(1, 4, Duration::from_secs(60), || ()).expect("pool");
         let ids = [
             pool.submit(|| std::thread::current().id())
                 .expect("queued")
