@@ -6,10 +6,9 @@
 //! worker that has had no job for [`IDLE_RELEASE`] since its last one first runs the pool's
 //! release hook (which frees those buffers while the thread's allocator heap is still live),
 //! then hands its place to a fresh thread and ends, and the allocator takes back the thread's
-//! heap. Buffers left for the thread-local destructors instead would be freed after the
-//! allocator has let go of the heap, into pages that no thread then gives back. The fresh
-//! thread, if no job comes within [`SETTLE_AFTER`], makes the allocator return what was freed
-//! to the system (see [`settle_allocator`]).
+//! heap. (Left to the thread-local destructors, which run while the thread ends, those buffers
+//! were measured to stay resident.) The fresh thread, if no job comes within [`SETTLE_AFTER`],
+//! makes the allocator return what was freed to the system (see [`settle_allocator`]).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
