@@ -18,19 +18,40 @@ COPY stack-tests/Cargo.toml stack-tests/
 COPY test-support/Cargo.toml test-support/
 COPY bench/images/Cargo.toml bench/images/
 COPY bench/gateway/Cargo.toml bench/gateway/
-RUN for crate in proxy control fake-foundry stack-tests test-support bench/images bench/gateway; do \
+COPY bench/soak/Cargo.toml bench/soak/
+COPY sdk-tests/Cargo.toml sdk-tests/
+RUN for crate in proxy control fake-foundry stack-tests test-support bench/images bench/gateway \
+        bench/soak sdk-tests; do \
         mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
     && cargo build --release --locked -p proxy -p control
 
-# Only what the two binaries are built from, so that other changes reuse the layer below.
+# Only what the two binaries are built from, so that other changes reuse the layer below. The
+# example config is built into both: they create config.json from it on first start. The
+# operator's own config never enters the build context (.dockerignore).
 COPY proxy proxy
 COPY control control
 COPY caddy caddy
+COPY data/config.example.json data/
 # The copied sources are older than the empty crates built above: make cargo rebuild them.
 RUN find proxy control -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p proxy -p control \
     && cp target/release/proxy target/release/control /usr/local/bin/
+
+# fake-foundry, the fake Azure upstream of docker-compose.yml's `fake` profile: an image of its
+# own (`--target fake-foundry`), never part of the gateway's.
+FROM build AS fake-foundry-build
+COPY fake-foundry fake-foundry
+RUN find fake-foundry -name '*.rs' -exec touch {} + \
+    && cargo build --release --locked -p fake-foundry \
+    && cp target/release/fake-foundry /usr/local/bin/
+
+FROM debian:bookworm-slim AS fake-foundry
+COPY --from=fake-foundry-build /usr/local/bin/fake-foundry /usr/local/bin/
+USER 10001
+EXPOSE 8081
+ENTRYPOINT ["fake-foundry"]
+CMD ["--host", "0.0.0.0", "--port", "8081"]
 
 # A current Caddy (Debian's 2.6 cuts live SSE streams on every reload), allowed to bind 443
 # without root. Set apart, so that the runtime image holds the binary once and no libcap tools.
@@ -54,7 +75,6 @@ COPY --from=build /usr/local/bin/proxy /usr/local/bin/control /usr/local/bin/
 COPY supervisord.conf /app/
 COPY container/ /app/container/
 COPY caddy/bootstrap.Caddyfile /app/caddy/
-COPY data/config.json /app/defaults/config.json
 
 # entrypoint.sh has the defaults of every path and port; these are the ones worth knowing, and
 # the ones `supervisorctl` needs to read /app/supervisord.conf in `docker exec`.

@@ -7,12 +7,14 @@ set -eu
 export GATEWAY_HOME="${GATEWAY_HOME:-/app}"
 export DATA_DIR="${DATA_DIR:-/app/data}"
 export CONFIG_PATH="${CONFIG_PATH:-$DATA_DIR/config.json}"
-# Caddy takes the public ports; the proxy and control listen on loopback only.
-export PROXY_LISTEN="${PROXY_LISTEN:-127.0.0.1:8080}"
-export PROXY_URL="${PROXY_URL:-http://$PROXY_LISTEN}"
-export PROXY_UPSTREAM="${PROXY_UPSTREAM:-$PROXY_LISTEN}"
+# Caddy takes the public ports; the proxy and control listen on loopback only. These are the
+# binaries' own defaults; they are set here so that an operator's config.json with the
+# original's server.host/server.port (0.0.0.0:3000) cannot take Caddy's port. control reads
+# the same PROXY_LISTEN to find the proxy (and PROXY_OPS_LISTEN, when set, for its ops
+# listener), and Caddy and control read the same CADDY_ADMIN.
+export PROXY_LISTEN="${PROXY_LISTEN:-127.0.0.1:3003}"
 export CONTROL_LISTEN="${CONTROL_LISTEN:-127.0.0.1:3001}"
-export CADDY_ADMIN="${CADDY_ADMIN:-http://127.0.0.1:2019}"
+export CADDY_ADMIN="${CADDY_ADMIN:-127.0.0.1:2019}"
 export CADDY_HTTP_PORT="${CADDY_HTTP_PORT:-3000}"
 export CADDYFILE_PATH="${CADDYFILE_PATH:-$DATA_DIR/Caddyfile}"
 export CADDY_BOOTSTRAP="${CADDY_BOOTSTRAP:-$GATEWAY_HOME/caddy/bootstrap.Caddyfile}"
@@ -20,7 +22,6 @@ export CADDY_BOOTSTRAP="${CADDY_BOOTSTRAP:-$GATEWAY_HOME/caddy/bootstrap.Caddyfi
 export SHUTDOWN_GRACE_SECS="${SHUTDOWN_GRACE_SECS:-8}"
 export PROXY_STOP_WAIT_SECS=$((SHUTDOWN_GRACE_SECS + 5))
 export SUPERVISOR_RUN_DIR="${SUPERVISOR_RUN_DIR:-/tmp}"
-default_config="${DEFAULT_CONFIG:-$GATEWAY_HOME/defaults/config.json}"
 
 say() { echo "entrypoint | $*"; }
 
@@ -47,12 +48,8 @@ if [ ! -d "$DATA_DIR/caddy" ]; then
     mkdir -p "$DATA_DIR/caddy"
     own "$DATA_DIR/caddy"
 fi
-if [ ! -e "$CONFIG_PATH" ]; then
-    cp "$default_config" "$CONFIG_PATH.first-start"
-    own "$CONFIG_PATH.first-start"
-    mv "$CONFIG_PATH.first-start" "$CONFIG_PATH"
-    say "no config at $CONFIG_PATH: wrote the default one (admin login admin/admin and client key CHANGEME: change both)"
-fi
+# A missing config.json is created from the example by the proxy and control themselves, as
+# the user they run as, so that it belongs to that user.
 
 supervisord_cmd="supervisord --configuration $GATEWAY_HOME/supervisord.conf"
 if [ -n "$run_as" ]; then
@@ -67,7 +64,8 @@ if [ -n "$run_as" ]; then
         fi
     done
     # A share that does not take ownership (some SMB mounts) may still be writable by anyone.
-    if $drop sh -c 'test -w "$1" && test -w "$1/caddy" && test -w "$2"' check "$DATA_DIR" "$CONFIG_PATH"; then
+    if $drop sh -c 'test -w "$1" && test -w "$1/caddy" && { test -w "$2" || test ! -e "$2"; }' \
+        check "$DATA_DIR" "$CONFIG_PATH"; then
         say "running as uid $uid, gid $gid"
         # shellcheck disable=SC2086
         exec $drop $supervisord_cmd

@@ -13,7 +13,7 @@
 #
 # Environment: ENGINE (podman), IMAGE (aoai-gateway:test), BUILD_FLAGS (extra build flags; for
 # podman, "--isolation chroot" where the host needs it), KEEP=1 keeps the data dir.
-# The container runs with the host's network, so ports 3000, 443, 2019, 3001, 3002 and 8080
+# The container runs with the host's network, so ports 3000, 443, 2019, 3001, 3002 and 3003
 # must be free; a fake Foundry upstream (the fake-foundry binary) runs on the host.
 set -euo pipefail
 
@@ -91,7 +91,7 @@ start=$(now_ms)
 run_container
 wait_for 60 ready || fail "the container never became ready"
 startup_ms=$(( $(now_ms) - start ))
-grep -q YOUR-RESOURCE-NAME "$data/config.json" || fail "the default config was not copied"
+grep -q YOUR-RESOURCE-NAME "$data/config.json" || fail "config.json was not created from the example"
 for program in caddy proxy control; do
     pid=$(supervisorctl pid "$program")
     uid=$("$engine" exec "$name" awk '/^Uid:/ {print $2}' "/proc/$pid/status")
@@ -102,7 +102,7 @@ proxy_logged() { "$engine" logs "$name" 2>&1 | grep -q '^proxy   | {'; }
 wait_for 10 proxy_logged || fail "no proxy lines in the container log"
 "$engine" healthcheck run "$name" || fail "the health check failed"
 
-log "pointing the config at the fake upstream, with a TLS site"
+log "pointing the config at the fake upstream, with a TLS site and an admin password"
 python3 - "$data/config.json" "$fake_port" <<'PY'
 import json, sys
 path, port = sys.argv[1], int(sys.argv[2])
@@ -110,6 +110,7 @@ config = json.load(open(path))
 config["upstreams"][0]["baseUrl"] = f"http://127.0.0.1:{port}"
 config["auth"] = {"mode": "apiKey", "apiKey": "upstream-secret"}
 config["server"]["caddy"].update({"enabled": True, "domain": "gateway.test", "httpsPort": 443})
+config["server"]["adminAuth"]["password"] = "container-test-password"
 json.dump(config, open(path + ".new", "w"), indent=2)
 PY
 mv "$data/config.json.new" "$data/config.json"
@@ -139,7 +140,7 @@ failed=$(grep -vc '^200$' "$work/traffic" || true)
 log "proxy back after ${recovered_ms} ms; $failed of $total requests failed meanwhile"
 
 log "a config saved through the admin API"
-admin=(-s -m 10 -u admin:admin -H 'x-requested-with: container-test' -H 'origin: http://127.0.0.1:3000')
+admin=(-s -m 10 -u admin:container-test-password -H 'x-requested-with: container-test' -H 'origin: http://127.0.0.1:3000')
 curl "${admin[@]}" -D "$work/headers" http://127.0.0.1:3000/admin/api/config >"$work/config.get"
 python3 - "$work/config.get" >"$work/config.put" <<'PY'
 import json, sys

@@ -3,6 +3,11 @@
 //! attempts throttled per client address. Guards every path under the admin path, with one
 //! exception: while there is no config.json, nobody can log in, and the UI's own files (which
 //! hold no secret) are served without a login so that the page can say how to create the file.
+//!
+//! The shipped password `admin` is accepted only from loopback and private networks, so that a
+//! gateway started with the example config on a public address cannot be taken over; and while
+//! it is in place, the API refuses every change but a save of the config (which `store` accepts
+//! only with another password): the first thing an operator does is change it.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -34,7 +39,9 @@ pub async fn require_login(
             .into_response(err.error_response())
             .map_into_right_body());
     };
-    match check(&state, &req) {
+    match check(&state, &req)
+        .and_then(|user| refuse_changes_before_a_new_password(&state, &req, user))
+    {
         Ok(user) => {
             req.extensions_mut().insert(AdminUser(user));
             Ok(next.call(req).await?.map_into_left_body())
@@ -65,6 +72,10 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Option<String>, Admin
     };
     if credentials_match(&user, &pass, username, password) {
         state.throttle.succeeded(ip);
+        if credentials.is_default_password() && !on_private_network(ip) {
+            tracing::warn!(client = %ip, "admin login with the default password refused from a public address");
+            return Err(AdminError::DefaultPasswordRemote);
+        }
         Ok(Some(user))
     } else {
         tracing::warn!(client = %ip, "failed admin login");
@@ -72,6 +83,44 @@ fn check(state: &AppState, req: &ServiceRequest) -> Result<Option<String>, Admin
             Some(lockout) => Err(AdminError::Throttled(lockout)),
             None => Err(AdminError::Unauthorized),
         }
+    }
+}
+
+/// While the password is the default, only reads and the config save that changes it (and
+/// its validation) get through.
+fn refuse_changes_before_a_new_password(
+    state: &AppState,
+    req: &ServiceRequest,
+    user: Option<String>,
+) -> Result<Option<String>, AdminError> {
+    use actix_web::http::Method;
+    if !state.store.credentials().is_default_password() {
+        return Ok(user);
+    }
+    let method = req.method();
+    let allowed = method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::PUT && req.path() == "/api/config")
+        || (method == Method::POST && req.path() == "/api/config/validate");
+    if allowed {
+        Ok(user)
+    } else {
+        Err(AdminError::PasswordChangeRequired)
+    }
+}
+
+/// Loopback, private (RFC 1918, IPv6 unique local) and link-local addresses: the machine
+/// itself, a container host, a LAN or a VNet.
+pub fn on_private_network(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => on_private_network(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -144,6 +193,32 @@ mod tests {
             basic_credentials(&req),
             Some(("admin".into(), "pa:ss".into()))
         );
+    }
+
+    #[test]
+    fn private_networks_are_told_from_public_addresses() {
+        for local in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.17.0.1",
+            "192.168.1.20",
+            "169.254.1.1",
+            "::1",
+            "fd00::5",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(on_private_network(local.parse().expect("ip")), "{local}");
+        }
+        for public in [
+            "203.0.113.9",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2001:db8::1",
+            "::ffff:1.1.1.1",
+        ] {
+            assert!(!on_private_network(public.parse().expect("ip")), "{public}");
+        }
     }
 
     #[test]

@@ -22,6 +22,14 @@ pub enum AdminError {
     #[error("{0}")]
     CrossSite(&'static str),
     #[error(
+        "the admin password is still the default \"admin\", which is accepted only from this machine or a private network: set server.adminAuth.password in config.json first"
+    )]
+    DefaultPasswordRemote,
+    #[error(
+        "the admin password is still the default \"admin\": change it first (Server & admin login, or server.adminAuth.password in config.json); nothing else can be changed until then"
+    )]
+    PasswordChangeRequired,
+    #[error(
         "the admin UI does not answer to the host name \"{0}\": reach it by IP address or localhost, or add the name to CONTROL_ALLOWED_HOSTS (or set it as server.caddy.domain)"
     )]
     UnknownHost(String),
@@ -47,10 +55,23 @@ pub enum AdminError {
     NoConfig,
 
     // Upstream: a process control depends on failed (502/504).
-    #[error("the proxy's ops listener at {url} is not reachable: {cause}")]
-    ProxyOpsUnreachable { url: String, cause: String },
-    #[error("the proxy at {url} is not reachable: {cause}")]
-    ProxyUnreachable { url: String, cause: String },
+    /// `from` names where the address came from: a variable, or the config's keys.
+    #[error(
+        "the proxy's ops listener at {url} (from {from}) is not reachable: {cause}. Is the proxy running? If its ops listener is elsewhere, give control the same PROXY_OPS_LISTEN as the proxy"
+    )]
+    ProxyOpsUnreachable {
+        url: String,
+        from: &'static str,
+        cause: String,
+    },
+    #[error(
+        "the proxy at {url} (from {from}) is not reachable: {cause}. Is the proxy running? If it listens elsewhere, give control the same PROXY_LISTEN as the proxy"
+    )]
+    ProxyUnreachable {
+        url: String,
+        from: &'static str,
+        cause: String,
+    },
     #[error("Caddy's admin API is not configured (CADDY_ADMIN=off)")]
     CaddyDisabled,
 
@@ -65,6 +86,8 @@ impl AdminError {
             AdminError::Unauthorized => "unauthorized",
             AdminError::Throttled(_) => "too_many_attempts",
             AdminError::CrossSite(_) => "cross_site_request",
+            AdminError::DefaultPasswordRemote => "default_password_remote",
+            AdminError::PasswordChangeRequired => "password_change_required",
             AdminError::UnknownHost(_) => "unknown_host",
             AdminError::PreconditionRequired => "precondition_required",
             AdminError::Conflict { .. } => "config_changed",
@@ -115,7 +138,9 @@ impl ResponseError for AdminError {
         match self {
             AdminError::Unauthorized => StatusCode::UNAUTHORIZED,
             AdminError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
-            AdminError::CrossSite(_) => StatusCode::FORBIDDEN,
+            AdminError::CrossSite(_)
+            | AdminError::DefaultPasswordRemote
+            | AdminError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             AdminError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,

@@ -8,6 +8,7 @@ pub mod caddy;
 pub mod client_keys;
 pub mod cross_site;
 pub mod errors;
+pub mod file_shape;
 pub mod host_check;
 pub mod masking;
 pub mod mount;

@@ -1,6 +1,6 @@
-//! Builds the control application: opens config.json, binds the admin listener (port 0 works),
-//! renders the Caddyfile and starts the Caddy loader and the config.json poll, and runs until
-//! a stop signal.
+//! Builds the control application: opens config.json (created from the example when missing),
+//! binds the admin listener (port 0 works), renders the Caddyfile and starts the Caddy loader
+//! and the config.json poll, and runs until a stop signal.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use proxy::blob::PersistenceMode;
 use proxy::process::atomic_file::remove_stale_temporaries;
+use proxy::process::first_start::create_config_if_missing;
 use proxy::process::signals::StopSignals;
-use url::Url;
 
 use crate::api::{self, AppState};
 use crate::blob_backend::BlobBackend;
@@ -23,7 +23,7 @@ use crate::caddy::loader::CaddyLoader;
 use crate::caddy::sync::{CaddySync, RenderInputs};
 use crate::errors::AdminError;
 use crate::proxy_ops::ProxyOps;
-use crate::settings::Settings;
+use crate::settings::{Settings, host_port_of};
 use crate::store::{AdminCredentials, ConfigStore};
 use crate::throttle::LoginThrottle;
 use crate::{admin_auth, cross_site, host_check, mount, ui};
@@ -50,6 +50,14 @@ impl StopHandle {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        if settings.create_missing_config {
+            let path = settings.config_path.clone();
+            let example = settings.config_example.clone();
+            tokio::task::spawn_blocking(move || {
+                create_config_if_missing(&path, example.as_deref())
+            })
+            .await??;
+        }
         let path = settings.config_path.clone();
         let persistence = settings.persistence.clone();
         let store = Arc::new(
@@ -94,7 +102,7 @@ impl Application {
                 .caddy
                 .admin_url
                 .as_ref()
-                .and_then(admin_listen)
+                .and_then(host_port_of)
                 .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into()),
             http_port: settings.caddy.http_port,
             control_upstream: settings.control_upstream(port),
@@ -125,7 +133,11 @@ impl Application {
         )));
 
         let state = web::Data::new(AppState {
-            ops: ProxyOps::new(settings.proxy_ops_url.clone(), http.clone()),
+            ops: ProxyOps::new(
+                settings.proxy_ops_url.clone(),
+                settings.proxy_ops_from,
+                http.clone(),
+            ),
             proxy_url: settings.proxy_url.clone(),
             throttle: LoginThrottle::new(settings.throttle.clone()),
             settings: settings.clone(),
@@ -214,16 +226,6 @@ async fn not_found() -> Result<actix_web::HttpResponse, AdminError> {
     Err(AdminError::NotFound("not found".into()))
 }
 
-/// `host:port` of an admin API URL, as Caddy's `admin` option takes it.
-fn admin_listen(url: &Url) -> Option<String> {
-    let port = url.port_or_known_default()?;
-    let host = match url.host()? {
-        url::Host::Ipv6(ip) => format!("[{ip}]"),
-        other => other.to_string(),
-    };
-    Some(format!("{host}:{port}"))
-}
-
 fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
     match &*store.credentials() {
         AdminCredentials::Open => tracing::warn!(
@@ -233,7 +235,7 @@ fn log_start_warnings(store: &ConfigStore) -> anyhow::Result<()> {
             "config.json cannot be read as a config: the admin login is locked until the file is fixed by hand"
         ),
         credentials if credentials.is_default_password() => tracing::warn!(
-            "the admin password is still the default \"admin\": change server.adminAuth.password"
+            "the admin password is still the default \"admin\": it is accepted only from loopback and private networks, and the admin UI changes nothing else until it is changed (server.adminAuth.password)"
         ),
         AdminCredentials::NoConfig => tracing::error!(
             "config.json does not exist: the admin login is closed until the file is created by hand"

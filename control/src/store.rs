@@ -1,6 +1,7 @@
 //! config.json on disk: reading it with its ETag, and the only writer of it. A save validates
-//! with the proxy's own schema code, refuses a stale `If-Match`, keeps the previous file as
-//! `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
+//! with the proxy's own schema code, refuses a stale `If-Match`, writes the config in the
+//! file's own shape (`file_shape`: its keys and order, no filled-in defaults), keeps the previous
+//! file as `config.json.bak` and replaces the file atomically. Saves are serialized; never leaves a
 //! half-written file. In blob mode the same rules hold with the config blob as the place read
 //! and written (`blob_backend`). Blocking: call from a blocking pool.
 
@@ -19,6 +20,7 @@ use proxy::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_fi
 
 use crate::blob_backend::BlobBackend;
 use crate::errors::AdminError;
+use crate::file_shape;
 use crate::masking::unmask;
 
 /// The ETag of a config file that does not exist yet.
@@ -218,41 +220,53 @@ impl ConfigStore {
 
     /// Reads and validates the file (or the blob) as it is now.
     pub fn read(&self) -> anyhow::Result<OnDisk> {
+        Ok(self.read_with_bytes()?.0)
+    }
+
+    /// The file (or the blob) as it is now, and its bytes when it could be read.
+    fn read_with_bytes(&self) -> anyhow::Result<(OnDisk, Option<Vec<u8>>)> {
         if let Some(blob) = &self.blob {
             let loaded = blob.load()?;
             return Ok(match loaded.bytes {
-                None => OnDisk {
-                    etag: ABSENT_ETAG.into(),
-                    sha256: None,
-                    modified_ms: None,
-                    content: Content::Missing,
-                    version: loaded.version,
-                },
-                Some(bytes) => OnDisk {
-                    etag: etag_of(&bytes),
-                    sha256: Some(sha256_hex(&bytes)),
-                    modified_ms: None,
-                    content: parse(&bytes),
-                    version: loaded.version,
-                },
+                None => (
+                    OnDisk {
+                        etag: ABSENT_ETAG.into(),
+                        sha256: None,
+                        modified_ms: None,
+                        content: Content::Missing,
+                        version: loaded.version,
+                    },
+                    None,
+                ),
+                Some(bytes) => (
+                    OnDisk {
+                        etag: etag_of(&bytes),
+                        sha256: Some(sha256_hex(&bytes)),
+                        modified_ms: None,
+                        content: parse(&bytes),
+                        version: loaded.version,
+                    },
+                    Some(bytes),
+                ),
             });
         }
         let bytes = match read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
             Ok(bytes) => bytes,
             Err(FileError::Missing) => {
-                return Ok(OnDisk {
+                let missing = OnDisk {
                     etag: ABSENT_ETAG.into(),
                     sha256: None,
                     modified_ms: None,
                     content: Content::Missing,
                     version: String::new(),
-                });
+                };
+                return Ok((missing, None));
             }
             // A FIFO, a device, a directory, an oversized or unreadable file: reported like a
             // file that is not JSON; a save (with this ETag) replaces it.
             Err(err) => {
                 let message = err.to_string();
-                return Ok(OnDisk {
+                let unreadable = OnDisk {
                     etag: etag_of(message.as_bytes()),
                     sha256: None,
                     modified_ms: None,
@@ -261,20 +275,22 @@ impl ConfigStore {
                         message,
                     }),
                     version: String::new(),
-                });
+                };
+                return Ok((unreadable, None));
             }
         };
         let modified_ms = fs::metadata(&self.path)
             .and_then(|m| m.modified())
             .ok()
             .map(epoch_ms);
-        Ok(OnDisk {
+        let on_disk = OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),
             modified_ms,
             content: parse(&bytes),
             version: String::new(),
-        })
+        };
+        Ok((on_disk, Some(bytes)))
     }
 
     /// The last valid config seen on disk.
@@ -337,6 +353,7 @@ impl ConfigStore {
     pub fn check(&self, mut submitted: RawConfig) -> anyhow::Result<Vec<ConfigIssue>> {
         let current = self.read()?;
         let mut issues = unmask(&mut submitted, current.raw());
+        issues.extend(default_password_issue(&submitted));
         let bytes = serialize(&normalize(submitted))?;
         if let Err(err) = config::load(&bytes) {
             issues.extend(err.issues());
@@ -370,12 +387,14 @@ impl ConfigStore {
         next: impl FnOnce(&OnDisk) -> Result<(RawConfig, Vec<ConfigIssue>), AdminError>,
     ) -> Result<Saved, AdminError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self
-            .read()
+        let (current, previous) = self
+            .read_with_bytes()
             .map_err(AdminError::internal("reading config.json"))?;
         let (raw, mut issues) = next(&current)?;
         let raw = normalize(raw);
-        let bytes = serialize(&raw).map_err(AdminError::internal("serializing the config"))?;
+
+        let bytes = file_shape::shaped(&raw, previous.as_deref())
+            .map_err(AdminError::internal("serializing the config"))?;
         if bytes.len() > CONFIG_FILE_LIMIT {
             issues.push(ConfigIssue {
                 path: "(file)".into(),
@@ -386,6 +405,7 @@ impl ConfigStore {
             });
             return Err(AdminError::InvalidConfig(issues));
         }
+        issues.extend(default_password_issue(&raw));
         let validated = match config::load(&bytes) {
             Ok(validated) if issues.is_empty() => validated,
             Ok(_) => return Err(AdminError::InvalidConfig(issues)),
@@ -419,8 +439,8 @@ impl ConfigStore {
                 });
             }
         } else {
-            if let Ok(previous) = read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
-                write_atomically(&self.backup_path, &previous)
+            if let Some(previous) = &previous {
+                write_atomically(&self.backup_path, previous)
                     .map_err(AdminError::internal("writing config.json.bak"))?;
             }
             write_atomically(&self.path, &bytes)
@@ -458,6 +478,19 @@ fn parse(bytes: &[u8]) -> Content {
     }
 }
 
+/// control never writes the shipped password: a file created from the example has it, and the
+/// first save from the admin UI must replace it (a hand edit may still set anything).
+fn default_password_issue(raw: &RawConfig) -> Option<ConfigIssue> {
+    AdminCredentials::from_raw(raw)
+        .is_default_password()
+        .then(|| ConfigIssue {
+            path: "server.adminAuth.password".into(),
+            message: format!(
+                "must not be the default \"{DEFAULT_PASSWORD}\": choose a password of your own"
+            ),
+        })
+}
+
 /// What control writes is explicit: a key without `status` is written as active.
 fn normalize(mut raw: RawConfig) -> RawConfig {
     for key in &mut raw.client_keys {
@@ -487,8 +520,33 @@ mod tests {
         (dir, store)
     }
 
-    fn raw_of(value: serde_json::Value) -> RawConfig {
+    /// `value` as submitted, with an admin password of its own unless it sets one.
+    fn raw_of(mut value: serde_json::Value) -> RawConfig {
+        if value["server"]["adminAuth"]["password"].is_null() {
+            value["server"]["adminAuth"]["password"] = json!("s3cret");
+        }
         config::parse_raw(value.to_string().as_bytes()).expect("parses")
+    }
+
+    #[test]
+    fn the_default_password_is_never_written() {
+        let (_dir, store) = store_with(&json!({}));
+        let before = fs::read(store.path()).expect("read");
+        let submitted = json!({"server": {"adminAuth": {"password": DEFAULT_PASSWORD}}});
+        let result = store.save(raw_of(submitted.clone()), None);
+        let Err(AdminError::InvalidConfig(issues)) = result else {
+            panic!("expected a refusal, got {result:?}");
+        };
+        assert_eq!(issues[0].path, "server.adminAuth.password");
+        assert_eq!(fs::read(store.path()).expect("read"), before);
+        assert_eq!(
+            store.check(raw_of(submitted)).expect("checks")[0].path,
+            "server.adminAuth.password"
+        );
+        let disabled = json!({"server": {"adminAuth": {"enabled": false, "password": "admin"}}});
+        store
+            .save(raw_of(disabled), None)
+            .expect("no login, no password");
     }
 
     #[test]
@@ -626,7 +684,7 @@ mod tests {
         assert_eq!(*store.credentials(), AdminCredentials::NoConfig);
         assert_eq!(store.read().expect("read").etag, ABSENT_ETAG);
         store
-            .save(RawConfig::default(), Some(ABSENT_ETAG))
+            .save(raw_of(json!({})), Some(ABSENT_ETAG))
             .expect("saves");
         assert!(path.exists());
     }

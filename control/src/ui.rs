@@ -1,5 +1,6 @@
 //! The admin UI: plain HTML, CSS and JavaScript built into the binary (no front-end build
-//! step), served under the admin path. Never inlines scripts, so the CSP can forbid them.
+//! step), served under the admin path, with the vendored chart library (`ui/vendor/`). Never
+//! inlines scripts, so the CSP can forbid them; serves only the files listed here.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
@@ -9,7 +10,7 @@ use crate::errors::AdminError;
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 
 /// `(name, content type, content)` of every asset.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 7] = [
     (
         "app.js",
         "text/javascript; charset=utf-8",
@@ -21,9 +22,29 @@ const ASSETS: [(&str, &str, &str); 3] = [
         include_str!("../ui/i18n.js"),
     ),
     (
+        "charts.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/charts.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../ui/style.css"),
+    ),
+    (
+        "vendor/uPlot.iife.min.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/vendor/uPlot.iife.min.js"),
+    ),
+    (
+        "vendor/uPlot.min.css",
+        "text/css; charset=utf-8",
+        include_str!("../ui/vendor/uPlot.min.css"),
+    ),
+    (
+        "vendor/uPlot.LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../ui/vendor/uPlot.LICENSE"),
     ),
 ];
 
@@ -32,7 +53,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
-        .route("/assets/{name}", web::get().to(asset));
+        .route("/assets/{name:.+}", web::get().to(asset));
 }
 
 async fn index() -> HttpResponse {

@@ -493,6 +493,7 @@ mod tests {
         let warnings = warnings_with(|s| {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "http://127.0.0.1:9".into(),
+                from: "server.ops in config.json",
                 cause: "connection refused".into(),
             })
         });
@@ -616,6 +617,7 @@ mod tests {
             s.caddy.reachable = Some(false);
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "u".into(),
+                from: "PROXY_OPS_LISTEN",
                 cause: "c".into(),
             });
         });

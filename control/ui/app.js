@@ -21,6 +21,12 @@
     poolError: null,
     usage: null,       // key id → the proxy's windows and budget of that key, from GET /api/limits
     usageError: null,
+    keyMonth: null,    // this month's use of every key, a point a day, from GET /api/usage
+    keyMonthError: null,
+    keyMonthOff: false, // the proxy keeps no usage history (USAGE_HISTORY=off)
+    keyMonthAt: 0,     // when it was last read
+    usageSeq: 0,       // the statistics page's latest read of the usage history; older answers are dropped
+    usageShownAt: 0,   // when it was last answered
     clockOffset: 0,    // ms to add to the browser's clock to get control's
     configMissing: false,
   };
@@ -68,6 +74,15 @@
     return el;
   }
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); return el; }
+  // Labels each body cell with its column's heading, shown beside it when a narrow screen
+  // stacks the table's rows (`.table.stack`). Rows of one spanning cell keep none.
+  function stackLabels(table) {
+    const heads = $$('thead th', table).map((th) => th.textContent);
+    $$('tbody tr', table).forEach((tr) => {
+      if (tr.cells.length === 1 && tr.cells[0].colSpan > 1) return;
+      Array.from(tr.cells).forEach((td, i) => { if (heads[i] !== undefined && !td.hasAttribute('data-label')) td.dataset.label = heads[i]; });
+    });
+  }
   function badge(text, kind) { return h('span', { class: 'badge ' + (kind || '') }, text); }
   function fact(dl, label, value) {
     dl.append(h('dt', {}, label), h('dd', {}, value instanceof Node ? value : (value ?? '—')));
@@ -138,6 +153,7 @@
       super((err && err.message) || (typeof body === 'string' && body) || ('HTTP ' + status));
       this.status = status;
       this.code = err && err.code;
+      this.param = err && err.param;
       this.issues = (err && err.issues) || [];
       this.etag = err && err.etag;
     }
@@ -218,6 +234,7 @@
     renderKeys();
     fillTesterChoices();
     fillRequestFilters();
+    fillUsageFilters();
     if (S.page === 'json') enterJson();
     updateSavebar();
   }
@@ -481,6 +498,7 @@
       const [{ data: status }, stats] = await Promise.all([
         api('GET', 'status'),
         api('GET', 'stats').then((r) => r.data).catch(() => null),
+        refreshSparks(),
       ]);
       renderOverview(status, stats);
     } catch (err) { toast(err.message, 'bad'); }
@@ -555,7 +573,10 @@
     } else {
       fact(tr, t('overview.state'), '—');
     }
-    if (stats !== undefined) renderPoolAlerts(stats);
+    if (stats !== undefined) {
+      renderPoolAlerts(stats);
+      renderImageFacts(stats);
+    }
   }
 
   // Where the proxy counts the key limits, and while that is Redis, whether it answers.
@@ -882,7 +903,12 @@
       S.keys = data.keys;
       showKeyHints();
     } catch (err) { toast(err.message, 'bad'); }
-    await refreshKeyUsage();
+    await Promise.all([refreshKeyUsage(), refreshKeyMonth()]);
+  }
+  // Auto-refresh: the windows and budgets every time, the month's use every 30 s.
+  function tickKeys() {
+    refreshKeyUsage();
+    if (Date.now() - S.keyMonthAt >= 30000) refreshKeyMonth();
   }
   // The last characters of each key's value (from GET keys), in place.
   function showKeyHints() {
@@ -916,6 +942,7 @@
     showKeyHints();
     markIssues();
     showKeyUsage();
+    showKeyMonth();
   }
   function keyRow(key, i) {
     const p = 'apiKeys[' + i + ']';
@@ -934,7 +961,10 @@
         modelsEditor(key, i),
         windowsEditor(key, i),
         budgetEditor(key, i),
-        expiryEditor(key, i)));
+        expiryEditor(key, i)),
+      h('div', { class: 'key-month', dataset: { keyMonth: key.id } },
+        h('div', { class: 'key-month-head' }, h('span', { class: 'key-month-title' }, t('keys.month')), h('span', { class: 'key-month-summary' })),
+        h('div', { class: 'chart', hidden: true })));
   }
   function changedKeys() {
     clearIssues();
@@ -1356,6 +1386,7 @@
       log.append(h('tr', {}, h('td', {}, when(line.ts_ms)), h('td', {}, badge(line.level, line.level === 'error' ? 'bad' : line.level === 'warn' ? 'warn' : '')),
         h('td', { class: 'mono' }, line.logger), h('td', { class: 'wrap' }, line.msg, extra ? h('div', { class: 'mono muted' }, extra) : null)));
     }
+    for (const table of ['#loads-table', '#caddy-upstreams', '#certs-table', '#tls-log']) stackLabels($(table));
   }
   async function showCaddyfile() {
     try {
@@ -1372,46 +1403,417 @@
     } catch (err) { toast(err.message, 'bad'); }
   }
 
+  // ---------- usage history ----------
+  // The proxy's usage history (GET usage: sparse points per step, per group) drawn with
+  // charts.js: the statistics page for a chosen range, the overview's last hour, and each key's
+  // month. Days are UTC days, as the proxy's buckets and the key budgets count them.
+  const Charts = window.GatewayCharts;
+  const MINUTE = 60000;
+  const HOUR = 3600000;
+  const DAY = 86400000;
+  // Each range of the statistics page: how far back from now, the step of its points, and how
+  // often auto-refresh reads it again.
+  const RANGES = {
+    '1h': { span: HOUR, step: '1m', refresh: 5000 },
+    '24h': { span: DAY, step: '5m', refresh: 30000 },
+    '7d': { span: 7 * DAY, step: '1h', refresh: 60000 },
+    '30d': { span: 30 * DAY, step: '6h', refresh: 300000 },
+    month: { step: '1d', refresh: 300000 },
+    custom: { step: 'auto' },
+  };
+  // Groups drawn apart in a stacked chart; the rest is summed as "others".
+  const STACKED_GROUPS = 7;
+
+  const locale = () => (lang() === 'zh' ? 'zh-CN' : 'en');
+  const compact = (v) => new Intl.NumberFormat(locale(), { notation: 'compact', maximumFractionDigits: 1 }).format(v);
+  const percent = (v) => (v === null || v === undefined ? '—'
+    : new Intl.NumberFormat(locale(), { style: 'percent', maximumFractionDigits: 1 }).format(v));
+  function millis(v) {
+    if (v === null || v === undefined) return '—';
+    if (v < 1000) return new Intl.NumberFormat(locale(), { maximumFractionDigits: v < 10 ? 1 : 0 }).format(v) + ' ms';
+    return new Intl.NumberFormat(locale(), { maximumFractionDigits: 2 }).format(v / 1000) + ' s';
+  }
+  function axisMillis(v) {
+    return v < 1000 ? compact(v) + ' ms' : compact(v / 1000) + ' s';
+  }
+  const errorCount = (p) => Object.values((p && p.errors) || {}).reduce((a, b) => a + b, 0);
+  const tokenCount = (p) => (p ? (p.prompt_tokens || 0) + (p.completion_tokens || 0) : 0);
+  const pct = (p, field, q) => (p && p[field] && p[field][q] !== undefined ? p[field][q] : null);
+
+  // Time labels for a chart of `stepMs` steps over `spanMs`: days (UTC) for daily steps,
+  // otherwise local times, with the date once the span is longer than a day.
+  function timeFormats(stepMs, spanMs) {
+    const daily = stepMs >= DAY;
+    const fmt = (options) => new Intl.DateTimeFormat(locale(), Object.assign(daily ? { timeZone: 'UTC' } : { hourCycle: 'h23' }, options));
+    const axis = daily ? fmt({ month: 'short', day: 'numeric' })
+      : spanMs > DAY ? fmt({ month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' })
+        : fmt({ hour: '2-digit', minute: '2-digit' });
+    const legend = daily ? fmt({ year: 'numeric', month: 'short', day: 'numeric', weekday: 'short' })
+      : fmt({ month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    return { utc: daily, axisTime: (v) => axis.format(v), legendTime: (v) => legend.format(v) };
+  }
+  function stepText(ms) {
+    if (ms % DAY === 0) return t('history.stepDays', { n: num(ms / DAY) });
+    if (ms % HOUR === 0) return t('history.stepHours', { n: num(ms / HOUR) });
+    return t('history.stepMinutes', { n: num(Math.round(ms / MINUTE)) });
+  }
+
+  function usageParams(query) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+    return params.toString();
+  }
+  async function readUsage(query) {
+    const { data } = await api('GET', 'usage?' + usageParams(query));
+    return data;
+  }
+  // What a refused or failed usage query means to the operator.
+  const historyOff = (err) => err.code === 'usage_history_off';
+  function usageErrorText(err) {
+    if (historyOff(err)) return t('history.off');
+    return err.status === 400 ? t('history.refused', { error: err.message }) : t('history.unreachable', { error: err.message });
+  }
+
+  // The steps of an answer, each a point of every chart (the proxy's points are sparse).
+  function answerSteps(answer) { return Charts.steps(answer.from, answer.to, answer.step_ms); }
+  function seriesOf(answer, group) {
+    return (answer.series || []).find((s) => s.group === group) || null;
+  }
+
+  // A chart spec of `series` over `xs`, with this page's formatting.
+  function chartSpec(xs, answer, series, extra) {
+    return Object.assign({
+      x: xs, xRange: [answer.from, answer.to], series, height: 200, timeLabel: t('col.time'),
+      format: num, axisFormat: compact, format2: num, axisFormat2: compact,
+    }, timeFormats(answer.step_ms, answer.to - answer.from), extra || {});
+  }
+
+  // A group's name; requests refused before it was known are under "".
+  const groupName = (group) => (group === '' ? t('history.unnamed') : group);
+  // Tokens per step of each group with tokens, the largest first; beyond STACKED_GROUPS, one
+  // "others".
+  function stackedTokens(xs, answer) {
+    const groups = (answer.series || []).filter((g) => tokenCount(g.total) > 0)
+      .sort((a, b) => tokenCount(b.total) - tokenCount(a.total) || b.total.requests - a.total.requests);
+    const shown = groups.slice(0, groups.length > STACKED_GROUPS + 1 ? STACKED_GROUPS : groups.length);
+    const rest = groups.slice(shown.length);
+    const series = shown.map((g, i) => ({
+      key: g.group, label: groupName(g.group), color: Charts.color(i), kind: 'area',
+      values: Charts.column(xs, g.points, tokenCount, 0),
+    }));
+    if (!series.length) series.push({ key: null, label: t('stats.totalTokens'), color: Charts.color(0), kind: 'area', values: xs.map(() => 0) });
+    if (rest.length) {
+      const columns = rest.map((g) => Charts.column(xs, g.points, tokenCount, 0));
+      series.push({
+        key: null, label: t('history.others', { n: rest.length }), color: Charts.OTHERS, kind: 'area',
+        values: xs.map((_, i) => columns.reduce((sum, c) => sum + c[i], 0)),
+      });
+    }
+    return series;
+  }
+
   // ---------- statistics ----------
-  function counterRow(name, c) {
-    const errors = Object.values(c.errors || {}).reduce((a, b) => a + b, 0);
-    const avg = c.requests ? Math.round(c.latency_ms_sum / c.requests) : null;
-    const errorTitle = Object.entries(c.errors || {}).map(([k, v]) => k + ': ' + v).join(', ');
-    return h('tr', { dataset: { name } }, h('td', {}, h('strong', {}, name)), h('td', { dataset: { col: 'requests' } }, num(c.requests)),
-      h('td', {}, num(c.succeeded)), h('td', { title: errorTitle }, num(errors)), h('td', {}, num(c.cancelled)),
-      h('td', {}, num(c.prompt_tokens)), h('td', {}, num(c.completion_tokens)), h('td', {}, num(c.cached_tokens)),
-      h('td', { dataset: { col: 'total_tokens' } }, num(c.total_tokens)), h('td', {}, avg === null ? '—' : duration(avg)), h('td', {}, duration(c.latency_ms_max)));
+  // The chosen range as `{from, to, step}` (ms, ms, a step name), or an error text.
+  function chosenRange() {
+    const form = $('#usage-range');
+    const name = form.elements.range.value;
+    const range = RANGES[name] || RANGES['1h'];
+    const now = Date.now();
+    if (name === 'custom') {
+      const from = Date.parse(form.elements.from.value);
+      const to = Date.parse(form.elements.to.value);
+      if (Number.isNaN(from) || Number.isNaN(to)) return { error: t('history.customMissing') };
+      if (from >= to) return { error: t('history.customOrder') };
+      return { from, to, step: range.step };
+    }
+    if (name === 'month') {
+      const d = new Date(now);
+      return { from: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1), to: now, step: range.step };
+    }
+    return { from: now - range.span, to: now, step: range.step };
   }
-  function statsHead(first) {
-    return h('tr', {}, ...[first, 'stats.requests', 'stats.ok', 'stats.errors', 'stats.cancelled', 'stats.prompt', 'stats.completion',
-      'stats.cached', 'stats.totalTokens', 'stats.avgLatency', 'stats.maxLatency'].map((k) => h('th', {}, t(k))));
+  function fillUsageFilters() {
+    const form = $('#usage-range');
+    const fill = (select, values) => {
+      const keep = select.value;
+      clear(select).append(h('option', { value: '' }, t('requests.all')), ...values.map((v) => h('option', { value: v }, v)));
+      select.value = values.includes(keep) ? keep : '';
+    };
+    fill(form.elements.model, ((S.draft && S.draft.models) || []).map((m) => m.id).filter(Boolean));
+    fill(form.elements.key, ((S.draft && S.draft.apiKeys) || []).map((k) => k && k.id).filter(Boolean));
   }
+  // Shows the custom fields with the range they stand for when first chosen.
+  function onRangeChange() {
+    const form = $('#usage-range');
+    const custom = form.elements.range.value === 'custom';
+    $$('.usage-custom', form).forEach((el) => { el.hidden = !custom; });
+    if (custom && !form.elements.from.value) {
+      const to = Math.ceil(Date.now() / MINUTE) * MINUTE;
+      form.elements.from.value = localInputValue(new Date(to - DAY).toISOString()).slice(0, 16);
+      form.elements.to.value = localInputValue(new Date(to).toISOString()).slice(0, 16);
+    }
+  }
+
   async function enterStats() {
+    fillUsageFilters();
+    onRangeChange();
+    await refreshUsage();
+  }
+  // Auto-refresh: read the range again once its refresh interval has passed.
+  function tickStats() {
+    const range = RANGES[$('#usage-range').elements.range.value];
+    if (!range || !range.refresh || Date.now() - S.usageShownAt < range.refresh - 500) return;
+    refreshUsage();
+  }
+  // Reads `query`; when the proxy keeps no data as fine as the range's step this far back (its
+  // retention is configurable), reads it again with the step it chooses.
+  async function readUsageAnyStep(query) {
     try {
-      const { data } = await api('GET', 'stats');
-      renderStats(data);
+      return await readUsage(query);
     } catch (err) {
-      clear($('#stats-totals')).append(h('div', { class: 'card' }, badge(t('overview.unreachable'), 'bad'), ' ', err.message));
+      if (err.status !== 400 || err.param !== 'step' || query.step === 'auto') throw err;
+      return readUsage(Object.assign({}, query, { step: 'auto' }));
     }
   }
-  function renderStats(s) {
-    const tot = s.total || {};
-    const errors = Object.values(tot.errors || {}).reduce((a, b) => a + b, 0);
-    const totals = clear($('#stats-totals'));
-    for (const [label, value, id] of [
-      [t('stats.requests'), num(tot.requests), 'total-requests'],
-      [t('stats.errors'), num(errors), 'total-errors'],
-      [t('stats.totalTokens'), num(tot.total_tokens), 'total-tokens'],
-      [t('stats.avgLatency'), tot.requests ? duration(Math.round(tot.latency_ms_sum / tot.requests)) : '—', 'avg-latency'],
-    ]) totals.append(h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'stat-big', id }, value)));
-    for (const [table, map, first] of [['#stats-models', s.by_model, 'stats.model'], ['#stats-keys', s.by_key, 'stats.key']]) {
-      clear($(table + ' thead')).append(statsHead(first));
-      const body = clear($(table + ' tbody'));
-      const entries = Object.entries(map || {}).sort((a, b) => b[1].requests - a[1].requests);
-      if (!entries.length) body.append(h('tr', {}, h('td', { colspan: 11, class: 'empty' }, t('stats.none'))));
-      for (const [name, c] of entries) body.append(counterRow(name, c));
+  async function refreshUsage() {
+    const form = $('#usage-range');
+    const errorNote = $('#usage-error');
+    const range = chosenRange();
+    const seq = ++S.usageSeq;
+    if (range.error) {
+      errorNote.hidden = false;
+      errorNote.className = 'result bad';
+      errorNote.textContent = range.error;
+      return;
     }
-    $('#stats-since').textContent = t('stats.sinceLong', { when: when(s.since_ms) });
+    const group = form.elements.group.value;
+    const base = { from: range.from, to: range.to, step: range.step, model: form.elements.model.value, key: form.elements.key.value };
+    const csvLink = (step) => apiUrl('usage?' + usageParams(Object.assign({}, base, { step, group_by: group, format: 'csv' }))).toString();
+    $('#usage-csv').href = csvLink(base.step);
+    try {
+      const all = await readUsageAnyStep(base);
+      // The step the proxy answered with, for every query of what is shown.
+      const shown = Object.assign({}, base, { step: Math.round(all.step_ms / MINUTE) + 'm' });
+      const [byModel, byKey] = await Promise.all([
+        readUsage(Object.assign({}, shown, { group_by: 'model' })),
+        readUsage(Object.assign({}, shown, { group_by: 'key' })),
+      ]);
+      if (seq !== S.usageSeq) return;
+      $('#usage-csv').href = csvLink(shown.step);
+      S.usageShownAt = Date.now();
+      errorNote.hidden = true;
+      $('#usage-charts').hidden = false;
+      renderUsage(all, group === 'key' ? byKey : byModel, group, byModel, byKey);
+    } catch (err) {
+      if (seq !== S.usageSeq) return;
+      S.usageShownAt = Date.now();
+      errorNote.hidden = false;
+      errorNote.className = historyOff(err) ? 'result' : 'result bad';
+      errorNote.textContent = usageErrorText(err);
+      $('#usage-charts').hidden = true;
+      clear($('#stats-totals'));
+      for (const table of ['#stats-models', '#stats-keys']) { clear($(table + ' thead')); clear($(table + ' tbody')); }
+      $('#usage-shown').textContent = '';
+    }
+  }
+
+  function renderUsage(all, grouped, group, byModel, byKey) {
+    const total = all.total || {};
+    const requests = total.requests || 0;
+    const errors = errorCount(total);
+    const totals = clear($('#stats-totals'));
+    for (const [label, value, id, detail] of [
+      [t('stats.requests'), num(requests), 'total-requests'],
+      [t('stats.errors'), num(errors), 'total-errors', requests ? t('history.rate', { rate: percent(errors / requests) }) : null],
+      [t('history.rateLimited'), num(total.rate_limited || 0), 'total-429'],
+      [t('stats.totalTokens'), num(tokenCount(total)), 'total-tokens'],
+      [t('history.latencyP50'), millis(pct(total, 'latency_ms', 'p50')), 'total-latency', t('history.p99', { value: millis(pct(total, 'latency_ms', 'p99')) })],
+      [t('history.ttfbP50'), millis(pct(total, 'ttfb_ms', 'p50')), 'total-ttfb', t('history.p99', { value: millis(pct(total, 'ttfb_ms', 'p99')) })],
+    ]) {
+      totals.append(h('div', { class: 'card' }, h('div', { class: 'muted' }, label), h('div', { class: 'stat-big', id }, value),
+        detail ? h('div', { class: 'muted' }, detail) : null));
+    }
+    $('#usage-shown').textContent = t('history.shown', { from: when(all.from), to: when(all.to), step: stepText(all.step_ms) })
+      + (all.step_ms >= DAY ? ' ' + t('history.utcDays') : '') + (requests ? '' : ' ' + t('history.noneInRange'));
+
+    const xs = answerSteps(all);
+    const one = seriesOf(all, 'all') || { points: [] };
+    const meta = { from: all.from, to: all.to, step_ms: all.step_ms };
+    const spec = (series, extra) => chartSpec(xs, all, series, Object.assign({ meta }, extra));
+    const line = (key, label, color, pick, empty) => ({ key, label, color, kind: 'line', points: empty === null, values: Charts.column(xs, one.points, pick, empty) });
+    Charts.draw($('#chart-requests'), 'usage-requests', spec([
+      { key: 'requests', label: t('stats.requests'), color: Charts.color(0), kind: xs.length <= 120 ? 'bars' : 'area',
+        values: Charts.column(xs, one.points, (p) => p.requests, 0) },
+    ]));
+    $('#chart-tokens-title').textContent = t(group === 'key' ? 'history.chart.tokensByKey' : 'history.chart.tokensByModel');
+    Charts.draw($('#chart-tokens'), 'usage-tokens', chartSpec(answerSteps(grouped), grouped, stackedTokens(answerSteps(grouped), grouped),
+      { stacked: true, meta: Object.assign({ group_by: group }, meta) }));
+    Charts.draw($('#chart-errors'), 'usage-errors', spec([
+      line('errors', t('stats.errors'), '#b42318', errorCount, 0),
+      line('rate_limited', t('history.rateLimited'), '#d97706', (p) => p.rate_limited || 0, 0),
+    ]));
+    Charts.draw($('#chart-latency'), 'usage-latency', spec([
+      line('p50', 'p50', Charts.color(0), (p) => pct(p, 'latency_ms', 'p50'), null),
+      line('p99', 'p99', Charts.color(3), (p) => pct(p, 'latency_ms', 'p99'), null),
+    ], { format: millis, axisFormat: axisMillis, whole: false }));
+    Charts.draw($('#chart-ttfb'), 'usage-ttfb', spec([
+      line('p50', 'p50', Charts.color(1), (p) => pct(p, 'ttfb_ms', 'p50'), null),
+      line('p99', 'p99', Charts.color(2), (p) => pct(p, 'ttfb_ms', 'p99'), null),
+    ], { format: millis, axisFormat: axisMillis, whole: false }));
+
+    usageTable('#stats-models', 'stats.model', byModel);
+    usageTable('#stats-keys', 'stats.key', byKey);
+  }
+
+  // Columns of the per-model and per-key tables: heading key and cell text of a total.
+  // (The CSV download holds every field.)
+  const USAGE_COLUMNS = [
+    ['stats.requests', (c) => num(c.requests), 'requests'],
+    ['stats.errors', (c) => num(errorCount(c)), 'errors'],
+    ['history.rateLimited', (c) => num(c.rate_limited || 0), 'rate_limited'],
+    ['stats.cancelled', (c) => num(c.cancelled)],
+    ['stats.prompt', (c) => num(c.prompt_tokens)],
+    ['stats.completion', (c) => num(c.completion_tokens)],
+    ['stats.totalTokens', (c) => num(tokenCount(c)), 'tokens'],
+    ['history.latencyP50', (c) => millis(pct(c, 'latency_ms', 'p50')), 'p50'],
+    ['history.latencyP90', (c) => millis(pct(c, 'latency_ms', 'p90')), 'p90'],
+    ['history.latencyP99', (c) => millis(pct(c, 'latency_ms', 'p99')), 'p99'],
+    ['history.ttfbP50', (c) => millis(pct(c, 'ttfb_ms', 'p50'))],
+  ];
+  function usageTable(table, first, answer) {
+    clear($(table + ' thead')).append(h('tr', {}, h('th', {}, t(first)), ...USAGE_COLUMNS.map(([k]) => h('th', {}, t(k)))));
+    const body = clear($(table + ' tbody'));
+    const series = answer.series || [];
+    if (!series.length) body.append(h('tr', {}, h('td', { colspan: USAGE_COLUMNS.length + 1, class: 'empty' }, t('history.noneInRange'))));
+    for (const s of series) {
+      body.append(h('tr', { dataset: { name: s.group } },
+        h('td', { class: 'name', 'data-label': t(first) }, h('strong', {}, groupName(s.group))),
+        ...USAGE_COLUMNS.map(([k, text, col]) => h('td', { 'data-label': t(k), dataset: col ? { col } : undefined }, text(s.total || {})))));
+    }
+  }
+
+  // ---------- overview: the last hour ----------
+  // Requests, tokens and error rate of the last hour, a point a minute, beside their totals.
+  async function refreshSparks() {
+    const box = $('#sparks');
+    const now = Date.now();
+    try {
+      const answer = await readUsage({ from: now - HOUR, to: now, step: '1m' });
+      renderSparks(answer);
+    } catch (err) {
+      for (const id of ['spark-requests', 'spark-tokens', 'spark-errors']) Charts.remove(id);
+      clear(box).append(h('p', { class: 'muted' }, usageErrorText(err)));
+    }
+  }
+  function renderSparks(answer) {
+    const box = $('#sparks');
+    const xs = answerSteps(answer);
+    const points = (seriesOf(answer, 'all') || { points: [] }).points;
+    const total = answer.total || {};
+    const errors = errorCount(total);
+    const rows = [
+      ['requests', t('stats.requests'), num(total.requests || 0), Charts.column(xs, points, (p) => p.requests, 0), Charts.color(0)],
+      ['tokens', t('stats.totalTokens'), num(tokenCount(total)), Charts.column(xs, points, tokenCount, 0), Charts.color(1)],
+      ['errors', t('overview.errorRate'), total.requests ? percent(errors / total.requests) : '—',
+        Charts.column(xs, points, (p) => (p.requests ? errorCount(p) / p.requests : null), null), '#b42318'],
+    ];
+    if (!$('.spark', box)) {
+      clear(box);
+      for (const [name] of rows) {
+        box.append(h('div', { class: 'spark', dataset: { spark: name } },
+          h('span', { class: 'spark-label' }), h('span', { class: 'spark-value', id: 'spark-value-' + name }),
+          h('div', { class: 'spark-chart', id: 'spark-' + name })));
+      }
+    }
+    for (const [name, label, value, values, color] of rows) {
+      const row = $('.spark[data-spark="' + name + '"]', box);
+      $('.spark-label', row).textContent = label;
+      $('.spark-value', row).textContent = value;
+      Charts.sparkline($('.spark-chart', row), 'spark-' + name, {
+        // A rate is only known in minutes with requests: each shows as a dot.
+        x: xs, xRange: [answer.from, answer.to], series: [{ key: name, label, values, color, points: name === 'errors' }], height: 36,
+        meta: { from: answer.from, to: answer.to, step_ms: answer.step_ms },
+      });
+    }
+  }
+  // The image compressor's counters since the proxy started.
+  function renderImageFacts(stats) {
+    const dl = clear($('#facts-images'));
+    const im = stats && stats.images;
+    if (!im) { fact(dl, t('overview.state'), '—'); return; }
+    const saved = Math.max(0, (im.bytes_before || 0) - (im.bytes_after || 0));
+    fact(dl, t('images.seen'), h('span', { id: 'images-seen' }, num(im.seen)));
+    fact(dl, t('images.compressed'), h('span', { id: 'images-compressed' }, num(im.compressed)));
+    fact(dl, t('images.saved'), h('span', { id: 'images-saved' }, bytesText(saved)
+      + (im.bytes_before ? ' (' + percent(saved / im.bytes_before) + ')' : '')));
+    fact(dl, t('images.timeSpent'), h('span', { id: 'images-time' }, millis(im.work_ms || 0)));
+    fact(dl, t('stats.since'), when(im.since_ms));
+  }
+  function bytesText(n) {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let i = 0;
+    let v = n;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+    return new Intl.NumberFormat(locale(), { maximumFractionDigits: i ? 1 : 0 }).format(v) + ' ' + units[i];
+  }
+
+  // ---------- client keys: this month ----------
+  // Each key's use this month (UTC), from one query grouped by key, a point a day.
+  function monthStart(now) {
+    const d = new Date(now);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  }
+  async function refreshKeyMonth() {
+    const now = Date.now();
+    S.keyMonthAt = now;
+    try {
+      S.keyMonth = await readUsage({ from: monthStart(now), to: now, step: '1d', group_by: 'key' });
+      S.keyMonthError = null;
+      S.keyMonthOff = false;
+    } catch (err) {
+      S.keyMonth = null;
+      // Without a history there is no month to show, which is no error.
+      S.keyMonthOff = historyOff(err);
+      S.keyMonthError = S.keyMonthOff ? null : usageErrorText(err);
+    }
+    showKeyMonth();
+  }
+  function showKeyMonth() {
+    const note = $('#key-month-error');
+    note.hidden = !S.keyMonthError;
+    note.textContent = S.keyMonthError || '';
+    const answer = S.keyMonth;
+    $$('#key-list .key-month').forEach((box) => {
+      box.hidden = S.keyMonthOff;
+      const id = box.dataset.keyMonth;
+      const chartId = 'key-month:' + id;
+      const summary = $('.key-month-summary', box);
+      const chart = $('.chart', box);
+      const series = answer ? seriesOf(answer, id) : null;
+      if (!series || !series.total || !series.total.requests) {
+        summary.textContent = answer ? t('keys.monthNone') : '—';
+        chart.hidden = true;
+        Charts.remove(chartId);
+        return;
+      }
+      const c = series.total;
+      summary.textContent = t('keys.monthSummary', { requests: num(c.requests), tokens: num(tokenCount(c)), errors: num(errorCount(c)) });
+      chart.hidden = false;
+      const from = monthStart(answer.from);
+      const next = new Date(from);
+      next.setUTCMonth(next.getUTCMonth() + 1);
+      const xs = Charts.steps(from, next.getTime(), DAY);
+      // Days still to come have no value yet, rather than none.
+      const sofar = (values) => values.map((v, i) => (xs[i] < answer.to ? v : null));
+      Charts.draw(chart, chartId, Object.assign({
+        x: xs, xRange: [from, next.getTime()], height: 150, timeLabel: t('col.time'), format: num, axisFormat: compact, format2: num, axisFormat2: compact,
+        meta: { key: id, from: answer.from, to: answer.to, step_ms: answer.step_ms },
+        series: [
+          { key: 'tokens', label: t('stats.totalTokens'), color: Charts.color(0), kind: 'bars', values: sofar(Charts.column(xs, series.points, tokenCount, 0)) },
+          { key: 'requests', label: t('stats.requests'), color: Charts.color(2), kind: 'line', scale: 'y2', values: sofar(Charts.column(xs, series.points, (p) => p.requests, 0)) },
+        ],
+      }, timeFormats(DAY, next.getTime() - from)));
+    });
   }
 
   // ---------- recent requests ----------
@@ -1458,6 +1860,7 @@
         h('td', { class: 'wrap' }, r.error || '')));
       if (retried) body.append(attemptsRow(r));
     }
+    stackLabels($('#requests-table'));
   }
   // A request that went to more than one deployment: each attempt, in order.
   function attemptsRow(r) {
@@ -1770,13 +2173,13 @@
   const PAGES = {
     overview: { enter: enterOverview, every: 10000 },
     models: { enter: () => { renderUpstreams(); renderModels(); enterPoolLive(); }, tick: enterPoolLive, every: 5000, auto: '#pool-auto' },
-    keys: { enter: enterKeys, tick: refreshKeyUsage, every: 5000, auto: '#keys-auto' },
+    keys: { enter: enterKeys, tick: tickKeys, every: 5000, auto: '#keys-auto' },
     auth: { enter: showAuthFields },
     images: {},
     timeouts: {},
     tls: { enter: enterTls, every: 10000 },
     server: {},
-    stats: { enter: enterStats, every: 5000, auto: '#stats-auto' },
+    stats: { enter: enterStats, tick: tickStats, every: 5000, auto: '#stats-auto' },
     requests: { enter: enterRequests, every: 5000, auto: '#requests-auto' },
     tester: { enter: fillTesterChoices },
     json: { enter: enterJson },
@@ -1845,6 +2248,11 @@
     $('#reload-caddy').addEventListener('click', reloadCaddy);
     $('#requests-filters').addEventListener('submit', (ev) => { ev.preventDefault(); enterRequests(); });
     $('#requests-filters').addEventListener('change', () => enterRequests());
+    $('#usage-range').addEventListener('submit', (ev) => { ev.preventDefault(); refreshUsage(); });
+    $('#usage-range').addEventListener('change', (ev) => {
+      if (ev.target.name === 'range') onRangeChange();
+      refreshUsage();
+    });
     $('#tester-form').addEventListener('submit', sendTester);
     $('#tester-form').addEventListener('change', (ev) => {
       if (ev.target.name === 'body') return;

@@ -15,7 +15,7 @@ mod state;
 mod tls;
 mod tools;
 
-pub use entra::{FakeEntra, TokenChecker};
+pub use entra::{FakeEntra, MI_SUBJECT, TokenChecker};
 pub use formats::{
     IMAGE_MAX_N, IMAGE_USAGE_INPUT_TOKENS, IMAGE_USAGE_OUTPUT_TOKENS_PER_IMAGE, PNG_BASE64,
     SYSTEM_FINGERPRINT, USAGE_CACHED_TOKENS, USAGE_COMPLETION_TOKENS, USAGE_PROMPT_TOKENS,

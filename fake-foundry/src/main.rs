@@ -1,30 +1,77 @@
-//! The `fake-foundry` binary: serves the fake on 127.0.0.1 for benchmarks and manual testing.
+//! The `fake-foundry` binary: serves the fake on 127.0.0.1 (or `--host`) for benchmarks, manual
+//! testing and the `fake` profile of docker-compose.yml. Reads no environment variable.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs as _};
 use std::process::ExitCode;
 
 use fake_foundry::{ServeOptions, Throttle, serve};
 
-const USAGE: &str = "usage: fake-foundry [--port N] [--latency-ms N] [--chunks N] [--gap-ms N] \
-[--workers N] [--throttle-every N] [--retry-after-ms N]";
+/// Every flag, with its default and meaning, for `--help`.
+const FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "--host H",
+        "127.0.0.1",
+        "address to listen on (0.0.0.0 in a container)",
+    ),
+    (
+        "--port N",
+        "0 (a free port)",
+        "port to listen on; the address is printed at start",
+    ),
+    ("--latency-ms N", "0", "wait before each answer's head"),
+    ("--chunks N", "5", "content events of a streamed answer"),
+    ("--gap-ms N", "0", "pause between two events of a stream"),
+    ("--workers N", "one per CPU", "worker threads"),
+    (
+        "--throttle-every N",
+        "off",
+        "answer every Nth request with 429",
+    ),
+    ("--retry-after-ms N", "1000", "retry-after-ms of those 429s"),
+];
 
 /// `retry-after-ms` of the 429s when `--throttle-every` is given alone.
 const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
 
 struct Args {
+    host: String,
     port: u16,
     options: ServeOptions,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+/// What the command line asks for.
+enum Command {
+    Serve(Args),
+    Help,
+    Version,
+}
+
+fn help() -> String {
+    let mut out = format!(
+        "fake-foundry {}\nA fake Azure OpenAI upstream (chat completions, Responses, images, embeddings, SSE, \
+         Entra tokens) for tests, benchmarks and trying the gateway without Azure.\n\n\
+         Usage: fake-foundry [flags] | --help | --version\n\nFlags:\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (flag, default, meaning) in FLAGS {
+        out.push_str(&format!("  {flag:<22} {meaning} (default: {default})\n"));
+    }
+    out.push_str("\nEnvironment: none is read.\n");
+    out
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut parsed = Args {
+        host: "127.0.0.1".into(),
         port: 0,
         options: ServeOptions::default(),
     };
     while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(String::new());
+        match flag.as_str() {
+            "--help" | "-h" => return Ok(Command::Help),
+            "--version" | "-V" => return Ok(Command::Version),
+            _ => {}
         }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = |what: &str| {
@@ -34,6 +81,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         };
         let behaviour = &mut parsed.options.behaviour;
         match flag.as_str() {
+            "--host" => parsed.host = value,
             "--port" => {
                 parsed.port = u16::try_from(number("--port")?)
                     .map_err(|_| format!("--port: out of range: {value}"))?;
@@ -63,22 +111,23 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    Ok(parsed)
+    Ok(Command::Serve(parsed))
 }
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
+        Ok(Command::Serve(args)) => args,
+        Ok(Command::Help) => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("fake-foundry {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
-            if !message.is_empty() {
-                eprintln!("fake-foundry: {message}");
-            }
-            eprintln!("{USAGE}");
-            return if message.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
+            eprintln!("fake-foundry: {message} (see fake-foundry --help)");
+            return ExitCode::from(2);
         }
     };
     match run(args) {
@@ -96,7 +145,7 @@ const BACKLOG: u32 = 4096;
 
 fn run(args: Args) -> std::io::Result<()> {
     actix_rt::System::new().block_on(async move {
-        let listener = bind(args.port)?;
+        let listener = bind(&args.host, args.port)?;
         let addr = listener.local_addr()?;
         let server = serve(listener, args.options)?;
         let mut stdout = std::io::stdout().lock();
@@ -107,12 +156,20 @@ fn run(args: Args) -> std::io::Result<()> {
     })
 }
 
-/// Binds 127.0.0.1:`port` with [`BACKLOG`] (inside the runtime: the socket is registered with it
-/// until converted back).
-fn bind(port: u16) -> std::io::Result<TcpListener> {
-    let socket = actix_rt::net::TcpSocket::new_v4()?;
+/// Binds `host:port` (the first address it resolves to) with [`BACKLOG`] (inside the runtime:
+/// the socket is registered with it until converted back).
+fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr: SocketAddr = (host.trim_matches(['[', ']']), port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))?;
+    let socket = if addr.is_ipv4() {
+        actix_rt::net::TcpSocket::new_v4()?
+    } else {
+        actix_rt::net::TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    socket.bind(addr)?;
     socket.listen(BACKLOG)?.into_std()
 }
 
@@ -121,7 +178,35 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, String> {
-        parse_args(args.iter().map(|a| (*a).to_owned()))
+        match parse_args(args.iter().map(|a| (*a).to_owned()))? {
+            Command::Serve(args) => Ok(args),
+            Command::Help | Command::Version => Err("not a serve command".into()),
+        }
+    }
+
+    #[test]
+    fn the_host_defaults_to_loopback_and_can_be_any_address() {
+        assert_eq!(parse(&[]).map(|a| a.host), Ok("127.0.0.1".to_string()));
+        assert_eq!(
+            parse(&["--host", "0.0.0.0", "--port", "8081"]).map(|a| (a.host, a.port)),
+            Ok(("0.0.0.0".to_string(), 8081))
+        );
+        assert!(matches!(
+            parse_args(["--version".to_string()].into_iter()),
+            Ok(Command::Version)
+        ));
+        let text = help();
+        for (flag, _, _) in FLAGS {
+            assert!(text.contains(flag), "{flag}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn it_binds_the_host_it_is_given() {
+        let listener = bind("127.0.0.1", 0).expect("binds");
+        assert!(listener.local_addr().expect("addr").ip().is_loopback());
+        let listener = bind("0.0.0.0", 0).expect("binds");
+        assert!(listener.local_addr().expect("addr").ip().is_unspecified());
     }
 
     #[test]

@@ -97,6 +97,15 @@ pub enum ProxyError {
         retry_after: Duration,
         headers: RateHeaders,
     },
+    #[error(
+        "this request is too large for this API key: its prompt is about {estimated} tokens, \
+         more than the key's limit of {limit} tokens"
+    )]
+    KeyRequestTooLarge {
+        estimated: u64,
+        limit: u64,
+        headers: RateHeaders,
+    },
     #[error("this API key's token budget is spent; it renews in {} s", retry_after.as_secs())]
     KeyBudgetSpent {
         retry_after: Duration,
@@ -146,7 +155,9 @@ impl ProxyError {
             ProxyError::UpstreamAuthFailed { .. } => "upstream_auth_failed",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
             ProxyError::NoDeploymentAvailable { .. } => "no_deployment_available",
-            ProxyError::KeyRateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::KeyRateLimited { .. } | ProxyError::KeyRequestTooLarge { .. } => {
+                "rate_limit_exceeded"
+            }
             ProxyError::KeyBudgetSpent { .. } => "insufficient_quota",
         }
     }
@@ -183,6 +194,7 @@ impl ProxyError {
             _ => None,
         };
         if let ProxyError::KeyRateLimited { headers, .. }
+        | ProxyError::KeyRequestTooLarge { headers, .. }
         | ProxyError::KeyBudgetSpent { headers, .. } = self
         {
             headers.write(response.headers_mut());
@@ -199,6 +211,8 @@ impl ProxyError {
     fn error_type(&self) -> &'static str {
         if let ProxyError::Translation(err) = self {
             err.error_type()
+        } else if let ProxyError::KeyRequestTooLarge { .. } = self {
+            "tokens"
         } else if let ProxyError::RateLimited { .. } | ProxyError::KeyRateLimited { .. } = self {
             "requests"
         } else if let ProxyError::KeyBudgetSpent { .. } = self {
@@ -249,9 +263,9 @@ impl ProxyError {
             ProxyError::NoDeploymentAvailable { .. } | ProxyError::LimitsUnavailable => {
                 ErrorClass::Unavailable
             }
-            ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
-                ErrorClass::KeyLimited
-            }
+            ProxyError::KeyRateLimited { .. }
+            | ProxyError::KeyRequestTooLarge { .. }
+            | ProxyError::KeyBudgetSpent { .. } => ErrorClass::KeyLimited,
             ProxyError::Translation(err) if err.status() < 500 => ErrorClass::BadRequest,
             ProxyError::Translation(_) => ErrorClass::Upstream5xx,
         }
@@ -340,9 +354,9 @@ impl ResponseError for ProxyError {
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::NoDeploymentAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::KeyRateLimited { .. } | ProxyError::KeyBudgetSpent { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ProxyError::KeyRateLimited { .. }
+            | ProxyError::KeyRequestTooLarge { .. }
+            | ProxyError::KeyBudgetSpent { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::Translation(err) => {
                 StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_GATEWAY)
             }

@@ -17,7 +17,7 @@ use crate::config::RouteKey;
 use crate::downstream::body::{self as request_body, BodyRules};
 use crate::downstream::body_budget::BodyBudget;
 use crate::downstream::bounded::{MAX_ID_CHARS, bounded};
-use crate::downstream::limits::{Charge, Limiter, RateHeaders};
+use crate::downstream::limits::{Charge, Limiter, RateHeaders, estimate};
 use crate::errors::{OpenAiError, ProxyError};
 use crate::relay::answer::{self, ClientTranslation};
 use crate::rewrite;
@@ -227,7 +227,15 @@ async fn forward(
     // Only configured ids become statistics keys; a client cannot grow the tables.
     record.model = Some(inspected.model.clone());
     let limits = &key.policy.limits;
-    let rate_headers = state.limiter.admit(&key.id, limits, &config.limits).await?;
+    let estimate = if config.limits.estimate_prompt_tokens && limits.meters_tokens() {
+        estimate::prompt_tokens(body.clone()).await
+    } else {
+        0
+    };
+    let rate_headers = state
+        .limiter
+        .admit(&key.id, limits, &config.limits, estimate)
+        .await?;
     if !limits.is_empty() {
         record.charge = Some(Charge {
             limiter: state.limiter.clone(),

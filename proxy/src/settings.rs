@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use crate::blob::PersistenceMode;
 use crate::downstream::body::BodyRules;
+use crate::process::cli::{About, EnvVar};
 use crate::process::env::{Env, data_dir_of};
+use crate::process::telemetry;
+use crate::upstream::credentials;
 
 pub const DEFAULT_BODY_LIMIT: usize = 52_428_800;
 /// The bodies of this many uploads of the default limit fit in memory at once.
@@ -17,9 +20,96 @@ const DEFAULT_BODY_MIN_RATE: u64 = 65_536;
 /// Polling faster than this would re-read config.json for nothing.
 const MIN_CONFIG_POLL: Duration = Duration::from_millis(100);
 
+/// Every environment variable the proxy reads, for `--help` and the docs (operations.md).
+const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "CONFIG_PATH",
+        default: "`data/config.json` (relative to the working directory)",
+        meaning: "the config file; created from the example (`data/config.example.json`) when missing",
+    },
+    EnvVar {
+        name: "CONFIG_EXAMPLE",
+        default: "the built-in `data/config.example.json`",
+        meaning: "a config file to create `CONFIG_PATH` from when it is missing (docker-compose.yml's `fake` profile uses one)",
+    },
+    EnvVar {
+        name: "DATA_DIR",
+        default: "the config file's directory",
+        meaning: "where `stats.json` is written",
+    },
+    EnvVar {
+        name: "PROXY_LISTEN",
+        default: "`server.host:server.port` (`127.0.0.1:3003`)",
+        meaning: "API listen address `host:port`, over the config; control reads it too, to find the proxy",
+    },
+    EnvVar {
+        name: "PROXY_OPS_LISTEN",
+        default: "`server.ops.host:server.ops.port` (`127.0.0.1:3002`)",
+        meaning: "ops listen address `host:port`, over the config; control reads it too",
+    },
+    EnvVar {
+        name: "BODY_LIMIT",
+        default: "`52428800` (50 MiB)",
+        meaning: "largest request body in bytes; larger bodies get `413`",
+    },
+    EnvVar {
+        name: "BODY_READ_TIMEOUT_SECS",
+        default: "`10`",
+        meaning: "longest pause while a request body arrives, and the grace before `BODY_MIN_RATE` applies (1–3600); a slower body gets `408`",
+    },
+    EnvVar {
+        name: "BODY_MIN_RATE",
+        default: "`65536` (64 KiB/s)",
+        meaning: "bytes per second a request body must average after the first `BODY_READ_TIMEOUT_SECS`; `0` for no minimum",
+    },
+    EnvVar {
+        name: "BODY_MEMORY_LIMIT",
+        default: "`419430400` (400 MiB), at least `BODY_LIMIT`",
+        meaning: "bytes all request bodies may hold in memory at once; a body that does not fit gets `503 server_busy`",
+    },
+    EnvVar {
+        name: "CONFIG_POLL_MS",
+        default: "`2000`",
+        meaning: "how often the config file is re-read and hashed, in ms (at least 100)",
+    },
+    EnvVar {
+        name: "CONFIG_WATCH",
+        default: "`events`",
+        meaning: "`events`: file-system events plus polling; `poll`: polling only",
+    },
+    EnvVar {
+        name: "SHUTDOWN_GRACE_SECS",
+        default: "`30`",
+        meaning: "after SIGTERM/SIGINT, how long in-flight requests and streams may still run",
+    },
+    EnvVar {
+        name: "PROXY_WORKERS",
+        default: "one per available CPU",
+        meaning: "API worker threads (1–512)",
+    },
+];
+
+/// What `proxy --help` says.
+pub fn about() -> About {
+    About {
+        name: "proxy",
+        version: env!("CARGO_PKG_VERSION"),
+        summary: "The gateway's data plane: the OpenAI API in front of Azure AI Foundry, configured by config.json.",
+        environment: [
+            ENVIRONMENT,
+            telemetry::ENVIRONMENT,
+            credentials::ENVIRONMENT,
+        ]
+        .concat(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config_path: PathBuf,
+    /// What a missing config.json is created from (`CONFIG_EXAMPLE`); `None`: the built-in
+    /// example.
+    pub config_example: Option<PathBuf>,
     /// Where runtime files (stats.json, the usage history) go; by default the config file's
     /// directory.
     pub data_dir: PathBuf,
@@ -52,6 +142,7 @@ impl Settings {
         Settings {
             data_dir: data_dir_of(&config_path),
             config_path,
+            config_example: None,
             body_limit: DEFAULT_BODY_LIMIT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             body_min_rate: DEFAULT_BODY_MIN_RATE,
@@ -75,6 +166,7 @@ impl Settings {
         let (config_path, data_dir) = env.config_location();
         let mut settings = Settings::for_config(config_path);
         settings.data_dir = data_dir;
+        settings.config_example = env.path("CONFIG_EXAMPLE");
         if let Some(limit) = env.parse("BODY_LIMIT", "a number of bytes")? {
             settings.body_limit = limit;
         }
@@ -157,6 +249,41 @@ mod tests {
             err.to_string()
                 .starts_with("BODY_MEMORY_LIMIT must be at least BODY_LIMIT"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn every_variable_the_proxy_reads_is_listed_once() {
+        let sources = test_support::env_docs::rust_sources(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        )
+        .expect("sources");
+        // Read only by tests, to rewrite their golden files.
+        let test_only = ["GOLDEN_BLESS"];
+        let listed: Vec<&str> = about().environment.iter().map(|v| v.name).collect();
+        for name in test_support::env_docs::variables_read_by(&sources) {
+            assert!(
+                listed.contains(&name.as_str()) || test_only.contains(&name.as_str()),
+                "{name} is read but not listed"
+            );
+        }
+        let mut unique = listed.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "listed twice: {listed:?}");
+    }
+
+    #[test]
+    fn the_docs_list_the_environment_as_help_does() {
+        let docs = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+        )
+        .expect("operations.md");
+        let expected = crate::process::cli::markdown(&about().environment);
+        assert_eq!(
+            test_support::env_docs::generated_block(&docs, "proxy --help"),
+            Some(expected.as_str()),
+            "docs/operations.md must hold, between its proxy --help markers:\n{expected}"
         );
     }
 

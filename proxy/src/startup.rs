@@ -1,7 +1,7 @@
-//! Builds the application: loads the config, binds the API and ops listeners (port 0 works),
-//! starts the config source (the file watcher, or the blob follower), the usage history's
-//! upkeep and the stats snapshots, and runs until a stop signal; on a stop it reports not ready
-//! while it drains.
+//! Builds the application: loads the config (created from the example when missing), binds the
+//! API and ops listeners (port 0 works), starts the config source (the file watcher, or the blob
+//! follower), the usage history's upkeep and the stats snapshots, and runs until a stop signal;
+//! on a stop it reports not ready while it drains.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -18,13 +18,14 @@ use crate::bookkeeping::accounting::Accounting;
 use crate::bookkeeping::history::History;
 use crate::bookkeeping::recent::Recent;
 use crate::bookkeeping::stats::Stats;
-use crate::config::{self, Config};
+use crate::config::{self, Config, ConfigError};
 use crate::downstream::body_budget::BodyBudget;
 use crate::handlers::{self, AppState};
 use crate::ops::contract::{ConfigStatus, ServingFrom};
 use crate::ops::metrics::Metrics;
 use crate::ops::{self, OpsState};
 use crate::process::clock::now_ms;
+use crate::process::first_start::create_config_if_missing;
 use crate::process::signals::StopSignals;
 use crate::rewrite::images::ImageService;
 use crate::settings::Settings;
@@ -91,6 +92,10 @@ struct Start {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let path = settings.config_path.clone();
+        let example = settings.config_example.clone();
+        tokio::task::spawn_blocking(move || create_config_if_missing(&path, example.as_deref()))
+            .await??;
         // Before the first client is built (the blob client in blob mode), off the reactor.
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let Start {
@@ -103,14 +108,17 @@ impl Application {
             PersistenceMode::Blob(blob) => start_from_cache(&settings, (**blob).clone()).await?,
         };
         reload::log_notes(&config);
-        let listen = settings
-            .listen
-            .clone()
-            .unwrap_or_else(|| config.server.listen.to_string());
-        let ops_listen = settings
-            .ops_listen
-            .clone()
-            .unwrap_or_else(|| config.server.ops.to_string());
+        let (listen, listen_from) = match &settings.listen {
+            Some(listen) => (listen.clone(), "PROXY_LISTEN"),
+            None => (
+                config.server.listen.to_string(),
+                "server.host/server.port in config.json",
+            ),
+        };
+        let (ops_listen, ops_from) = match &settings.ops_listen {
+            Some(listen) => (listen.clone(), "PROXY_OPS_LISTEN"),
+            None => (config.server.ops.to_string(), "server.ops in config.json"),
+        };
 
         let credentials = CredentialRegistry::default();
         let pools = PoolRegistry::default();
@@ -147,8 +155,13 @@ impl Application {
             ImageService::new(image_threads).context("starting the image worker threads")?,
         );
 
-        let api_listener = bind_with_backlog(&listen, API_BACKLOG)
-            .with_context(|| format!("binding the API listener on {listen}"))?;
+        let api_listener = bind_with_backlog(&listen, API_BACKLOG).with_context(|| {
+            format!(
+                "binding the API listener on {listen} (from {listen_from}); if another program \
+                 (Caddy's HTTP site, another proxy) has that port, set PROXY_LISTEN to another \
+                 host:port and give control the same"
+            )
+        })?;
         let port = api_listener.local_addr()?.port();
         let body_budget = BodyBudget::new(settings.body_memory_limit);
         let state = web::Data::new(AppState {
@@ -201,8 +214,12 @@ impl Application {
         }
         let api = api.listen(api_listener)?.run();
 
-        let ops_listener = TcpListener::bind(&ops_listen)
-            .with_context(|| format!("binding the ops listener on {ops_listen}"))?;
+        let ops_listener = TcpListener::bind(&ops_listen).with_context(|| {
+            format!(
+                "binding the ops listener on {ops_listen} (from {ops_from}); if another program \
+                 has that port, set PROXY_OPS_LISTEN to another host:port and give control the same"
+            )
+        })?;
         let ops_port = ops_listener.local_addr()?.port();
         let ops_ip = ops_listener.local_addr()?.ip();
         if !ops_ip.is_loopback() {
@@ -327,6 +344,15 @@ async fn upkeep(
     }
 }
 
+/// Logs each problem of a config file that stops the start, one line each, all of them.
+fn log_config_issues(path: &std::path::Path, err: &anyhow::Error) {
+    if let Some(err) = err.downcast_ref::<ConfigError>() {
+        for issue in err.issues() {
+            tracing::error!(path = %path.display(), field = %issue.path, problem = %issue.message, "config file invalid");
+        }
+    }
+}
+
 async fn maintain(accounting: &Arc<Accounting>, shared: &Shared) {
     let accounting = accounting.clone();
     let retention = shared.snapshot.load().config.stats.retention;
@@ -353,6 +379,7 @@ async fn start_from_file(settings: &Settings) -> anyhow::Result<Start> {
     let path = settings.config_path.clone();
     let (config, sha256) = tokio::task::spawn_blocking(move || reload::read_config(&path))
         .await?
+        .inspect_err(|err| log_config_issues(&settings.config_path, err))
         .with_context(|| format!("loading {}", settings.config_path.display()))?;
     let readiness = ReadyState::settled();
     readiness.config_loaded();

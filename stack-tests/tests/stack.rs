@@ -10,19 +10,23 @@ use std::time::{Duration, Instant};
 use fake_foundry::{Behaviour, FakeFoundry, ScriptedReply};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use stack_tests::{Ports, Stack, StackOptions, Tools, default_config, signal};
+use stack_tests::{
+    Ports, Stack, StackOptions, Tools, example_config, example_config_bytes, signal,
+};
 use test_support::{chat_body, eventually, wait_for, wait_until, write_json};
 
 const KEY: &str = "CHANGEME";
 const UPSTREAM_KEY: &str = "upstream-secret";
 const DOMAIN: &str = "gateway.test";
+const ADMIN_PASSWORD: &str = "stack-admin-password";
 
-/// The shipped config, pointed at the fake upstream, with the ports of this stack.
+/// The shipped example, pointed at the fake upstream, with an admin password of its own and the
+/// TLS site on this stack's port.
 fn config_for(fake: &FakeFoundry, ports: &Ports, tls: bool) -> Value {
-    let mut config = default_config();
+    let mut config = example_config();
     config["upstreams"][0]["baseUrl"] = json!(fake.base_url());
     config["auth"] = json!({"mode": "apiKey", "apiKey": UPSTREAM_KEY});
-    config["server"]["ops"]["port"] = json!(ports.ops);
+    config["server"]["adminAuth"]["password"] = json!(ADMIN_PASSWORD);
     config["server"]["caddy"]["enabled"] = json!(tls);
     config["server"]["caddy"]["domain"] = json!(if tls { DOMAIN } else { "" });
     config["server"]["caddy"]["httpsPort"] = json!(ports.https);
@@ -66,7 +70,7 @@ fn admin(
     path: &str,
 ) -> reqwest::RequestBuilder {
     http.request(method, stack.http_url(&format!("/admin/api/{path}")))
-        .basic_auth("admin", Some("admin"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
         .header("x-requested-with", "stack-test")
         .header("origin", stack.http_url(""))
 }
@@ -129,27 +133,32 @@ async fn the_stack_serves_applies_saved_config_stops_cleanly_and_keeps_its_state
     fake.set_required_api_key(Some(UPSTREAM_KEY.into()));
     let ports = Ports::free();
     let data = tempfile::tempdir().expect("tempdir");
-    let defaults = tempfile::tempdir().expect("tempdir");
-    let default_path = defaults.path().join("config.json");
-    let config = config_for(&fake, &ports, true);
-    write_json(&default_path, &config);
     let options = StackOptions {
         data_dir: data.path(),
         ports: &ports,
-        default_config: &default_path,
         tls_internal: true,
     };
     let http = reqwest::Client::new();
 
     let stack = Stack::start(&tools, &options);
     stack.wait_ready(&http).await;
-    let on_disk: Value =
-        serde_json::from_slice(&std::fs::read(data.path().join("config.json")).expect("read"))
-            .expect("json");
-    assert_eq!(on_disk, config, "first start copies the default config");
+    let config_path = data.path().join("config.json");
+    assert_eq!(
+        std::fs::read(&config_path).expect("read"),
+        example_config_bytes(),
+        "first start creates config.json from the example"
+    );
+
+    // Edited by hand: the fake upstream, a password, a TLS site. The proxy applies it.
+    write_json(&config_path, &config_for(&fake, &ports, true));
+    eventually(
+        "the proxy to apply the edited config",
+        Duration::from_secs(20),
+        || async { chat_status(&http, &stack, "gpt-5-mini").await == Some(200) },
+    )
+    .await;
 
     // The API through Caddy's HTTP port, signed with the upstream key.
-    assert_eq!(chat_status(&http, &stack, "gpt-5-mini").await, Some(200));
     let last = fake.requests().pop().expect("the fake saw the request");
     assert_eq!(last.header("api-key"), Some(UPSTREAM_KEY));
     assert_eq!(last.json()["model"], "gpt-5-mini");
@@ -160,15 +169,21 @@ async fn the_stack_serves_applies_saved_config_stops_cleanly_and_keeps_its_state
         .expect("stream body");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 
-    // The admin UI through Caddy.
-    let page = http
-        .get(stack.http_url("/admin/"))
-        .basic_auth("admin", Some("admin"))
-        .send()
-        .await
-        .expect("admin page");
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.expect("html").contains("<html"));
+    // The admin UI through Caddy, with the password of the edited file once control read it.
+    let page = || async {
+        http.get(stack.http_url("/admin/"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("admin page")
+    };
+    eventually(
+        "control to read the edited config",
+        Duration::from_secs(10),
+        || async { page().await.status() == 200 },
+    )
+    .await;
+    assert!(page().await.text().await.expect("html").contains("<html"));
 
     // The TLS site, with a certificate from Caddy's local CA kept in the data dir.
     let certificate = wait_for_certificate(&stack).await;
@@ -287,7 +302,6 @@ async fn supervisord_restarts_a_killed_program_and_traffic_resumes() {
     let options = StackOptions {
         data_dir: data.path(),
         ports: &ports,
-        default_config: &data.path().join("config.json"),
         tls_internal: false,
     };
     let http = reqwest::Client::new();

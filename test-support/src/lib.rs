@@ -1,6 +1,7 @@
 //! What the workspace's test suites share, so that each exists once: waits on a condition
 //! (`wait`), free loopback ports (`ports`), request fixtures (`fixtures`), the Azure Storage
-//! emulator as a child process (`azurite`), a TCP relay a test can cut (`relay`), and with the `proxy`
+//! emulator as a child process (`azurite`), a TCP relay a test can cut (`relay`), the checks that
+//! keep `--help` and the docs complete (`env_docs`), and with the `proxy`
 //! feature the atomic JSON writer (`json_file`) and the in-process proxy (`in_process`).
 //!
 //! Used only as a dev-dependency, and by the gateway benchmark, which is not shipped. Without
@@ -8,6 +9,7 @@
 //! own tests can use it.
 
 pub mod azurite;
+pub mod env_docs;
 pub mod fixtures;
 pub mod ports;
 pub mod relay;

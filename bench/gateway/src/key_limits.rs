@@ -190,7 +190,7 @@ async fn start_redis_side(
         .proxy_log
         .as_ref()
         .map(|path| path.with_extension("redis.log"));
-    let proxy = stack::start_proxy(bins, "proxy (Redis)", &config_path, log.as_deref())
+    let proxy = stack::start_proxy(bins, "proxy (Redis)", &config_path, log.as_deref(), &[])
         .await
         .context("starting the second proxy")?;
     let ops = proxy.ops_addr;

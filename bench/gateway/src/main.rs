@@ -12,6 +12,8 @@ mod report;
 mod scenarios;
 mod stack;
 mod tap;
+mod translation;
+mod usage_history;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use crate::stack::{Binaries, Stack};
 
 const USAGE: &str = "usage: gateway-bench [--bin-dir DIR] [--out FILE] [--work DIR] \
 [--caddy PATH] [--control PATH] [--redis-server PATH] [--proxy-log FILE] [--quick] \
-[--only 1,2,3,4,5,6,7,8,9] [--command TEXT]";
+[--only 1,2,3,4,5,6,7,8,9,10,11] [--command TEXT]";
 
 struct Args {
     bin_dir: PathBuf,
@@ -287,6 +289,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         results.key_limits =
             Some(key_limits::key_limits(&mut bench, &bins, redis.as_deref()).await);
+    }
+    if wanted(10) {
+        eprintln!("10. chat ⇄ Responses translation");
+        let mut bench = Bench {
+            stack: &mut stack,
+            plan,
+        };
+        match translation::translation(&mut bench).await {
+            Ok(r) => results.translation = Some(r),
+            Err(err) => results.errors.push(format!("Translation: {err:#}")),
+        }
+    }
+    if wanted(11) {
+        eprintln!("11. usage history: the request path, and a year on disk and in memory");
+        let mut bench = Bench {
+            stack: &mut stack,
+            plan,
+        };
+        results.usage_history = Some(usage_history::usage_history(&mut bench, &bins).await);
     }
     stack.check_running()?;
     machine.load_end = report::load_average();

@@ -13,6 +13,8 @@ use crate::scenarios::{
     ReloadResult, SLOW_UPSTREAM_MS, STREAM_CHUNKS, STREAM_GAP_MS, StreamResult, ThroughputRow, Via,
 };
 use crate::stack::{self, PoolSettings};
+use crate::translation::{TranslationCase, TranslationResult};
+use crate::usage_history::{self, HistoryCase, UsageHistoryResult};
 
 const BEGIN: &str = "<!-- gateway:begin -->";
 const END: &str = "<!-- gateway:end -->";
@@ -93,6 +95,8 @@ pub struct Results {
     pub image: Option<ImageResult>,
     pub pool: Option<PoolResult>,
     pub key_limits: Option<KeyLimitsResult>,
+    pub translation: Option<TranslationResult>,
+    pub usage_history: Option<UsageHistoryResult>,
     pub errors: Vec<String>,
 }
 
@@ -141,9 +145,20 @@ fn secs(d: Option<Duration>) -> String {
 const SLOWEST_STREAM_MARGIN: Duration = Duration::from_millis(500);
 const POOL_P50_MARGIN_NS: u64 = 1_000_000;
 
+/// Target of scenario 11: what the usage history may add to the p50.
+const HISTORY_NS: i64 = 5_000;
+
+/// Scenario 10's p50 difference, history on against off.
+fn history_cost(r: &UsageHistoryResult) -> Option<i64> {
+    let on = r.row(HistoryCase::On)?.q(0.5);
+    let off = r.row(HistoryCase::Off)?.q(0.5);
+    Some(diff(on, off))
+}
+
 /// Targets of scenario 9: what counting a key's limits may add to the p50.
 const IN_PROCESS_LIMITS_NS: i64 = 5_000;
 const REDIS_LIMITS_NS: i64 = 150_000;
+const TRANSLATION_NS: i64 = 50_000;
 
 /// Scenario 9's p50 differences: limits in the process against no limits, and limits in Redis
 /// against limits in the process (when measured, and valid).
@@ -358,6 +373,25 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
             });
         }
     }
+    if let Some(r) = &results.translation {
+        out.extend(translation_verdicts(r));
+    }
+    if let Some(r) = &results.usage_history
+        && let Some(added) = history_cost(r)
+    {
+        let p50 = |case| r.row(case).map_or_else(|| "–".into(), |d| us(d.q(0.5)));
+        out.push(Verdict {
+            target: "usage history on: p50 within 5 µs of the proxy without it (one request at                      a time)"
+                .into(),
+            measured: format!(
+                "p50 {} vs {} ({})",
+                p50(HistoryCase::On),
+                p50(HistoryCase::Off),
+                us_signed(added)
+            ),
+            met: added <= HISTORY_NS,
+        });
+    }
     for row in &results.idle {
         if let Some(kib) = row.rss_kib
             && (row.name == "proxy" || row.name == "control")
@@ -504,6 +538,12 @@ pub fn render(machine: &Machine, results: &Results, command: &str) -> String {
     }
     if let Some(r) = &results.key_limits {
         render_key_limits(&mut s, r);
+    }
+    if let Some(r) = &results.translation {
+        render_translation(&mut s, r);
+    }
+    if let Some(r) = &results.usage_history {
+        render_usage_history(&mut s, r);
     }
     if !results.errors.is_empty() {
         let _ = writeln!(s, "### Not measured\n");
@@ -969,6 +1009,299 @@ fn render_key_limits(s: &mut String, r: &KeyLimitsResult) {
         let _ = writeln!(s, "\n{}", lines.join(" "));
     }
     let _ = writeln!(s);
+}
+
+/// Translated minus untranslated, at p50: of the non-stream latency, and of the event delay.
+fn translation_costs(r: &TranslationResult) -> (Option<i64>, Option<i64>) {
+    let p50 = |d: &Dist| d.q(0.5);
+    let latency = r
+        .latency_of(TranslationCase::Translated)
+        .zip(r.latency_of(TranslationCase::Untranslated))
+        .map(|(t, u)| diff(p50(t), p50(u)));
+    let events = r
+        .event_delay_of(TranslationCase::Translated)
+        .zip(r.event_delay_of(TranslationCase::Untranslated))
+        .map(|(t, u)| diff(p50(t), p50(u)));
+    (latency, events)
+}
+
+fn translation_verdicts(r: &TranslationResult) -> Vec<Verdict> {
+    let (latency, events) = translation_costs(r);
+    let mut out = Vec::new();
+    let stream_failures: u64 = r.streams.iter().map(|s| s.failures.total()).sum();
+    if let Some(added) = latency {
+        out.push(Verdict {
+            target: "a translated non-stream request (chat → Responses): p50 ≤ 50 µs more than \
+                     the same deployment untranslated"
+                .into(),
+            measured: format!(
+                "{} ({} failed requests)",
+                us_signed(added),
+                r.latency_failures.total()
+            ),
+            met: added <= TRANSLATION_NS && r.latency_failures.total() == 0,
+        });
+    }
+    if let Some(added) = events {
+        out.push(Verdict {
+            target: "a translated stream: event delay p50 ≤ 50 µs more than untranslated".into(),
+            measured: format!("{} ({stream_failures} failed streams)", us_signed(added)),
+            met: added <= TRANSLATION_NS && stream_failures == 0,
+        });
+    }
+    out
+}
+
+fn render_translation(s: &mut String, r: &TranslationResult) {
+    let n = r.latency.first().map_or(0, |(_, d)| d.len());
+    let _ = writeln!(
+        s,
+        "### 10. Chat ⇄ Responses translation
+"
+    );
+    let _ = writeln!(
+        s,
+        "Both cases reach the same Responses-only deployment of the fake through the proxy and \
+         get the same answer: a Responses client (`POST /v1/responses`) on a model without \
+         translation, and a chat client (`POST /v1/chat/completions`, the same system and user \
+         text) on a model with `\"routes\": {{\"chat/completions\": \"responses\"}}`, whose \
+         request, answer and stream the proxy translates. Non-stream: scenario 1's method, one \
+         request at a time on one keep-alive connection, {n} requests per case after 300 \
+         warm-up requests, in {rounds} interleaved rounds. Failed requests: {failures}.\n",
+        rounds = r.rounds,
+        failures = r.latency_failures.describe()
+    );
+    let _ = writeln!(
+        s,
+        "| case | p50 | p90 | p99 | mean |\n| --- | ---: | ---: | ---: | ---: |"
+    );
+    for (case, d) in &r.latency {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            case.label(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99)),
+            us(d.mean())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nStreams: {connections} connections streaming for the scenario's time in {rounds} \
+         interleaved rounds, each stream {chunks} text deltas {gap} ms apart, through the timing tap. A translated stream has fewer events \
+         than the one it comes from (the Responses bookkeeping events have no chat chunk), so \
+         each event the client receives is paired with the last event that left the fake before \
+         it arrived (the deltas are {gap} ms apart, far more than any delay measured), in both \
+         cases alike.\n",
+        connections = r.connections,
+        rounds = r.stream_rounds,
+        chunks = r.chunks,
+        gap = r.gap_ms
+    );
+    let _ = writeln!(
+        s,
+        "| case | streams | events per stream | failed | event delay p50 | p90 | p99 |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for row in &r.streams {
+        let d = &row.event_delay;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.case.label(),
+            row.streams,
+            row.events_per_stream,
+            row.failures.total(),
+            us(d.q(0.5)),
+            us(d.q(0.9)),
+            us(d.q(0.99))
+        );
+    }
+    let (latency, events) = translation_costs(r);
+    let verdict = |added: i64| {
+        if added <= TRANSLATION_NS {
+            "met"
+        } else {
+            "**missed**"
+        }
+    };
+    let mut lines = Vec::new();
+    if let Some(added) = latency {
+        lines.push(format!(
+            "Translating a non-stream request and its answer adds {} at p50 (target: ≤ 50 µs: {}).",
+            us_signed(added),
+            verdict(added)
+        ));
+    }
+    if let Some(added) = events {
+        lines.push(format!(
+            "Translating a stream adds {} to each event's delay at p50 (target: ≤ 50 µs: {}).",
+            us_signed(added),
+            verdict(added)
+        ));
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(s, "\n{}", lines.join(" "));
+    }
+    let _ = writeln!(s);
+}
+
+fn render_usage_history(s: &mut String, r: &UsageHistoryResult) {
+    let n = r.rows.first().map_or(0, |(_, d)| d.len());
+    let _ = writeln!(
+        s,
+        "### 11. Usage history: the cost of counting, and a year on disk and in memory\n"
+    );
+    let _ = writeln!(
+        s,
+        "Scenario 1's method through the proxy only: model `{model}`, one request at a time on \
+         one keep-alive connection, {n} requests per case after 300 warm-up requests, in \
+         {rounds} interleaved rounds. The history is on in the benchmark's proxy (its default); \
+         a second proxy runs the same binary and config with `USAGE_HISTORY=off`. Failed \
+         requests: {failures}.\n",
+        model = stack::MODEL,
+        rounds = r.rounds,
+        failures = r.failures.describe()
+    );
+    if !r.rows.is_empty() {
+        let _ = writeln!(
+            s,
+            "| history | p50 | p90 | p99 | mean | p50 − off |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+        );
+        let off = r.row(HistoryCase::Off).map(|d| d.q(0.5));
+        for (case, d) in &r.rows {
+            let added = match off {
+                Some(off) if *case != HistoryCase::Off => us_signed(diff(d.q(0.5), off)),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                case.label(),
+                us(d.q(0.5)),
+                us(d.q(0.9)),
+                us(d.q(0.99)),
+                us(d.mean()),
+                added
+            );
+        }
+        if let Some(added) = history_cost(r) {
+            let verdict = if added <= HISTORY_NS {
+                "met"
+            } else {
+                "**missed**"
+            };
+            let _ = writeln!(
+                s,
+                "\nThe history adds {} at p50 (target: within 5 µs: {verdict}).",
+                us_signed(added)
+            );
+        }
+        let _ = writeln!(s);
+    }
+    match &r.year {
+        Err(err) => {
+            let _ = writeln!(s, "The year was not measured: {err}.\n");
+        }
+        Ok(y) => {
+            let _ = writeln!(
+                s,
+                "**A year of history.** {keys} client keys × {models} models (one deployment \
+                 each): 1,000 series, every one of them in every bucket, which is what makes \
+                 the history large (buckets hold only the series that had traffic). One request \
+                 per series per minute in the last 48 hours, {per_hour} per series per hour in \
+                 the 363 days before; {requests} requests with log-normal latencies around \
+                 1.5 s, 1 % 429s, 0.5 % 5xx, 1 % cancelled. Default retention (minutes 48 h, \
+                 hours 90 days, days for ever). Filled in `gateway-bench` through the proxy \
+                 library's `History`: the hook's `record_at`, then `maintain` (sealing, roll-up, \
+                 retention) and `persist`, as the proxy runs them, on a clock the filler sets; \
+                 the proxy binary was then started on the data dir written.\n",
+                keys = usage_history::KEYS,
+                models = usage_history::MODELS,
+                per_hour = usage_history::PER_HOUR,
+                requests = y.requests,
+            );
+            let _ = writeln!(s, "| | |\n| --- | ---: |");
+            let row = |s: &mut String, what: &str, value: String| {
+                let _ = writeln!(s, "| {what} | {value} |");
+            };
+            for (name, bytes) in &y.files {
+                row(s, &format!("`{name}`"), mb(*bytes));
+            }
+            row(
+                s,
+                "on disk, all files",
+                format!("**{}**", mb(y.disk_bytes())),
+            );
+            row(
+                s,
+                "buckets kept (minutes, hours, days)",
+                format!("{}, {}, {}", y.frames[0], y.frames[1], y.frames[2]),
+            );
+            row(s, "encoded buckets in memory", mb(y.frame_bytes as u64));
+            row(
+                s,
+                "proxy RSS, 2 s after start: empty history → the year",
+                format!(
+                    "{} → {} (**+{}**)",
+                    mib(y.rss_empty_kib),
+                    mib(y.rss_year_kib),
+                    mib(y.rss_year_kib.saturating_sub(y.rss_empty_kib))
+                ),
+            );
+            row(
+                s,
+                "proxy RSS after the queries below",
+                mib(y.rss_after_queries_kib),
+            );
+            row(
+                s,
+                "start until the ops listener answers: empty → the year",
+                format!(
+                    "{:.2} s → {:.2} s",
+                    y.start_empty.as_secs_f64(),
+                    y.start_year.as_secs_f64()
+                ),
+            );
+            row(
+                s,
+                "time in the hook (`record_at`), per request",
+                format!("{:.0} ns", y.record_ns),
+            );
+            row(
+                s,
+                "sealing, roll-up and retention over the year (`maintain`)",
+                format!("{:.1} s", y.maintain.as_secs_f64()),
+            );
+            row(
+                s,
+                "writing all four files (`persist`)",
+                format!("{:.2} s", y.persist.as_secs_f64()),
+            );
+            let _ = writeln!(
+                s,
+                "\n| query on the year | time | answer |\n| --- | ---: | ---: |"
+            );
+            for (query, took, bytes) in &y.queries {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} |",
+                    query,
+                    ms(took.as_nanos() as u64),
+                    kb(*bytes as u64)
+                );
+            }
+            let _ = writeln!(s);
+        }
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn kb(bytes: u64) -> String {
+    format!("{:.0} kB", bytes as f64 / 1e3)
 }
 
 fn render_reload(s: &mut String, r: &ReloadResult, throughput: &[ThroughputRow]) {

@@ -84,7 +84,7 @@ impl Plan {
     }
 }
 
-const STREAM_TEXT: &str = "Gateways sit between clients and models: they check keys, map model \
+pub const STREAM_TEXT: &str = "Gateways sit between clients and models: they check keys, map model \
 names to deployments, and pass every streamed token through as soon as it arrives.";
 
 const MESSAGES: &str = r#""messages":[{"role":"system","content":"You are a concise assistant."},{"role":"user","content":"In one sentence: why put a gateway in front of Azure AI Foundry?"}],"temperature":0.2"#;

@@ -24,6 +24,15 @@ pub const MODEL: &str = "bench";
 /// The same model, routed through the timing tap.
 pub const TAPPED_MODEL: &str = "bench-tapped";
 pub const DEPLOYMENT: &str = "bench-deployment";
+/// A deployment the fake serves through the Responses API only (it refuses chat completions).
+pub const RESPONSES_DEPLOYMENT: &str = "responses-only-bench";
+/// Responses clients on the Responses-only deployment: no translation.
+pub const RESPONSES_MODEL: &str = "bench-responses";
+/// Chat clients on the Responses-only deployment: translated both ways.
+pub const TRANSLATED_MODEL: &str = "bench-translated";
+/// The two above, through the timing tap.
+pub const RESPONSES_TAPPED_MODEL: &str = "bench-responses-tapped";
+pub const TRANSLATED_TAPPED_MODEL: &str = "bench-translated-tapped";
 /// A model on a pool of two deployments: the fake, and a second fake identical to it.
 pub const POOL_MODEL: &str = "bench-pool";
 /// The same pool shape, whose second fake answers 429 to every [`THROTTLE_EVERY`]th request.
@@ -143,7 +152,7 @@ impl Stack {
             child: proxy,
             addr: proxy_addr,
             ops_addr,
-        } = start_proxy(bins, "proxy", &config_path, bins.proxy_log.as_deref()).await?;
+        } = start_proxy(bins, "proxy", &config_path, bins.proxy_log.as_deref(), &[]).await?;
 
         let (caddy, caddy_note) = match &bins.caddy {
             Some(bin) => match start_caddy(bin, work, proxy_addr).await {
@@ -236,13 +245,15 @@ pub struct Proxy {
     pub ops_addr: SocketAddr,
 }
 
-/// Starts `bins.proxy` (as `name`) on `config_path`, with runtime files next to it and its log
-/// in `log` (nowhere when `None`), and waits until both of its listeners answer.
+/// Starts `bins.proxy` (as `name`) on `config_path`, with runtime files next to it, its log
+/// in `log` (nowhere when `None`) and `env` added to its environment, and waits until both of
+/// its listeners answer.
 pub async fn start_proxy(
     bins: &Binaries,
     name: &'static str,
     config_path: &Path,
     log: Option<&Path>,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<Proxy> {
     let stdout = match log {
         Some(path) => Stdio::from(std::fs::File::create(path)?),
@@ -261,6 +272,8 @@ pub async fn start_proxy(
             .env_remove("RUST_LOG")
             .env_remove("LOG_LEVEL")
             .env_remove("PROXY_WORKERS")
+            .env_remove("USAGE_HISTORY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             // Logs at the default level: a JSON line per request.
             .stdout(stdout)
@@ -327,6 +340,16 @@ pub fn proxy_config(
             {
                 "id": THROTTLED_POOL_MODEL,
                 "deployments": [deployment("fake"), deployment(POOL_B_THROTTLED)]
+            },
+            { "id": RESPONSES_MODEL, "upstream": "fake", "targetModel": RESPONSES_DEPLOYMENT },
+            {
+                "id": TRANSLATED_MODEL, "upstream": "fake", "targetModel": RESPONSES_DEPLOYMENT,
+                "routes": { "chat/completions": "responses" }
+            },
+            { "id": RESPONSES_TAPPED_MODEL, "upstream": "tap", "targetModel": RESPONSES_DEPLOYMENT },
+            {
+                "id": TRANSLATED_TAPPED_MODEL, "upstream": "tap", "targetModel": RESPONSES_DEPLOYMENT,
+                "routes": { "chat/completions": "responses" }
             },
             { "id": format!("reload-{}", variant.revision), "upstream": "fake" }
         ]

@@ -8,6 +8,7 @@ mod keys;
 mod ops;
 mod tester;
 mod upstream_auth;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/usage/merged", web::get().to(ops::merged_usage))
             .route("/limits", web::get().to(ops::limits))
             .route("/requests", web::get().to(ops::requests))
+            .route("/usage", web::get().to(usage::usage))
             .route("/auth/verify", web::post().to(upstream_auth::verify))
             .route("/caddy", web::get().to(caddy::status))
             .route("/caddy/caddyfile", web::get().to(caddy::caddyfile))

@@ -21,7 +21,7 @@ struct TesterRequest {
     body: Box<RawValue>,
 }
 
-/// `PROXY_URL`, else the proxy's own listen address (a wildcard host reached on loopback).
+/// `PROXY_URL` or `PROXY_LISTEN`, else the config's listen address (a wildcard host reached on loopback).
 fn proxy_base(state: &AppState, config: &Config) -> String {
     match &state.proxy_url {
         Some(url) => url.as_str().trim_end_matches('/').to_string(),
@@ -62,6 +62,11 @@ pub async fn send(
         .await
         .map_err(|e| AdminError::ProxyUnreachable {
             url: base.clone(),
+            from: if state.proxy_url.is_some() {
+                state.settings.proxy_from
+            } else {
+                "server.host/server.port in config.json"
+            },
             cause: describe(&e),
         })?;
     let status =

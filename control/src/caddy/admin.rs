@@ -13,7 +13,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminApiError {
     /// Nothing answered (Caddy not started yet, or down).
-    #[error("Caddy's admin API at {url} is not reachable: {cause}")]
+    #[error(
+        "Caddy's admin API at {url} is not reachable: {cause}. Is Caddy running with the same CADDY_ADMIN as control? (CADDY_ADMIN=off when no Caddy runs)"
+    )]
     Unreachable { url: String, cause: String },
     /// Caddy answered and refused; `message` is Caddy's own.
     #[error("Caddy refused the config ({status}): {message}")]

@@ -234,6 +234,8 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created_but_the
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
     let mut settings = control::settings::Settings::for_config(config_path.clone());
+    // As when the file cannot be created from the example (a read-only data dir).
+    settings.create_missing_config = false;
     settings.listen = "127.0.0.1:0".into();
     settings.caddy.admin_url = None;
     settings.config_poll = Duration::from_millis(100);
@@ -261,7 +263,16 @@ async fn without_config_json_nobody_can_log_in_until_the_file_is_created_but_the
     assert!(message.contains("config.json does not exist"), "{message}");
     // The UI's own files are served without a login, so the page can say what to do.
     let base = url.trim_end_matches("api/session");
-    for path in ["", "assets/app.js", "assets/i18n.js", "assets/style.css"] {
+    for path in [
+        "",
+        "assets/app.js",
+        "assets/i18n.js",
+        "assets/charts.js",
+        "assets/style.css",
+        "assets/vendor/uPlot.iife.min.js",
+        "assets/vendor/uPlot.min.css",
+        "assets/vendor/uPlot.LICENSE",
+    ] {
         let file = http
             .get(format!("{base}{path}"))
             .send()
@@ -335,4 +346,153 @@ async fn a_request_for_another_host_name_is_refused_against_dns_rebinding() {
         200
     );
     stack.shutdown().await;
+}
+
+#[actix_web::test]
+async fn control_creates_config_json_from_the_example_and_asks_for_a_new_password_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut settings = control::settings::Settings::for_config(config_path.clone());
+    settings.listen = "127.0.0.1:0".into();
+    settings.caddy.admin_url = None;
+    settings.workers = Some(1);
+    let app = control::startup::Application::build(settings)
+        .await
+        .expect("control builds");
+    let control = format!("http://127.0.0.1:{}", app.port());
+    let api = |path: &str| format!("{control}/admin/api/{path}");
+    let stop = app.stop_handle();
+    actix_rt::spawn(async move {
+        let _ = app.run_until_stopped().await;
+    });
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/config.example.json");
+    assert_eq!(
+        std::fs::read(&config_path).expect("config.json was created"),
+        std::fs::read(example).expect("the example")
+    );
+    let http = reqwest::Client::new();
+    let write = |method: Method, path: &str, password: &str| {
+        http.request(method, api(path))
+            .basic_auth("admin", Some(password))
+            .header("x-requested-with", "test")
+            .header("origin", &control)
+    };
+
+    // The shipped password: accepted from this machine and from private networks only.
+    let session = |forwarded_for: &'static str| {
+        http.get(api("session"))
+            .basic_auth("admin", Some("admin"))
+            .header("x-forwarded-for", forwarded_for)
+            .send()
+    };
+    let refused = session("203.0.113.9").await.expect("request");
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "default_password_remote");
+    let private = session("192.168.1.20").await.expect("request");
+    assert_eq!(private.status(), 200);
+    let body: Value = private.json().await.expect("json");
+    assert_eq!(body["default_password"], true);
+
+    // Nothing changes before the password does.
+    let key = write(Method::POST, "keys", "admin")
+        .json(&json!({"id": "early"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(key.status(), 403);
+    let body: Value = key.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "password_change_required");
+    let read: Value = http
+        .get(api("config"))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    let etag = read["etag"].as_str().expect("etag").to_string();
+    let mut config = read["config"].clone();
+    config["models"][0]["targetModel"] = json!("my-deployment");
+    let unchanged_password = write(Method::PUT, "config", "admin")
+        .header("if-match", &etag)
+        .json(&config)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unchanged_password.status(), 422);
+    let body: Value = unchanged_password.json().await.expect("json");
+    assert_eq!(
+        body["error"]["issues"][0]["path"],
+        "server.adminAuth.password"
+    );
+
+    config["server"]["adminAuth"]["password"] = json!("a-password-of-my-own");
+    let saved = write(Method::PUT, "config", "admin")
+        .header("if-match", &etag)
+        .json(&config)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        saved.status(),
+        200,
+        "{}",
+        saved.text().await.unwrap_or_default()
+    );
+    let old = http
+        .get(api("session"))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(old.status(), 401);
+    let key = write(Method::POST, "keys", "a-password-of-my-own")
+        .json(&json!({"id": "after"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        key.status(),
+        201,
+        "{}",
+        key.text().await.unwrap_or_default()
+    );
+    stop.stop().await;
+}
+
+#[test]
+fn control_answers_help_and_version_without_starting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let run = |arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_control"))
+            .arg(arg)
+            .env("CONFIG_PATH", &config_path)
+            .env("CONTROL_LISTEN", "127.0.0.1:0")
+            .output()
+            .expect("runs")
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "CONTROL_LISTEN",
+        "PROXY_OPS_LISTEN",
+        "CADDY_ADMIN",
+        "LOG_LEVEL",
+    ] {
+        assert!(
+            text.contains(&format!("  {name}\n      default: ")),
+            "{name}: {text}"
+        );
+    }
+    let version = run("-V");
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("control {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(!config_path.exists(), "control started");
 }

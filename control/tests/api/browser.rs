@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fake_foundry::Behaviour;
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -163,19 +165,38 @@ impl Browser {
             "const e = document.querySelector({css:?}); if (e) e.scrollIntoView({{ block: 'center' }})"
         ))
         .await;
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .expect(css)
-            .click()
-            .await
-            .expect("click");
+        self.on_element(css, |e| async move { e.click().await })
+            .await;
     }
 
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.expect(css);
-        field.clear().await.expect("clear");
-        field.send_keys(text).await.expect("type");
+        self.on_element(css, |e| async move {
+            e.clear().await?;
+            e.send_keys(text).await
+        })
+        .await;
+    }
+
+    /// Runs `action` on the element `css` finds, again on a fresh find when the page re-rendered
+    /// it in between (a stale element), for up to 10 s.
+    async fn on_element<F, Fut>(&self, css: &str, action: F)
+    where
+        F: Fn(Element) -> Fut,
+        Fut: std::future::Future<Output = Result<(), CmdError>>,
+    {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self.client.find(Locator::Css(css)).await.expect(css);
+            match action(element).await {
+                Ok(()) => return,
+                Err(err)
+                    if err.is_stale_element_reference() && std::time::Instant::now() < deadline =>
+                {
+                    tokio::task::yield_now().await;
+                }
+                Err(err) => panic!("{css}: {err}"),
+            }
+        }
     }
 
     pub(crate) async fn screenshot(&self, name: &str) {
@@ -568,7 +589,9 @@ async fn screenshots_of_the_main_pages_on_a_laptop_and_a_phone() {
         &stack,
         PHONE,
         "-phone",
-        &["overview", "models", "stats", "tester"],
+        &[
+            "overview", "models", "keys", "stats", "requests", "tls", "tester",
+        ],
     )
     .await;
     browser

@@ -403,6 +403,8 @@ async fn an_invalid_file_on_disk_is_reported_and_can_be_replaced() {
     let mut fixed = body["config"].clone();
     fixed["models"][0]["upstream"] = json!("");
     fixed["models"] = json!([]);
+    // The hand-written file has no password: the default one is never written.
+    fixed["server"]["adminAuth"]["password"] = json!(ADMIN_PASSWORD);
     let response = stack
         .save(&fixed, body["etag"].as_str().unwrap_or_default())
         .await;
@@ -439,5 +441,49 @@ async fn a_config_over_one_mib_is_refused_with_413_before_it_is_read_and_nothing
         .await
         .expect("tester request");
     assert_eq!(tester.status(), 200);
+    stack.shutdown().await;
+}
+
+/// A small config written by hand, in its author's order and layout.
+const HAND_WRITTEN: &str = r#"{
+  "apiKeys": [
+    { "id": "team-a", "key": "sk-test-key-0123456789abcdef", "status": "active" },
+    { "id": "team-b", "key": "sk-other-key-0123456789", "status": "active", "note": "by hand" }
+  ],
+  "server": { "adminAuth": { "username": "admin", "password": "correct-horse-battery" } },
+  "auth": { "mode": "apiKey", "apiKey": "upstream-secret" },
+  "upstreams": [ { "name": "foundry", "baseUrl": "https://res.openai.azure.com" } ],
+  "models": [ { "id": "gpt-5-mini", "upstream": "foundry", "targetModel": "dep-mini" } ]
+}
+"#;
+
+#[actix_web::test]
+async fn a_save_from_the_admin_api_keeps_a_small_file_small_and_in_its_order() {
+    let stack = spawn_stack().await;
+    std::fs::write(&stack.config_path, HAND_WRITTEN).expect("write");
+    // What the admin UI does: read the whole config (defaults filled in, secrets masked),
+    // change two things, send it all back.
+    let (mut config, etag) = stack.config().await;
+    assert_eq!(config["server"]["upstream"]["connectTimeoutMs"], 10000);
+    config["server"]["upstream"]["maxRetries"] = json!(1);
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(json!({"id": "gpt-5", "upstream": "foundry", "targetModel": "dep-5", "routes": {}}));
+    let response = stack.save(&config, &etag).await;
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+
+    let written = std::fs::read_to_string(&stack.config_path).expect("read");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/saved.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &written).expect("write golden");
+    }
+    let expected = std::fs::read_to_string(&golden).expect("golden file");
+    assert_eq!(written, expected, "config.json as written");
     stack.shutdown().await;
 }

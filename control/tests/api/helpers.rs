@@ -63,6 +63,8 @@ pub struct StackOptions {
     pub behaviour: Behaviour,
     pub edit_config: Box<dyn FnOnce(&mut Value)>,
     pub edit_control: Box<dyn FnOnce(&mut ControlSettings)>,
+    /// Environment of the proxy (`USAGE_HISTORY=off`).
+    pub proxy_env: &'static [(&'static str, &'static str)],
 }
 
 impl Default for StackOptions {
@@ -71,6 +73,7 @@ impl Default for StackOptions {
             behaviour: Behaviour::default(),
             edit_config: Box::new(|_| {}),
             edit_control: Box::new(|_| {}),
+            proxy_env: &[],
         }
     }
 }
@@ -87,7 +90,7 @@ pub async fn spawn_stack_with(options: StackOptions) -> TestStack {
     (options.edit_config)(&mut config);
     write_json(&config_path, &config);
 
-    let proxy_app = InProcessProxy::start(&config_path, &[]).await;
+    let proxy_app = InProcessProxy::start(&config_path, options.proxy_env).await;
     let proxy = proxy_app.address.clone();
     let ops = proxy_app.ops.clone();
 

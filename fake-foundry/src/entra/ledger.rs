@@ -107,6 +107,27 @@ impl Ledger {
         Some(issued.subject.clone())
     }
 
+    /// The unexpired tokens issued to `subject` for `audience` (what a service trusting this fake
+    /// would accept from that subject right now).
+    pub fn live(&self, subject: &str, audience: &str) -> Vec<String> {
+        let now = SystemTime::now();
+        let wanted = normalize_audience(audience);
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, issued)| {
+                issued.subject == subject
+                    && issued.expires_at > now
+                    && issued
+                        .audience
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(wanted))
+            })
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
     /// Whether tokens from now on are JWT-shaped (unsigned; the signature part is random).
     pub fn set_jwt(&self, jwt: bool) {
         self.jwt.store(jwt, Ordering::SeqCst);
@@ -200,6 +221,14 @@ impl TokenChecker {
     /// expired and has not been revoked; `None` otherwise.
     pub fn check(&self, token: &str) -> Option<String> {
         self.ledger.check(token, self.audience.as_deref())
+    }
+
+    /// The unexpired tokens issued to `subject` for `audience` (a resource URL, with or without
+    /// `/.default`), for a fake service that must accept exactly those (a Redis whose password
+    /// list follows them, say).
+    pub fn live_tokens(&self, subject: &str, audience: &str) -> Vec<String> {
+        self.ledger
+            .live(subject, audience.trim_end_matches("/.default"))
     }
 
     /// A checker that also refuses tokens issued for another resource, as Azure OpenAI refuses

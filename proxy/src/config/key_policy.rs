@@ -93,6 +93,11 @@ impl KeyLimits {
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty() && self.budget.is_none()
     }
+
+    /// Whether tokens count against the key: a token window or a budget.
+    pub fn meters_tokens(&self) -> bool {
+        self.budget.is_some() || self.windows.iter().any(|w| w.metered == Metered::Tokens)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,9 +1,13 @@
 //! `limits`: where the client keys' windows and budgets are counted (in the process, or in a
 //! Redis shared by every replica) and what happens while that Redis cannot be reached.
 
+use super::auth::{AuthConfig, EntraAuth};
 use super::issues::Checker;
 use super::raw::RawLimits;
 use super::secret::Secret;
+
+/// The token audience of Azure Cache for Redis (and Azure Managed Redis).
+pub const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailMode {
@@ -17,10 +21,15 @@ pub enum FailMode {
 pub struct Limits {
     /// `redis://` or `rediss://` URL; it may hold a password, so it is a secret.
     pub redis: Option<Secret>,
+    /// `redisAuth: "entra"`: sign in to that Redis with a Microsoft Entra token of the
+    /// gateway's `auth` identity, for [`REDIS_SCOPE`].
+    pub redis_entra: Option<EntraAuth>,
     pub fail_mode: FailMode,
+    /// Estimate each prompt's tokens before sending (keys with token windows or a budget).
+    pub estimate_prompt_tokens: bool,
 }
 
-pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
+pub(super) fn parse(check: &mut Checker, raw: &RawLimits, auth: &AuthConfig) -> Limits {
     let redis = raw
         .redis
         .as_deref()
@@ -37,6 +46,20 @@ pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
             );
         }
     }
+    let redis_entra = match raw.redis_auth.as_deref() {
+        None | Some("password") => None,
+        Some("entra") => entra_for_redis(check, redis, auth),
+        Some(other) => {
+            check.fail(
+                "limits.redisAuth",
+                format!(
+                    "must be \"password\" or \"entra\", got \"{}\"",
+                    crate::downstream::bounded::bounded(other, 40)
+                ),
+            );
+            None
+        }
+    };
     let fail_mode = match raw.fail_mode.as_str() {
         "open" => FailMode::Open,
         "closed" => FailMode::Closed,
@@ -50,7 +73,39 @@ pub(super) fn parse(check: &mut Checker, raw: &RawLimits) -> Limits {
     };
     Limits {
         redis: redis.map(Secret::new),
+        redis_entra,
         fail_mode,
+        estimate_prompt_tokens: raw.estimate_prompt_tokens,
+    }
+}
+
+/// The gateway's Entra identity, asking for a Redis token; the URL names the user (the
+/// identity's object id) or leaves it to the token, and holds no password.
+fn entra_for_redis(check: &mut Checker, url: Option<&str>, auth: &AuthConfig) -> Option<EntraAuth> {
+    let Some(url) = url else {
+        check.fail("limits.redisAuth", "\"entra\" needs limits.redis");
+        return None;
+    };
+    if let Ok(info) = redis::IntoConnectionInfo::into_connection_info(url)
+        && info.redis.password.is_some()
+    {
+        check.fail(
+            "limits.redis",
+            "holds a password, but limits.redisAuth is \"entra\": a token is the password",
+        );
+    }
+    match auth {
+        AuthConfig::Entra(entra) => Some(EntraAuth {
+            scope: REDIS_SCOPE.to_string(),
+            ..entra.clone()
+        }),
+        AuthConfig::ApiKey { .. } => {
+            check.fail(
+                "limits.redisAuth",
+                "\"entra\" signs in with the gateway's Entra ID identity; auth.mode is \"apiKey\"",
+            );
+            None
+        }
     }
 }
 
@@ -82,5 +137,23 @@ mod tests {
         let config = load_value(v).expect("valid");
         assert_eq!(config.limits.fail_mode, FailMode::Closed);
         assert!(!format!("{:?}", config.limits).contains("secret@"));
+    }
+
+    #[test]
+    fn entra_for_redis_takes_the_gateways_identity_with_the_redis_scope() {
+        let mut v = sample();
+        v["auth"] = json!({"mode": "managedIdentity"});
+        v["limits"] = json!({"redis": "rediss://0000-oid@cache.redis.cache.windows.net:6380", "redisAuth": "entra"});
+        let config = load_value(v).expect("valid");
+        let entra = config.limits.redis_entra.expect("entra");
+        assert_eq!(entra.scope, REDIS_SCOPE);
+
+        let mut v = sample();
+        v["auth"] = json!({"mode": "apiKey", "apiKey": "k"});
+        v["limits"] = json!({"redis": "rediss://:pw@cache:6380", "redisAuth": "entra"});
+        assert_eq!(issue_paths(v), vec!["limits.redis", "limits.redisAuth"]);
+        let mut v = sample();
+        v["limits"] = json!({"redisAuth": "token"});
+        assert_eq!(issue_paths(v), vec!["limits.redisAuth"]);
     }
 }

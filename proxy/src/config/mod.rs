@@ -4,15 +4,17 @@
 //! `syntax` reads it from bytes; `validate` parses the raw sections into the typed `Config`,
 //! collecting every problem with its field path (`issues`). Each section keeps its types, its
 //! rules and their tests together: `server` (with `admin`, `caddy`, `images`,
-//! `upstream_settings`), `auth`, `client_keys`, `upstreams`, `models`, `limits`, `stats`. Values
-//! with a shape of their own (`AdminPath`, `DomainName`, `EmailAddress`, `Host`, `HostPort`) are
-//! built only by parsing, so code after validation never re-checks them.
+//! `upstream_settings`), `auth`, `client_keys`, `upstreams`, `models`, `limits`, `stats`.
+//! `changes` tells what differs between two configs, by name, for the reload's log. Values with
+//! a shape of their own (`AdminPath`, `DomainName`, `EmailAddress`, `Host`, `HostPort`) are built
+//! only by parsing, so code after validation never re-checks them.
 
 use std::fmt;
 
 mod admin;
 mod auth;
 mod caddy;
+mod changes;
 mod client_keys;
 mod host_port;
 mod images;
@@ -36,12 +38,13 @@ pub use auth::{
     AuthConfig, AuthMode, ClientSecret, DefaultChain, EntraAuth, EntraIdentity, ServicePrincipal,
 };
 pub use caddy::{Caddy, DomainName, EmailAddress};
+pub use changes::{ConfigChanges, EntryChanges};
 pub use client_keys::ClientKeyEntry;
 pub use host_port::{Host, HostPort};
 pub use images::{ImageCompression, ImageFormat};
 pub use issues::{ConfigError, ConfigIssue};
 pub use key_policy::{Budget, BudgetPeriod, KeyLimits, KeyPolicy, Metered, ModelPattern, Window};
-pub use limits::{FailMode, Limits};
+pub use limits::{FailMode, Limits, REDIS_SCOPE};
 pub use models::{Deployment, Model, RouteOverride};
 pub use routes::RouteKey;
 pub use secret::Secret;
@@ -98,7 +101,7 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let client_keys = client_keys::parse(&mut check, &raw.client_keys);
     let upstreams = upstreams::parse(&mut check, &raw.upstreams);
     let models = models::parse(&mut check, &raw.models, &upstreams);
-    let limits = limits::parse(&mut check, &raw.limits);
+    let limits = limits::parse(&mut check, &raw.limits, &auth);
     let stats = stats::parse(&mut check, &raw.stats);
     let ignored = check.finish().map_err(ConfigError::Invalid)?;
     // `server` is missing only when a problem was recorded; this names the section regardless.
@@ -121,9 +124,29 @@ pub fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses and validates config.json bytes in one step.
+/// Parses and validates config.json bytes in one step. Every problem of the file is reported
+/// at once: values of the wrong type first, then the rules the rest breaks.
 pub fn load(bytes: &[u8]) -> Result<Config, ConfigError> {
-    validate(parse_raw(bytes)?)
+    match parse_raw(bytes) {
+        Ok(raw) => validate(raw),
+        Err(first) => match syntax::every_type_error(bytes) {
+            Some((rest, mut issues)) => {
+                if let Err(err) = validate(rest) {
+                    // A value taken out may break a rule at its own path: that one is told.
+                    let told: Vec<String> = issues.iter().map(|i| i.path.clone()).collect();
+                    issues.extend(err.issues().into_iter().filter(|issue| {
+                        !told.iter().any(|path| {
+                            issue.path == *path
+                                || issue.path.starts_with(&format!("{path}."))
+                                || issue.path.starts_with(&format!("{path}["))
+                        })
+                    }));
+                }
+                Err(ConfigError::Invalid(issues))
+            }
+            None => Err(first),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +159,7 @@ mod tests {
     #[test]
     fn sample_config_loads_with_defaults() {
         let config = load_value(sample()).expect("valid");
-        assert_eq!(config.server.listen.host(), "0.0.0.0");
+        assert_eq!(config.server.listen.host(), "127.0.0.1");
         assert_eq!(
             config.server.upstream.connect_timeout,
             Duration::from_secs(10)

@@ -42,8 +42,8 @@ pub struct RawServer {
 impl Default for RawServer {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
-            port: 3000,
+            host: "127.0.0.1".into(),
+            port: 3003,
             admin_path: "/admin".into(),
             admin_auth: RawAdminAuth::default(),
             caddy: RawCaddy::default(),
@@ -98,7 +98,7 @@ impl Default for RawCaddy {
             email: String::new(),
             https_port: 443,
             upstream_host: "127.0.0.1".into(),
-            upstream_port: 3000,
+            upstream_port: 3003,
             transport: RawCaddyTransport::default(),
             extra: Extra::new(),
         }
@@ -346,7 +346,14 @@ pub struct RawBudget {
 pub struct RawLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis: Option<String>,
+    /// How the gateway signs in to that Redis: `"password"` (what the URL holds) or `"entra"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_auth: Option<String>,
     pub fail_mode: String,
+    /// Refuse a request whose prompt, estimated before sending, would overshoot a token
+    /// window or budget of its key.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub estimate_prompt_tokens: bool,
     #[serde(flatten)]
     pub extra: Extra,
 }
@@ -361,7 +368,9 @@ impl Default for RawLimits {
     fn default() -> Self {
         Self {
             redis: None,
+            redis_auth: None,
             fail_mode: "open".into(),
+            estimate_prompt_tokens: false,
             extra: Extra::new(),
         }
     }

@@ -1,4 +1,4 @@
-//! `server`: where the API and the ops listener are reached, and the sections nested in it
+//! `server`: where the proxy's API and ops listeners bind, and the sections nested in it
 //! (admin, Caddy, image compression, upstream transport), parsed in the order of the file.
 
 use super::admin::{self, AdminAuth, AdminPath};
@@ -11,7 +11,8 @@ use super::upstream_settings::{self, UpstreamSettings};
 
 #[derive(Debug, Clone)]
 pub struct Server {
-    /// `server.host` and `server.port`: where clients reach the API.
+    /// `server.host` and `server.port`: where the proxy's API listener binds (by default on
+    /// loopback, behind Caddy, which is where clients reach the API).
     pub listen: HostPort,
     pub admin_path: AdminPath,
     pub admin_auth: AdminAuth,
@@ -50,10 +51,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn listeners_default_to_every_address_and_loopback() {
-        let config = load_value(sample()).expect("valid");
-        assert_eq!(config.server.listen.to_string(), "0.0.0.0:3000");
+    fn listeners_default_to_loopback_behind_caddy() {
+        let config = load_value(json!({})).expect("valid");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:3003");
         assert_eq!(config.server.ops.to_string(), "127.0.0.1:3002");
+        assert_eq!(config.server.caddy.upstream.to_string(), "127.0.0.1:3003");
+        let config = load_value(sample()).expect("valid");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:3000");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Replacing a file so that a reader sees the old content or the new one, never a half-written
-//! file: config.json, its backup and the Caddyfile (control), stats.json (proxy). Blocking.
+//! file: config.json, its backup and the Caddyfile (control), stats.json (proxy); and creating a
+//! file that must not exist yet (config.json on first start) without ever replacing one. Blocking.
 //!
 //! The temporary file (`.NAME.PID.N.tmp` beside the file) is readable by its owner only until
 //! the moment before the rename; the temporaries a killed writer left behind are removed by
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+
+/// Numbers the temporary files of this process.
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// Replaces `path` with `bytes`: a temporary file in the same directory, fsync, rename,
 /// directory fsync. The file keeps its permissions; a new one is readable by its owner only.
@@ -39,6 +43,44 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         let _ = fs::remove_file(tmp);
     }
     result
+}
+
+/// Creates `path` holding `bytes` unless something is already there (a file, a directory, a
+/// symlink, even a dangling one); returns whether it created the file. A reader sees no file or
+/// the whole content, never part of it, and a file that appears meanwhile (another process
+/// creating it at the same moment) is never replaced. The new file is readable by its owner
+/// only. The parent directory is created when missing.
+pub fn create_new(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(false);
+    }
+    let (dir, file_name) = split(path)?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Not named like the temporaries of `write_atomically`, which another process's
+    // `remove_stale_temporaries` may remove while this one is being linked.
+    let tmp = dir.join(format!(
+        ".{file_name}.new.{}.{}.tmp",
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    ));
+    write_file(&tmp, bytes)?;
+    // A hard link fails when the target exists: the one atomic "create, never replace".
+    let created = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // Some file systems (SMB shares among them) have no hard links: a rename, after one
+        // more look. Another process creating the file between the two can only be the other
+        // binary writing the same bytes.
+        Err(_) if fs::symlink_metadata(path).is_ok() => Ok(false),
+        Err(_) => fs::rename(&tmp, path)
+            .map(|()| true)
+            .with_context(|| format!("creating {}", path.display())),
+    };
+    let _ = fs::remove_file(&tmp);
+    if let Err(err) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(error = %err, "directory fsync not supported");
+    }
+    created
 }
 
 /// Removes the temporary files of writes to `path` that never finished (the writer was killed),
@@ -95,28 +137,32 @@ fn split(path: &Path) -> anyhow::Result<(&Path, String)> {
 
 /// A new owner-only file beside the target holding `bytes`, synced to disk.
 fn write_temporary(dir: &Path, file_name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{file_name}.{}.{}.tmp",
         std::process::id(),
         SEQUENCE.fetch_add(1, Ordering::Relaxed)
     ));
+    write_file(&tmp, bytes)?;
+    Ok(tmp)
+}
+
+/// A new owner-only file holding `bytes`, synced to disk; removed again when writing fails.
+fn write_file(tmp: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options
-        .open(&tmp)
+        .open(tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     let written = file
         .write_all(bytes)
         .context("writing")
         .and_then(|()| file.sync_all().context("fsync"));
-    if let Err(err) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(err);
+    if written.is_err() {
+        let _ = fs::remove_file(tmp);
     }
-    Ok(tmp)
+    written
 }
 
 #[cfg(test)]
@@ -139,6 +185,44 @@ mod tests {
         write_atomically(&path, b"{}").expect("writes");
         let mode = fs::metadata(&path).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
+    }
+
+    #[test]
+    fn create_new_never_replaces_what_is_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/config.json");
+        assert!(create_new(&path, b"first").expect("creates"));
+        assert!(!create_new(&path, b"second").expect("no error"));
+        assert_eq!(fs::read(&path).expect("read"), b"first");
+        let dangling = dir.path().join("link.json");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("symlink");
+            assert!(!create_new(&dangling, b"x").expect("no error"));
+            assert!(fs::read(&dangling).is_err(), "the link target was created");
+        }
+        let left: Vec<_> = fs::read_dir(dir.path().join("sub"))
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("config.json")]);
+    }
+
+    #[test]
+    fn processes_creating_the_same_file_at_once_create_it_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        let created: usize = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| create_new(&path, b"same bytes").expect("no error")))
+                .collect();
+            racers
+                .into_iter()
+                .map(|racer| usize::from(racer.join().expect("joins")))
+                .sum()
+        });
+        assert_eq!(created, 1);
+        assert_eq!(fs::read(&path).expect("read"), b"same bytes");
     }
 
     #[test]

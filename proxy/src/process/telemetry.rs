@@ -19,6 +19,27 @@ use tracing_subscriber::fmt::time::SystemTime as SystemClock;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::process::cli::EnvVar;
+
+/// What the logging of both binaries reads.
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "LOG_LEVEL",
+        default: "`info`",
+        meaning: "log filter, e.g. `debug` or `info,proxy=debug`",
+    },
+    EnvVar {
+        name: "RUST_LOG",
+        default: "unset",
+        meaning: "the same, and wins over `LOG_LEVEL` when both are set",
+    },
+    EnvVar {
+        name: "LOG_FORMAT",
+        default: "`json` when stdout is not a terminal, else `text`",
+        meaning: "`json` (one JSON object per line) or `text`",
+    },
+];
+
 pub fn init() {
     let filter = std::env::var("RUST_LOG")
         .ok()

@@ -37,6 +37,9 @@ impl Snapshot {
             .map(|u| u.auth.as_ref().unwrap_or(&config.auth))
             .collect();
         let credentials = registry.credentials_for(&auths);
+        if config.limits.estimate_prompt_tokens {
+            crate::downstream::limits::estimate::preload();
+        }
         Snapshot {
             client_keys: ClientKeyTable::new(&config.client_keys),
             credentials,

@@ -1,6 +1,8 @@
 //! Hot reload of config.json: file events on its directory (debounced; atomic renames and
 //! in-place writes alike) plus a content-hash poll for mounts that deliver no events (SMB).
-//! A valid file swaps the snapshot; an invalid one is refused and the last good config serves.
+//! A valid file swaps the snapshot, and the log says what changed (entries and sections by name,
+//! and when the file is valid again after a refusal); an invalid one is refused with every
+//! problem it has, and the last good config serves.
 //! The file is read only when it is a regular file (a symlink's target included) of at most
 //! `CONFIG_FILE_LIMIT` bytes; anything else, and a missing or unreadable file, is refused like an
 //! invalid file.
@@ -13,7 +15,7 @@ use crate::process::digest::sha256_hex;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::config::{self, Config, ConfigIssue};
+use crate::config::{self, Config, ConfigChanges, ConfigIssue};
 use crate::ops::contract::RejectedConfig;
 use crate::process::clock::now_ms;
 use crate::process::regular_file::{CONFIG_FILE_LIMIT, FileError, read_regular_file};
@@ -164,6 +166,15 @@ pub enum Source<'a> {
     Blob(&'a str),
 }
 
+impl std::fmt::Display for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Blob(blob) => f.write_str(blob),
+        }
+    }
+}
+
 /// Applies `bytes` (a config version read from `source`) when they differ from what was last
 /// applied or rejected: a valid version swaps the snapshot, an invalid one is refused and
 /// reported while the last good config serves.
@@ -173,30 +184,47 @@ pub async fn apply_bytes(shared: &Shared, bytes: Vec<u8>, source: Source<'_>) ->
         let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
         if status.sha256 == hash {
             // Back to the content that is serving: nothing is rejected any more.
-            status.rejected = None;
+            if status.rejected.take().is_some() {
+                tracing::info!(
+                    generation = status.generation,
+                    source = %source,
+                    "config is back to the version that is serving; nothing is refused any more"
+                );
+            }
             return Applied::Serving;
         }
         if status.rejected.as_ref().is_some_and(|r| r.sha256 == hash) {
             return Applied::Refused;
         }
     }
-    let parsed = tokio::task::spawn_blocking(move || config::load(&bytes)).await;
+    let serving = shared.snapshot.load_full();
+    let parsed = tokio::task::spawn_blocking(move || {
+        config::load(&bytes).map(|config| {
+            let changes = ConfigChanges::between(&serving.config.raw, &config.raw);
+            (config, changes)
+        })
+    })
+    .await;
     let Ok(parsed) = parsed else {
         return Applied::Refused;
     };
     match parsed {
-        Ok(config) => {
+        Ok((config, changes)) => {
             let snapshot = Snapshot::build(config, &shared.credentials, &shared.pools);
             let mut status = shared.status.lock().unwrap_or_else(|e| e.into_inner());
             log_notes(&snapshot.config);
             status.generation += 1;
             status.loaded_at_ms = snapshot.loaded_at_ms;
             status.sha256 = hash;
-            status.rejected = None;
+            let was_refused = status.rejected.take().is_some();
             status.ignored_keys = snapshot.config.ignored.clone();
             shared.snapshot.store(Arc::new(snapshot));
             shared.readiness.config_loaded();
-            tracing::info!(generation = status.generation, "config reloaded");
+            if was_refused {
+                tracing::info!(generation = status.generation, changes = %changes, "config valid again and reloaded");
+            } else {
+                tracing::info!(generation = status.generation, changes = %changes, "config reloaded");
+            }
             Applied::Swapped
         }
         Err(err) => {

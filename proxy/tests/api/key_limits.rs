@@ -220,3 +220,52 @@ async fn a_reload_keeps_the_counters_of_a_key_that_got_a_new_secret() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-ratelimit-remaining-requests"), "2");
 }
+
+/// A chat request whose prompt is `words` words long.
+fn chat_of_words(words: usize) -> Value {
+    let mut body = chat_body(false);
+    body["messages"] = json!([{"role": "user", "content": "gateway ".repeat(words)}]);
+    body
+}
+
+#[actix_web::test]
+async fn an_estimated_prompt_that_cannot_fit_a_token_window_is_refused_before_sending() {
+    for estimate in [false, true] {
+        let app = spawn_app_with_config(|config| {
+            config["apiKeys"][0]["limits"] = json!([{"tokens": 500, "per": "1h"}]);
+            config["limits"] = json!({"estimatePromptTokens": estimate});
+        })
+        .await;
+        let response = app.chat(chat_of_words(2000)).await;
+        if !estimate {
+            assert_eq!(
+                response.status(),
+                200,
+                "without the estimate it goes upstream"
+            );
+            continue;
+        }
+        assert_eq!(response.status(), 429);
+        assert!(
+            response.headers().get("retry-after").is_none(),
+            "waiting cannot help"
+        );
+        assert_eq!(header(&response, "x-ratelimit-limit-tokens"), "500");
+        let (_, error) = error_of(response).await;
+        assert_eq!(error["code"], "rate_limit_exceeded");
+        assert_eq!(error["type"], "tokens");
+        let message = error["message"].as_str().expect("message");
+        let estimated: u64 = message
+            .split("about ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("the estimate in the message");
+        assert!((2000..2100).contains(&estimated), "{message}");
+        assert!(message.contains("limit of 500 tokens"), "{message}");
+        assert_eq!(app.fake.request_count(), 0);
+
+        assert_eq!(app.chat(chat_of_words(20)).await.status(), 200);
+        assert_eq!(app.fake.request_count(), 1);
+    }
+}

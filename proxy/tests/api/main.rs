@@ -12,6 +12,7 @@ mod key_limits;
 mod ops_contract;
 mod pools;
 mod process;
+mod redis_entra;
 mod redis_server;
 mod reload;
 mod retries;

@@ -15,6 +15,8 @@ pub struct Running {
     /// The ops listener, `http://ip:port`.
     pub ops: String,
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// The lines logged before "proxy listening", that one included.
+    pub startup: Vec<String>,
 }
 
 impl Running {
@@ -61,6 +63,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
             }
         }
     });
+    let mut startup = Vec::new();
     let (port, ops) = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
@@ -68,6 +71,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
         let Ok(json) = serde_json::from_str::<Value>(&line) else {
             panic!("log line is not JSON: {line}");
         };
+        startup.push(line);
         if json["message"] == "proxy listening" {
             let port = json["port"].as_u64().expect("port") as u16;
             let ops = json["ops"].as_str().expect("ops address");
@@ -79,6 +83,7 @@ pub fn start_binary_with(config_path: &std::path::Path, env: &[(&str, String)]) 
         port,
         ops,
         lines,
+        startup,
     }
 }
 
@@ -235,6 +240,58 @@ async fn a_megabyte_model_id_is_bounded_in_the_answer_the_log_line_and_recent_re
 }
 
 #[actix_web::test]
+async fn the_first_start_creates_config_json_from_the_example_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("data/config.json");
+    let running = start_binary(&config_path);
+
+    let created = std::fs::read_to_string(&config_path).expect("config.json was created");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/config.example.json"),
+    )
+    .expect("the example");
+    assert_eq!(created, example);
+    let notice = running
+        .startup
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("created it from the example"))
+        })
+        .expect("a log line on the created file");
+    assert_eq!(notice["level"], "WARN");
+    assert_eq!(notice["path"], config_path.display().to_string());
+    let models: Value = reqwest::Client::new()
+        .get(running.url("/v1/models"))
+        .bearer_auth("CHANGEME")
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["data"][0]["id"], "gpt-5-mini");
+    drop(running);
+
+    // A second start keeps the file, whatever it holds now.
+    write_json(&config_path, &serde_json::json!({"models": []}));
+    let running = start_binary(&config_path);
+    assert!(
+        !running
+            .startup
+            .iter()
+            .any(|l| l.contains("created it from the example")),
+        "{:?}",
+        running.startup
+    );
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(&config_path).expect("read")).expect("json");
+    assert_eq!(kept, serde_json::json!({"models": []}));
+}
+
+#[actix_web::test]
 async fn an_invalid_config_at_start_up_exits_with_the_field_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
@@ -357,4 +414,134 @@ async fn the_idle_proxy_gives_image_memory_back() {
         "RSS {} kB after images, {idle} kB idle before (peak {peak} kB)",
         rss_kb(pid)
     );
+}
+
+#[test]
+fn help_and_version_answer_without_starting_or_touching_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let run = |arg: &str| {
+        Command::new(env!("CARGO_BIN_EXE_proxy"))
+            .arg(arg)
+            .env("CONFIG_PATH", &config_path)
+            .output()
+            .expect("runs")
+    };
+    let help = run("--help");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for name in [
+        "CONFIG_PATH",
+        "PROXY_LISTEN",
+        "BODY_LIMIT",
+        "LOG_FORMAT",
+        "AZURE_CLIENT_ID",
+    ] {
+        assert!(
+            text.contains(&format!("  {name}\n      default: ")),
+            "{name}: {text}"
+        );
+    }
+    let version = run("--version");
+    assert!(version.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("proxy {}", env!("CARGO_PKG_VERSION"))
+    );
+    let refused = run("--port");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown argument \"--port\""));
+    assert!(!config_path.exists(), "the config was created");
+}
+
+/// The next log line with `message`, within ten seconds.
+fn next_logged(running: &Running, message: &str) -> Value {
+    std::iter::from_fn(|| running.lines.recv_timeout(Duration::from_secs(10)).ok())
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| line["message"] == message)
+        .unwrap_or_else(|| panic!("no {message:?} line"))
+}
+
+#[actix_web::test]
+async fn reloads_log_what_changed_and_when_the_file_is_valid_again() {
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut config = base_config(&fake);
+    write_json(&config_path, &config);
+    let running = start_binary_with(&config_path, &[("CONFIG_POLL_MS", "100".into())]);
+
+    config["models"]
+        .as_array_mut()
+        .expect("models")
+        .push(serde_json::json!({"id": "added-model", "upstream": "fake", "targetModel": "d"}));
+    config["auth"]["apiKey"] = serde_json::json!("a-new-upstream-secret");
+    write_json(&config_path, &config);
+    let reloaded = next_logged(&running, "config reloaded");
+    assert_eq!(reloaded["generation"], 2);
+    assert_eq!(
+        reloaded["changes"],
+        "models added: added-model; changed: auth"
+    );
+
+    std::fs::write(
+        &config_path,
+        b"{\"models\": [{\"id\": \"x\", \"upstream\": 5}]}",
+    )
+    .expect("write");
+    next_logged(
+        &running,
+        "config file refused; the previous config keeps serving",
+    );
+    config["apiKeys"].as_array_mut().expect("keys").remove(0);
+    write_json(&config_path, &config);
+    let valid_again = next_logged(&running, "config valid again and reloaded");
+    assert_eq!(valid_again["generation"], 3);
+    let changes = valid_again["changes"].as_str().expect("changes");
+    assert!(changes.starts_with("keys removed: "), "{changes}");
+    for line in [&reloaded, &valid_again] {
+        let text = line.to_string();
+        assert!(
+            !text.contains("a-new-upstream-secret") && !text.contains(KEY),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_of_the_config_is_reported_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    std::fs::write(
+        &config_path,
+        "{\n  \"server\": {\"port\": \"3000\", \"upstream\": {\"maxRetries\": \"two\"}},\n  \"models\": [{\"id\": \"m\", \"upstream\": \"nowhere\"}]\n}\n",
+    )
+    .expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_proxy"))
+        .env("CONFIG_PATH", &config_path)
+        .env("PROXY_LISTEN", "127.0.0.1:0")
+        .env("PROXY_OPS_LISTEN", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<String> = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "config file invalid")
+        .map(|line| line["field"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            "server.port",
+            "server.upstream.maxRetries",
+            "models[0].upstream"
+        ],
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at line 2 column 22"), "{stderr}");
+    assert!(stderr.contains("no upstream named \"nowhere\""), "{stderr}");
 }

@@ -1,5 +1,5 @@
 //! A `redis-server` child process on a free loopback port, without persistence, that a test
-//! can kill and start again on the same port.
+//! can kill and start again on the same port; plain, or TLS-only with a certificate of a test CA.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,6 +13,43 @@ pub struct RedisServer {
     pub port: u16,
     binary: PathBuf,
     child: Option<Child>,
+    tls: Option<TlsFiles>,
+}
+
+/// A test CA and the server's certificate and key it signed, as PEM files.
+pub struct TlsFiles {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    fn generate() -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let key = KeyPair::generate().expect("server key");
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let cert = CertificateParams::new(names)
+            .expect("server params")
+            .signed_by(&key, &ca_cert, &ca_key)
+            .expect("server certificate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, pem: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).expect("PEM file");
+            path
+        };
+        TlsFiles {
+            ca: write("ca.pem", ca_cert.pem()),
+            cert: write("server.pem", cert.pem()),
+            key: write("server.key", key.serialize_pem()),
+            _dir: dir,
+        }
+    }
 }
 
 impl RedisServer {
@@ -30,13 +67,31 @@ impl RedisServer {
             port: free_port(),
             binary,
             child: None,
+            tls: None,
         };
         server.restart();
         Some(server)
     }
 
+    /// [`start`](Self::start), serving TLS only, with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a CA of its own ([`ca_file`](Self::ca_file)).
+    pub fn start_tls() -> Option<RedisServer> {
+        let mut server = RedisServer::start()?;
+        server.tls = Some(TlsFiles::generate());
+        server.restart();
+        Some(server)
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://localhost:{}", self.port),
+        }
+    }
+
+    /// The CA that signed the certificate of a TLS server.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.tls.as_ref().map(|tls| tls.ca.as_path())
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -50,8 +105,28 @@ impl RedisServer {
     /// Starts the server (again) on its port, empty, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new(&self.binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        let mut command = Command::new(&self.binary);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--dir", &std::env::temp_dir().display().to_string()])
             .stdin(Stdio::null())
@@ -61,10 +136,18 @@ impl RedisServer {
             .expect("redis-server starts");
         self.child = Some(child);
         let port = self.port;
+        let tls = self.tls.is_some();
+        // A TLS port is ready once it accepts connections (PING would need a handshake).
         if let Err(timed_out) = wait_until_blocking(
             "redis-server to answer PING",
             Duration::from_secs(10),
-            || answers_ping(port),
+            || {
+                if tls {
+                    TcpStream::connect(("127.0.0.1", port)).is_ok()
+                } else {
+                    answers_ping(port)
+                }
+            },
         ) {
             panic!("{timed_out}");
         }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::runtime::Handle;
 
 use crate::helpers::*;
-use crate::process::{Running, start_binary};
+use crate::process::{Running, start_binary, start_binary_with};
 use crate::redis_server::RedisServer;
 
 const DAY_MS: u64 = 86_400_000;
@@ -23,6 +23,7 @@ const DAY_MS: u64 = 86_400_000;
 async fn connected_store(server: &RedisServer) -> Arc<RedisStore> {
     let store = RedisStore::start(
         &Secret::new(server.url()),
+        None,
         FailMode::Open,
         Handle::current(),
         Arc::new(AtomicU64::new(0)),
@@ -45,16 +46,30 @@ async fn redis_connection(server: &RedisServer) -> redis::aio::MultiplexedConnec
 /// Admits one request through the script and checks it against `decide()`: the script
 /// answers the counts it found, and counted the request exactly when `decide` admits it.
 async fn admit_checked(store: &Arc<RedisStore>, id: &str, limits: &KeyLimits, now: u64) -> Verdict {
+    admit_estimated(store, id, limits, now, 0).await
+}
+
+/// [`admit_checked`] for a prompt estimated at `estimate` tokens.
+async fn admit_estimated(
+    store: &Arc<RedisStore>,
+    id: &str,
+    limits: &KeyLimits,
+    now: u64,
+    estimate: u64,
+) -> Verdict {
     let read = |store: Arc<RedisStore>| async move {
         store.read(&[(id, limits)], now).await.expect("read")[0].clone()
     };
     let before: Counts = read(store.clone()).await;
-    let counts = store.admit(id, limits, now).await.expect("an answer");
+    let counts = store
+        .admit(id, limits, now, estimate)
+        .await
+        .expect("an answer");
     assert_eq!(
         counts, before,
         "the script answers the counts before the request"
     );
-    let verdict = decide(limits, counts);
+    let verdict = decide(limits, counts, estimate);
     let after = read(store.clone()).await;
     match &verdict {
         Verdict::Admitted(counted) => assert_eq!(&after, counted),
@@ -178,6 +193,45 @@ async fn the_admission_script_decides_as_decide_does_and_counters_expire_with_th
 }
 
 #[actix_web::test]
+async fn the_admission_script_refuses_an_estimated_prompt_that_does_not_fit_as_decide_does() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = connected_store(&server).await;
+    let limits = KeyLimits {
+        windows: vec![Window {
+            metered: Metered::Tokens,
+            limit: 100,
+            per: Duration::from_secs(60),
+        }],
+        budget: Some(Budget {
+            tokens: 1000,
+            period: BudgetPeriod::Day,
+            reset_at_ms: None,
+        }),
+    };
+    let t0 = now_ms() / DAY_MS * DAY_MS + 3_600_000;
+    let id = "estimated";
+    store.charge(id, &limits, 60, t0).await.expect("charged");
+    let admitted = admit_estimated(&store, id, &limits, t0, 40).await;
+    assert_eq!(refusal(&admitted), None, "40 more fit in 100");
+    assert_eq!(
+        refusal(&admit_estimated(&store, id, &limits, t0, 41).await),
+        Some(Refusal::Window(0))
+    );
+    let later = t0 + 60_000;
+    store
+        .charge(id, &limits, 900, later)
+        .await
+        .expect("charged");
+    assert_eq!(
+        refusal(&admit_estimated(&store, id, &limits, later, 41).await),
+        Some(Refusal::Budget),
+        "960 of 1000 used: the budget has no room for 41"
+    );
+}
+
+#[actix_web::test]
 async fn one_admission_is_one_evalsha() {
     let Some(server) = RedisServer::start() else {
         return;
@@ -213,7 +267,7 @@ async fn one_admission_is_one_evalsha() {
     for _ in 0..ADMISSIONS {
         let started = Instant::now();
         store
-            .admit("bench", &limits, now_ms())
+            .admit("bench", &limits, now_ms(), 0)
             .await
             .expect("admitted");
         took.push(started.elapsed());
@@ -565,4 +619,74 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     .await;
     server.kill();
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn limits_count_in_a_redis_over_tls_whose_certificate_is_verified() {
+    let Some(server) = RedisServer::start_tls() else {
+        return;
+    };
+    let ca = server
+        .ca_file()
+        .expect("a TLS server")
+        .display()
+        .to_string();
+    let fake = FakeFoundry::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.json");
+    let mut config = base_config(&fake);
+    config["apiKeys"][0]["limits"] = json!([{"requests": 100, "per": "1m"}]);
+    config["limits"] = json!({"redis": server.url()});
+    write_json(&config_path, &config);
+    let http = reqwest::Client::new();
+
+    // With the public roots only (not the test CA) the certificate is refused: nothing falls
+    // back to an unverified connection.
+    let public_roots = "/etc/ssl/certs/ca-certificates.crt".to_string();
+    let untrusting = start_binary_with(&config_path, &[("SSL_CERT_FILE", public_roots)]);
+    eventually(
+        "the replica without the CA to give up a first connection",
+        Duration::from_secs(10),
+        || async {
+            let status = status_of(&http, &untrusting).await;
+            metric_value(&http, &untrusting, "gateway_limits_redis_errors_total").await > 0.0
+                && status["limits"]["redis_reachable"] == false
+        },
+    )
+    .await;
+    drop(untrusting);
+
+    let replica = start_binary_with(&config_path, &[("SSL_CERT_FILE", ca)]);
+    wait_reachable(&http, std::slice::from_ref(&replica), true).await;
+    let response = http
+        .post(replica.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-ratelimit-remaining-requests"],
+        "99",
+        "counted in the Redis over TLS"
+    );
+    let limits = &status_of(&http, &replica).await["limits"];
+    assert_eq!(limits["store"], "redis");
+    assert_eq!(limits["redis_reachable"], true);
+}
+
+/// A counter or gauge of the replica's `/metrics`, 0 when absent.
+async fn metric_value(http: &reqwest::Client, replica: &Running, name: &str) -> f64 {
+    let text = http
+        .get(format!("{}/metrics", replica.ops))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }

@@ -9,7 +9,7 @@
 //! series and hour is what would make a year of history large, and the counters, which must add
 //! up exactly for every filter, are per series.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::codec::{Reader, Writer};
 use super::histogram::{BucketMap, DecodeError, Histogram};
@@ -105,28 +105,48 @@ impl Counts {
         ]
     }
 
+    /// `requests`, then a byte with a bit for each other field that is not zero (the errors
+    /// last), then those fields; most cells have several zeros.
     fn encode(&self, out: &mut Writer) {
-        for value in self.fields() {
-            out.uint(value);
+        let fields = self.fields();
+        let errors = self.errors.iter().filter(|n| **n > 0).count();
+        let mut present = u8::from(errors > 0) << 7;
+        for (bit, value) in fields[1..].iter().enumerate() {
+            present |= u8::from(*value > 0) << bit;
         }
-        out.uint(self.errors.iter().filter(|n| **n > 0).count() as u64);
-        for (class, n) in self.errors.iter().enumerate().filter(|(_, n)| **n > 0) {
-            out.uint(class as u64);
-            out.uint(*n);
+        out.uint(fields[0]);
+        out.raw(&[present]);
+        for value in fields[1..].iter().filter(|v| **v > 0) {
+            out.uint(*value);
+        }
+        if errors > 0 {
+            out.uint(errors as u64);
+            for (class, n) in self.errors.iter().enumerate().filter(|(_, n)| **n > 0) {
+                out.uint(class as u64);
+                out.uint(*n);
+            }
         }
     }
 
     fn decode(input: &mut Reader<'_>, maps: &IdMaps) -> Result<Counts, DecodeError> {
         let mut counts = Counts::default();
-        for field in counts.fields_mut() {
-            *field = input.uint()?;
+        let requests = input.uint()?;
+        let present = input.raw(1)?[0];
+        let mut fields = counts.fields_mut();
+        *fields[0] = requests;
+        for (bit, field) in fields[1..].iter_mut().enumerate() {
+            if present & (1 << bit) != 0 {
+                **field = input.uint()?;
+            }
         }
-        let classes = input.count(2)?;
-        for _ in 0..classes {
-            let class = usize::try_from(input.uint()?).map_err(|_| DecodeError)?;
-            let n = input.uint()?;
-            if let Some(class) = maps.class(class) {
-                counts.errors[class] = counts.errors[class].saturating_add(n);
+        if present & 0x80 != 0 {
+            let classes = input.count(2)?;
+            for _ in 0..classes {
+                let class = usize::try_from(input.uint()?).map_err(|_| DecodeError)?;
+                let n = input.uint()?;
+                if let Some(class) = maps.class(class) {
+                    counts.errors[class] = counts.errors[class].saturating_add(n);
+                }
             }
         }
         Ok(counts)
@@ -317,7 +337,7 @@ impl FrameSink for FrameBuilder {
 /// Feeds the bytes of one frame to `sink`, translating ids through `maps`.
 pub fn decode(bytes: &[u8], maps: &IdMaps, sink: &mut impl FrameSink) -> Result<(), DecodeError> {
     let mut input = Reader::new(bytes);
-    let cells = input.count(12)?;
+    let cells = input.count(5)?;
     for _ in 0..cells {
         let series = Series {
             model: maps.id(0, input.id()?)?,

@@ -145,11 +145,14 @@ impl Histogram {
         Ok(())
     }
 
-    /// Skips what [`Histogram::encode`] wrote.
+    /// Skips what [`Histogram::encode`] wrote, checking it as `add_encoded` would.
     pub fn skip_encoded(input: &mut Reader<'_>) -> Result<(), DecodeError> {
         let filled = input.uint()?;
+        let mut index = 0usize;
         for _ in 0..filled {
-            input.uint()?;
+            index = index
+                .checked_add(usize::try_from(input.uint()?).map_err(|_| DecodeError)?)
+                .ok_or(DecodeError)?;
             input.uint()?;
         }
         Ok(())

@@ -4,8 +4,9 @@
 //! allocates. Only names the config defines reach here (a client cannot add any), and each
 //! dimension holds at most `MAX_NAMES`; beyond that new names count as "none".
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 /// The most names one dimension interns.
 pub const MAX_NAMES: usize = 65_536;
@@ -35,8 +36,10 @@ pub struct NameTable {
 impl Default for NameTable {
     fn default() -> Self {
         let none: Arc<str> = Arc::from("");
+        let mut ids = HashMap::new();
+        ids.insert(none.clone(), 0);
         NameTable {
-            ids: HashMap::from([(none.clone(), 0)]),
+            ids,
             names: vec![none],
         }
     }

@@ -7,8 +7,9 @@
 //! and per client key; a query that combines a key with a model or deployment (as filter or
 //! grouping) has no histogram to read them from, and its percentiles are `null`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use super::frame::{Counts, FrameSink, Hists, IdMaps, Series, decode};
 use super::histogram::DecodeError;

@@ -5,7 +5,6 @@
 //! kept. Retention drops whole buckets older than the configured time. No I/O here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use super::frame::{FrameBuilder, IdMaps};
 use super::histogram::DecodeError;
@@ -65,7 +64,7 @@ impl Part {
 }
 
 /// An encoded frame, shared with whoever reads or writes it without copying.
-pub type Blob = Arc<[u8]>;
+pub type Blob = bytes::Bytes;
 
 #[derive(Default)]
 pub struct Tiers {

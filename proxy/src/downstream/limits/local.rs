@@ -96,9 +96,9 @@ impl LocalCounters {
     }
 
     /// Checks the key's windows and budget; when admitted, counts the request.
-    pub fn admit(&self, key: &Arc<str>, limits: &KeyLimits, now_ms: u64) -> Verdict {
+    pub fn admit(&self, key: &Arc<str>, limits: &KeyLimits, now_ms: u64, estimate: u64) -> Verdict {
         self.with_key(key, limits, now_ms, |counters| {
-            let verdict = decide(limits, counters.counts(now_ms));
+            let verdict = decide(limits, counters.counts(now_ms), estimate);
             if let Verdict::Admitted(_) = verdict {
                 for (slot, window) in counters.windows.iter_mut().zip(&limits.windows) {
                     if window.metered == Metered::Requests {
@@ -216,14 +216,14 @@ mod tests {
     #[test]
     fn requests_are_counted_per_window_and_refused_over_the_limit() {
         let (c, key, l) = (LocalCounters::default(), Arc::from("k"), limits());
-        assert!(matches!(c.admit(&key, &l, T0), Verdict::Admitted(_)));
-        assert!(matches!(c.admit(&key, &l, T0 + 1), Verdict::Admitted(_)));
-        match c.admit(&key, &l, T0 + 2) {
+        assert!(matches!(c.admit(&key, &l, T0, 0), Verdict::Admitted(_)));
+        assert!(matches!(c.admit(&key, &l, T0 + 1, 0), Verdict::Admitted(_)));
+        match c.admit(&key, &l, T0 + 2, 0) {
             Verdict::Refused { refusal, .. } => assert_eq!(refusal, Refusal::Window(0)),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            c.admit(&key, &l, T0 + 10_000),
+            c.admit(&key, &l, T0 + 10_000, 0),
             Verdict::Admitted(_)
         ));
     }
@@ -232,12 +232,12 @@ mod tests {
     fn tokens_refuse_once_spent_and_the_budget_outlasts_windows() {
         let (c, key, l) = (LocalCounters::default(), Arc::from("k"), limits());
         c.charge(&key, &l, 100, T0);
-        match c.admit(&key, &l, T0) {
+        match c.admit(&key, &l, T0, 0) {
             Verdict::Refused { refusal, .. } => assert_eq!(refusal, Refusal::Window(1)),
             other => panic!("{other:?}"),
         }
         c.charge(&key, &l, 60, T0 + 60_000);
-        match c.admit(&key, &l, T0 + 60_000) {
+        match c.admit(&key, &l, T0 + 60_000, 0) {
             Verdict::Refused { refusal, .. } => assert_eq!(refusal, Refusal::Budget),
             other => panic!("{other:?}"),
         }
@@ -247,7 +247,7 @@ mod tests {
             b.reset_at_ms = Some(T0 + 60_000);
         }
         assert!(matches!(
-            c.admit(&key, &reset, T0 + 60_000),
+            c.admit(&key, &reset, T0 + 60_000, 0),
             Verdict::Admitted(_)
         ));
         assert!(!c.budgets().contains_key("k"));
@@ -259,7 +259,7 @@ mod tests {
         c.charge(&key, &l, 150, T0);
         let restarted = LocalCounters::with_budgets(&c.budgets());
         assert!(matches!(
-            restarted.admit(&key, &l, T0),
+            restarted.admit(&key, &l, T0, 0),
             Verdict::Refused {
                 refusal: Refusal::Budget,
                 ..
@@ -268,7 +268,7 @@ mod tests {
         let mut more = l.clone();
         more.windows[0].limit = 5;
         assert!(matches!(
-            restarted.admit(&key, &more, T0),
+            restarted.admit(&key, &more, T0, 0),
             Verdict::Refused {
                 refusal: Refusal::Budget,
                 ..

@@ -4,6 +4,7 @@
 //! whichever store keeps them: this process (`local`) or a Redis shared by every replica
 //! (`redis`).
 
+pub mod estimate;
 pub mod local;
 pub mod periods;
 pub mod redis;
@@ -67,11 +68,18 @@ impl Verdict {
     }
 }
 
-/// The verdict for a request given the key's counts before it: a spent budget first, then a
-/// full token window, then a full request window. Admitted counts include the request.
-pub fn decide(limits: &KeyLimits, mut counts: Counts) -> Verdict {
+/// Whether `count` tokens already used leave no room under `limit` for a prompt estimated at
+/// `estimate` tokens (0: not estimated, refused only once the limit is reached).
+fn no_room(count: u64, estimate: u64, limit: u64) -> bool {
+    count >= limit || (estimate > 0 && count.saturating_add(estimate) > limit)
+}
+
+/// The verdict for a request given the key's counts before it and its prompt's estimated
+/// tokens (0 when not estimated): a spent budget first, then a full token window, then a full
+/// request window. Admitted counts include the request. Mirrored by `redis/admit.lua`.
+pub fn decide(limits: &KeyLimits, mut counts: Counts, estimate: u64) -> Verdict {
     if let (Some(budget), Some((used, _))) = (limits.budget, counts.budget)
-        && used >= budget.tokens
+        && no_room(used, estimate, budget.tokens)
     {
         return Verdict::Refused {
             counts,
@@ -83,7 +91,13 @@ pub fn decide(limits: &KeyLimits, mut counts: Counts) -> Verdict {
             .windows
             .iter()
             .zip(&counts.windows)
-            .position(|(w, (count, _))| w.metered == metered && *count >= w.limit);
+            .position(|(w, (count, _))| {
+                w.metered == metered
+                    && match metered {
+                        Metered::Tokens => no_room(*count, estimate, w.limit),
+                        Metered::Requests => *count >= w.limit,
+                    }
+            });
         if let Some(index) = full {
             return Verdict::Refused {
                 counts,
@@ -217,29 +231,31 @@ impl Limiter {
         }
     }
 
-    /// Checks and counts a request of `key`; the headers to send on the answer, or the 429
-    /// (or the 503 while the Redis of `failMode: "closed"` cannot be reached).
+    /// Checks and counts a request of `key` whose prompt is estimated at `estimate` tokens (0:
+    /// not estimated); the headers to send on the answer, or the 429 (or the 503 while the
+    /// Redis of `failMode: "closed"` cannot be reached).
     pub async fn admit(
         &self,
         key: &Arc<str>,
         limits: &KeyLimits,
         config: &LimitsConfig,
+        estimate: u64,
     ) -> Result<RateHeaders, ProxyError> {
         if limits.is_empty() {
             return Ok(RateHeaders::default());
         }
         let verdict = match self.store(config) {
-            None => self.local.admit(key, limits, now_ms()),
+            None => self.local.admit(key, limits, now_ms(), estimate),
             Some(store) => {
                 let now = now_ms();
-                match store.admit(key, limits, now).await {
+                match store.admit(key, limits, now, estimate).await {
                     Ok(counts) => {
-                        let verdict = decide(limits, counts);
+                        let verdict = decide(limits, counts, estimate);
                         self.local.mirror(key, limits, verdict.counts(), now);
                         verdict
                     }
                     Err(Unavailable) => match config.fail_mode {
-                        FailMode::Open => self.local.admit(key, limits, now_ms()),
+                        FailMode::Open => self.local.admit(key, limits, now_ms(), estimate),
                         FailMode::Closed => return Err(ProxyError::LimitsUnavailable),
                     },
                 }
@@ -250,7 +266,7 @@ impl Limiter {
             Verdict::Admitted(counts) => Ok(RateHeaders::from_counts(limits, &counts, now)),
             Verdict::Refused { counts, refusal } => {
                 let headers = RateHeaders::from_counts(limits, &counts, now);
-                Err(refused(limits, &counts, refusal, headers, now))
+                Err(refused(limits, &counts, refusal, headers, now, estimate))
             }
         }
     }
@@ -327,7 +343,7 @@ impl Limiter {
         let current = self.redis.load();
         match (&config.redis, current.as_ref()) {
             (None, None) => return None,
-            (Some(url), Some(store)) if store.serves(url) => {
+            (Some(url), Some(store)) if store.serves(url, config.redis_entra.as_ref()) => {
                 store.set_fail_mode(config.fail_mode);
                 return Some(store.clone());
             }
@@ -337,7 +353,9 @@ impl Limiter {
         let _changing = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.redis.load_full();
         let next = match (&config.redis, current) {
-            (Some(url), Some(store)) if store.serves(url) => return Some(store),
+            (Some(url), Some(store)) if store.serves(url, config.redis_entra.as_ref()) => {
+                return Some(store);
+            }
             (None, None) => return None,
             (None, Some(_)) => None,
             (Some(url), _) => {
@@ -345,6 +363,7 @@ impl Limiter {
                 match runtime {
                     Some(runtime) => Some(RedisStore::start(
                         url,
+                        config.redis_entra.as_ref(),
                         config.fail_mode,
                         runtime,
                         self.redis_errors.clone(),
@@ -442,7 +461,25 @@ fn refused(
     refusal: Refusal,
     headers: RateHeaders,
     now: u64,
+    estimate: u64,
 ) -> ProxyError {
+    let limit = match refusal {
+        Refusal::Budget => limits.budget.map(|b| b.tokens),
+        Refusal::Window(index) => {
+            let window = limits.windows[index];
+            (window.metered == Metered::Tokens).then_some(window.limit)
+        }
+    };
+    if let Some(limit) = limit
+        && estimate > limit
+    {
+        // Never admitted however long the client waits.
+        return ProxyError::KeyRequestTooLarge {
+            estimated: estimate,
+            limit,
+            headers,
+        };
+    }
     match refusal {
         Refusal::Budget => {
             let end = counts.budget.map_or(now, |(_, end)| end);
@@ -535,5 +572,80 @@ mod tests {
         assert_eq!(map.get("x-ratelimit-remaining-requests").expect("h"), "5");
         assert_eq!(map.get("x-ratelimit-reset-requests").expect("h"), "1h0m0s");
         assert_eq!(map.get("x-ratelimit-reset-tokens").expect("h"), "30s");
+    }
+
+    fn tokens_per_minute(limit: u64) -> KeyLimits {
+        KeyLimits {
+            windows: vec![Window {
+                metered: Metered::Tokens,
+                limit,
+                per: Duration::from_secs(60),
+            }],
+            budget: None,
+        }
+    }
+
+    #[test]
+    fn an_estimated_prompt_is_refused_when_it_would_overshoot_a_token_window() {
+        let limits = tokens_per_minute(1000);
+        let counts = |used| Counts {
+            windows: vec![(used, 60_000)],
+            budget: None,
+        };
+        // Without an estimate, only a window already spent refuses.
+        assert!(matches!(
+            decide(&limits, counts(999), 0),
+            Verdict::Admitted(_)
+        ));
+        assert!(matches!(
+            decide(&limits, counts(1000), 0),
+            Verdict::Refused { .. }
+        ));
+        // With one, a prompt that does not fit in what is left.
+        assert!(matches!(
+            decide(&limits, counts(900), 100),
+            Verdict::Admitted(_)
+        ));
+        assert!(matches!(
+            decide(&limits, counts(900), 101),
+            Verdict::Refused {
+                refusal: Refusal::Window(0),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_prompt_larger_than_the_whole_window_is_too_large_not_merely_early() {
+        let limits = tokens_per_minute(1000);
+        let counts = Counts {
+            windows: vec![(0, 60_000)],
+            budget: None,
+        };
+        let error = refused(
+            &limits,
+            &counts,
+            Refusal::Window(0),
+            RateHeaders::default(),
+            0,
+            1500,
+        );
+        assert!(matches!(
+            error,
+            ProxyError::KeyRequestTooLarge {
+                estimated: 1500,
+                limit: 1000,
+                ..
+            }
+        ));
+        let error = refused(
+            &limits,
+            &counts,
+            Refusal::Window(0),
+            RateHeaders::default(),
+            0,
+            500,
+        );
+        assert!(matches!(error, ProxyError::KeyRateLimited { .. }));
     }
 }

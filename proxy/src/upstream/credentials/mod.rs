@@ -15,10 +15,36 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 use crate::config::{AuthConfig, AuthMode, EntraAuth, Secret};
+use crate::process::cli::EnvVar;
 use entra::EntraSource;
 pub use http::TokenHttpClient;
 pub use storage::storage_credential;
 pub use token_cache::TokenCache;
+
+/// What the default chain (`auth.mode` `default`, or `servicePrincipal` with empty fields)
+/// reads from the environment; the Azure SDK reads the managed identity's own variables.
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "AZURE_TENANT_ID",
+        default: "unset",
+        meaning: "tenant of the service principal (with `AZURE_CLIENT_ID` and `AZURE_CLIENT_SECRET`) or of the workload identity the default chain tries ([authentication.md](authentication.md))",
+    },
+    EnvVar {
+        name: "AZURE_CLIENT_ID",
+        default: "unset",
+        meaning: "client id of that service principal or workload identity",
+    },
+    EnvVar {
+        name: "AZURE_CLIENT_SECRET",
+        default: "unset",
+        meaning: "secret of that service principal",
+    },
+    EnvVar {
+        name: "AZURE_FEDERATED_TOKEN_FILE",
+        default: "unset",
+        meaning: "the workload identity's token file (set by AKS)",
+    },
+];
 
 /// A credential failure, described without secrets.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,6 +114,12 @@ fn api_key_credential(api_key: &Secret) -> UpstreamCredential {
             cause: "auth.apiKey holds characters not allowed in a header".into(),
         },
     }
+}
+
+/// A token cache of its own for `auth` (another service than the upstreams, such as Redis).
+/// Call within the async runtime: the first fetch starts at once.
+pub fn token_cache_for(auth: EntraAuth) -> Arc<TokenCache> {
+    TokenCache::start(EntraSource::new(auth))
 }
 
 /// The token caches in use, keyed by their auth settings. A reload asks for the credentials of

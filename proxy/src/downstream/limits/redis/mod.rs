@@ -4,7 +4,9 @@
 //! [`CALL_TIMEOUT`], so a hung Redis never holds a request longer.
 //!
 //! One multiplexed connection per replica carries every call (Redis answers them in order, so
-//! it needs no more). The first failed call marks Redis unreachable: from then on calls fail at
+//! it needs no more). With `redisAuth: "entra"` the connection signs in with a Microsoft Entra
+//! token as the password, and again (`AUTH`) on the same connection whenever the token cache
+//! holds a newer token, well before the old one expires. The first failed call marks Redis unreachable: from then on calls fail at
 //! once, without waiting, while a background task connects again with a growing, jittered
 //! delay. The log gets one warning per outage and one line when Redis is back.
 
@@ -22,8 +24,9 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use super::{Counts, periods};
-use crate::config::{FailMode, KeyLimits, Metered, Secret};
+use crate::config::{EntraAuth, FailMode, KeyLimits, Metered, Secret};
 use crate::process::clock::now_ms;
+use crate::upstream::credentials::{TokenCache, token_cache_for};
 
 /// The longest any Redis call may take before it counts as Redis being unreachable.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -31,6 +34,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(100);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How often a connection signed in with an Entra token looks for a newer token.
+const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a counter outlives its span, so that a replica whose clock lags a little still
 /// finds it.
 const GRACE_MS: u64 = 5_000;
@@ -52,6 +57,7 @@ pub struct RedisStore {
     /// The URL this store connects to, to tell when the config names another.
     url: Secret,
     client: Result<Client, String>,
+    entra: Option<EntraSignIn>,
     link: ArcSwapOption<MultiplexedConnection>,
     health: Mutex<Health>,
     /// Set once the first connection attempt has ended, either way.
@@ -66,9 +72,11 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `url`; it connects in the background at once.
+    /// A store for `url`, signing in with Entra tokens of `entra` when given; it connects in the
+    /// background at once.
     pub fn start(
         url: &Secret,
+        entra: Option<&EntraAuth>,
         fail_mode: FailMode,
         runtime: Handle,
         errors: Arc<AtomicU64>,
@@ -80,9 +88,19 @@ impl RedisStore {
         // validated config. The message never quotes the URL (it may hold a password).
         let client = Client::open(url.expose())
             .map_err(|_| "limits.redis is not a valid Redis URL".to_string());
+        let entra = entra.map(|auth| {
+            let _in_runtime = runtime.enter();
+            EntraSignIn {
+                auth: auth.clone(),
+                cache: token_cache_for(auth.clone()),
+                signed_in_with: Mutex::new(None),
+            }
+        });
+        let signs_in_with_tokens = entra.is_some();
         let store = Arc::new(RedisStore {
             url: url.clone(),
             client,
+            entra,
             link: ArcSwapOption::empty(),
             health: Mutex::new(Health {
                 reachable: false,
@@ -95,11 +113,14 @@ impl RedisStore {
             admission: Script::new(ADMISSION),
         });
         store.reconnect_in_background();
+        if signs_in_with_tokens {
+            store.runtime.spawn(keep_signed_in(Arc::downgrade(&store)));
+        }
         store
     }
 
-    pub fn serves(&self, url: &Secret) -> bool {
-        self.url == *url
+    pub fn serves(&self, url: &Secret, entra: Option<&EntraAuth>) -> bool {
+        self.url == *url && self.entra.as_ref().map(|e| &e.auth) == entra
     }
 
     pub fn set_fail_mode(&self, fail_mode: FailMode) {
@@ -136,6 +157,7 @@ impl RedisStore {
         id: &str,
         limits: &KeyLimits,
         now_ms: u64,
+        estimate: u64,
     ) -> Result<Counts, Unavailable> {
         let connection = self.connection().await.ok_or(Unavailable)?;
         let prefix = keys::key_prefix(id);
@@ -162,6 +184,7 @@ impl RedisStore {
                 .arg(budget.tokens);
             end
         });
+        invocation.arg(estimate);
         let mut conn = (*connection).clone();
         let reply: Vec<u64> = self
             .call(&connection, invocation.invoke_async(&mut conn))
@@ -317,9 +340,22 @@ impl RedisStore {
         self.runtime.spawn(reconnect(Arc::downgrade(self)));
     }
 
-    /// Connects, authenticates (as the URL says) and loads the admission script.
+    /// Connects, authenticates (as the URL says, or with an Entra token) and loads the
+    /// admission script.
     async fn connect(&self) -> Result<MultiplexedConnection, String> {
         let client = self.client.as_ref().map_err(Clone::clone)?;
+        let mut token = None;
+        let client = match &self.entra {
+            None => client.clone(),
+            Some(entra) => {
+                let (user, fresh) = entra.credentials(client).await?;
+                let mut info = client.get_connection_info().clone();
+                info.redis.username = Some(user);
+                info.redis.password = Some(fresh.clone());
+                token = Some(fresh);
+                Client::open(info).map_err(|err| err.to_string())?
+            }
+        };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
             .set_response_timeout(CALL_TIMEOUT);
@@ -331,7 +367,12 @@ impl RedisStore {
             Ok::<_, redis::RedisError>(connection)
         };
         match tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, attempt).await {
-            Ok(Ok(connection)) => Ok(connection),
+            Ok(Ok(connection)) => {
+                if let Some(entra) = &self.entra {
+                    *lock(&entra.signed_in_with) = token;
+                }
+                Ok(connection)
+            }
             Ok(Err(err)) => Err(err.to_string()),
             Err(_) => Err("no connection within the connect timeout".into()),
         }
@@ -368,6 +409,90 @@ impl RedisStore {
     }
 }
 
+/// How a store signs in with Entra tokens.
+struct EntraSignIn {
+    /// The settings the token cache was made for, to tell when the config changes them.
+    auth: EntraAuth,
+    cache: Arc<TokenCache>,
+    /// The token the live connection last signed in with.
+    signed_in_with: Mutex<Option<String>>,
+}
+
+impl EntraSignIn {
+    /// The user and the current token: the user the URL names, else the token's object id.
+    async fn credentials(&self, client: &Client) -> Result<(String, String), String> {
+        let header = self
+            .cache
+            .header("limits-redis")
+            .await
+            .map_err(|err| format!("no Entra token for Redis: {}", err.cause))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or("an unreadable Entra token")?
+            .to_string();
+        let user = match &client.get_connection_info().redis.username {
+            Some(user) => user.clone(),
+            None => object_id(&token).ok_or(
+                "the Entra token names no object id (oid); put the identity's object id as the \
+                 user of limits.redis",
+            )?,
+        };
+        Ok((user, token))
+    }
+}
+
+/// The `oid` claim of a JWT access token (read, not verified: Redis verifies it).
+fn object_id(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    claims["oid"].as_str().map(str::to_owned)
+}
+
+/// Signs the live connection in again (`AUTH`) whenever the token cache holds a token newer
+/// than the one it signed in with, until the store is gone.
+async fn keep_signed_in(store: Weak<RedisStore>) {
+    loop {
+        tokio::time::sleep(TOKEN_CHECK_INTERVAL).await;
+        let Some(current) = store.upgrade() else {
+            return;
+        };
+        let (Some(entra), Some(connection), Ok(client)) = (
+            &current.entra,
+            current.link.load_full(),
+            current.client.as_ref(),
+        ) else {
+            continue;
+        };
+        let (user, token) = match entra.credentials(client).await {
+            Ok(credentials) => credentials,
+            Err(reason) => {
+                tracing::warn!(error = reason, "limits: no newer Entra token for Redis yet");
+                continue;
+            }
+        };
+        if lock(&entra.signed_in_with).as_deref() == Some(token.as_str()) {
+            continue;
+        }
+        let mut conn = (*connection).clone();
+        let mut auth = redis::cmd("AUTH");
+        auth.arg(&user).arg(&token);
+        if current
+            .call(&connection, auth.query_async::<()>(&mut conn))
+            .await
+            .is_ok()
+        {
+            *lock(&entra.signed_in_with) = Some(token);
+            tracing::debug!("limits: signed in to Redis again with a newer Entra token");
+        }
+    }
+}
+
 /// Connects until it succeeds or the store is gone (the config named another Redis).
 async fn reconnect(store: Weak<RedisStore>) {
     let mut delay = RECONNECT_FIRST_DELAY;
@@ -391,4 +516,19 @@ async fn reconnect(store: Weak<RedisStore>) {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_object_id_is_read_from_the_tokens_claims() {
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"aud":"https://redis.azure.com","oid":"5c1d-oid"}"#);
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.signature");
+        assert_eq!(object_id(&token).as_deref(), Some("5c1d-oid"));
+        assert_eq!(object_id("opaque-token"), None);
+    }
 }
