@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks request image compression against sharp (the original gateway's library) on the
-# same generated inputs and settings, in one run, and writes the figures into
+# same generated inputs and settings, in one run, scores every output against its source
+# (SSIM and butteraugli, computed the same way for both), and writes the figures into
 # docs/benchmarks.md between the image-compression markers.
 #
 #   bench/images/run.sh            ITERATIONS=40 bench/images/run.sh
@@ -32,6 +33,9 @@ echo "sharp: $iterations iterations per input, then $threads parallel images" >&
 UV_THREADPOOL_SIZE="$threads" SHARP_PREFIX="$work" \
   node "$here/sharp.cjs" "$work/inputs" "$iterations" "$threads" > "$work/sharp.json"
 
+echo "quality: every output against its source" >&2
+"$bin" quality "$work/inputs" > "$work/quality.json"
+
 RUSTC_VERSION="$(rustc --version)" node "$here/report.cjs" \
-  "$work/gateway.json" "$work/sharp.json" "$root/docs/benchmarks.md"
+  "$work/gateway.json" "$work/sharp.json" "$work/quality.json" "$root/docs/benchmarks.md"
 echo "wrote $root/docs/benchmarks.md" >&2

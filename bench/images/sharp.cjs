@@ -1,5 +1,6 @@
 // The reference: the same inputs and settings through sharp (libvips + mozjpeg), as the original
-// gateway compressed request images. Prints JSON like image-bench's.
+// gateway compressed request images. Prints JSON like image-bench's and leaves each output in
+// DIR/outputs as sharp-VARIANT.CASE.jpg, for `image-bench quality`.
 // Usage: node sharp.cjs DIR ITERATIONS THREADS   (SHARP_PREFIX: where sharp is installed)
 'use strict';
 
@@ -65,12 +66,16 @@ async function measure(input, jpeg) {
 
 async function main() {
   const cases = [];
+  fs.mkdirSync(path.join(dir, 'outputs'), { recursive: true });
   for (const [name, file] of [
     ['photo', 'photo-4000x3000.jpg'],
     ['screenshot', 'screenshot-2880x1800.png'],
+    ['photo-png', 'photo-3000x2000.png'],
   ]) {
     const input = fs.readFileSync(path.join(dir, file));
     for (const [variant, jpeg] of Object.entries(variants)) {
+      const output = await compress(input, jpeg);
+      fs.writeFileSync(path.join(dir, 'outputs', `sharp-${variant}.${name}.jpg`), output.data);
       cases.push({ name, variant, input: file, input_bytes: input.length, ...(await measure(input, jpeg)) });
     }
   }

@@ -112,6 +112,18 @@ impl AdminError {
         }
     }
 
+    /// The values in the message, by name, for a client that words the message itself (the
+    /// admin UI in another language) from `code`.
+    fn params(&self) -> Option<serde_json::Value> {
+        match self {
+            AdminError::ProxyOpsUnreachable { url, cause, from }
+            | AdminError::ProxyUnreachable { url, cause, from } => {
+                Some(serde_json::json!({ "url": url, "cause": cause, "from": from }))
+            }
+            _ => None,
+        }
+    }
+
     fn issues(&self) -> Option<&[ConfigIssue]> {
         match self {
             AdminError::InvalidConfig(issues) => Some(issues),
@@ -131,6 +143,8 @@ struct AdminFields<'a> {
     issues: Option<&'a [ConfigIssue]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<serde_json::Value>,
 }
 
 impl ResponseError for AdminError {
@@ -173,6 +187,7 @@ impl ResponseError for AdminError {
             AdminFields {
                 issues: self.issues(),
                 etag,
+                params: self.params(),
             },
         );
         let mut response = HttpResponse::build(self.status_code());

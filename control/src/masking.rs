@@ -59,6 +59,75 @@ pub fn masked(raw: &RawConfig) -> RawConfig {
     raw
 }
 
+/// Whether a JSON key names a secret in a file that cannot be parsed: any key that mentions a
+/// key, secret, password, token or credential. Masks more than `masked` would, never less.
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["key", "secret", "password", "token", "credential"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// The end of the JSON string that opens at `text[0]` (a `"`): the index of its closing quote,
+/// or of the line's end when it is not closed there (JSON strings hold no raw newline, so a
+/// broken string ends with its line and the next line is read afresh).
+fn string_end(text: &str) -> (usize, bool) {
+    let mut chars = text.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (i, true),
+            '\n' => return (i, false),
+            '\\' => {
+                if let Some((_, '\n')) = chars.next() {
+                    return (i + 1, false);
+                }
+            }
+            _ => {}
+        }
+    }
+    (text.len(), false)
+}
+
+/// The text of a config file that is not readable as a config, for showing in the raw editor:
+/// the string value of every secret-looking key and the password of every URL masked, line
+/// breaks kept so that line numbers of errors still match. Works on broken JSON too.
+pub fn masked_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut secret_value_next = false;
+    while let Some(open) = rest.find('"') {
+        let between = &rest[..open];
+        out.push_str(between);
+        if !between.chars().all(|c| c.is_whitespace() || c == ':') {
+            secret_value_next = false;
+        }
+        let (end, closed) = string_end(&rest[open..]);
+        let end = open + end;
+        let content = &rest[open + 1..end];
+        let after = if closed { end + 1 } else { end };
+        let is_key = closed && rest[after..].trim_start().starts_with(':');
+        out.push('"');
+        if is_key {
+            out.push_str(content);
+            secret_value_next = is_secret_name(content);
+        } else if secret_value_next && !content.is_empty() {
+            out.push_str(MASK);
+            secret_value_next = false;
+        } else {
+            let mut value = content.to_string();
+            mask_url_password(&mut value);
+            out.push_str(&value);
+            secret_value_next = false;
+        }
+        if closed {
+            out.push('"');
+        }
+        rest = &rest[after..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Puts the stored secret back wherever `submitted` holds a mask. Entries of lists are matched
 /// by their id (client keys) or name (upstreams), then by position when the entry there was
 /// renamed. A mask that stands for no stored secret is an issue at its path.
@@ -216,6 +285,34 @@ pub fn unmask_auth(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn unparseable_text_has_its_secrets_masked_and_its_lines_kept() {
+        let text = "{\n  \"server\": {\"adminAuth\": {\"password\": \"hunter2\"}},\n  \"auth\": {\"apiKey\": \"azure-secret\", \"mode\": \"apiKey\"},\n  \"apiKeys\": [{\"id\": \"team\", \"key\": \"sk-team\" \"broken\": 1}],\n  \"limits\": {\"redis\": \"rediss://:redis-pw@cache:6380\"},\n  \"clientSecret\": \"unterminated\n  \"upstreams\": []\n}";
+        let shown = masked_text(text);
+        for secret in [
+            "hunter2",
+            "azure-secret",
+            "sk-team",
+            "redis-pw",
+            "unterminated",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("\"mode\": \"apiKey\""), "{shown}");
+        assert!(shown.contains("\"id\": \"team\""), "{shown}");
+        assert!(shown.contains("rediss://:********@cache:6380"), "{shown}");
+        assert_eq!(shown.lines().count(), text.lines().count());
+    }
+
+    #[test]
+    fn a_key_after_broken_quotes_is_still_masked() {
+        let shown = masked_text("{\"key\": \"sk-a\\\"b\", \"password\":\n\"pw\"}");
+        assert!(
+            !shown.contains("sk-a") && !shown.contains("pw\""),
+            "{shown}"
+        );
+    }
     use super::*;
     use serde_json::json;
 

@@ -117,6 +117,7 @@ pub fn about() -> About {
             ENVIRONMENT,
             telemetry::ENVIRONMENT,
             credentials::ENVIRONMENT,
+            proxy::blob::settings::ENVIRONMENT,
         ]
         .concat(),
     }

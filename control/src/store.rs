@@ -74,6 +74,9 @@ pub struct OnDisk {
     pub sha256: Option<String>,
     pub modified_ms: Option<u64>,
     pub content: Content,
+    /// The file's text (lossy UTF-8, secrets not masked) when it is at most
+    /// `CONFIG_FILE_LIMIT` bytes but not readable as a config; `None` otherwise.
+    pub unparsed_text: Option<String>,
     /// In blob mode, the blob's ETag a save must match (empty: no blob yet).
     pub version: String,
 }
@@ -235,19 +238,22 @@ impl ConfigStore {
                         modified_ms: None,
                         content: Content::Missing,
                         version: loaded.version,
+                        unparsed_text: None,
                     },
                     None,
                 ),
-                Some(bytes) => (
-                    OnDisk {
+                Some(bytes) => {
+                    let content = parse(&bytes);
+                    let on_disk = OnDisk {
                         etag: etag_of(&bytes),
                         sha256: Some(sha256_hex(&bytes)),
                         modified_ms: None,
-                        content: parse(&bytes),
+                        unparsed_text: unparsed_text(&content, &bytes),
+                        content,
                         version: loaded.version,
-                    },
-                    Some(bytes),
-                ),
+                    };
+                    (on_disk, Some(bytes))
+                }
             });
         }
         let bytes = match read_regular_file(&self.path, CONFIG_FILE_LIMIT) {
@@ -258,6 +264,7 @@ impl ConfigStore {
                     sha256: None,
                     modified_ms: None,
                     content: Content::Missing,
+                    unparsed_text: None,
                     version: String::new(),
                 };
                 return Ok((missing, None));
@@ -274,6 +281,7 @@ impl ConfigStore {
                         path: "(file)".into(),
                         message,
                     }),
+                    unparsed_text: None,
                     version: String::new(),
                 };
                 return Ok((unreadable, None));
@@ -283,12 +291,15 @@ impl ConfigStore {
             .and_then(|m| m.modified())
             .ok()
             .map(epoch_ms);
+        let content = parse(&bytes);
+        let unparsed_text = unparsed_text(&content, &bytes);
         let on_disk = OnDisk {
             etag: etag_of(&bytes),
             sha256: Some(sha256_hex(&bytes)),
             modified_ms,
-            content: parse(&bytes),
+            content,
             version: String::new(),
+            unparsed_text,
         };
         Ok((on_disk, Some(bytes)))
     }
@@ -455,6 +466,11 @@ impl ConfigStore {
             changed: true,
         })
     }
+}
+
+/// The text of bytes that are not readable as a config, for showing them (masked) as they are.
+fn unparsed_text(content: &Content, bytes: &[u8]) -> Option<String> {
+    matches!(content, Content::Unparseable(_)).then(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
 fn parse(bytes: &[u8]) -> Content {

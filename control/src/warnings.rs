@@ -5,6 +5,8 @@
 
 use proxy::config::Config;
 use proxy::ops::contract::{LimitsFailMode, LimitsStatus, LimitsStore, Status};
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::blob_backend::BlobView;
@@ -20,6 +22,9 @@ pub struct Warning {
     pub code: &'static str,
     pub message: String,
     pub detail: Option<String>,
+    /// The values in `message`, by name, for wording it from `code` in another language.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<&'static str, String>,
 }
 
 /// What the warnings are drawn from.
@@ -55,6 +60,14 @@ fn warning(code: &'static str, message: impl Into<String>, detail: Option<String
         code,
         message: message.into(),
         detail,
+        params: BTreeMap::new(),
+    }
+}
+
+impl Warning {
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Warning {
+        self.params.insert(name, value.into());
+        self
     }
 }
 
@@ -129,23 +142,29 @@ fn config_blob(blob: &BlobView, out: &mut Vec<Warning>) {
 fn config_samples(config: &Config, out: &mut Vec<Warning>) {
     for (i, upstream) in config.upstreams.iter().enumerate() {
         if upstream.placeholder {
-            out.push(warning(
-                "placeholder_upstream",
-                format!(
-                    "Upstream \"{}\" still has the placeholder endpoint.",
-                    upstream.name
-                ),
-                Some(format!("upstreams[{i}].baseUrl")),
-            ));
+            out.push(
+                warning(
+                    "placeholder_upstream",
+                    format!(
+                        "Upstream \"{}\" still has the placeholder endpoint.",
+                        upstream.name
+                    ),
+                    Some(format!("upstreams[{i}].baseUrl")),
+                )
+                .with("upstream", upstream.name.as_str()),
+            );
         }
     }
     for (i, key) in config.client_keys.iter().enumerate() {
         if key.active && key.key.expose() == "CHANGEME" {
-            out.push(warning(
-                "sample_client_key",
-                format!("Client key \"{}\" is the sample key CHANGEME.", key.id),
-                Some(format!("apiKeys[{i}].key")),
-            ));
+            out.push(
+                warning(
+                    "sample_client_key",
+                    format!("Client key \"{}\" is the sample key CHANGEME.", key.id),
+                    Some(format!("apiKeys[{i}].key")),
+                )
+                .with("key", key.id.as_str()),
+            );
         }
     }
 }
@@ -162,7 +181,10 @@ fn proxy(status: Result<&Status, &AdminError>, out: &mut Vec<Warning>) {
             }
             limits_store(&status.limits, out);
         }
-        Err(err) => out.push(warning("proxy_unreachable", err.to_string(), None)),
+        Err(err) => {
+            let reason = err.to_string();
+            out.push(warning("proxy_unreachable", reason.clone(), None).with("reason", reason));
+        }
     }
 }
 
@@ -192,14 +214,11 @@ fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Wa
     let managed = loader.admin_url.is_some();
     if managed {
         if loader.reachable == Some(false) {
-            out.push(warning(
-                "caddy_unreachable",
-                loader
-                    .unreachable_reason
-                    .clone()
-                    .unwrap_or_else(|| "Caddy's admin API does not answer.".into()),
-                None,
-            ));
+            let reason = loader
+                .unreachable_reason
+                .clone()
+                .unwrap_or_else(|| "Caddy's admin API does not answer.".into());
+            out.push(warning("caddy_unreachable", reason.clone(), None).with("reason", reason));
         }
         if let Some(last) = loader.last_load.as_ref().filter(|l| !l.ok) {
             out.push(warning(
@@ -260,6 +279,7 @@ mod tests {
                     .map_err(|e| e.issues()),
                 raw: Box::new(raw),
             },
+            unparsed_text: None,
             version: String::new(),
         }
     }

@@ -133,16 +133,17 @@
   function duration(ms) {
     if (ms === undefined || ms === null || ms === '' || Number.isNaN(Number(ms))) return '';
     ms = Number(ms);
-    if (ms < 1000) return ms + ' ms';
-    if (ms < 60000) return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + ' s';
-    if (ms < 3600000) return (ms / 60000).toFixed(ms % 60000 ? 1 : 0) + ' min';
-    return (ms / 3600000).toFixed(ms % 3600000 ? 1 : 0) + ' h';
+    if (ms < 1000) return ms + ' ' + t('unit.ms');
+    if (ms < 60000) return (ms / 1000).toFixed(ms % 1000 ? 1 : 0) + ' ' + t('unit.s');
+    if (ms < 3600000) return (ms / 60000).toFixed(ms % 60000 ? 1 : 0) + ' ' + t('unit.min');
+    return (ms / 3600000).toFixed(ms % 3600000 ? 1 : 0) + ' ' + t('unit.h');
   }
   function uptime(s) {
-    if (s < 60) return s + ' s';
-    if (s < 3600) return Math.floor(s / 60) + ' min';
-    if (s < 86400) return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
-    return Math.floor(s / 86400) + ' d ' + Math.floor((s % 86400) / 3600) + ' h';
+    const [sec, min, hour, day] = ['unit.s', 'unit.min', 'unit.h', 'unit.d'].map((u) => ' ' + t(u));
+    if (s < 60) return s + sec;
+    if (s < 3600) return Math.floor(s / 60) + min;
+    if (s < 86400) return Math.floor(s / 3600) + hour + ' ' + Math.floor((s % 3600) / 60) + min;
+    return Math.floor(s / 86400) + day + ' ' + Math.floor((s % 86400) / 3600) + hour;
   }
   const clone = (v) => JSON.parse(JSON.stringify(v));
 
@@ -156,6 +157,11 @@
       this.param = err && err.param;
       this.issues = (err && err.issues) || [];
       this.etag = err && err.etag;
+      // A code the page knows reads in the page's language; the English message is the
+      // fallback for codes it does not know.
+      if (this.code && lang() !== 'en' && DICT[lang()]['error.' + this.code]) {
+        this.message = t('error.' + this.code, (err && err.params) || {});
+      }
     }
   }
   function apiUrl(path) { return new URL(BASE + 'api/' + path, location.origin); }
@@ -322,16 +328,24 @@
     const fromJson = S.page === 'json' && S.json;
     const body = fromJson ? S.json.text : JSON.stringify(S.draft, null, 2);
     const started = performance.now();
+    const before = S.server && S.server.config;
     try {
       const data = await putConfig(body);
       if (!data) return;
+      // A change of the HTTPS site alone is Caddy's to apply; the proxy does not use it.
+      const caddyOnly = data.changed && before && sameOutside(before, data.config, 'caddy');
       adoptSaved(data);
       S.draft = clone(data.config);
       S.json = null;
       clearIssues();
       renderDraft();
-      toast(data.changed ? t('save.saved') : t('save.unchanged'), 'ok');
-      if (data.changed) waitForProxy(data.sha256, started);
+      if (caddyOnly) {
+        const render = data.caddyfile || {};
+        toast(render.ok ? t('save.caddyOnly') : t('save.caddyFailed', { error: render.error || '' }), render.ok ? 'ok' : 'bad');
+      } else {
+        toast(data.changed ? t('save.saved') : t('save.unchanged'), 'ok');
+        if (data.changed) waitForProxy(data.sha256, started);
+      }
       refreshSession();
       const admin = S.draft.server && S.draft.server.adminPath;
       if (admin && !BASE.startsWith(admin + '/')) location.assign(admin + '/' + location.hash);
@@ -345,6 +359,12 @@
     } finally {
       button.disabled = false;
     }
+  }
+
+  // Whether two configs differ only in `server[section]`.
+  function sameOutside(a, b, section) {
+    const strip = (c) => Object.assign({}, c, { server: Object.assign({}, c.server, { [section]: null }) });
+    return JSON.stringify(strip(a)) === JSON.stringify(strip(b));
   }
 
   // After a save, the proxy's watcher applies the file; show when it has.
@@ -437,8 +457,13 @@
     }
     return null;
   }
-  function showIssues(issues) {
+  // `onDisk`: the issues are those of config.json as it is on disk (nothing was saved), not
+  // those of a refused save.
+  function showIssues(issues, onDisk) {
     S.issues = issues;
+    const title = $('#issues-panel h3');
+    title.dataset.i18n = onDisk ? 'issues.onDisk' : 'issues.title';
+    title.textContent = t(title.dataset.i18n);
     const list = clear($('#issues-list'));
     for (const issue of issues) {
       list.append(h('li', { onclick: () => { location.hash = pageOf(issue.path); setTimeout(() => focusPath(issue.path), 50); } },
@@ -506,7 +531,7 @@
   function renderOverview(status, stats) {
     const warnings = clear($('#warnings'));
     for (const w of status.warnings) {
-      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code) : w.message;
+      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code, w.params || {}) : w.message;
       warnings.append(h('li', { dataset: { code: w.code } }, text, w.detail ? h('span', { class: 'detail' }, w.detail) : null));
     }
     if (!status.warnings.length) warnings.append(h('li', { class: 'ok' }, t('overview.allGood')));
@@ -1342,7 +1367,22 @@
       renderTls(data);
     } catch (err) { toast(err.message, 'bad'); }
   }
+  // The hint names the ports and the kind of certificate this Caddy is set up for.
+  function tlsHint(c) {
+    const https = getPath(S.draft || {}, 'server.caddy.httpsPort') || 443;
+    return t(c.tls_internal ? 'tls.hintInternal' : 'tls.hintAcme', { http: c.http_port, https });
+  }
+  // Days left, or hours when under two days (Caddy's internal certificates last 12 hours and
+  // are renewed by Caddy itself).
+  function certificateLeft(cert) {
+    const ms = cert.not_after_ms - Date.now();
+    const hours = Math.floor(ms / 3600000);
+    const text = hours < 48 ? t('tls.hoursLeft', { n: Math.max(0, hours) }) : t('tls.daysLeft', { n: Math.floor(hours / 24) });
+    const internal = cert.issuer_key === 'local';
+    return badge(text, ms < 0 ? 'bad' : internal || hours >= 14 * 24 ? 'ok' : 'warn');
+  }
   function renderTls(c) {
+    $('#tls-hint').textContent = tlsHint(c);
     const f = clear($('#facts-tls'));
     if (!c.managed) {
       fact(f, t('overview.state'), badge(t('overview.notManaged'), ''));
@@ -1375,9 +1415,9 @@
     const certs = clear($('#certs-table tbody'));
     if (!c.certificates.length) certs.append(h('tr', {}, h('td', { colspan: 3, class: 'empty' }, t('tls.noCerts'))));
     for (const cert of c.certificates) {
-      const days = Math.floor((cert.not_after_ms - Date.now()) / 86400000);
-      certs.append(h('tr', {}, h('td', { class: 'mono' }, cert.names.join(', ')), h('td', {}, cert.issuer),
-        h('td', {}, when(cert.not_after_ms), ' ', badge(t('tls.daysLeft', { n: days }), days < 0 ? 'bad' : days < 14 ? 'warn' : 'ok'))));
+      const issuer = cert.issuer_key === 'local' ? cert.issuer + ' · ' + t('tls.internalCa') : cert.issuer;
+      certs.append(h('tr', {}, h('td', { class: 'mono' }, cert.names.join(', ')), h('td', {}, issuer),
+        h('td', { class: 'cert-validity', title: when(cert.not_before_ms) + ' – ' + when(cert.not_after_ms) }, when(cert.not_after_ms), ' ', certificateLeft(cert))));
     }
     const log = clear($('#tls-log tbody'));
     if (!c.tls_log.length) log.append(h('tr', {}, h('td', { colspan: 4, class: 'empty' }, t('tls.noLog'))));
@@ -1844,20 +1884,26 @@
   function renderRequests(rows) {
     const body = clear($('#requests-table tbody'));
     if (!rows.length) body.append(h('tr', {}, h('td', { colspan: 10, class: 'empty' }, t('requests.none'))));
+    // Each cell is labelled for the stacked rows of a narrow window.
+    const cell = (label, attrs, ...content) => h('td', Object.assign({ dataset: { label: t(label) } }, attrs), ...content);
     for (const r of rows) {
       const kind = r.outcome === 'ok' ? 'ok' : r.outcome === 'cancelled' ? 'warn' : 'bad';
       const retried = (r.attempts || []).length > 1;
+      // A model that is not configured (or not allowed to the key) shows as the client sent it.
+      const model = r.model || (r.requested_model
+        ? h('span', { class: 'requested-model', title: t('requests.requestedModel') }, r.requested_model)
+        : '—');
       body.append(h('tr', { class: retried ? 'with-attempts' : null },
-        h('td', { title: r.time }, when(r.time_ms)),
-        h('td', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
-        h('td', { title: r.deployment ? '→ ' + r.deployment : '' }, r.model || '—'),
-        h('td', {}, r.key_id || '—'),
-        h('td', {}, r.route, r.stream ? ' ' : '', r.stream ? badge('SSE', '') : null),
-        h('td', {}, duration(r.latency_ms)),
-        h('td', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
-        h('td', {}, r.usage ? num(r.usage.total_tokens) : '—'),
-        h('td', { class: 'mono', title: r.request_id + (r.upstream_request_id ? '\nupstream: ' + r.upstream_request_id : '') }, r.request_id.length > 13 ? r.request_id.slice(0, 8) + '…' : r.request_id),
-        h('td', { class: 'wrap' }, r.error || '')));
+        cell('col.time', { title: r.time }, when(r.time_ms)),
+        cell('col.status', {}, badge(String(r.status) + (r.outcome === 'cancelled' ? ' ' + t('requests.cancelled') : ''), kind)),
+        cell('col.model', { class: 'breakable', title: r.deployment ? '→ ' + r.deployment : '' }, model),
+        cell('col.key', { class: 'breakable' }, r.key_id || '—'),
+        cell('col.route', {}, r.route, r.stream ? ' ' : '', r.stream ? badge('SSE', '') : null),
+        cell('col.latency', {}, duration(r.latency_ms)),
+        cell('col.ttfb', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
+        cell('col.tokens', {}, r.usage ? num(r.usage.total_tokens) : '—'),
+        cell('col.requestId', { class: 'mono breakable request-id', title: r.upstream_request_id ? 'upstream: ' + r.upstream_request_id : null }, r.request_id),
+        cell('col.message', { class: 'wrap' }, r.error || '')));
       if (retried) body.append(attemptsRow(r));
     }
     stackLabels($('#requests-table'));
@@ -1995,7 +2041,15 @@
     let body;
     try { body = JSON.parse(text); } catch (_) { out.textContent = text; if (status >= 400) out.classList.add('error'); return; }
     if (body.usage) setUsage(body.usage);
-    if (body.error) { out.textContent = body.error.message || JSON.stringify(body.error); out.classList.add('error'); return; }
+    if (body.error) {
+      // The proxy's error codes the page knows read in its language, with the model asked for.
+      const code = body.error.code && 'proxyError.' + body.error.code;
+      const known = code && lang() !== 'en' && DICT[lang()][code];
+      const model = (() => { try { return JSON.parse($('#tester-form').elements.body.value).model; } catch (_) { return ''; } })() || testerBody().model;
+      out.textContent = known ? t(code, { model }) : body.error.message || JSON.stringify(body.error);
+      out.classList.add('error');
+      return;
+    }
     if (body.choices) { out.textContent = body.choices.map((c) => (c.message && c.message.content) || '').join('\n'); return; }
     if (body.output) {
       const parts = [];
@@ -2095,7 +2149,9 @@
   function enterJson() {
     const serialized = JSON.stringify(S.draft, null, 2);
     if (!S.json || (!S.json.syntaxError && S.json.base !== JSON.stringify(S.draft))) {
-      S.json = { text: S.draft ? serialized : '', base: JSON.stringify(S.draft), syntaxError: null };
+      // A file that is not readable as a config shows as it is on disk (secrets masked).
+      const text = S.draft ? serialized : (S.server && S.server.text) || '';
+      S.json = { text, base: JSON.stringify(S.draft), syntaxError: null };
     }
     const area = $('#json-text');
     if (area.value !== S.json.text) area.value = S.json.text;
@@ -2171,7 +2227,7 @@
 
   // ---------- pages ----------
   const PAGES = {
-    overview: { enter: enterOverview, every: 10000 },
+    overview: { enter: enterOverview, every: 10000, withoutConfig: true },
     models: { enter: () => { renderUpstreams(); renderModels(); enterPoolLive(); }, tick: enterPoolLive, every: 5000, auto: '#pool-auto' },
     keys: { enter: enterKeys, tick: tickKeys, every: 5000, auto: '#keys-auto' },
     auth: { enter: showAuthFields },
@@ -2182,7 +2238,7 @@
     stats: { enter: enterStats, tick: tickStats, every: 5000, auto: '#stats-auto' },
     requests: { enter: enterRequests, every: 5000, auto: '#requests-auto' },
     tester: { enter: fillTesterChoices },
-    json: { enter: enterJson },
+    json: { enter: enterJson, withoutConfig: true },
   };
   function showPage(name) {
     if (!PAGES[name]) name = 'overview';
@@ -2195,7 +2251,7 @@
     document.body.classList.remove('nav-open');
     clearInterval(S.timers.page);
     const page = PAGES[name];
-    if (S.draft && page.enter) page.enter();
+    if ((S.draft || page.withoutConfig) && page.enter) page.enter();
     if (page.every) {
       const refresh = page.tick || page.enter;
       S.timers.page = setInterval(() => {
@@ -2284,10 +2340,8 @@
     }
     try {
       await loadConfig();
-      if (!S.draft) {
-        toast(t('config.unreadable'), 'bad');
-        showIssues(S.server.issues || []);
-      }
+      if (!S.draft) toast(t('config.unreadable'), 'bad');
+      if (S.server.exists && !S.server.valid) showIssues(S.server.issues || [], true);
     } catch (err) {
       toast(err.message, 'bad');
     }

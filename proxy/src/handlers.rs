@@ -216,6 +216,7 @@ async fn forward(
     .await?;
     let inspected = request_body::inspect_off_reactor(&body, call.path_model).await?;
     record.stream = inspected.stream;
+    record.requested_model = Some(bounded(&inspected.model, MAX_ID_CHARS).into_owned());
 
     let config = &snapshot.config;
     if !key.policy.allows(&inspected.model) {

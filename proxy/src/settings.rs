@@ -35,7 +35,7 @@ const ENVIRONMENT: &[EnvVar] = &[
     EnvVar {
         name: "DATA_DIR",
         default: "the config file's directory",
-        meaning: "where `stats.json` is written",
+        meaning: "where `stats.json` and the usage history (`usage-*.bin`) are written",
     },
     EnvVar {
         name: "PROXY_LISTEN",
@@ -87,6 +87,11 @@ const ENVIRONMENT: &[EnvVar] = &[
         default: "one per available CPU",
         meaning: "API worker threads (1–512)",
     },
+    EnvVar {
+        name: "USAGE_HISTORY",
+        default: "`on`",
+        meaning: "`off`: no usage history (its files are neither read nor written, `/usage` answers `503 usage_history_off`, `/metrics` has no latency histograms)",
+    },
 ];
 
 /// What `proxy --help` says.
@@ -99,6 +104,7 @@ pub fn about() -> About {
             ENVIRONMENT,
             telemetry::ENVIRONMENT,
             credentials::ENVIRONMENT,
+            crate::blob::settings::ENVIRONMENT,
         ]
         .concat(),
     }

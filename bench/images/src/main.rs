@@ -1,6 +1,8 @@
 //! Times the gateway's request image compression on generated inputs, on one core and on all
 //! cores, and prints the figures as JSON for `run.sh`. `generate DIR` writes the inputs that
-//! the sharp reference (`sharp.cjs`) reads too, so both sides work on the same bytes.
+//! the sharp reference (`sharp.cjs`) reads too, so both sides work on the same bytes; `run`
+//! and `sharp.cjs` leave their outputs in `DIR/outputs`, and `quality DIR` scores every output
+//! against its source the same way, whichever implementation wrote it.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,8 +18,21 @@ use proxy::rewrite::images::codec::{self, Limits};
 use proxy::rewrite::upstream_body;
 use serde_json::json;
 
+mod quality;
+
 const PHOTO: &str = "photo-4000x3000.jpg";
 const SCREENSHOT: &str = "screenshot-2880x1800.png";
+const PHOTO_PNG: &str = "photo-3000x2000.png";
+
+/// Every input: the case name (also in the output file names), its file and media type.
+const CASES: [(&str, &str, &str); 3] = [
+    ("photo", PHOTO, "image/jpeg"),
+    ("screenshot", SCREENSHOT, "image/png"),
+    ("photo-png", PHOTO_PNG, "image/png"),
+];
+
+/// Where `run` and `sharp.cjs` write their outputs, under the inputs' directory.
+const OUTPUTS: &str = "outputs";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,7 +45,10 @@ fn main() -> anyhow::Result<()> {
         ["generate", dir] => generate(Path::new(dir)),
         ["run", dir] => run(Path::new(dir), 20),
         ["run", dir, "--iterations", n] => run(Path::new(dir), n.parse().context("iterations")?),
-        _ => bail!("usage: image-bench generate DIR | image-bench run DIR [--iterations N]"),
+        ["quality", dir] => quality::report(Path::new(dir), &CASES),
+        _ => bail!(
+            "usage: image-bench generate DIR | image-bench run DIR [--iterations N] | image-bench quality DIR"
+        ),
     }
 }
 
@@ -47,10 +65,8 @@ fn settings() -> ImageCompression {
 fn run(dir: &Path, iterations: usize) -> anyhow::Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut cases = Vec::new();
-    for (name, file, mime) in [
-        ("photo", PHOTO, "image/jpeg"),
-        ("screenshot", SCREENSHOT, "image/png"),
-    ] {
+    std::fs::create_dir_all(dir.join(OUTPUTS))?;
+    for (name, file, mime) in CASES {
         let path = dir.join(file);
         let input = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let (width, height) = image::image_dimensions(&path)?;
@@ -58,6 +74,10 @@ fn run(dir: &Path, iterations: usize) -> anyhow::Result<()> {
         let limits = Limits::default();
         let once = || codec::compress(&input, &settings, &limits);
         let output = once().map_err(|kept| anyhow::anyhow!("{file}: {kept}"))?;
+        write(
+            dir.join(OUTPUTS).join(format!("gateway.{name}.jpg")),
+            &output.bytes,
+        )?;
         once().ok();
 
         let mut single = Vec::with_capacity(iterations);
@@ -168,6 +188,17 @@ fn generate(dir: &Path) -> anyhow::Result<()> {
         image::ExtendedColorType::Rgba8,
     )?;
     write(dir.join(SCREENSHOT), &png)?;
+
+    // A photo as an editor or a phone exports it to PNG: opaque RGB, 8 bits per channel.
+    let photo = self::photo(3000, 2000);
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(
+        photo.as_raw(),
+        photo.width(),
+        photo.height(),
+        image::ExtendedColorType::Rgb8,
+    )?;
+    write(dir.join(PHOTO_PNG), &png)?;
     Ok(())
 }
 

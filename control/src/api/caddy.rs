@@ -32,6 +32,10 @@ struct CaddyStatus {
     /// Where Caddy forwards API traffic, and whether `PROXY_UPSTREAM` set it.
     proxy_upstream: String,
     proxy_upstream_from_env: bool,
+    /// Caddy's plain-HTTP port, and whether the HTTPS site uses Caddy's internal CA
+    /// (`tls internal`) rather than a public ACME CA.
+    http_port: u16,
+    tls_internal: bool,
     certificates: Vec<CertificateInfo>,
     tls_log: Vec<LogLine>,
     tls_log_path: String,
@@ -89,6 +93,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         proxy_health,
         proxy_upstream_from_env: inputs.proxy_upstream.is_some(),
         proxy_upstream,
+        http_port: inputs.http_port,
+        tls_internal: inputs.tls_internal,
         certificates,
         tls_log,
         tls_log_path: inputs.tls_log.display().to_string(),

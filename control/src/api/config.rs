@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{AppState, Body, blocking, read_config};
 use crate::caddy::sync::RenderOutcome;
 use crate::errors::AdminError;
-use crate::masking::masked;
+use crate::masking::{masked, masked_text};
 use crate::store::{Content, OnDisk};
 
 #[derive(Serialize)]
@@ -27,6 +27,9 @@ struct ConfigView {
     /// The config with defaults filled in and secrets masked; `null` when the file is not
     /// readable as a config.
     config: Option<RawConfig>,
+    /// The file's text with secret-looking values masked, when it is not readable as a
+    /// config (so `config` is `null`); line numbers match the file's.
+    text: Option<String>,
     modified_ms: Option<u64>,
 }
 
@@ -51,6 +54,7 @@ fn view(on_disk: &OnDisk, path: String) -> ConfigView {
             .map(|c| c.ignored.clone())
             .unwrap_or_default(),
         config,
+        text: on_disk.unparsed_text.as_deref().map(masked_text),
         modified_ms: on_disk.modified_ms,
     }
 }

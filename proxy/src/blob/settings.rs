@@ -7,10 +7,65 @@ use std::time::Duration;
 use url::Url;
 
 use crate::config::{DefaultChain, EntraAuth, EntraIdentity, Secret};
+use crate::process::cli::EnvVar;
 use crate::process::env::Env;
 
 /// The token scope of Azure Storage.
 pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+/// The variables of blob persistence mode, read alike by proxy and control.
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "PERSISTENCE_MODE",
+        default: "`file`",
+        meaning: "`blob`: the config lives in Azure Blob Storage and config.json is its local cache ([scale-out.md](scale-out.md#blob-persistence-mode))",
+    },
+    EnvVar {
+        name: "AZURE_STORAGE_ACCOUNT_URL",
+        default: "required in blob mode",
+        meaning: "`https://<account>.blob.core.windows.net`; a SAS may be given as its query",
+    },
+    EnvVar {
+        name: "CONFIG_BLOB_CONTAINER",
+        default: "`gateway`",
+        meaning: "the container of the config blob",
+    },
+    EnvVar {
+        name: "CONFIG_BLOB_NAME",
+        default: "`config/config.json`",
+        meaning: "the config blob; each replica's statistics go beside it",
+    },
+    EnvVar {
+        name: "BLOB_AUTH_MODE",
+        default: "`managedIdentity`; `sas` when a SAS is set",
+        meaning: "how Blob Storage is signed in to: an Entra ID mode as in `auth.mode`, or `sas`",
+    },
+    EnvVar {
+        name: "AZURE_STORAGE_SAS_TOKEN",
+        default: "unset",
+        meaning: "a SAS (without `?`), for local use and Azurite",
+    },
+    EnvVar {
+        name: "BLOB_POLL_MS",
+        default: "`5000`",
+        meaning: "how often the config blob is read (conditionally, on its ETag)",
+    },
+    EnvVar {
+        name: "BLOB_RECOVERY_INTERVAL_MS",
+        default: "`30000`",
+        meaning: "how often Blob Storage is tried again while it does not answer",
+    },
+    EnvVar {
+        name: "REPLICA_NAME",
+        default: "`HOSTNAME`",
+        meaning: "names this replica's statistics blob",
+    },
+    EnvVar {
+        name: "HOSTNAME",
+        default: "set by the container runtime",
+        meaning: "the replica's name when `REPLICA_NAME` is unset",
+    },
+];
 pub const DEFAULT_CONTAINER: &str = "gateway";
 pub const DEFAULT_CONFIG_BLOB: &str = "config/config.json";
 pub const DEFAULT_POLL: Duration = Duration::from_secs(5);

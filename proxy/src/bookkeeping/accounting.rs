@@ -27,6 +27,9 @@ pub struct RequestRecord {
     pub route: RouteKey,
     pub key_id: Option<Arc<str>>,
     pub model: Option<String>,
+    /// What the client asked for (bounded), shown in the recent requests when it is not a
+    /// configured model the key may use; never a statistics key.
+    pub requested_model: Option<String>,
     pub deployment: Option<String>,
     pub upstream: Option<String>,
     pub stream: bool,
@@ -53,6 +56,7 @@ impl RequestRecord {
             route,
             key_id: None,
             model: None,
+            requested_model: None,
             deployment: None,
             upstream: None,
             stream: false,
@@ -178,6 +182,10 @@ impl Accounting {
             request_id: std::mem::take(&mut record.request_id),
             upstream_request_id: record.upstream_request_id.take(),
             key_id: record.key_id.as_deref().map(str::to_string),
+            requested_model: record
+                .requested_model
+                .take()
+                .filter(|_| record.model.is_none()),
             model: record.model.take(),
             deployment: record.deployment.take(),
             upstream: record.upstream.take(),

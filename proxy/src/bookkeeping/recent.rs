@@ -131,6 +131,7 @@ mod tests {
             upstream_request_id: None,
             key_id: Some("k".into()),
             model: Some(model.into()),
+            requested_model: None,
             deployment: None,
             upstream: None,
             attempts: Vec::new(),

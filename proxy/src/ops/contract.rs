@@ -373,6 +373,10 @@ pub struct RecentEntry {
     pub upstream_request_id: Option<String>,
     pub key_id: Option<String>,
     pub model: Option<String>,
+    /// The model the client asked for (bounded), when it is not a configured one the key may
+    /// use, so `model` is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_model: Option<String>,
     pub deployment: Option<String>,
     pub upstream: Option<String>,
     #[serde(with = "route_key")]
@@ -627,6 +631,7 @@ mod tests {
             upstream_request_id: None,
             key_id: Some("k".into()),
             model: None,
+            requested_model: Some("gpt-unknown".into()),
             deployment: None,
             upstream: None,
             route: RouteKey::Responses,

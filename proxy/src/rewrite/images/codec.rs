@@ -299,6 +299,11 @@ mod scratch {
         }
     }
 
+    /// Frees every kept buffer.
+    pub(super) fn release() {
+        FREE.with_borrow_mut(|free| *free = Vec::new());
+    }
+
     pub(super) fn give_back(buffer: Vec<u8>) {
         if buffer.capacity() == 0 || buffer.capacity() > KEEP_BYTES {
             return;
@@ -347,12 +352,13 @@ fn undecodable(err: impl std::fmt::Display) -> Kept {
 }
 
 /// The libjpeg scale numerator (over 8) that decodes straight to the smallest size whose
-/// longest edge still covers `max_side`, so the resize after it only ever shrinks. Only the
-/// factors with SIMD inverse DCTs are used.
+/// longest edge still covers twice `max_side`, so that the resize after it does at least half
+/// the shrinking: a scaled inverse DCT alone blurs more than the Lanczos filter, and costs
+/// detail the encoder then has no bits for. Only the factors with SIMD inverse DCTs are used.
 fn jpeg_scale(longest: u32, max_side: u32) -> u8 {
     [1u8, 2, 4]
         .into_iter()
-        .find(|&num| (u64::from(longest) * u64::from(num)).div_ceil(8) >= u64::from(max_side))
+        .find(|&num| (u64::from(longest) * u64::from(num)).div_ceil(8) >= 2 * u64::from(max_side))
         .unwrap_or(8)
 }
 
@@ -551,6 +557,13 @@ fn resize(pixels: &Pixels, width: u32, height: u32, premultiply: bool) -> Result
     Pixels::new(data, width, height, pixels.layout)
 }
 
+/// Frees the buffers this thread keeps between images (scratch pixels, the resizer's). A worker
+/// calls it before it ends, while its allocator heap is still live.
+pub(super) fn release_thread_buffers() {
+    scratch::release();
+    RESIZER.with_borrow_mut(fir::Resizer::reset_internal_buffers);
+}
+
 /// Largest intermediate buffers a worker's resizer keeps between images.
 const RESIZER_KEEP_BYTES: usize = 64 << 20;
 
@@ -582,9 +595,8 @@ fn encode_jpeg(pixels: &Pixels, quality: f32, icc: Option<&[u8]>) -> Result<Vec<
                 Layout::Rgba => ColorSpace::JCS_EXT_RGBX,
             };
             let mut compress = mozjpeg::Compress::new(color_space);
-            // libjpeg-turbo's settings (baseline, no trellis), as sharp uses by default, with
-            // optimised Huffman tables.
-            compress.set_fastest_defaults();
+            // mozjpeg's own defaults, as sharp's `mozjpeg: true`: trellis quantisation, its
+            // quantisation tables, progressive scans chosen per image, optimised Huffman tables.
             compress.set_size(pixels.width as usize, pixels.height as usize);
             compress.set_quality((quality * 100.0).round().clamp(1.0, 100.0));
             compress.set_optimize_coding(true);
@@ -704,6 +716,13 @@ mod tests {
     }
 
     #[test]
+    fn released_buffers_are_not_reused() {
+        scratch::give_back(vec![7u8; 4096]);
+        release_thread_buffers();
+        assert!(scratch::zeroed(100).capacity() < 4096, "a fresh buffer");
+    }
+
+    #[test]
     fn longest_edge_is_fitted_and_never_enlarged() {
         assert_eq!(fit_within((4000, 3000), 1600), (1600, 1200));
         assert_eq!(fit_within((3000, 4000), 1600), (1200, 1600));
@@ -712,13 +731,15 @@ mod tests {
     }
 
     #[test]
-    fn jpeg_scale_decodes_at_the_smallest_size_still_covering_the_target() {
-        assert_eq!(jpeg_scale(4000, 1600), 4);
-        assert_eq!(jpeg_scale(8000, 1600), 2);
-        assert_eq!(jpeg_scale(16000, 1600), 1);
+    fn jpeg_scale_leaves_at_least_half_the_shrinking_to_the_resize() {
+        assert_eq!(jpeg_scale(4000, 1600), 8);
+        assert_eq!(jpeg_scale(6400, 1600), 4);
+        assert_eq!(jpeg_scale(8000, 1600), 4);
+        assert_eq!(jpeg_scale(12800, 1600), 2);
+        assert_eq!(jpeg_scale(16000, 1600), 2);
         assert_eq!(jpeg_scale(3000, 1600), 8);
         assert_eq!(jpeg_scale(1600, 1600), 8);
-        assert_eq!(jpeg_scale(3200, 1600), 4);
+        assert_eq!(jpeg_scale(16384, 1000), 1);
     }
 
     #[test]

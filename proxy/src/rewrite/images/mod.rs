@@ -49,7 +49,11 @@ impl ImageService {
     pub fn with_limits(threads: usize, limits: Limits) -> std::io::Result<ImageService> {
         let threads = threads.max(1);
         Ok(ImageService {
-            pool: WorkerPool::new(threads, threads * QUEUE_PER_THREAD)?,
+            pool: WorkerPool::new(
+                threads,
+                threads * QUEUE_PER_THREAD,
+                codec::release_thread_buffers,
+            )?,
             limits,
             stats: ImageStats::new(),
         })

@@ -3,8 +3,12 @@
 //!
 //! A worker keeps buffers between images (its scratch pixels, its resizer, its allocator heap),
 //! which is what makes steady work fast and what an idle process should not hold on to. So a
-//! worker that has had no job for [`IDLE_RELEASE`] since its last one hands its place to a fresh
-//! thread and ends: its thread-locals are dropped and the allocator takes back the thread's heap.
+//! worker that has had no job for [`IDLE_RELEASE`] since its last one first runs the pool's
+//! release hook (which frees those buffers while the thread's allocator heap is still live),
+//! then hands its place to a fresh thread and ends, and the allocator takes back the thread's
+//! heap. (Left to the thread-local destructors, which run while the thread ends, those buffers
+//! were measured to stay resident.) The fresh thread, if no job comes within [`SETTLE_AFTER`],
+//! makes the allocator return what was freed to the system (see [`settle_allocator`]).
 
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,19 +33,25 @@ pub struct WorkerPool {
     threads: usize,
     #[cfg(test)]
     renewed: Arc<AtomicU64>,
+    #[cfg(test)]
+    settled: Arc<AtomicU64>,
 }
 
 /// What every worker thread shares.
 struct Shared {
     jobs: Mutex<Receiver<Job>>,
     idle_release: Duration,
+    /// Run on a worker before it ends: frees what its jobs keep in thread-locals.
+    release: fn(),
     renewed: Arc<AtomicU64>,
+    settled: Arc<AtomicU64>,
 }
 
 impl WorkerPool {
-    /// Starts `threads` workers (at least one) sharing a queue of `capacity` waiting jobs.
-    pub fn new(threads: usize, capacity: usize) -> std::io::Result<WorkerPool> {
-        WorkerPool::with_idle_release(threads, capacity, IDLE_RELEASE)
+    /// Starts `threads` workers (at least one) sharing a queue of `capacity` waiting jobs. A
+    /// worker runs `release` on its own thread before it is renewed.
+    pub fn new(threads: usize, capacity: usize, release: fn()) -> std::io::Result<WorkerPool> {
+        WorkerPool::with_idle_release(threads, capacity, IDLE_RELEASE, release)
     }
 
     /// [`WorkerPool::new`] whose workers are renewed after `idle_release` without a job.
@@ -49,23 +59,29 @@ impl WorkerPool {
         threads: usize,
         capacity: usize,
         idle_release: Duration,
+        release: fn(),
     ) -> std::io::Result<WorkerPool> {
         let threads = threads.max(1);
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(capacity);
         let renewed = Arc::new(AtomicU64::new(0));
+        let settled = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             jobs: Mutex::new(jobs),
             idle_release,
+            release,
             renewed: renewed.clone(),
+            settled: settled.clone(),
         });
         for index in 0..threads {
-            spawn_worker(index, shared.clone())?;
+            spawn_worker(index, shared.clone(), Waiting::FirstJob)?;
         }
         Ok(WorkerPool {
             queue,
             threads,
             #[cfg(test)]
             renewed,
+            #[cfg(test)]
+            settled,
         })
     }
 
@@ -77,6 +93,12 @@ impl WorkerPool {
     #[cfg(test)]
     pub fn renewed(&self) -> u64 {
         self.renewed.load(Ordering::Relaxed)
+    }
+
+    /// How many times a fresh thread that replaced an idle worker has settled the allocator.
+    #[cfg(test)]
+    pub fn settled(&self) -> u64 {
+        self.settled.load(Ordering::Relaxed)
     }
 
     /// Queues `job`; its result arrives on the returned receiver. A job whose receiver was
@@ -101,44 +123,68 @@ impl WorkerPool {
     }
 }
 
-fn spawn_worker(index: usize, shared: Arc<Shared>) -> std::io::Result<()> {
+fn spawn_worker(index: usize, shared: Arc<Shared>, waiting: Waiting) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name(format!("image-worker-{index}"))
-        .spawn(move || work(index, shared))
+        .spawn(move || work(index, shared, waiting))
         .map(drop)
 }
 
+/// How long a worker that replaced an idle one waits for a job before it settles the
+/// allocator: longer than mimalloc's purge delay (1 s).
+const SETTLE_AFTER: Duration = Duration::from_secs(2);
+
+/// What a worker waits for.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    /// Its first job, for as long as it takes.
+    FirstJob,
+    /// It replaced an idle worker (started at the instant given): a job, or else, at
+    /// [`SETTLE_AFTER`], the allocator is settled and it waits as [`Waiting::FirstJob`].
+    Settling(Instant),
+    /// It has worked (last at the instant given): a job within `idle_release`, or else it is
+    /// renewed.
+    NextJob(Instant),
+}
+
 /// A worker's loop: one job at a time until the pool is dropped. A panicking job is contained
-/// so that the worker lives on. A fresh worker waits for its first job without a time limit;
-/// one that has worked is renewed once it has been idle for `idle_release`, timed from its last
-/// job (not from when it got the queue, so that workers queued behind each other on the lock
-/// are all renewed at about the same time).
-fn work(index: usize, shared: Arc<Shared>) {
-    let mut last_job: Option<Instant> = None;
+/// so that the worker lives on. A worker that has worked is renewed once it has been idle for
+/// `idle_release`, timed from its last job (not from when it got the queue, so that workers
+/// queued behind each other on the lock are all renewed at about the same time).
+fn work(index: usize, shared: Arc<Shared>, mut waiting: Waiting) {
     loop {
         let next = {
             let jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            match last_job {
+            let deadline = match waiting {
+                Waiting::FirstJob => None,
+                Waiting::Settling(start) => Some(start + SETTLE_AFTER),
+                Waiting::NextJob(last) => Some(last + shared.idle_release),
+            };
+            match deadline {
                 None => jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(last) => {
-                    let left = shared.idle_release.saturating_sub(last.elapsed());
-                    if left.is_zero() {
-                        Err(RecvTimeoutError::Timeout)
-                    } else {
-                        jobs.recv_timeout(left)
-                    }
-                }
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => jobs.recv_timeout(left),
+                    _ => Err(RecvTimeoutError::Timeout),
+                },
             }
         };
-        match next {
-            Ok(job) => {
+        match (next, waiting) {
+            (Ok(job), _) => {
                 if panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
                     tracing::error!("an image job panicked; the image is forwarded unchanged");
                 }
-                last_job = Some(Instant::now());
+                waiting = Waiting::NextJob(Instant::now());
             }
-            Err(RecvTimeoutError::Timeout) => {
-                match spawn_worker(index, shared.clone()) {
+            (Err(RecvTimeoutError::Timeout), Waiting::Settling(_)) => {
+                settle_allocator();
+                shared.settled.fetch_add(1, Ordering::Relaxed);
+                waiting = Waiting::FirstJob;
+            }
+            (Err(RecvTimeoutError::Timeout), _) => {
+                if panic::catch_unwind(shared.release).is_err() {
+                    tracing::error!("an idle image worker's release hook panicked");
+                }
+                match spawn_worker(index, shared.clone(), Waiting::Settling(Instant::now())) {
                     Ok(()) => {
                         shared.renewed.fetch_add(1, Ordering::Relaxed);
                         return;
@@ -146,12 +192,29 @@ fn work(index: usize, shared: Arc<Shared>) {
                     // No fresh thread to be had: this one carries on.
                     Err(err) => {
                         tracing::warn!(error = %err, "an idle image worker could not be renewed");
-                        last_job = None;
+                        waiting = Waiting::FirstJob;
                     }
                 }
             }
-            Err(RecvTimeoutError::Disconnected) => return,
+            (Err(RecvTimeoutError::Disconnected), _) => return,
         }
+    }
+}
+
+/// Makes the allocator return to the system what ended workers freed. mimalloc returns freed
+/// memory only once its purge delay has passed, and then only when a thread frees whole pages
+/// or ends; in an idle process no thread does, and the memory would stay resident. So a
+/// short-lived thread allocates one block (never written to, so it costs no resident memory)
+/// and ends, which makes mimalloc purge every range that is due. Other allocators just map and
+/// unmap the block.
+fn settle_allocator() {
+    const BLOCK: usize = 4 << 20;
+    let settled = std::thread::Builder::new()
+        .name("image-settle".into())
+        .spawn(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(BLOCK))))
+        .map(std::thread::JoinHandle::join);
+    if !matches!(settled, Ok(Ok(()))) {
+        tracing::debug!("the allocator could not be settled after idle image workers");
     }
 }
 
@@ -163,7 +226,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn jobs_run_on_named_worker_threads() {
-        let pool = WorkerPool::new(2, 8).expect("pool");
+        let pool = WorkerPool::new(2, 8, || ()).expect("pool");
         let name = pool
             .submit(|| std::thread::current().name().map(str::to_string))
             .expect("queued")
@@ -174,7 +237,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn jobs_run_in_parallel_up_to_the_thread_count() {
-        let pool = WorkerPool::new(2, 8).expect("pool");
+        let pool = WorkerPool::new(2, 8, || ()).expect("pool");
         let (arrived_tx, arrived) = mpsc::channel();
         let (release_tx, release) = mpsc::channel::<()>();
         let release = Arc::new(Mutex::new(release));
@@ -209,7 +272,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_queue_says_busy_instead_of_waiting() {
-        let pool = WorkerPool::new(1, 1).expect("pool");
+        let pool = WorkerPool::new(1, 1, || ()).expect("pool");
         let (started_tx, started) = mpsc::channel();
         let (release_tx, release) = mpsc::channel::<()>();
         let running = pool
@@ -229,11 +292,16 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn an_idle_worker_is_renewed_and_its_thread_locals_dropped() {
+    async fn an_idle_worker_releases_its_buffers_and_is_renewed() {
         thread_local! {
             static SCRATCH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
         }
-        let pool = WorkerPool::with_idle_release(1, 4, Duration::from_millis(50)).expect("pool");
+        static RELEASED_ON: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
+        fn release() {
+            *RELEASED_ON.lock().expect("lock") = Some(std::thread::current().id());
+        }
+        let pool =
+            WorkerPool::with_idle_release(1, 4, Duration::from_millis(50), release).expect("pool");
         let first = pool
             .submit(|| {
                 SCRATCH.set(7);
@@ -258,14 +326,24 @@ mod tests {
             .expect("queued")
             .await
             .expect("ran");
+        assert_eq!(
+            *RELEASED_ON.lock().expect("lock"),
+            Some(first),
+            "the hook ran on the idle worker itself"
+        );
         assert_ne!(first, second, "a fresh thread");
+        test_support::eventually("the allocator settled", Duration::from_secs(10), || {
+            std::future::ready(pool.settled() == 1)
+        })
+        .await;
         assert_eq!(scratch, 0, "the old thread's locals are gone");
         assert_eq!(name.as_deref(), Some("image-worker-0"));
     }
 
     #[actix_rt::test]
     async fn a_busy_worker_is_not_renewed() {
-        let pool = WorkerPool::with_idle_release(1, 4, Duration::from_secs(60)).expect("pool");
+        let pool =
+            WorkerPool::with_idle_release(1, 4, Duration::from_secs(60), || ()).expect("pool");
         let ids = [
             pool.submit(|| std::thread::current().id())
                 .expect("queued")
@@ -282,7 +360,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_panicking_job_reports_an_error_and_the_worker_lives_on() {
-        let pool = WorkerPool::new(1, 4).expect("pool");
+        let pool = WorkerPool::new(1, 4, || ()).expect("pool");
         let failed = pool
             .submit(|| -> u8 { panic::resume_unwind(Box::new("boom")) })
             .expect("queued")
