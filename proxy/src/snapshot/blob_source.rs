@@ -124,27 +124,16 @@ impl Follower {
     /// One round: the local cache, then the blob. Returns whether Blob Storage answered.
     async fn tick(&mut self) -> bool {
         let pending = self.check_cache().await;
-        let reachable = match self
+        let fetched = self
             .store
             .fetch(
                 &self.store.settings().config_blob,
                 self.etag.as_deref(),
                 CONFIG_FILE_LIMIT,
             )
-            .await
-        {
-            Ok(Fetched::Unchanged) => true,
-            Ok(Fetched::Found(version)) => {
-                self.found(version, pending.is_some()).await;
-                true
-            }
-            Ok(Fetched::Missing) => {
-                self.etag = None;
-                if pending.is_none() {
-                    self.seed().await;
-                }
-                true
-            }
+            .await;
+        let fetched = match fetched {
+            Ok(fetched) => fetched,
             Err(err) => {
                 self.etag = None;
                 let cause = err.to_string();
@@ -159,22 +148,32 @@ impl Follower {
                         blob.serving_from = ServingFrom::LocalCache;
                     }
                 });
-                false
+                return false;
             }
         };
-        if reachable {
-            self.update(|blob| {
-                if blob.reachable != Some(true) {
-                    blob.since_ms = now_ms();
-                    if blob.reachable == Some(false) {
-                        tracing::info!("Blob Storage is reachable again");
-                    }
+        // Reachable before anything is applied, so that the status never shows the blob's
+        // config with Blob unreachable.
+        self.update(|blob| {
+            if blob.reachable != Some(true) {
+                blob.since_ms = now_ms();
+                if blob.reachable == Some(false) {
+                    tracing::info!("Blob Storage is reachable again");
                 }
-                blob.reachable = Some(true);
-                blob.error = None;
-            });
+            }
+            blob.reachable = Some(true);
+            blob.error = None;
+        });
+        match fetched {
+            Fetched::Unchanged => {}
+            Fetched::Found(version) => self.found(version, pending.is_some()).await,
+            Fetched::Missing => {
+                self.etag = None;
+                if pending.is_none() {
+                    self.seed().await;
+                }
+            }
         }
-        reachable
+        true
     }
 
     /// Handles hand edits and applies a pending local change; returns that change's bytes.

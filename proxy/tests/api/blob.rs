@@ -12,6 +12,7 @@ use proxy::blob::{BlobStore, Fetched, PersistenceMode, WriteIf};
 use proxy::process::env::Env;
 use serde_json::{Value, json};
 use test_support::azurite::Azurite;
+use test_support::relay::Relay;
 use test_support::{InProcessProxy, eventually, free_port, write_json};
 
 use crate::helpers::*;
@@ -176,17 +177,25 @@ async fn a_missing_blob_is_created_from_the_local_config() {
 
 #[actix_web::test]
 async fn with_blob_down_at_start_the_local_cache_serves_until_blob_is_back() {
-    let Some(mut azurite) = Azurite::start() else {
+    let Some(azurite) = Azurite::start() else {
         return;
     };
     let fake = FakeFoundry::start().await;
     put_config(&store(&azurite), &config_with_model(&fake, "from-blob")).await;
-    azurite.stop();
+    // The proxy reaches Blob through a relay that is cut: Blob Storage is unreachable for it.
+    let relay = Relay::start(azurite.port);
+    relay.cut();
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.json");
     write_json(&config_path, &config_with_model(&fake, "cached"));
 
-    let proxy = start(&config_path, &blob_env(&azurite, "r1")).await;
+    let mut env = blob_env(&azurite, "r1");
+    for (name, value) in &mut env {
+        if name == "AZURE_STORAGE_ACCOUNT_URL" {
+            *value = format!("http://127.0.0.1:{}/devstoreaccount1", relay.port);
+        }
+    }
+    let proxy = start(&config_path, &env).await;
     eventually("the fallback to be taken", LIMIT, || is_ready(&proxy)).await;
     assert_eq!(model_ids(&proxy).await, vec!["cached"]);
     let (_, status) = ops(&proxy, "/status").await;
@@ -194,7 +203,7 @@ async fn with_blob_down_at_start_the_local_cache_serves_until_blob_is_back() {
     assert_eq!(status["config"]["blob"]["serving_from"], "local_cache");
     assert!(status["config"]["blob"]["error"].is_string());
 
-    azurite.restart();
+    relay.restore();
     eventually("the blob's config to serve", LIMIT, || async {
         model_ids(&proxy).await == ["from-blob"]
     })
