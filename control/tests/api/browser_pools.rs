@@ -157,9 +157,10 @@ async fn an_operator_builds_a_pool_of_three_and_finds_it_after_a_reload() {
     let pool = &disk["models"][0];
     assert_eq!(
         pool["deployments"],
+        // Priority 0 and weight 1 are the defaults: written only where they are not.
         json!([
-            {"upstream": "fake", "targetModel": "dep-mini", "priority": 0, "weight": 1},
-            {"upstream": "west", "targetModel": "dep-west", "priority": 0, "weight": 2},
+            {"upstream": "fake", "targetModel": "dep-mini"},
+            {"upstream": "west", "targetModel": "dep-west", "weight": 2},
             {"upstream": "east", "targetModel": "dep-east", "priority": 1, "weight": 3}
         ])
     );

@@ -479,7 +479,8 @@ async fn a_save_from_the_admin_api_keeps_a_small_file_small_and_in_its_order() {
     );
 
     let written = std::fs::read_to_string(&stack.config_path).expect("read");
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/saved.json");
+    let golden =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-config/saved.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &written).expect("write golden");
     }
