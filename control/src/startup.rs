@@ -50,7 +50,8 @@ impl StopHandle {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        if settings.create_missing_config {
+        // In blob mode config.json is the blob's cache; the proxy creates a missing blob.
+        if settings.create_missing_config && matches!(settings.persistence, PersistenceMode::File) {
             let path = settings.config_path.clone();
             let example = settings.config_example.clone();
             tokio::task::spawn_blocking(move || {

@@ -92,10 +92,16 @@ struct Start {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let path = settings.config_path.clone();
-        let example = settings.config_example.clone();
-        tokio::task::spawn_blocking(move || create_config_if_missing(&path, example.as_deref()))
+        // In blob mode config.json is the blob's cache: a missing blob is created from the
+        // example instead (`blob_source`), and without a config the proxy is not ready.
+        if matches!(settings.persistence, PersistenceMode::File) {
+            let path = settings.config_path.clone();
+            let example = settings.config_example.clone();
+            tokio::task::spawn_blocking(move || {
+                create_config_if_missing(&path, example.as_deref())
+            })
             .await??;
+        }
         // Before the first client is built (the blob client in blob mode), off the reactor.
         tokio::task::spawn_blocking(crate::upstream::transport::load_tls_roots).await?;
         let Start {
@@ -254,7 +260,12 @@ impl Application {
                 ),
             },
             Some((store, cache)) => ConfigSource::Blob {
-                _follower: blob_source::follow(store, cache, shared.clone()),
+                _follower: blob_source::follow(
+                    store,
+                    cache,
+                    settings.config_example.clone(),
+                    shared.clone(),
+                ),
             },
         };
         // Registered before "listening" is logged, so a SIGTERM right after start-up drains too.

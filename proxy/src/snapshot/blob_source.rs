@@ -6,10 +6,12 @@
 //! every `BLOB_RECOVERY_INTERVAL_MS` while Blob Storage does not answer. Each new version goes
 //! through the same validation and "last good keeps serving" rule as a file edit
 //! (`reload::apply_bytes`); a valid one is written to the local cache. A missing blob is seeded
-//! from the local cache (create-only: never over a blob another replica wrote). A change control
+//! from the local cache, or from the example when there is no local config (create-only: never
+//! over a blob another replica wrote). A change control
 //! saved while Blob was unreachable (pending in the cache) serves until control has pushed it or
 //! set it aside. A hand edit of the cache is never applied: it is set aside and reported.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::blob::cache::{CacheState, LocalCache, StoreOutcome};
@@ -18,6 +20,7 @@ use crate::config::{self, Config};
 use crate::ops::contract::{BlobStatus, ServingFrom};
 use crate::process::clock::now_ms;
 use crate::process::digest::sha256_hex;
+use crate::process::first_start::create_config_if_missing;
 use crate::process::regular_file::CONFIG_FILE_LIMIT;
 use crate::snapshot::Shared;
 use crate::snapshot::reload::{Applied, Source, apply_bytes};
@@ -77,11 +80,20 @@ impl Drop for BlobFollower {
     }
 }
 
-pub fn follow(store: BlobStore, cache: Arc<LocalCache>, shared: Arc<Shared>) -> BlobFollower {
+/// Follows the blob of `store` into `shared`, with `cache` as its local cache; a missing blob is
+/// created from the local config, or from `example` (`CONFIG_EXAMPLE`, else the built-in
+/// example) when there is none.
+pub fn follow(
+    store: BlobStore,
+    cache: Arc<LocalCache>,
+    example: Option<PathBuf>,
+    shared: Arc<Shared>,
+) -> BlobFollower {
     let mut follower = Follower {
         description: store.settings().describe(&store.settings().config_blob),
         store,
         cache,
+        example,
         shared,
         etag: None,
         applied: None,
@@ -112,6 +124,7 @@ pub fn follow(store: BlobStore, cache: Arc<LocalCache>, shared: Arc<Shared>) -> 
 struct Follower {
     store: BlobStore,
     cache: Arc<LocalCache>,
+    example: Option<PathBuf>,
     shared: Arc<Shared>,
     description: String,
     /// The ETag reads are conditional on.
@@ -259,14 +272,23 @@ impl Follower {
     }
 
     /// The blob does not exist: it is created from the local cache when that holds a valid
-    /// config, never over a blob written meanwhile.
+    /// config (created from the example first when there is no local config at all), never
+    /// over a blob written meanwhile.
     async fn seed(&mut self) {
         let cache = self.cache.clone();
-        let local = tokio::task::spawn_blocking(move || match cache.read() {
-            Ok(CacheState::Tracked(bytes, _) | CacheState::Untracked(bytes)) => {
-                config::load(&bytes).is_ok().then_some(bytes)
+        let example = self.example.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            if matches!(cache.read(), Ok(CacheState::Missing))
+                && let Err(err) = create_config_if_missing(cache.path(), example.as_deref())
+            {
+                tracing::warn!(error = %format!("{err:#}"), "could not create the local config from the example");
             }
-            _ => None,
+            match cache.read() {
+                Ok(CacheState::Tracked(bytes, _) | CacheState::Untracked(bytes)) => {
+                    config::load(&bytes).is_ok().then_some(bytes)
+                }
+                _ => None,
+            }
         })
         .await
         .ok()

@@ -233,9 +233,14 @@ async fn without_a_local_config_the_proxy_is_not_ready_until_blob_answers() {
 
     let fake = FakeFoundry::start().await;
     azurite.restart();
+    // Blob answers: the proxy may first create the missing blob from the shipped example; the
+    // version written here then replaces it.
     put_config(&store(&azurite), &config_with_model(&fake, "late")).await;
-    eventually("the proxy to be ready", LIMIT, || is_ready(&proxy)).await;
-    assert_eq!(model_ids(&proxy).await, vec!["late"]);
+    eventually("the blob's config to serve", LIMIT, || async {
+        model_ids(&proxy).await == ["late"]
+    })
+    .await;
+    assert!(is_ready(&proxy).await);
     proxy.stop().await;
 }
 
