@@ -595,11 +595,15 @@ fn encode_jpeg(pixels: &Pixels, quality: f32, icc: Option<&[u8]>) -> Result<Vec<
                 Layout::Rgba => ColorSpace::JCS_EXT_RGBX,
             };
             let mut compress = mozjpeg::Compress::new(color_space);
-            // mozjpeg's own defaults, as sharp's `mozjpeg: true`: trellis quantisation, its
-            // quantisation tables, progressive scans chosen per image, optimised Huffman tables.
+            // mozjpeg's defaults (trellis quantisation, its quantisation tables, optimised
+            // Huffman tables) with libjpeg's standard progressive scans: searching the best
+            // scans per image, as sharp's `mozjpeg: true` does, saves about 1 % for a third
+            // more time.
             compress.set_size(pixels.width as usize, pixels.height as usize);
             compress.set_quality((quality * 100.0).round().clamp(1.0, 100.0));
             compress.set_optimize_coding(true);
+            compress.set_optimize_scans(false);
+            compress.set_progressive_mode();
             let mut started = compress
                 .start_compress(Vec::with_capacity(pixels.data.len() / 8))
                 .map_err(|e| Kept::EncodeFailed(e.to_string()))?;
