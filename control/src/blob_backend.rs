@@ -505,3 +505,25 @@ fn local_version(state: CacheState) -> Loaded {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_replicas_usage_history_files_are_merged() {
+        assert_eq!(
+            history_file_of("r1/usage-minutes.bin"),
+            Some(("r1", "usage-minutes.bin"))
+        );
+        for other in [
+            "r1.json",
+            "r1/stats.json",
+            "r1/old/usage-minutes.bin",
+            "usage-minutes.bin",
+            "r1/usage-minutes.bin.tmp",
+        ] {
+            assert_eq!(history_file_of(other), None, "{other}");
+        }
+    }
+}
