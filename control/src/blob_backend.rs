@@ -9,7 +9,7 @@
 //! The store calls it from blocking threads: the SDK's calls run on a runtime of their own
 //! (one thread), and each call here waits for its answer. Never called on an async worker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -394,7 +394,7 @@ impl BlobBackend {
         let store = self.store.clone();
         let prefix = self.settings().stats_prefix();
         let (names, changed) = self.runtime.run(async move {
-            let names: Vec<String> = store
+            let names: BTreeSet<String> = store
                 .list(&prefix, MAX_STATS_BLOBS)
                 .await?
                 .into_iter()
