@@ -1,7 +1,9 @@
 //! This replica's statistics in Blob Storage, for control to add up with the other replicas':
 //! the counters as `<stats prefix><replica>.json` and the usage history's files as
 //! `<stats prefix><replica>/usage-*.bin`, each copied after the local write when it changed.
-//! At start, a replica without a local stats.json takes its counters back from its blob.
+//! At start, a replica without a local stats.json takes its counters back from its blob, and
+//! one without any usage history file its history's files (a new container keeps the name of
+//! the one it replaces, and would otherwise overwrite that replica's history with an empty one).
 //! Off the request path; blocking file reads run on the blocking pool.
 
 use std::collections::HashMap;
@@ -17,6 +19,8 @@ use crate::process::digest::sha256_hex;
 
 /// The largest statistics blob read back.
 const STATS_BLOB_LIMIT: usize = 16 * 1024 * 1024;
+/// The largest usage history blob read back (a year of 1,000 series in every bucket: 30 MB).
+const HISTORY_BLOB_LIMIT: usize = 256 * 1024 * 1024;
 
 pub struct ReplicaStats {
     store: BlobStore,
@@ -78,20 +82,54 @@ impl ReplicaStats {
     }
 
     /// Without a local stats.json (a new container), this replica's counters are taken back
-    /// from its blob.
+    /// from its blob; without any usage history file, the history's files. Runs before either
+    /// is loaded.
     pub async fn restore(&self, stats_path: &Path) {
-        if stats_path.exists() {
+        if !stats_path.exists() {
+            let name = self.store.settings().stats_blob(self.replica());
+            self.restore_one(&name, stats_path, STATS_BLOB_LIMIT, "statistics")
+                .await;
+        }
+        let Some(dir) = &self.history_dir else {
+            return;
+        };
+        let paths = history::file_paths(dir);
+        if paths.iter().any(|path| path.exists()) {
             return;
         }
-        let name = self.store.settings().stats_blob(self.replica());
-        if let Ok(Fetched::Found(version)) = self.store.fetch(&name, None, STATS_BLOB_LIMIT).await {
-            let path = stats_path.to_path_buf();
-            let written = tokio::task::spawn_blocking(move || {
-                crate::process::atomic_file::write_atomically(&path, &version.bytes)
-            })
-            .await;
-            if let Ok(Ok(())) = written {
-                tracing::info!(blob = %name, "statistics restored from Blob Storage");
+        for path in paths {
+            let Some(file_name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let name = format!(
+                "{}{}/{file_name}",
+                self.store.settings().stats_prefix(),
+                self.replica()
+            );
+            self.restore_one(&name, &path, HISTORY_BLOB_LIMIT, "usage history file")
+                .await;
+        }
+    }
+
+    async fn restore_one(&self, name: &str, path: &Path, limit: usize, what: &'static str) {
+        match self.store.fetch(name, None, limit).await {
+            Ok(Fetched::Found(version)) => {
+                let path = path.to_path_buf();
+                let written = tokio::task::spawn_blocking(move || {
+                    crate::process::atomic_file::write_atomically(&path, &version.bytes)
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => tracing::info!(blob = %name, "{what} restored from Blob Storage"),
+                    Ok(Err(err)) => {
+                        tracing::warn!(error = %err, blob = %name, "could not write the {what} restored from Blob Storage")
+                    }
+                    Err(_) => {}
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, blob = %name, "could not read the {what} from Blob Storage; starting without it")
             }
         }
     }

@@ -2,7 +2,8 @@
 //! emulator, as a child process on a free port: the proxy starts from the blob, seeds a missing
 //! blob from its local cache, serves the local cache while Blob is down and switches to the blob
 //! once it is back, refuses hand edits of the cache, keeps the last good config when the blob
-//! turns invalid, and copies its statistics to its own blob.
+//! turns invalid, and copies its statistics and usage history to its own blobs, from which a new
+//! container of the same replica takes them back.
 
 use std::path::Path;
 use std::time::Duration;
@@ -151,6 +152,21 @@ async fn the_proxy_starts_from_the_blob_and_keeps_it_in_its_local_cache() {
     )
     .expect("json");
     assert_eq!(stats["total"]["requests"], 1);
+
+    // A new container of the same replica, with an empty data dir, takes its counters and its
+    // usage history back from its blobs.
+    let new_dir = tempfile::tempdir().expect("tempdir");
+    let proxy = start(
+        &new_dir.path().join("config.json"),
+        &blob_env(&azurite, "r1"),
+    )
+    .await;
+    eventually("the new container to be ready", LIMIT, || is_ready(&proxy)).await;
+    assert_eq!(ops(&proxy, "/stats").await.1["total"]["requests"], 1);
+    let (status, usage) = ops(&proxy, "/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["total"]["requests"], 1, "{usage}");
+    proxy.stop().await;
 }
 
 #[actix_web::test]
