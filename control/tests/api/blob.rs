@@ -442,23 +442,8 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     let (url, sas) = (azurite.account_url(), azurite.sas());
     let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
     let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
-    let http = reqwest::Client::new();
-    for (proxy, count) in [(&r1, 2), (&r2, 3)] {
-        eventually("the replica to serve", LIMIT, || {
-            serves_model(proxy, "gpt-5-mini")
-        })
-        .await;
-        for _ in 0..count {
-            let response = http
-                .post(format!("{}/v1/chat/completions", proxy.address))
-                .bearer_auth(KEY)
-                .json(&chat_body(false))
-                .send()
-                .await
-                .expect("chat");
-            assert_eq!(response.status(), 200);
-        }
-    }
+    send_chats(&r1, 2).await;
+    send_chats(&r2, 3).await;
     // r2 copies its statistics to its blob when it stops (and every 30 s while it runs).
     r2.stop().await;
     let control = Control::start(&blob_env(&url, &sas, "control"), Some(&r1.ops)).await;
@@ -478,14 +463,11 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     assert_eq!(named("r2")["requests"], 3);
 
     // The usage history of both, as one (r1 copies its history files every second).
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64;
+    let now = now_ms();
     let query = format!(
         "usage/merged?from={}&to={}&step=1m&group_by=model",
-        now_ms - 3_600_000,
-        now_ms + 120_000
+        now - 3_600_000,
+        now + 120_000
     );
     eventually(
         "the merged usage history to hold both replicas",
