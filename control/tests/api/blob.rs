@@ -436,17 +436,12 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let fake = FakeFoundry::start().await;
-    let store = store(&azurite);
-    seed(&store, &fake).await;
-    let (url, sas) = (azurite.account_url(), azurite.sas());
-    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
-    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
-    send_chats(&r1, 2).await;
-    send_chats(&r2, 3).await;
-    // r2 copies its statistics to its blob when it stops (and every 30 s while it runs).
-    r2.stop().await;
-    let control = Control::start(&blob_env(&url, &sas, "control"), Some(&r1.ops)).await;
+    let TwoReplicas {
+        r1,
+        control,
+        _dirs,
+        _fake,
+    } = TwoReplicas::start(&azurite, "control").await;
     let stats = control.get_json("stats").await;
     assert_eq!(stats["total"]["requests"], 5, "{stats:#}");
     assert_eq!(stats["by_model"]["gpt-5-mini"]["requests"], 5);
@@ -481,6 +476,37 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     r1.stop().await;
 }
 
+/// Two proxy replicas in blob mode on `azurite`: r1 has served 2 chat requests and still runs;
+/// r2 served 3 and stopped (which copied its statistics and usage history to its blobs).
+/// Control runs under the replica name `control_name`, reading r1's proxy.
+/// Bind every field: the data dirs and the fake upstream must live as long as the test.
+pub(crate) struct TwoReplicas {
+    pub r1: InProcessProxy,
+    pub control: Control,
+    pub _dirs: [tempfile::TempDir; 2],
+    pub _fake: FakeFoundry,
+}
+
+impl TwoReplicas {
+    pub(crate) async fn start(azurite: &Azurite, control_name: &str) -> TwoReplicas {
+        let fake = FakeFoundry::start().await;
+        seed(&store(azurite), &fake).await;
+        let (url, sas) = (azurite.account_url(), azurite.sas());
+        let (r1, d1) = replica(&blob_env(&url, &sas, "r1")).await;
+        let (r2, d2) = replica(&blob_env(&url, &sas, "r2")).await;
+        send_chats(&r1, 2).await;
+        send_chats(&r2, 3).await;
+        r2.stop().await;
+        let control = Control::start(&blob_env(&url, &sas, control_name), Some(&r1.ops)).await;
+        TwoReplicas {
+            r1,
+            control,
+            _dirs: [d1, d2],
+            _fake: fake,
+        }
+    }
+}
+
 /// Sends `count` chat requests with the test key through `proxy`.
 pub(crate) async fn send_chats(proxy: &InProcessProxy, count: usize) {
     eventually("the replica to serve", LIMIT, || {
@@ -512,17 +538,12 @@ async fn in_blob_mode_the_ui_reads_every_replicas_usage_history_counting_each_on
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let fake = FakeFoundry::start().await;
-    let store = store(&azurite);
-    seed(&store, &fake).await;
-    let (url, sas) = (azurite.account_url(), azurite.sas());
-    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
-    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
-    send_chats(&r1, 2).await;
-    send_chats(&r2, 3).await;
-    r2.stop().await;
-    // Control beside r1: it reads r1's proxy live, and r1 copies its history every second.
-    let control = Control::start(&blob_env(&url, &sas, "r1"), Some(&r1.ops)).await;
+    let TwoReplicas {
+        r1,
+        control,
+        _dirs,
+        _fake,
+    } = TwoReplicas::start(&azurite, "r1").await;
     let session = control.get_json("session").await;
     assert_eq!(session["persistence"], "blob", "{session}");
 

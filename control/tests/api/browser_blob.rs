@@ -6,7 +6,7 @@
 use serde_json::Value;
 use test_support::azurite::Azurite;
 
-use crate::blob::{Control, LIMIT, blob_env, replica, seed, send_chats, store};
+use crate::blob::{LIMIT, TwoReplicas};
 use crate::browser::Browser;
 use crate::browser_usage::sums;
 use crate::helpers::{ADMIN_PASSWORD, ADMIN_USER, KEY_ID, eventually};
@@ -22,15 +22,12 @@ async fn in_blob_mode_the_charts_show_the_sum_of_every_replica() {
     let Some(azurite) = Azurite::start() else {
         return;
     };
-    let fake = fake_foundry::FakeFoundry::start().await;
-    seed(&store(&azurite), &fake).await;
-    let (url, sas) = (azurite.account_url(), azurite.sas());
-    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
-    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
-    send_chats(&r1, 2).await;
-    send_chats(&r2, 3).await;
-    r2.stop().await;
-    let control = Control::start(&blob_env(&url, &sas, "r1"), Some(&r1.ops)).await;
+    let TwoReplicas {
+        r1,
+        control,
+        _dirs,
+        _fake,
+    } = TwoReplicas::start(&azurite, "r1").await;
     // r1 copies its history every second (`stats.flushInterval` 1s): wait for its copy.
     let http = reqwest::Client::new();
     let merged = format!("{}/admin/api/usage/merged", control.url);
