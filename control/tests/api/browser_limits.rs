@@ -71,11 +71,15 @@ async fn an_operator_counts_key_limits_in_redis_and_sees_it_unreachable() {
 
     browser.type_into(&field("limits.redis"), &url).await;
     browser.select(&field("limits.failMode"), "closed").await;
+    browser
+        .type_into(&field("limits.redisTimeoutMs"), "400")
+        .await;
     browser.click("#save").await;
     saved(&browser).await;
     let limits = &stack.on_disk()["limits"];
     assert_eq!(limits["redis"], url.as_str());
     assert_eq!(limits["failMode"], "closed");
+    assert_eq!(limits["redisTimeoutMs"], 400);
 
     browser
         .overview_until(
@@ -118,6 +122,7 @@ async fn an_operator_counts_key_limits_in_redis_and_sees_it_unreachable() {
         "the stored password was lost"
     );
     assert_eq!(limits["failMode"], "open");
+    assert_eq!(limits["redisTimeoutMs"], 400);
     assert_eq!(browser.value(&field("limits.redis")).await, masked);
     browser.screenshot("server-limits").await;
 
