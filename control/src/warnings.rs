@@ -183,7 +183,15 @@ fn proxy(status: Result<&Status, &AdminError>, out: &mut Vec<Warning>) {
         }
         Err(err) => {
             let reason = err.to_string();
-            out.push(warning("proxy_unreachable", reason.clone(), None).with("reason", reason));
+            let mut unreachable = warning("proxy_unreachable", reason.clone(), None);
+            for (name, value) in err.params() {
+                let value = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                unreachable = unreachable.with(name, value);
+            }
+            out.push(unreachable.with("reason", reason));
         }
     }
 }
@@ -218,7 +226,15 @@ fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Wa
                 .unreachable_reason
                 .clone()
                 .unwrap_or_else(|| "Caddy's admin API does not answer.".into());
-            out.push(warning("caddy_unreachable", reason.clone(), None).with("reason", reason));
+            let mut unreachable = warning("caddy_unreachable", reason.clone(), None);
+            for (name, value) in loader
+                .unreachable_error
+                .iter()
+                .flat_map(|err| err.params())
+            {
+                unreachable = unreachable.with(name, value);
+            }
+            out.push(unreachable.with("reason", reason));
         }
         if let Some(last) = loader.last_load.as_ref().filter(|l| !l.ok) {
             out.push(warning(
@@ -253,7 +269,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::caddy::admin::AdminApiError;
     use crate::caddy::loader::LoadRecord;
+    use crate::cause::{Cause, CauseCode};
 
     /// A config that raises no warning of its own.
     fn clean_config() -> Value {
@@ -514,15 +532,24 @@ mod tests {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "http://127.0.0.1:9".into(),
                 from: "server.ops in config.json",
-                cause: "connection refused".into(),
+                cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
             })
         });
         let warning = only(&warnings);
         assert_eq!(warning.code, "proxy_unreachable");
         assert!(
-            warning.message.contains("connection refused"),
+            warning
+                .message
+                .contains("connection refused or unreachable: tcp connect error"),
             "{warning:?}"
         );
+        // Every value of the message, by name, for the UI to word it in another language.
+        let param = |name: &str| warning.params.get(name).map(String::as_str);
+        assert_eq!(param("url"), Some("http://127.0.0.1:9"));
+        assert_eq!(param("from"), Some("server.ops in config.json"));
+        assert_eq!(param("cause_code"), Some("unreachable"));
+        assert_eq!(param("cause_detail"), Some("tcp connect error"));
+        assert_eq!(param("reason"), Some(warning.message.as_str()));
     }
 
     fn redis_status(reachable: Option<bool>, fail_mode: LimitsFailMode) -> Status {
@@ -577,13 +604,22 @@ mod tests {
 
     #[test]
     fn an_unreachable_caddy_is_a_warning_only_when_control_drives_it() {
+        let error = AdminApiError::Unreachable {
+            url: "http://localhost:2019/".into(),
+            cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+        };
         let warnings = warnings_with(|s| {
             s.caddy.reachable = Some(false);
-            s.caddy.unreachable_reason = Some("connection refused".into());
+            s.caddy.unreachable_reason = Some(error.to_string());
+            s.caddy.unreachable_error = Some(error.clone());
         });
         let warning = only(&warnings);
         assert_eq!(warning.code, "caddy_unreachable");
-        assert_eq!(warning.message, "connection refused");
+        assert_eq!(warning.message, error.to_string());
+        let param = |name: &str| warning.params.get(name).map(String::as_str);
+        assert_eq!(param("url"), Some("http://localhost:2019/"));
+        assert_eq!(param("cause_code"), Some("unreachable"));
+        assert_eq!(param("cause_detail"), Some("tcp connect error"));
 
         let unmanaged = warnings_with(|s| {
             s.caddy.admin_url = None;
@@ -638,7 +674,7 @@ mod tests {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "u".into(),
                 from: "PROXY_OPS_LISTEN",
-                cause: "c".into(),
+                cause: Cause::new(CauseCode::Answered, "500 Internal Server Error"),
             });
         });
         let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();
