@@ -276,8 +276,9 @@ impl ResponseError for AdminError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::cause::CauseCode;
     use actix_web::body::to_bytes;
 
     async fn body_of(err: AdminError) -> (StatusCode, serde_json::Value, HttpResponse) {
@@ -294,6 +295,116 @@ mod tests {
             serde_json::from_slice(&bytes).unwrap_or_default(),
             rebuilt.finish(),
         )
+    }
+
+    /// Every variant once. `variant_is_listed` stops compiling when a variant is added, as a
+    /// reminder to add it here too.
+    pub(crate) fn one_of_each() -> Vec<AdminError> {
+        vec![
+            AdminError::Unauthorized,
+            AdminError::Throttled(Duration::from_secs(3)),
+            AdminError::CrossSite("the request's Origin is not the admin UI's own"),
+            AdminError::DefaultPasswordRemote,
+            AdminError::PasswordChangeRequired,
+            AdminError::UnknownHost("example.org".into()),
+            AdminError::PreconditionRequired,
+            AdminError::Conflict {
+                current_etag: "\"e\"".into(),
+            },
+            AdminError::InvalidConfig(Vec::new()),
+            AdminError::BadRequest("invalid filter".into()),
+            AdminError::PayloadTooLarge { limit: 1024 },
+            AdminError::NotFound("no such admin API endpoint".into()),
+            AdminError::KeyNotFound { id: "team".into() },
+            AdminError::KeyExists { id: "team".into() },
+            AdminError::InvalidKeyId,
+            AdminError::InvalidKeyStatus {
+                got: "paused".into(),
+            },
+            AdminError::NoConfig,
+            AdminError::ProxyOpsUnreachable {
+                url: "http://127.0.0.1:9".into(),
+                from: "PROXY_OPS_LISTEN",
+                cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+            },
+            AdminError::ProxyUnreachable {
+                url: "http://127.0.0.1:9".into(),
+                from: "PROXY_LISTEN",
+                cause: Cause::new(CauseCode::Answered, "500 Internal Server Error"),
+            },
+            AdminError::CaddyDisabled,
+            AdminError::Internal("writing config.json", anyhow::anyhow!("disk full")),
+        ]
+    }
+
+    fn variant_is_listed(err: &AdminError) {
+        match err {
+            AdminError::Unauthorized
+            | AdminError::Throttled(_)
+            | AdminError::CrossSite(_)
+            | AdminError::DefaultPasswordRemote
+            | AdminError::PasswordChangeRequired
+            | AdminError::UnknownHost(_)
+            | AdminError::PreconditionRequired
+            | AdminError::Conflict { .. }
+            | AdminError::InvalidConfig(_)
+            | AdminError::BadRequest(_)
+            | AdminError::PayloadTooLarge { .. }
+            | AdminError::NotFound(_)
+            | AdminError::KeyNotFound { .. }
+            | AdminError::KeyExists { .. }
+            | AdminError::InvalidKeyId
+            | AdminError::InvalidKeyStatus { .. }
+            | AdminError::NoConfig
+            | AdminError::ProxyOpsUnreachable { .. }
+            | AdminError::ProxyUnreachable { .. }
+            | AdminError::CaddyDisabled
+            | AdminError::Internal(..) => {}
+        }
+    }
+
+    #[test]
+    fn codes_lists_the_code_of_every_variant_once() {
+        let examples = one_of_each();
+        examples.iter().for_each(variant_is_listed);
+        let mut answered: Vec<_> = examples.iter().map(AdminError::code).collect();
+        answered.sort_unstable();
+        answered.dedup();
+        assert_eq!(answered.len(), examples.len(), "a code is shared: {answered:?}");
+        let mut listed = CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(answered, listed);
+    }
+
+    #[actix_web::test]
+    async fn the_values_of_a_message_come_by_name_beside_it() {
+        let (_, body, _) = body_of(AdminError::Throttled(Duration::from_secs(7))).await;
+        assert_eq!(body["error"]["params"]["seconds"], 7);
+        let (status, body, _) = body_of(AdminError::KeyExists { id: "team".into() }).await;
+        assert_eq!(status, 409);
+        assert_eq!(body["error"]["code"], "already_exists");
+        assert_eq!(body["error"]["params"]["id"], "team");
+        assert_eq!(
+            body["error"]["message"],
+            "a client key with id \"team\" exists"
+        );
+        let unreachable = AdminError::ProxyOpsUnreachable {
+            url: "http://127.0.0.1:9".into(),
+            from: "PROXY_OPS_LISTEN",
+            cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+        };
+        let (_, body, _) = body_of(unreachable).await;
+        let params = &body["error"]["params"];
+        assert_eq!(params["url"], "http://127.0.0.1:9");
+        assert_eq!(params["from"], "PROXY_OPS_LISTEN");
+        assert_eq!(
+            params["cause"],
+            "connection refused or unreachable: tcp connect error"
+        );
+        assert_eq!(params["cause_code"], "unreachable");
+        assert_eq!(params["cause_detail"], "tcp connect error");
+        let (_, body, _) = body_of(AdminError::PasswordChangeRequired).await;
+        assert!(body["error"].get("params").is_none(), "{body}");
     }
 
     #[actix_web::test]

@@ -42,6 +42,28 @@ pub struct Facts<'a> {
     pub render: Option<&'a RenderOutcome>,
 }
 
+/// Every warning `code`, so that a client that words warnings in another language (the admin
+/// UI) can be checked to know them all.
+pub const CODES: &[&str] = &[
+    "default_password",
+    "login_disabled",
+    "config_missing",
+    "config_invalid",
+    "blob_unreachable",
+    "blob_pending",
+    "blob_unpushed",
+    "config_local_edit",
+    "placeholder_upstream",
+    "sample_client_key",
+    "proxy_rejected",
+    "proxy_unreachable",
+    "redis_unreachable_open",
+    "redis_unreachable_closed",
+    "caddy_unreachable",
+    "caddy_load_failed",
+    "caddyfile_failed",
+];
+
 pub fn warnings(facts: &Facts<'_>) -> Vec<Warning> {
     let mut out = Vec::new();
     admin_login(facts.admin, &mut out);
@@ -662,6 +684,75 @@ mod tests {
         let warning = only(&warnings);
         assert_eq!(warning.code, "caddyfile_failed");
         assert_eq!(warning.detail.as_deref(), Some("permission denied"));
+    }
+
+    #[test]
+    fn codes_lists_every_warning() {
+        let aside = |path: &str| proxy::blob::cache::SetAside {
+            path: path.into(),
+            at_ms: 1,
+        };
+        let mut samples = clean_config();
+        samples["upstreams"][0]["baseUrl"] = json!("https://YOUR-RESOURCE-NAME.openai.azure.com");
+        samples["apiKeys"][0]["key"] = json!("CHANGEME");
+        let mut broken = clean_config();
+        broken["models"][0]["upstream"] = json!("nowhere");
+        let rejected = RejectedConfig {
+            at_ms: 1,
+            sha256: "def".into(),
+            issues: Vec::new(),
+        };
+        let failed_load = LoadRecord {
+            at_ms: 1,
+            ok: false,
+            took_ms: 3,
+            sha256: "c".into(),
+            reason: "changed",
+            error: Some("adapting config: bad directive".into()),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        let mut add = |warnings: Vec<Warning>| seen.extend(warnings.iter().map(|w| w.code));
+        add(warnings_with(|s| {
+            s.admin = basic("admin");
+            s.on_disk = on_disk(&broken);
+            s.blob = Some(BlobView {
+                reachable: Some(false),
+                pending_local_change: true,
+                unpushed: vec![aside("/d/config.unpushed-1.json")],
+                local_edits: vec![aside("/d/config.local-edit-1.json")],
+                ..BlobView::default()
+            });
+            s.config = config(&samples);
+            s.proxy = Ok(redis_status(Some(false), LimitsFailMode::Open));
+            s.caddy.last_load = Some(failed_load);
+            s.render = Some(RenderOutcome {
+                at_ms: 1,
+                ok: false,
+                error: None,
+                written: false,
+                sha256: None,
+            });
+        }));
+        add(warnings_with(|s| {
+            s.admin = AdminCredentials::Open;
+            s.on_disk.content = Content::Missing;
+            s.caddy.reachable = Some(false);
+            s.proxy = Err(AdminError::ProxyOpsUnreachable {
+                url: "u".into(),
+                from: "PROXY_OPS_LISTEN",
+                cause: Cause::new(CauseCode::TimedOut, "deadline"),
+            });
+        }));
+        add(warnings_with(|s| {
+            let mut status = redis_status(Some(false), LimitsFailMode::Closed);
+            status.config.rejected = Some(rejected);
+            s.proxy = Ok(status);
+        }));
+        seen.sort_unstable();
+        seen.dedup();
+        let mut listed = CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(seen, listed);
     }
 
     #[test]

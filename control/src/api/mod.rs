@@ -8,7 +8,7 @@ mod keys;
 mod ops;
 mod tester;
 mod upstream_auth;
-mod usage;
+pub(crate) mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;

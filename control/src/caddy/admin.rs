@@ -26,6 +26,9 @@ pub enum AdminApiError {
 }
 
 impl AdminApiError {
+    /// Every [`AdminApiError::code`].
+    pub const CODES: [&'static str; 2] = ["caddy_unreachable", "caddy_refused"];
+
     /// A stable code for the failure, for a client that words it in its own language.
     pub fn code(&self) -> &'static str {
         match self {
