@@ -218,7 +218,7 @@ mod tests {
         let mut wanted: Vec<String> = Vec::new();
         wanted.extend(crate::errors::CODES.iter().map(|c| format!("error.{c}")));
         wanted.extend(
-            crate::api::usage::PASSED_ON_CODES
+            crate::api::USAGE_REFUSAL_CODES
                 .iter()
                 .map(|c| format!("error.{c}")),
         );

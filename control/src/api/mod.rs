@@ -8,13 +8,15 @@ mod keys;
 mod ops;
 mod tester;
 mod upstream_auth;
-pub(crate) mod usage;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::web;
 use url::Url;
+
+pub use usage::PASSED_ON_CODES as USAGE_REFUSAL_CODES;
 
 use crate::caddy::sync::CaddySync;
 use crate::errors::AdminError;
