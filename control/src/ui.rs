@@ -230,6 +230,17 @@ mod tests {
         );
         wanted.extend(CauseCode::ALL.map(|c| format!("cause.{}", c.as_str())));
         wanted.extend(proxy_codes().iter().map(|c| format!("proxyError.{c}")));
+        // What came of each attempt at a deployment (Recent requests, the pool's failures).
+        wanted.extend(
+            proxy::upstream::pool::health::FailureClass::ALL
+                .map(|c| format!("outcome.{}", c.as_str())),
+        );
+        wanted.extend(["outcome.answered", "outcome.throttled"].map(String::from));
+        wanted.extend(
+            crate::caddy::loader::LoadRecord::REASONS
+                .iter()
+                .map(|r| format!("reason.{r}")),
+        );
         for lang in ["en", "zh"] {
             let known = keys(lang);
             assert!(known.len() > 100, "{lang}: {} keys read", known.len());

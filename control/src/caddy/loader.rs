@@ -46,6 +46,11 @@ pub struct LoadRecord {
     pub error: Option<String>,
 }
 
+impl LoadRecord {
+    /// Every `reason` a load is made for.
+    pub const REASONS: [&'static str; 3] = ["changed", "forced", "caddy_restarted"];
+}
+
 /// Retrying while Caddy's admin API does not answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
