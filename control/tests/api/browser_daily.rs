@@ -378,6 +378,15 @@ async fn the_login_and_caddy_messages_read_in_chinese_on_a_phone() {
     assert!(!text.contains("connection refused"), "{text}");
     assert!(!text.contains("Is Caddy running"), "{text}");
     browser.screenshot("overview-caddy-unreachable-phone-zh").await;
+    browser.show_settled("tls").await;
+    let facts = browser.text("#facts-tls").await;
+    assert!(
+        facts.contains(&format!(
+            "无法访问 Caddy 的管理 API {dead_caddy}：连接被拒绝或无法访问"
+        )),
+        "{facts}"
+    );
+    assert!(!facts.contains("is not reachable"), "{facts}");
 
     // From a public address the default password is refused: the page says why.
     let (public, server) = from_a_public_address(&stack.control).await;
