@@ -370,7 +370,11 @@ pub(crate) mod tests {
         let mut answered: Vec<_> = examples.iter().map(AdminError::code).collect();
         answered.sort_unstable();
         answered.dedup();
-        assert_eq!(answered.len(), examples.len(), "a code is shared: {answered:?}");
+        assert_eq!(
+            answered.len(),
+            examples.len(),
+            "a code is shared: {answered:?}"
+        );
         let mut listed = CODES.to_vec();
         listed.sort_unstable();
         assert_eq!(answered, listed);

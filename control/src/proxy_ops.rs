@@ -134,7 +134,10 @@ impl ProxyOps {
             .as_deref()
             .is_some_and(|t| t.starts_with("application/json"));
         if !status.is_success() && !refusal {
-            return Err(unreachable(Cause::new(CauseCode::Answered, status.to_string())));
+            return Err(unreachable(Cause::new(
+                CauseCode::Answered,
+                status.to_string(),
+            )));
         }
         if response
             .content_length()

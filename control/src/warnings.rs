@@ -249,11 +249,7 @@ fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Wa
                 .clone()
                 .unwrap_or_else(|| "Caddy's admin API does not answer.".into());
             let mut unreachable = warning("caddy_unreachable", reason.clone(), None);
-            for (name, value) in loader
-                .unreachable_error
-                .iter()
-                .flat_map(|err| err.params())
-            {
+            for (name, value) in loader.unreachable_error.iter().flat_map(|err| err.params()) {
                 unreachable = unreachable.with(name, value);
             }
             out.push(unreachable.with("reason", reason));

@@ -256,8 +256,8 @@ async fn from_a_public_address(control: &str) -> (String, actix_web::dev::Server
             let http = http.clone();
             async move {
                 let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
-                    .expect("method");
+                let method =
+                    reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method");
                 let mut forwarded = http
                     .request(method, format!("{control}{path}"))
                     .header("x-forwarded-for", "203.0.113.9")
@@ -273,7 +273,10 @@ async fn from_a_public_address(control: &str) -> (String, actix_web::dev::Server
                         .expect("status"),
                 );
                 for (name, value) in answer.headers() {
-                    if !matches!(name.as_str(), "content-length" | "transfer-encoding" | "connection") {
+                    if !matches!(
+                        name.as_str(),
+                        "content-length" | "transfer-encoding" | "connection"
+                    ) {
                         response.insert_header((name.as_str(), value.as_bytes()));
                     }
                 }
@@ -333,7 +336,9 @@ async fn the_login_and_caddy_messages_read_in_chinese_on_a_phone() {
 
     // From this machine the default password logs in, but nothing changes before it does.
     open_in_chinese_with_the_default_password(&browser, &stack.control, "keys").await;
-    browser.type_into("#key-create input[name=id]", "early").await;
+    browser
+        .type_into("#key-create input[name=id]", "early")
+        .await;
     browser.click("#key-create button[type=submit]").await;
     browser
         .wait_js("return !document.getElementById('toast').hidden && document.getElementById('toast').classList.contains('bad')")
@@ -377,7 +382,9 @@ async fn the_login_and_caddy_messages_read_in_chinese_on_a_phone() {
     assert!(text.contains("CADDY_ADMIN"), "{text}");
     assert!(!text.contains("connection refused"), "{text}");
     assert!(!text.contains("Is Caddy running"), "{text}");
-    browser.screenshot("overview-caddy-unreachable-phone-zh").await;
+    browser
+        .screenshot("overview-caddy-unreachable-phone-zh")
+        .await;
     browser.show_settled("tls").await;
     let facts = browser.text("#facts-tls").await;
     assert!(
