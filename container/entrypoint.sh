@@ -22,6 +22,11 @@ export CADDY_BOOTSTRAP="${CADDY_BOOTSTRAP:-$GATEWAY_HOME/caddy/bootstrap.Caddyfi
 export SHUTDOWN_GRACE_SECS="${SHUTDOWN_GRACE_SECS:-8}"
 export PROXY_STOP_WAIT_SECS=$((SHUTDOWN_GRACE_SECS + 5))
 export SUPERVISOR_RUN_DIR="${SUPERVISOR_RUN_DIR:-/tmp}"
+# Image work frees large buffers on threads that then sit idle; with these the allocators give
+# such memory back to the system at once (glibc's, used by the JPEG and WebP codecs, maps every
+# block over 128 KiB on its own; mimalloc purges freed pages without delay). See docs/images.md.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-131072}"
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-0}"
 
 say() { echo "entrypoint | $*"; }
 

@@ -9,12 +9,14 @@
 //! The store calls it from blocking threads: the SDK's calls run on a runtime of their own
 //! (one thread), and each call here waits for its answer. Never called on an async worker.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use proxy::blob::cache::{CacheState, LocalCache, SetAside};
 use proxy::blob::{BlobError, BlobSettings, BlobStore, BlobVersion, Fetched, WriteIf};
+use proxy::bookkeeping::history::History;
 use proxy::ops::contract::StatsData;
 use proxy::process::clock::now_ms;
 use proxy::process::digest::sha256_hex;
@@ -100,6 +102,7 @@ pub struct BlobBackend {
     /// The last version read from (or written to) the blob.
     last: Mutex<Option<BlobVersion>>,
     view: Mutex<BlobView>,
+    usage: Mutex<UsageCache>,
 }
 
 impl BlobBackend {
@@ -119,6 +122,7 @@ impl BlobBackend {
             cache: LocalCache::new(config_path),
             last: Mutex::new(None),
             view: Mutex::new(view),
+            usage: Mutex::new(UsageCache::default()),
         })
     }
 
@@ -376,19 +380,68 @@ impl BlobBackend {
             .collect())
     }
 
-    /// Every replica's usage history files (`stats/<replica>/usage-*.bin`), grouped by replica.
-    pub fn replica_usage(&self) -> anyhow::Result<Vec<ReplicaFiles>> {
-        let found = self.replica_files(|rest| {
-            let (replica, file) = rest.split_once('/')?;
-            (file.starts_with("usage-") && file.ends_with(".bin") && !file.contains('/'))
-                .then(|| (replica.to_string(), file.to_string()))
-        })?;
-        let mut by_replica: std::collections::BTreeMap<String, ReplicaFiles> =
-            std::collections::BTreeMap::new();
-        for (replica, file, bytes) in found {
-            by_replica.entry(replica).or_default().push((file, bytes));
+    /// Every replica's usage history (`stats/<replica>/usage-*.bin`) as one, to be queried. The
+    /// files are read again only when their ETag changed (each replica copies them every
+    /// `stats.flushInterval`), and merged again only when one of them changed; callers at the
+    /// same time wait for one read.
+    pub fn merged_usage(&self) -> anyhow::Result<Arc<History>> {
+        let mut cache = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let known: BTreeMap<String, String> = cache
+            .files
+            .iter()
+            .map(|(name, version)| (name.clone(), version.etag.clone()))
+            .collect();
+        let store = self.store.clone();
+        let prefix = self.settings().stats_prefix();
+        let (names, changed) = self.runtime.run(async move {
+            let names: BTreeSet<String> = store
+                .list(&prefix, MAX_STATS_BLOBS)
+                .await?
+                .into_iter()
+                .filter(|name| {
+                    name.strip_prefix(&prefix)
+                        .and_then(history_file_of)
+                        .is_some()
+                })
+                .collect();
+            let mut changed = Vec::new();
+            for name in &names {
+                let etag = known.get(name).map(String::as_str);
+                match store.fetch(name, etag, STATS_LIMIT).await? {
+                    Fetched::Found(version) => changed.push((name.clone(), Some(version))),
+                    Fetched::Missing => changed.push((name.clone(), None)),
+                    Fetched::Unchanged => {}
+                }
+            }
+            Ok::<_, BlobError>((names, changed))
+        })??;
+        let listed_before = cache.files.len();
+        cache.files.retain(|name, _| names.contains(name));
+        let mut stale = cache.merged.is_none() || cache.files.len() != listed_before;
+        for (name, version) in changed {
+            stale = true;
+            match version {
+                Some(version) => cache.files.insert(name, version),
+                None => cache.files.remove(&name),
+            };
         }
-        Ok(by_replica.into_values().collect())
+        if let (false, Some(merged)) = (stale, &cache.merged) {
+            return Ok(merged.clone());
+        }
+        let prefix = self.settings().stats_prefix();
+        let mut by_replica: BTreeMap<&str, ReplicaFiles> = BTreeMap::new();
+        for (name, version) in &cache.files {
+            if let Some((replica, file)) = name.strip_prefix(&prefix).and_then(history_file_of) {
+                by_replica
+                    .entry(replica)
+                    .or_default()
+                    .push((file.to_string(), version.bytes.clone()));
+            }
+        }
+        let replicas: Vec<ReplicaFiles> = by_replica.into_values().collect();
+        let merged = Arc::new(History::merged(&replicas));
+        cache.merged = Some(merged.clone());
+        Ok(merged)
     }
 
     /// The blobs under the statistics prefix that `select` names (replica, file), with their
@@ -416,6 +469,20 @@ impl BlobBackend {
     }
 }
 
+/// `<replica>/usage-*.bin` (a name under the statistics prefix): the replica and the file.
+fn history_file_of(rest: &str) -> Option<(&str, &str)> {
+    let (replica, file) = rest.split_once('/')?;
+    (file.starts_with("usage-") && file.ends_with(".bin") && !file.contains('/'))
+        .then_some((replica, file))
+}
+
+/// The replicas' usage history files as last read, and their merge.
+#[derive(Default)]
+struct UsageCache {
+    files: BTreeMap<String, BlobVersion>,
+    merged: Option<Arc<History>>,
+}
+
 /// The most statistics blobs read (a counters blob and up to four history files per replica).
 const MAX_STATS_BLOBS: usize = 256 * 5;
 /// The largest statistics blob read (a usage history file included).
@@ -436,5 +503,27 @@ fn local_version(state: CacheState) -> Loaded {
             bytes: None,
             version: String::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_replicas_usage_history_files_are_merged() {
+        assert_eq!(
+            history_file_of("r1/usage-minutes.bin"),
+            Some(("r1", "usage-minutes.bin"))
+        );
+        for other in [
+            "r1.json",
+            "r1/stats.json",
+            "r1/old/usage-minutes.bin",
+            "usage-minutes.bin",
+            "r1/usage-minutes.bin.tmp",
+        ] {
+            assert_eq!(history_file_of(other), None, "{other}");
+        }
     }
 }

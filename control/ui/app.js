@@ -1539,9 +1539,20 @@
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
     return params.toString();
   }
+  // In blob mode every replica's history (control merges the copies each replica makes to Blob
+  // Storage), else this proxy's.
+  const blobMode = () => !!(S.session && S.session.persistence === 'blob');
+  const usagePath = () => (blobMode() ? 'usage/merged' : 'usage');
   async function readUsage(query) {
-    const { data } = await api('GET', 'usage?' + usageParams(query));
+    showReplicasNotes();
+    const { data } = await api('GET', usagePath() + '?' + usageParams(query));
     return data;
+  }
+  // In blob mode, says that the figures are every replica's as of its last copy.
+  function showReplicasNotes() {
+    const stats = S.server && S.server.config && S.server.config.stats;
+    const text = blobMode() ? t('history.replicas', { interval: (stats && stats.flushInterval) || '30s' }) : '';
+    $$('[data-replicas-note]').forEach((el) => { el.hidden = !text; el.textContent = text; });
   }
   // What a refused or failed usage query means to the operator.
   const historyOff = (err) => err.code === 'usage_history_off';
@@ -1664,7 +1675,7 @@
     }
     const group = form.elements.group.value;
     const base = { from: range.from, to: range.to, step: range.step, model: form.elements.model.value, key: form.elements.key.value };
-    const csvLink = (step) => apiUrl('usage?' + usageParams(Object.assign({}, base, { step, group_by: group, format: 'csv' }))).toString();
+    const csvLink = (step) => apiUrl(usagePath() + '?' + usageParams(Object.assign({}, base, { step, group_by: group, format: 'csv' }))).toString();
     $('#usage-csv').href = csvLink(base.step);
     try {
       const all = await readUsageAnyStep(base);

@@ -308,6 +308,16 @@ async fn supervisord_restarts_a_killed_program_and_traffic_resumes() {
     let stack = Stack::start(&tools, &options);
     stack.wait_ready(&http).await;
 
+    // The entrypoint's allocator settings reach the proxy (image memory goes back when idle).
+    let proxy = stack.pid("proxy").expect("running");
+    let environ = std::fs::read(format!("/proc/{proxy}/environ")).expect("environ");
+    for setting in ["MIMALLOC_PURGE_DELAY=0", "MALLOC_MMAP_THRESHOLD_=131072"] {
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == setting.as_bytes()),
+            "{setting} not in the proxy's environment"
+        );
+    }
+
     for program in ["proxy", "caddy", "control"] {
         // Traffic runs while the program is killed.
         let answered = Arc::new(AtomicUsize::new(0));

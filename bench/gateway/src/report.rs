@@ -381,8 +381,9 @@ pub fn verdicts(results: &Results) -> Vec<Verdict> {
     {
         let p50 = |case| r.row(case).map_or_else(|| "–".into(), |d| us(d.q(0.5)));
         out.push(Verdict {
-            target: "usage history on: p50 within 5 µs of the proxy without it (one request at                      a time)"
-                .into(),
+            target:
+                "usage history on: p50 within 5 µs of the proxy without it (one request at a time)"
+                    .into(),
             measured: format!(
                 "p50 {} vs {} ({})",
                 p50(HistoryCase::On),

@@ -3,7 +3,9 @@
 //! proxy's ops listener with its filters.
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use proxy::bookkeeping::history::query::{self, Format};
 use proxy::ops::contract::{OpsStats, RecentQuery, ReplicaStats, StatsData};
+use proxy::ops::usage as ops_usage;
 use proxy::process::clock::now_ms;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -25,6 +27,9 @@ struct Session {
     admin_path: String,
     version: &'static str,
     mask: &'static str,
+    /// `file` or `blob` (`PERSISTENCE_MODE`): in blob mode the UI charts every replica's usage
+    /// history (`usage/merged`).
+    persistence: &'static str,
 }
 
 pub async fn session(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -40,6 +45,11 @@ pub async fn session(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
         admin_path: state.store.last_good().server.admin_path.to_string(),
         version: env!("CARGO_PKG_VERSION"),
         mask: MASK,
+        persistence: if state.store.blob().is_some() {
+            "blob"
+        } else {
+            "file"
+        },
     })
 }
 
@@ -153,39 +163,59 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, AdminErro
 }
 
 /// `GET usage/merged` (blob mode): the usage history of every replica as one, with the
-/// parameters of the proxy's `GET /usage` (JSON only), read from the replicas' history files in
-/// Blob Storage (each copied every `stats.flushInterval`).
+/// parameters of the proxy's `GET /usage` (JSON, or CSV with `format=csv` or `Accept: text/csv`),
+/// read from the replicas' history files in Blob Storage (each copied every
+/// `stats.flushInterval`). This control's own replica is read from its copy too, like the
+/// others, so that it is counted once and its latency histograms add up with theirs.
 pub async fn merged_usage(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AdminError> {
-    if state.store.blob().is_none() {
-        return Err(AdminError::NotFound(
+    let not_blob_mode = || {
+        AdminError::NotFound(
             "the merged usage history exists in blob mode (PERSISTENCE_MODE=blob) only".into(),
-        ));
+        )
+    };
+    if state.store.blob().is_none() {
+        return Err(not_blob_mode());
     }
-    let request = proxy::bookkeeping::history::query::parse(req.query_string())
-        .map_err(|err| AdminError::BadRequest(err.message))?;
+    let request = match query::parse(req.query_string()) {
+        Ok(request) => request,
+        Err(err) => return Ok(ops_usage::error_response(&err)),
+    };
+    let csv = match request.format {
+        Some(format) => format == Format::Csv,
+        None => super::usage::accepts_csv(&req),
+    };
     let retention = state.store.last_good().stats.retention;
     let store = state.store.clone();
-    let page = blocking("reading the replicas' usage history", move || {
-        let replicas = store
+    let answer = blocking("reading the replicas' usage history", move || {
+        let merged = store
             .blob()
-            .map(|blob| blob.replica_usage())
-            .transpose()
-            .map_err(AdminError::internal("reading the replicas' usage history"))?
-            .unwrap_or_default();
-        proxy::bookkeeping::history::History::merged(&replicas)
-            .query(&request, now_ms(), &retention)
-            .map_err(|err| match err.code {
-                "internal_error" => AdminError::Internal(
-                    "reading the replicas' usage history",
-                    anyhow::anyhow!(err.message),
-                ),
-                _ => AdminError::BadRequest(err.message),
-            })
+            .ok_or_else(not_blob_mode)?
+            .merged_usage()
+            .map_err(AdminError::internal("reading the replicas' usage history"))?;
+        Ok(merged.query(&request, now_ms(), &retention))
     })
     .await?;
+    let page = match answer {
+        Ok(page) => page,
+        Err(err) => {
+            if err.code == "internal_error" {
+                tracing::error!(error = %err, "the merged usage history could not be queried");
+            }
+            return Ok(ops_usage::error_response(&err));
+        }
+    };
+    if csv {
+        return Ok(HttpResponse::Ok()
+            .content_type(ops_usage::CSV_CONTENT_TYPE)
+            .insert_header((
+                actix_web::http::header::CONTENT_DISPOSITION,
+                ops_usage::csv_disposition(&page),
+            ))
+            .body(ops_usage::csv(&page)));
+    }
     Ok(HttpResponse::Ok().json(page))
 }
 

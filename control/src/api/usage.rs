@@ -1,5 +1,6 @@
 //! `GET <admin>/api/usage`: the proxy's usage history (`/usage` on its ops listener) for the
-//! statistics charts, the overview's sparklines and each key's month. Control checks and bounds
+//! statistics charts, the overview's sparklines and each key's month (in blob mode the UI reads
+//! every replica's, `usage/merged`, instead). Control checks and bounds
 //! the query (known parameters, each once, of bounded length) and passes the proxy's answer,
 //! JSON or CSV, on as it came; the proxy judges ranges and steps. Never forwards anything the
 //! operator sent beyond those parameters.
@@ -36,12 +37,8 @@ pub async fn usage(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, AdminError> {
-    let accepts_csv = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/csv"));
-    let query = usage_query(req.query_string(), accepts_csv).map_err(AdminError::BadRequest)?;
+    let query =
+        usage_query(req.query_string(), accepts_csv(&req)).map_err(AdminError::BadRequest)?;
     let config = state.store.last_good();
     let answer = state.ops.usage(&config, &query).await?;
     let status = actix_web::http::StatusCode::from_u16(answer.status)
@@ -56,6 +53,14 @@ pub async fn usage(
         response.insert_header((header::CONTENT_DISPOSITION, disposition));
     }
     Ok(response.body(answer.body))
+}
+
+/// Whether the caller's `Accept` header names CSV.
+pub(super) fn accepts_csv(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv"))
 }
 
 /// The parameters to send to the proxy's `/usage`, in the order given: each known one at most

@@ -53,6 +53,7 @@ async fn a_wrong_password_is_refused_and_the_right_one_accepted() {
     let session: Value = right.json().await.expect("json");
     assert_eq!(session["user"], ADMIN_USER);
     assert_eq!(session["default_password"], false);
+    assert_eq!(session["persistence"], "file");
     stack.shutdown().await;
 }
 

@@ -2,7 +2,8 @@
 //! two proxy replicas within the poll interval; two control instances saving at once get one
 //! success and one conflict; a save while Blob is down is kept locally and pushed when it is
 //! back, unless the blob changed meanwhile (then it is set aside and shown, never pushed over
-//! it); the statistics of two replicas are added up.
+//! it); the statistics of two replicas are added up, and the usage history the UI charts in
+//! blob mode holds every replica's once.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,9 +21,9 @@ use crate::helpers::*;
 
 const CONFIG_BLOB: &str = "config/config.json";
 const POLL_MS: u64 = 500;
-const LIMIT: Duration = Duration::from_secs(15);
+pub(crate) const LIMIT: Duration = Duration::from_secs(15);
 
-fn blob_env(account_url: &str, sas: &str, replica: &str) -> Vec<(String, String)> {
+pub(crate) fn blob_env(account_url: &str, sas: &str, replica: &str) -> Vec<(String, String)> {
     vec![
         ("PERSISTENCE_MODE".into(), "blob".into()),
         ("AZURE_STORAGE_ACCOUNT_URL".into(), account_url.into()),
@@ -41,7 +42,7 @@ fn persistence(env: &[(String, String)]) -> PersistenceMode {
     proxy::blob::settings::read(&Env::from_pairs(&borrowed(env))).expect("blob settings")
 }
 
-fn store(azurite: &Azurite) -> BlobStore {
+pub(crate) fn store(azurite: &Azurite) -> BlobStore {
     match persistence(&blob_env(&azurite.account_url(), &azurite.sas(), "test")) {
         PersistenceMode::Blob(settings) => BlobStore::new(*settings).expect("store"),
         PersistenceMode::File => panic!("blob mode"),
@@ -60,8 +61,8 @@ async fn blob_json(store: &BlobStore) -> Value {
 }
 
 /// A control instance in blob mode with a data dir of its own.
-struct Control {
-    url: String,
+pub(crate) struct Control {
+    pub(crate) url: String,
     config_path: PathBuf,
     stop: control::startup::StopHandle,
     http: reqwest::Client,
@@ -69,7 +70,7 @@ struct Control {
 }
 
 impl Control {
-    async fn start(env: &[(String, String)], proxy_ops: Option<&str>) -> Control {
+    pub(crate) async fn start(env: &[(String, String)], proxy_ops: Option<&str>) -> Control {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("config.json");
         let mut settings = ControlSettings::for_config(config_path.clone());
@@ -143,19 +144,19 @@ impl Control {
             .unwrap_or_default()
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.stop().await;
     }
 }
 
 /// A proxy replica in blob mode with a data dir of its own.
-async fn replica(env: &[(String, String)]) -> (InProcessProxy, tempfile::TempDir) {
+pub(crate) async fn replica(env: &[(String, String)]) -> (InProcessProxy, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let proxy = InProcessProxy::start(&dir.path().join("config.json"), &borrowed(env)).await;
     (proxy, dir)
 }
 
-async fn serves_model(proxy: &InProcessProxy, model: &str) -> bool {
+pub(crate) async fn serves_model(proxy: &InProcessProxy, model: &str) -> bool {
     let Ok(response) = reqwest::Client::new()
         .get(format!("{}/v1/models", proxy.address))
         .bearer_auth(KEY)
@@ -171,7 +172,7 @@ async fn serves_model(proxy: &InProcessProxy, model: &str) -> bool {
 }
 
 /// Puts `base_config(fake)` in the blob, with the statistics written (and copied) every second.
-async fn seed(store: &BlobStore, fake: &FakeFoundry) {
+pub(crate) async fn seed(store: &BlobStore, fake: &FakeFoundry) {
     let mut config = base_config(fake);
     config["stats"] = json!({"flushInterval": "1s"});
     let bytes = serde_json::to_vec_pretty(&config).expect("json");
@@ -494,6 +495,145 @@ async fn the_statistics_of_two_replicas_are_added_up() {
     .await;
     let usage = control.get_json(&query).await;
     assert_eq!(usage["series"][0]["group"], "gpt-5-mini");
+    control.stop().await;
+    r1.stop().await;
+}
+
+/// Sends `count` chat requests with the test key through `proxy`.
+pub(crate) async fn send_chats(proxy: &InProcessProxy, count: usize) {
+    eventually("the replica to serve", LIMIT, || {
+        serves_model(proxy, "gpt-5-mini")
+    })
+    .await;
+    let http = reqwest::Client::new();
+    for _ in 0..count {
+        let response = http
+            .post(format!("{}/v1/chat/completions", proxy.address))
+            .bearer_auth(KEY)
+            .json(&chat_body(false))
+            .send()
+            .await
+            .expect("chat");
+        assert_eq!(response.status(), 200);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+#[actix_web::test]
+async fn in_blob_mode_the_ui_reads_every_replicas_usage_history_counting_each_once() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let (url, sas) = (azurite.account_url(), azurite.sas());
+    let (r1, _d1) = replica(&blob_env(&url, &sas, "r1")).await;
+    let (r2, _d2) = replica(&blob_env(&url, &sas, "r2")).await;
+    send_chats(&r1, 2).await;
+    send_chats(&r2, 3).await;
+    r2.stop().await;
+    // Control beside r1: it reads r1's proxy live, and r1 copies its history every second.
+    let control = Control::start(&blob_env(&url, &sas, "r1"), Some(&r1.ops)).await;
+    let session = control.get_json("session").await;
+    assert_eq!(session["persistence"], "blob", "{session}");
+
+    // A point a day grouped by key, as the UI asks for each key's month in blob mode.
+    let now = now_ms();
+    let from = now - now % 86_400_000 - 30 * 86_400_000;
+    let month = format!(
+        "usage/merged?from={from}&to={}&step=1d&group_by=key",
+        now + 60_000
+    );
+    eventually("both replicas in the merged history", LIMIT, || async {
+        control.get_json(&month).await["total"]["requests"] == 5
+    })
+    .await;
+    let merged = control.get_json(&month).await;
+    let team_a = merged["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .find(|s| s["group"] == KEY_ID)
+        .unwrap_or_else(|| panic!("{KEY_ID} in {merged:#}"));
+    assert_eq!(team_a["total"]["requests"], 5, "{merged:#}");
+    assert_eq!(merged["step_ms"], 86_400_000);
+    // r1's live history and its copy are the same requests: the merge is r1's two plus r2's
+    // three, not r1's counted twice.
+    let local = control
+        .get_json(&month.replacen("usage/merged", "usage", 1))
+        .await;
+    assert_eq!(local["total"]["requests"], 2, "{local:#}");
+    assert!(
+        merged["total"]["latency_ms"]["p50"].is_number(),
+        "percentiles from the added histograms: {merged:#}"
+    );
+
+    // The CSV download, as the UI links it.
+    let csv = reqwest::Client::new()
+        .get(control.api(&format!(
+            "usage/merged?from={}&to={}&step=1m&group_by=key&format=csv",
+            now - 3_600_000,
+            now + 60_000
+        )))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("CSV");
+    assert_eq!(csv.status(), 200);
+    let disposition = csv
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        disposition.starts_with("attachment; filename=\"usage-"),
+        "{disposition}"
+    );
+    let text = csv.text().await.expect("text");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let requests = header
+        .iter()
+        .position(|h| *h == "requests")
+        .expect("requests");
+    let summed: u64 = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split(',')
+                .nth(requests)
+                .expect("field")
+                .parse::<u64>()
+                .expect("a count")
+        })
+        .sum();
+    assert_eq!(summed, 5, "{text}");
+
+    // A step the history cannot answer is refused naming the parameter, as `usage` passes on
+    // the proxy's refusal (the UI asks again with the step the history chooses).
+    let refused = reqwest::Client::new()
+        .get(control.api("usage/merged?step=often"))
+        .basic_auth(ADMIN_USER, Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("refused");
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["param"], "step", "{body}");
+
+    // A new request on r1 reaches the merge with r1's next copy.
+    send_chats(&r1, 1).await;
+    eventually("r1's next copy in the merged history", LIMIT, || async {
+        control.get_json(&month).await["total"]["requests"] == 6
+    })
+    .await;
     control.stop().await;
     r1.stop().await;
 }

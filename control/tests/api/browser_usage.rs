@@ -23,7 +23,7 @@ const ANSWER_TOKENS: u64 = 18;
 impl Browser {
     /// What chart `id` was given, once it has been given something for which `ready` (a JS
     /// expression over `c`) holds.
-    async fn chart_when(&self, id: &str, ready: &str) -> Value {
+    pub(crate) async fn chart_when(&self, id: &str, ready: &str) -> Value {
         let script =
             format!("const c = (window.__charts || {{}})[{id:?}]; return !!c && ({ready})");
         self.wait_js(&script).await;
@@ -52,7 +52,7 @@ impl Browser {
 }
 
 /// The sum of each series' values, by its key.
-fn sums(chart: &Value) -> BTreeMap<String, f64> {
+pub(crate) fn sums(chart: &Value) -> BTreeMap<String, f64> {
     chart["series"]
         .as_array()
         .expect("series")

@@ -10,6 +10,7 @@ use fake_foundry::Behaviour;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
+use crate::browser::Browser;
 use crate::helpers::{
     ADMIN_PASSWORD, ADMIN_USER, KEY, StackOptions, TestStack, chat_body, eventually, find_program,
     free_port, require_tool, spawn_stack_with, wait_until,
@@ -381,7 +382,39 @@ async fn a_tls_site_with_an_internal_certificate_answers_on_a_high_port() {
         status["tls_log"].as_array().is_some_and(|l| !l.is_empty()),
         "no TLS log lines: {status}"
     );
+    the_tls_page_counts_the_internal_certificates_life_in_hours(&s.stack).await;
     s.stack.shutdown().await;
+}
+
+/// Caddy's internal certificates live 12 hours: the page says how many hours are left, not
+/// "0 days", and does not warn about it.
+async fn the_tls_page_counts_the_internal_certificates_life_in_hours(stack: &TestStack) {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.open(&stack.control, "tls").await;
+    let badge = "const row = [...document.querySelectorAll('#certs-table tbody tr')].find(r => r.textContent.includes('localhost')); const badge = row && row.querySelector('.cert-validity .badge');";
+    browser.wait_js(&format!("{badge} return !!badge")).await;
+    let badge = browser
+        .js(&format!(
+            "{badge} return [badge.textContent, badge.className]"
+        ))
+        .await;
+    let (text, class) = (
+        badge[0].as_str().unwrap_or(""),
+        badge[1].as_str().unwrap_or(""),
+    );
+    let hours: u32 = text
+        .strip_suffix(" h left")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text:?}"));
+    assert!((1..=12).contains(&hours), "{text}");
+    assert!(class.contains("ok"), "{class}");
+    browser
+        .js("document.getElementById('certs-table').scrollIntoView(); return null")
+        .await;
+    browser.screenshot("tls-internal-certificate").await;
+    browser.close().await;
 }
 
 #[actix_web::test]

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod blob;
 mod browser;
+mod browser_blob;
 mod browser_daily;
 mod browser_keys;
 mod browser_limits;

@@ -1,6 +1,8 @@
 //! `limits`: where the client keys' windows and budgets are counted (in the process, or in a
 //! Redis shared by every replica) and what happens while that Redis cannot be reached.
 
+use std::time::Duration;
+
 use super::auth::{AuthConfig, EntraAuth};
 use super::issues::Checker;
 use super::raw::RawLimits;
@@ -8,6 +10,10 @@ use super::secret::Secret;
 
 /// The token audience of Azure Cache for Redis (and Azure Managed Redis).
 pub const REDIS_SCOPE: &str = "https://redis.azure.com/.default";
+
+/// `limits.redisTimeoutMs` when not set: a Redis in the same region answers in about 1 ms.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 250;
+const REDIS_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 10..=10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailMode {
@@ -25,6 +31,8 @@ pub struct Limits {
     /// gateway's `auth` identity, for [`REDIS_SCOPE`].
     pub redis_entra: Option<EntraAuth>,
     pub fail_mode: FailMode,
+    /// How long one Redis call may take before Redis counts as unreachable.
+    pub redis_timeout: Duration,
     /// Estimate each prompt's tokens before sending (keys with token windows or a budget).
     pub estimate_prompt_tokens: bool,
 }
@@ -71,10 +79,22 @@ pub(super) fn parse(check: &mut Checker, raw: &RawLimits, auth: &AuthConfig) -> 
             FailMode::Open
         }
     };
+    let redis_timeout_ms = raw.redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+    if !REDIS_TIMEOUT_RANGE_MS.contains(&redis_timeout_ms) {
+        check.fail(
+            "limits.redisTimeoutMs",
+            format!(
+                "must be between {} and {} ms",
+                REDIS_TIMEOUT_RANGE_MS.start(),
+                REDIS_TIMEOUT_RANGE_MS.end()
+            ),
+        );
+    }
     Limits {
         redis: redis.map(Secret::new),
         redis_entra,
         fail_mode,
+        redis_timeout: Duration::from_millis(redis_timeout_ms),
         estimate_prompt_tokens: raw.estimate_prompt_tokens,
     }
 }
@@ -137,6 +157,21 @@ mod tests {
         let config = load_value(v).expect("valid");
         assert_eq!(config.limits.fail_mode, FailMode::Closed);
         assert!(!format!("{:?}", config.limits).contains("secret@"));
+    }
+
+    #[test]
+    fn the_redis_timeout_defaults_to_250_ms_and_is_bounded() {
+        let config = load_value(sample()).expect("valid");
+        assert_eq!(config.limits.redis_timeout, Duration::from_millis(250));
+        for bad in [0, 9, 10_001] {
+            let mut v = sample();
+            v["limits"] = json!({"redisTimeoutMs": bad});
+            assert_eq!(issue_paths(v), vec!["limits.redisTimeoutMs"], "{bad}");
+        }
+        let mut v = sample();
+        v["limits"] = json!({"redis": "redis://cache:6379", "redisTimeoutMs": 1000});
+        let config = load_value(v).expect("valid");
+        assert_eq!(config.limits.redis_timeout, Duration::from_secs(1));
     }
 
     #[test]

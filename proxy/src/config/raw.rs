@@ -350,6 +350,9 @@ pub struct RawLimits {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redis_auth: Option<String>,
     pub fail_mode: String,
+    /// How long one Redis call may take before Redis counts as unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_timeout_ms: Option<u64>,
     /// Refuse a request whose prompt, estimated before sending, would overshoot a token
     /// window or budget of its key.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -370,6 +373,7 @@ impl Default for RawLimits {
             redis: None,
             redis_auth: None,
             fail_mode: "open".into(),
+            redis_timeout_ms: None,
             estimate_prompt_tokens: false,
             extra: Extra::new(),
         }

@@ -35,14 +35,7 @@ pub async fn usage(req: HttpRequest, state: web::Data<OpsState>) -> HttpResponse
             Format::Json => HttpResponse::Ok().json(page),
             Format::Csv => HttpResponse::Ok()
                 .content_type(CSV_CONTENT_TYPE)
-                .insert_header((
-                    CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"usage-{}-{}.csv\"",
-                        compact_time(page.from),
-                        compact_time(page.to)
-                    ),
-                ))
+                .insert_header((CONTENT_DISPOSITION, csv_disposition(&page)))
                 .body(csv(&page)),
         },
         Ok(Err(err)) => error_response(&err),
@@ -94,7 +87,9 @@ fn format_from_accept(headers: &HeaderMap) -> Format {
     }
 }
 
-fn error_response(err: &QueryError) -> HttpResponse {
+/// A refused or failed query in the OpenAI shape, with its `code` and `param`: `400` for the
+/// caller's mistakes, `503` when the history is off, `500` when it could not be read.
+pub fn error_response(err: &QueryError) -> HttpResponse {
     let (status, internal) = match err.code {
         "internal_error" => (StatusCode::INTERNAL_SERVER_ERROR, true),
         "usage_history_off" => (StatusCode::SERVICE_UNAVAILABLE, true),
@@ -113,6 +108,15 @@ fn error_response(err: &QueryError) -> HttpResponse {
             code: err.code.into(),
         },
     })
+}
+
+/// `attachment; filename="usage-<from>-<to>.csv"`: how a browser saves a page as CSV.
+pub fn csv_disposition(page: &UsagePage) -> String {
+    format!(
+        "attachment; filename=\"usage-{}-{}.csv\"",
+        compact_time(page.from),
+        compact_time(page.to)
+    )
 }
 
 /// `20241206T150000Z`: a time for a file name.

@@ -102,6 +102,17 @@ impl RedisServer {
         }
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) the server: stopped, it keeps its connections
+    /// open and answers nothing, as a hung Redis does.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts the server (again) on its port, empty, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();

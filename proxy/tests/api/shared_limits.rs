@@ -25,6 +25,7 @@ async fn connected_store(server: &RedisServer) -> Arc<RedisStore> {
         &Secret::new(server.url()),
         None,
         FailMode::Open,
+        Duration::from_secs(2),
         Handle::current(),
         Arc::new(AtomicU64::new(0)),
     );
@@ -455,7 +456,9 @@ async fn two_replicas_share_one_window_through_redis_and_ride_out_its_outage() {
     let config_path = dir.path().join("config.json");
     let mut config = base_config(&fake);
     config["apiKeys"][0]["limits"] = json!([{"requests": 20, "per": "2s"}]);
-    config["limits"] = json!({"redis": server.url()});
+    // A loaded test machine may hold a call for longer than the default 250 ms, which would be
+    // an outage this test did not make.
+    config["limits"] = json!({"redis": server.url(), "redisTimeoutMs": 2000});
     write_json(&config_path, &config);
     let replicas = [start_binary(&config_path), start_binary(&config_path)];
     let http = reqwest::Client::new();
@@ -619,6 +622,66 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
     .await;
     server.kill();
     assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+}
+
+/// A Redis that stops answering holds a request for `limits.redisTimeoutMs` at most, and a
+/// reload's new timeout applies to the running store.
+#[actix_web::test]
+async fn a_hung_redis_holds_a_request_for_the_configured_timeout_only() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let limits = json!([{"requests": 1000, "per": "1h"}]);
+    let redis = json!({"redis": server.url(), "redisTimeoutMs": 1500});
+    let app = spawn_app_with_config(|config| {
+        config["apiKeys"][0]["limits"] = limits.clone();
+        config["limits"] = redis;
+    })
+    .await;
+    let reachable = |want: bool| {
+        let app = &app;
+        async move {
+            eventually(
+                &format!("/status to say redis_reachable {want}"),
+                Duration::from_secs(15),
+                || async { app.ops_json("/status").await["limits"]["redis_reachable"] == want },
+            )
+            .await;
+        }
+    };
+    reachable(true).await;
+    assert_eq!(app.chat(chat_body(false)).await.status(), 200);
+
+    let timed = || async {
+        let started = Instant::now();
+        let status = app.chat(chat_body(false)).await.status();
+        (status, started.elapsed())
+    };
+    server.signal("-STOP");
+    let (status, took) = timed().await;
+    assert_eq!(status, 200, "failMode open serves on");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    reachable(false).await;
+    server.signal("-CONT");
+    reachable(true).await;
+
+    let mut config = base_config(&app.fake);
+    config["apiKeys"][0]["limits"] = limits;
+    config["limits"] = json!({"redis": server.url(), "redisTimeoutMs": 100});
+    write_json(&app.config_path, &config);
+    eventually("the reload", Duration::from_secs(10), || async {
+        let generation = app.ops_json("/status").await["config"]["generation"].as_u64();
+        generation.is_some_and(|g| g >= 2)
+    })
+    .await;
+    server.signal("-STOP");
+    let (status, took) = timed().await;
+    server.signal("-CONT");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(1500), "{took:?}");
 }
 
 #[actix_web::test]

@@ -344,7 +344,7 @@ impl Limiter {
         match (&config.redis, current.as_ref()) {
             (None, None) => return None,
             (Some(url), Some(store)) if store.serves(url, config.redis_entra.as_ref()) => {
-                store.set_fail_mode(config.fail_mode);
+                store.follow(config.fail_mode, config.redis_timeout);
                 return Some(store.clone());
             }
             _ => {}
@@ -365,6 +365,7 @@ impl Limiter {
                         url,
                         config.redis_entra.as_ref(),
                         config.fail_mode,
+                        config.redis_timeout,
                         runtime,
                         self.redis_errors.clone(),
                     )),

@@ -1,7 +1,7 @@
 //! The counters in a Redis every replica shares (`limits.redis`). An admission is one atomic
 //! round trip (the script `admit.lua`, by EVALSHA, loaded again when Redis answers NOSCRIPT);
 //! a charge is one pipelined INCRBY and PEXPIRE per counter. Every call gives up after
-//! [`CALL_TIMEOUT`], so a hung Redis never holds a request longer.
+//! `limits.redisTimeoutMs` (250 ms unless set), so a hung Redis never holds a request longer.
 //!
 //! One multiplexed connection per replica carries every call (Redis answers them in order, so
 //! it needs no more). With `redisAuth: "entra"` the connection signs in with a Microsoft Entra
@@ -28,8 +28,6 @@ use crate::config::{EntraAuth, FailMode, KeyLimits, Metered, Secret};
 use crate::process::clock::now_ms;
 use crate::upstream::credentials::{TokenCache, token_cache_for};
 
-/// The longest any Redis call may take before it counts as Redis being unreachable.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// TCP, TLS and AUTH of a new connection (in the background, never on a request's time).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(100);
@@ -63,6 +61,9 @@ pub struct RedisStore {
     /// Set once the first connection attempt has ended, either way.
     tried: watch::Sender<bool>,
     fail_closed: AtomicBool,
+    /// `limits.redisTimeoutMs`: the longest any call may take before Redis counts as
+    /// unreachable.
+    call_timeout_ms: AtomicU64,
     /// Failed calls and connection attempts, across every store the limiter had.
     errors: Arc<AtomicU64>,
     /// Where the connection's driver and the background work run: a runtime that lives as
@@ -78,6 +79,7 @@ impl RedisStore {
         url: &Secret,
         entra: Option<&EntraAuth>,
         fail_mode: FailMode,
+        call_timeout: Duration,
         runtime: Handle,
         errors: Arc<AtomicU64>,
     ) -> Arc<RedisStore> {
@@ -108,6 +110,7 @@ impl RedisStore {
             }),
             tried: watch::Sender::new(false),
             fail_closed: AtomicBool::new(fail_mode == FailMode::Closed),
+            call_timeout_ms: AtomicU64::new(millis(call_timeout)),
             errors,
             runtime,
             admission: Script::new(ADMISSION),
@@ -123,9 +126,17 @@ impl RedisStore {
         self.url == *url && self.entra.as_ref().map(|e| &e.auth) == entra
     }
 
-    pub fn set_fail_mode(&self, fail_mode: FailMode) {
+    /// Applies a reloaded config's `failMode` and `redisTimeoutMs` (the next connection takes
+    /// the timeout as its response timeout too).
+    pub fn follow(&self, fail_mode: FailMode, call_timeout: Duration) {
         self.fail_closed
             .store(fail_mode == FailMode::Closed, Ordering::Relaxed);
+        self.call_timeout_ms
+            .store(millis(call_timeout), Ordering::Relaxed);
+    }
+
+    fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms.load(Ordering::Relaxed))
     }
 
     pub fn health(&self) -> Health {
@@ -275,31 +286,33 @@ impl RedisStore {
             .collect())
     }
 
-    /// The connection, waiting (within [`CALL_TIMEOUT`]) for the first attempt to connect.
+    /// The connection, waiting (within the call timeout) for the first attempt to connect.
     async fn connection(&self) -> Option<Arc<MultiplexedConnection>> {
         if let Some(connection) = self.link.load_full() {
             return Some(connection);
         }
         let mut tried = self.tried.subscribe();
-        let _ = tokio::time::timeout(CALL_TIMEOUT, tried.wait_for(|done| *done)).await;
+        let _ = tokio::time::timeout(self.call_timeout(), tried.wait_for(|done| *done)).await;
         self.link.load_full()
     }
 
-    /// Runs one call on `connection` within [`CALL_TIMEOUT`]; a failure marks Redis
+    /// Runs one call on `connection` within the call timeout; a failure marks Redis
     /// unreachable.
     async fn call<T>(
         self: &Arc<Self>,
         connection: &Arc<MultiplexedConnection>,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        let timeout = self.call_timeout();
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
                 self.lost(connection, &err.to_string());
                 Err(Unavailable)
             }
             Err(_) => {
-                self.lost(connection, "no answer within 250 ms");
+                let reason = format!("no answer within {} ms", timeout.as_millis());
+                self.lost(connection, &reason);
                 Err(Unavailable)
             }
         }
@@ -356,9 +369,10 @@ impl RedisStore {
                 Client::open(info).map_err(|err| err.to_string())?
             }
         };
+        let call_timeout = self.call_timeout();
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT);
+            .set_response_timeout(call_timeout);
         let attempt = async {
             let mut connection = client
                 .get_multiplexed_async_connection_with_config(&config)
@@ -366,7 +380,7 @@ impl RedisStore {
             self.admission.load_async(&mut connection).await?;
             Ok::<_, redis::RedisError>(connection)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, attempt).await {
+        match tokio::time::timeout(CONNECT_TIMEOUT + call_timeout, attempt).await {
             Ok(Ok(connection)) => {
                 if let Some(entra) = &self.entra {
                     *lock(&entra.signed_in_with) = token;
@@ -516,6 +530,10 @@ async fn reconnect(store: Weak<RedisStore>) {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
