@@ -19,7 +19,8 @@ const STEP_LIMIT: usize = 16;
 const ID_LIMIT: usize = 256;
 
 /// The codes of the proxy's `/usage` refusals (its `400`s and `503 usage_history_off`),
-/// passed on as it answered them; a client words each from its code.
+/// passed on as it answered them (and given alike by `usage/merged`); a client words each
+/// from its code.
 pub const PASSED_ON_CODES: &[&str] = &[
     "unknown_parameter",
     "duplicate_parameter",
