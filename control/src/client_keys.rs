@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use proxy::config::raw::{RawClientKey, RawConfig};
+use proxy::downstream::bounded::{MAX_ID_CHARS, bounded};
 use rand::TryRngCore as _;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -80,9 +81,7 @@ pub struct KeyChange {
 fn check_id(id: &str) -> Result<String, AdminError> {
     let id = id.trim();
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-        return Err(AdminError::BadRequest(
-            "a key id must be 1 to 128 printable characters".into(),
-        ));
+        return Err(AdminError::InvalidKeyId);
     }
     Ok(id.to_string())
 }
@@ -90,9 +89,9 @@ fn check_id(id: &str) -> Result<String, AdminError> {
 fn check_status(status: &str) -> Result<String, AdminError> {
     match status {
         "active" | "disabled" => Ok(status.to_string()),
-        other => Err(AdminError::BadRequest(format!(
-            "status must be \"active\" or \"disabled\", got \"{other}\""
-        ))),
+        other => Err(AdminError::InvalidKeyStatus {
+            got: bounded(other, MAX_ID_CHARS).into_owned(),
+        }),
     }
 }
 
@@ -100,16 +99,16 @@ fn position(raw: &RawConfig, id: &str) -> Result<usize, AdminError> {
     raw.client_keys
         .iter()
         .position(|k| k.id == id)
-        .ok_or_else(|| AdminError::NotFound(format!("no client key with id \"{id}\"")))
+        .ok_or_else(|| AdminError::KeyNotFound {
+            id: bounded(id, MAX_ID_CHARS).into_owned(),
+        })
 }
 
 /// Adds a key with a fresh value; returns the value (shown once).
 pub fn create(raw: &mut RawConfig, new: &NewKey, key: String) -> Result<String, AdminError> {
     let id = check_id(&new.id)?;
     if raw.client_keys.iter().any(|k| k.id == id) {
-        return Err(AdminError::Exists(format!(
-            "a client key with id \"{id}\" exists"
-        )));
+        return Err(AdminError::KeyExists { id });
     }
     let status = check_status(new.status.as_deref().unwrap_or("active"))?;
     raw.client_keys.push(RawClientKey {
@@ -126,9 +125,7 @@ pub fn change(raw: &mut RawConfig, id: &str, change: &KeyChange) -> Result<(), A
     if let Some(new_id) = &change.id {
         let new_id = check_id(new_id)?;
         if new_id != id && raw.client_keys.iter().any(|k| k.id == new_id) {
-            return Err(AdminError::Exists(format!(
-                "a client key with id \"{new_id}\" exists"
-            )));
+            return Err(AdminError::KeyExists { id: new_id });
         }
         raw.client_keys[index].id = new_id;
     }
@@ -179,7 +176,7 @@ mod tests {
         };
         assert!(matches!(
             create(&mut raw, &new, "sk-x".into()),
-            Err(AdminError::Exists(_))
+            Err(AdminError::KeyExists { .. })
         ));
     }
 
@@ -206,7 +203,7 @@ mod tests {
         };
         assert!(matches!(
             change(&mut raw, "a", &edit),
-            Err(AdminError::BadRequest(_))
+            Err(AdminError::InvalidKeyStatus { .. })
         ));
     }
 
@@ -215,7 +212,7 @@ mod tests {
         let mut raw = config_with(&["a"]);
         assert!(matches!(
             delete(&mut raw, "zz"),
-            Err(AdminError::NotFound(_))
+            Err(AdminError::KeyNotFound { .. })
         ));
     }
 

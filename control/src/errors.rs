@@ -1,6 +1,7 @@
 //! The admin API's one error type: every failure a handler can return, grouped by who is at
 //! fault, and the one place that turns it into a response. Never puts a secret in a message.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -9,6 +10,9 @@ use actix_web::{HttpResponse, ResponseError};
 use proxy::config::ConfigIssue;
 use proxy::errors::OpenAiError;
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::cause::Cause;
 
 pub const REALM: &str = "gateway admin";
 
@@ -45,8 +49,15 @@ pub enum AdminError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Exists(String),
+    /// `id` is bounded by whoever builds the error: it may come from the request.
+    #[error("no client key with id \"{id}\"")]
+    KeyNotFound { id: String },
+    #[error("a client key with id \"{id}\" exists")]
+    KeyExists { id: String },
+    #[error("a key id must be 1 to 128 printable characters")]
+    InvalidKeyId,
+    #[error("status must be \"active\" or \"disabled\", got \"{got}\"")]
+    InvalidKeyStatus { got: String },
 
     // Control cannot serve (503).
     #[error(
@@ -62,7 +73,7 @@ pub enum AdminError {
     ProxyOpsUnreachable {
         url: String,
         from: &'static str,
-        cause: String,
+        cause: Cause,
     },
     #[error(
         "the proxy at {url} (from {from}) is not reachable: {cause}. Is the proxy running? If it listens elsewhere, give control the same PROXY_LISTEN as the proxy"
@@ -70,7 +81,7 @@ pub enum AdminError {
     ProxyUnreachable {
         url: String,
         from: &'static str,
-        cause: String,
+        cause: Cause,
     },
     #[error("Caddy's admin API is not configured (CADDY_ADMIN=off)")]
     CaddyDisabled,
@@ -80,8 +91,34 @@ pub enum AdminError {
     Internal(&'static str, #[source] anyhow::Error),
 }
 
+/// Every `code` an [`AdminError`] answers with, so that a client that words messages in
+/// another language (the admin UI) can be checked to know them all.
+pub const CODES: &[&str] = &[
+    "unauthorized",
+    "too_many_attempts",
+    "cross_site_request",
+    "default_password_remote",
+    "password_change_required",
+    "unknown_host",
+    "precondition_required",
+    "config_changed",
+    "invalid_config",
+    "bad_request",
+    "payload_too_large",
+    "not_found",
+    "key_not_found",
+    "already_exists",
+    "invalid_key_id",
+    "invalid_key_status",
+    "proxy_ops_unreachable",
+    "proxy_unreachable",
+    "caddy_disabled",
+    "config_missing",
+    "internal_error",
+];
+
 impl AdminError {
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthorized => "unauthorized",
             AdminError::Throttled(_) => "too_many_attempts",
@@ -95,7 +132,10 @@ impl AdminError {
             AdminError::BadRequest(_) => "bad_request",
             AdminError::PayloadTooLarge { .. } => "payload_too_large",
             AdminError::NotFound(_) => "not_found",
-            AdminError::Exists(_) => "already_exists",
+            AdminError::KeyNotFound { .. } => "key_not_found",
+            AdminError::KeyExists { .. } => "already_exists",
+            AdminError::InvalidKeyId => "invalid_key_id",
+            AdminError::InvalidKeyStatus { .. } => "invalid_key_status",
             AdminError::ProxyOpsUnreachable { .. } => "proxy_ops_unreachable",
             AdminError::ProxyUnreachable { .. } => "proxy_unreachable",
             AdminError::CaddyDisabled => "caddy_disabled",
@@ -113,15 +153,40 @@ impl AdminError {
     }
 
     /// The values in the message, by name, for a client that words the message itself (the
-    /// admin UI in another language) from `code`.
-    fn params(&self) -> Option<serde_json::Value> {
+    /// admin UI in another language) from `code`. Empty when the message holds none.
+    pub fn params(&self) -> BTreeMap<&'static str, Value> {
+        let mut params = BTreeMap::new();
         match self {
+            AdminError::Throttled(wait) => {
+                params.insert("seconds", Value::from(wait.as_secs().max(1)));
+            }
+            AdminError::UnknownHost(host) => {
+                params.insert("host", Value::from(host.as_str()));
+            }
+            AdminError::PayloadTooLarge { limit } => {
+                params.insert("limit", Value::from(*limit));
+            }
+            AdminError::KeyNotFound { id } | AdminError::KeyExists { id } => {
+                params.insert("id", Value::from(id.as_str()));
+            }
+            AdminError::InvalidKeyStatus { got } => {
+                params.insert("got", Value::from(got.as_str()));
+            }
             AdminError::ProxyOpsUnreachable { url, cause, from }
             | AdminError::ProxyUnreachable { url, cause, from } => {
-                Some(serde_json::json!({ "url": url, "cause": cause, "from": from }))
+                params.insert("url", Value::from(url.as_str()));
+                params.insert("from", Value::from(*from));
+                params.insert("cause", Value::from(cause.to_string()));
+                for (name, value) in cause.params() {
+                    params.insert(name, Value::from(value));
+                }
             }
-            _ => None,
+            AdminError::Internal(what, _) => {
+                params.insert("what", Value::from(*what));
+            }
+            _ => {}
         }
+        params
     }
 
     fn issues(&self) -> Option<&[ConfigIssue]> {
@@ -143,8 +208,8 @@ struct AdminFields<'a> {
     issues: Option<&'a [ConfigIssue]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    params: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    params: BTreeMap<&'static str, Value>,
 }
 
 impl ResponseError for AdminError {
@@ -157,11 +222,13 @@ impl ResponseError for AdminError {
             | AdminError::PasswordChangeRequired => StatusCode::FORBIDDEN,
             AdminError::UnknownHost(_) => StatusCode::MISDIRECTED_REQUEST,
             AdminError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            AdminError::Conflict { .. } | AdminError::Exists(_) => StatusCode::CONFLICT,
+            AdminError::Conflict { .. } | AdminError::KeyExists { .. } => StatusCode::CONFLICT,
             AdminError::InvalidConfig(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::BadRequest(_)
+            | AdminError::InvalidKeyId
+            | AdminError::InvalidKeyStatus { .. } => StatusCode::BAD_REQUEST,
             AdminError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::NotFound(_) | AdminError::KeyNotFound { .. } => StatusCode::NOT_FOUND,
             AdminError::ProxyOpsUnreachable { .. }
             | AdminError::ProxyUnreachable { .. }
             | AdminError::CaddyDisabled => StatusCode::BAD_GATEWAY,
@@ -209,8 +276,9 @@ impl ResponseError for AdminError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::cause::CauseCode;
     use actix_web::body::to_bytes;
 
     async fn body_of(err: AdminError) -> (StatusCode, serde_json::Value, HttpResponse) {
@@ -227,6 +295,120 @@ mod tests {
             serde_json::from_slice(&bytes).unwrap_or_default(),
             rebuilt.finish(),
         )
+    }
+
+    /// Every variant once. `variant_is_listed` stops compiling when a variant is added, as a
+    /// reminder to add it here too.
+    pub(crate) fn one_of_each() -> Vec<AdminError> {
+        vec![
+            AdminError::Unauthorized,
+            AdminError::Throttled(Duration::from_secs(3)),
+            AdminError::CrossSite("the request's Origin is not the admin UI's own"),
+            AdminError::DefaultPasswordRemote,
+            AdminError::PasswordChangeRequired,
+            AdminError::UnknownHost("example.org".into()),
+            AdminError::PreconditionRequired,
+            AdminError::Conflict {
+                current_etag: "\"e\"".into(),
+            },
+            AdminError::InvalidConfig(Vec::new()),
+            AdminError::BadRequest("invalid filter".into()),
+            AdminError::PayloadTooLarge { limit: 1024 },
+            AdminError::NotFound("no such admin API endpoint".into()),
+            AdminError::KeyNotFound { id: "team".into() },
+            AdminError::KeyExists { id: "team".into() },
+            AdminError::InvalidKeyId,
+            AdminError::InvalidKeyStatus {
+                got: "paused".into(),
+            },
+            AdminError::NoConfig,
+            AdminError::ProxyOpsUnreachable {
+                url: "http://127.0.0.1:9".into(),
+                from: "PROXY_OPS_LISTEN",
+                cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+            },
+            AdminError::ProxyUnreachable {
+                url: "http://127.0.0.1:9".into(),
+                from: "PROXY_LISTEN",
+                cause: Cause::new(CauseCode::Answered, "500 Internal Server Error"),
+            },
+            AdminError::CaddyDisabled,
+            AdminError::Internal("writing config.json", anyhow::anyhow!("disk full")),
+        ]
+    }
+
+    fn variant_is_listed(err: &AdminError) {
+        match err {
+            AdminError::Unauthorized
+            | AdminError::Throttled(_)
+            | AdminError::CrossSite(_)
+            | AdminError::DefaultPasswordRemote
+            | AdminError::PasswordChangeRequired
+            | AdminError::UnknownHost(_)
+            | AdminError::PreconditionRequired
+            | AdminError::Conflict { .. }
+            | AdminError::InvalidConfig(_)
+            | AdminError::BadRequest(_)
+            | AdminError::PayloadTooLarge { .. }
+            | AdminError::NotFound(_)
+            | AdminError::KeyNotFound { .. }
+            | AdminError::KeyExists { .. }
+            | AdminError::InvalidKeyId
+            | AdminError::InvalidKeyStatus { .. }
+            | AdminError::NoConfig
+            | AdminError::ProxyOpsUnreachable { .. }
+            | AdminError::ProxyUnreachable { .. }
+            | AdminError::CaddyDisabled
+            | AdminError::Internal(..) => {}
+        }
+    }
+
+    #[test]
+    fn codes_lists_the_code_of_every_variant_once() {
+        let examples = one_of_each();
+        examples.iter().for_each(variant_is_listed);
+        let mut answered: Vec<_> = examples.iter().map(AdminError::code).collect();
+        answered.sort_unstable();
+        answered.dedup();
+        assert_eq!(
+            answered.len(),
+            examples.len(),
+            "a code is shared: {answered:?}"
+        );
+        let mut listed = CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(answered, listed);
+    }
+
+    #[actix_web::test]
+    async fn the_values_of_a_message_come_by_name_beside_it() {
+        let (_, body, _) = body_of(AdminError::Throttled(Duration::from_secs(7))).await;
+        assert_eq!(body["error"]["params"]["seconds"], 7);
+        let (status, body, _) = body_of(AdminError::KeyExists { id: "team".into() }).await;
+        assert_eq!(status, 409);
+        assert_eq!(body["error"]["code"], "already_exists");
+        assert_eq!(body["error"]["params"]["id"], "team");
+        assert_eq!(
+            body["error"]["message"],
+            "a client key with id \"team\" exists"
+        );
+        let unreachable = AdminError::ProxyOpsUnreachable {
+            url: "http://127.0.0.1:9".into(),
+            from: "PROXY_OPS_LISTEN",
+            cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+        };
+        let (_, body, _) = body_of(unreachable).await;
+        let params = &body["error"]["params"];
+        assert_eq!(params["url"], "http://127.0.0.1:9");
+        assert_eq!(params["from"], "PROXY_OPS_LISTEN");
+        assert_eq!(
+            params["cause"],
+            "connection refused or unreachable: tcp connect error"
+        );
+        assert_eq!(params["cause_code"], "unreachable");
+        assert_eq!(params["cause_detail"], "tcp connect error");
+        let (_, body, _) = body_of(AdminError::PasswordChangeRequired).await;
+        assert!(body["error"].get("params").is_none(), "{body}");
     }
 
     #[actix_web::test]

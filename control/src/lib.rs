@@ -5,6 +5,7 @@ pub mod admin_auth;
 pub mod api;
 pub mod blob_backend;
 pub mod caddy;
+pub mod cause;
 pub mod client_keys;
 pub mod cross_site;
 pub mod errors;

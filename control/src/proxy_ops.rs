@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::caddy::admin::describe;
+use crate::cause::{Cause, CauseCode};
 use crate::errors::AdminError;
 use crate::settings::loopback_for;
 
@@ -104,7 +104,7 @@ impl ProxyOps {
         query: &[(&str, String)],
     ) -> Result<UsageAnswer, AdminError> {
         let base = self.base(config);
-        let unreachable = |cause: String| AdminError::ProxyOpsUnreachable {
+        let unreachable = |cause: Cause| AdminError::ProxyOpsUnreachable {
             url: base.clone(),
             from: self.base_from(),
             cause,
@@ -116,7 +116,7 @@ impl ProxyOps {
             .timeout(USAGE_TIMEOUT)
             .send()
             .await
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|e| unreachable(Cause::of(&e)))?;
         let status = response.status();
         let header = |name: reqwest::header::HeaderName| {
             response
@@ -134,7 +134,10 @@ impl ProxyOps {
             .as_deref()
             .is_some_and(|t| t.starts_with("application/json"));
         if !status.is_success() && !refusal {
-            return Err(unreachable(format!("answered {status}")));
+            return Err(unreachable(Cause::new(
+                CauseCode::Answered,
+                status.to_string(),
+            )));
         }
         if response
             .content_length()
@@ -146,7 +149,7 @@ impl ProxyOps {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| unreachable(format!("unreadable answer: {}", describe(&e))))?
+            .map_err(|e| unreachable(Cause::unreadable(&e)))?
         {
             if body.len() + chunk.len() > USAGE_ANSWER_LIMIT {
                 return Err(unreachable(too_large()));
@@ -168,7 +171,7 @@ impl ProxyOps {
         query: &impl Serialize,
     ) -> Result<T, AdminError> {
         let base = self.base(config);
-        let unreachable = |cause: String| AdminError::ProxyOpsUnreachable {
+        let unreachable = |cause: Cause| AdminError::ProxyOpsUnreachable {
             url: base.clone(),
             from: self.base_from(),
             cause,
@@ -180,20 +183,23 @@ impl ProxyOps {
             .timeout(OPS_TIMEOUT)
             .send()
             .await
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|e| unreachable(Cause::of(&e)))?;
         if !response.status().is_success() {
-            return Err(unreachable(format!("answered {}", response.status())));
+            return Err(unreachable(Cause::new(
+                CauseCode::Answered,
+                response.status().to_string(),
+            )));
         }
         response
             .json()
             .await
-            .map_err(|e| unreachable(format!("unreadable answer: {}", describe(&e))))
+            .map_err(|e| unreachable(Cause::unreadable(&e)))
     }
 }
 
-fn too_large() -> String {
-    format!(
-        "its answer is larger than {} MiB: ask for a shorter range or a coarser step",
-        USAGE_ANSWER_LIMIT / (1024 * 1024)
+fn too_large() -> Cause {
+    Cause::new(
+        CauseCode::AnswerTooLarge,
+        (USAGE_ANSWER_LIMIT / (1024 * 1024)).to_string(),
     )
 }

@@ -42,6 +42,28 @@ pub struct Facts<'a> {
     pub render: Option<&'a RenderOutcome>,
 }
 
+/// Every warning `code`, so that a client that words warnings in another language (the admin
+/// UI) can be checked to know them all.
+pub const CODES: &[&str] = &[
+    "default_password",
+    "login_disabled",
+    "config_missing",
+    "config_invalid",
+    "blob_unreachable",
+    "blob_pending",
+    "blob_unpushed",
+    "config_local_edit",
+    "placeholder_upstream",
+    "sample_client_key",
+    "proxy_rejected",
+    "proxy_unreachable",
+    "redis_unreachable_open",
+    "redis_unreachable_closed",
+    "caddy_unreachable",
+    "caddy_load_failed",
+    "caddyfile_failed",
+];
+
 pub fn warnings(facts: &Facts<'_>) -> Vec<Warning> {
     let mut out = Vec::new();
     admin_login(facts.admin, &mut out);
@@ -183,7 +205,15 @@ fn proxy(status: Result<&Status, &AdminError>, out: &mut Vec<Warning>) {
         }
         Err(err) => {
             let reason = err.to_string();
-            out.push(warning("proxy_unreachable", reason.clone(), None).with("reason", reason));
+            let mut unreachable = warning("proxy_unreachable", reason.clone(), None);
+            for (name, value) in err.params() {
+                let value = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                unreachable = unreachable.with(name, value);
+            }
+            out.push(unreachable.with("reason", reason));
         }
     }
 }
@@ -218,7 +248,11 @@ fn caddy(loader: &LoaderStatus, render: Option<&RenderOutcome>, out: &mut Vec<Wa
                 .unreachable_reason
                 .clone()
                 .unwrap_or_else(|| "Caddy's admin API does not answer.".into());
-            out.push(warning("caddy_unreachable", reason.clone(), None).with("reason", reason));
+            let mut unreachable = warning("caddy_unreachable", reason.clone(), None);
+            for (name, value) in loader.unreachable_error.iter().flat_map(|err| err.params()) {
+                unreachable = unreachable.with(name, value);
+            }
+            out.push(unreachable.with("reason", reason));
         }
         if let Some(last) = loader.last_load.as_ref().filter(|l| !l.ok) {
             out.push(warning(
@@ -253,7 +287,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::caddy::admin::AdminApiError;
     use crate::caddy::loader::LoadRecord;
+    use crate::cause::{Cause, CauseCode};
 
     /// A config that raises no warning of its own.
     fn clean_config() -> Value {
@@ -514,15 +550,24 @@ mod tests {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "http://127.0.0.1:9".into(),
                 from: "server.ops in config.json",
-                cause: "connection refused".into(),
+                cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
             })
         });
         let warning = only(&warnings);
         assert_eq!(warning.code, "proxy_unreachable");
         assert!(
-            warning.message.contains("connection refused"),
+            warning
+                .message
+                .contains("connection refused or unreachable: tcp connect error"),
             "{warning:?}"
         );
+        // Every value of the message, by name, for the UI to word it in another language.
+        let param = |name: &str| warning.params.get(name).map(String::as_str);
+        assert_eq!(param("url"), Some("http://127.0.0.1:9"));
+        assert_eq!(param("from"), Some("server.ops in config.json"));
+        assert_eq!(param("cause_code"), Some("unreachable"));
+        assert_eq!(param("cause_detail"), Some("tcp connect error"));
+        assert_eq!(param("reason"), Some(warning.message.as_str()));
     }
 
     fn redis_status(reachable: Option<bool>, fail_mode: LimitsFailMode) -> Status {
@@ -577,13 +622,22 @@ mod tests {
 
     #[test]
     fn an_unreachable_caddy_is_a_warning_only_when_control_drives_it() {
+        let error = AdminApiError::Unreachable {
+            url: "http://localhost:2019/".into(),
+            cause: Cause::new(CauseCode::Unreachable, "tcp connect error"),
+        };
         let warnings = warnings_with(|s| {
             s.caddy.reachable = Some(false);
-            s.caddy.unreachable_reason = Some("connection refused".into());
+            s.caddy.unreachable_reason = Some(error.to_string());
+            s.caddy.unreachable_error = Some(error.clone());
         });
         let warning = only(&warnings);
         assert_eq!(warning.code, "caddy_unreachable");
-        assert_eq!(warning.message, "connection refused");
+        assert_eq!(warning.message, error.to_string());
+        let param = |name: &str| warning.params.get(name).map(String::as_str);
+        assert_eq!(param("url"), Some("http://localhost:2019/"));
+        assert_eq!(param("cause_code"), Some("unreachable"));
+        assert_eq!(param("cause_detail"), Some("tcp connect error"));
 
         let unmanaged = warnings_with(|s| {
             s.caddy.admin_url = None;
@@ -629,6 +683,75 @@ mod tests {
     }
 
     #[test]
+    fn codes_lists_every_warning() {
+        let aside = |path: &str| proxy::blob::cache::SetAside {
+            path: path.into(),
+            at_ms: 1,
+        };
+        let mut samples = clean_config();
+        samples["upstreams"][0]["baseUrl"] = json!("https://YOUR-RESOURCE-NAME.openai.azure.com");
+        samples["apiKeys"][0]["key"] = json!("CHANGEME");
+        let mut broken = clean_config();
+        broken["models"][0]["upstream"] = json!("nowhere");
+        let rejected = RejectedConfig {
+            at_ms: 1,
+            sha256: "def".into(),
+            issues: Vec::new(),
+        };
+        let failed_load = LoadRecord {
+            at_ms: 1,
+            ok: false,
+            took_ms: 3,
+            sha256: "c".into(),
+            reason: "changed",
+            error: Some("adapting config: bad directive".into()),
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        let mut add = |warnings: Vec<Warning>| seen.extend(warnings.iter().map(|w| w.code));
+        add(warnings_with(|s| {
+            s.admin = basic("admin");
+            s.on_disk = on_disk(&broken);
+            s.blob = Some(BlobView {
+                reachable: Some(false),
+                pending_local_change: true,
+                unpushed: vec![aside("/d/config.unpushed-1.json")],
+                local_edits: vec![aside("/d/config.local-edit-1.json")],
+                ..BlobView::default()
+            });
+            s.config = config(&samples);
+            s.proxy = Ok(redis_status(Some(false), LimitsFailMode::Open));
+            s.caddy.last_load = Some(failed_load);
+            s.render = Some(RenderOutcome {
+                at_ms: 1,
+                ok: false,
+                error: None,
+                written: false,
+                sha256: None,
+            });
+        }));
+        add(warnings_with(|s| {
+            s.admin = AdminCredentials::Open;
+            s.on_disk.content = Content::Missing;
+            s.caddy.reachable = Some(false);
+            s.proxy = Err(AdminError::ProxyOpsUnreachable {
+                url: "u".into(),
+                from: "PROXY_OPS_LISTEN",
+                cause: Cause::new(CauseCode::TimedOut, "deadline"),
+            });
+        }));
+        add(warnings_with(|s| {
+            let mut status = redis_status(Some(false), LimitsFailMode::Closed);
+            status.config.rejected = Some(rejected);
+            s.proxy = Ok(status);
+        }));
+        seen.sort_unstable();
+        seen.dedup();
+        let mut listed = CODES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(seen, listed);
+    }
+
+    #[test]
     fn warnings_come_in_a_fixed_order() {
         let warnings = warnings_with(|s| {
             s.admin = AdminCredentials::Open;
@@ -638,7 +761,7 @@ mod tests {
             s.proxy = Err(AdminError::ProxyOpsUnreachable {
                 url: "u".into(),
                 from: "PROXY_OPS_LISTEN",
-                cause: "c".into(),
+                cause: Cause::new(CauseCode::Answered, "500 Internal Server Error"),
             });
         });
         let codes: Vec<_> = warnings.iter().map(|w| w.code).collect();

@@ -29,6 +29,7 @@
     usageShownAt: 0,   // when it was last answered
     clockOffset: 0,    // ms to add to the browser's clock to get control's
     configMissing: false,
+    loginRefused: false,
   };
 
   // ---------- i18n ----------
@@ -147,21 +148,45 @@
   }
   const clone = (v) => JSON.parse(JSON.stringify(v));
 
+  // ---------- messages from the server ----------
+  // The server sends a stable code with the values of its English message (`params`); the
+  // page words the message from the code in its own language. The English message stays the
+  // fallback: for English, for a code the page does not know, and when a value the wording
+  // needs is missing. Text from Azure or Caddy is one of the values, shown as it came.
+  function translated(key, params, english) {
+    const template = lang() !== 'en' ? DICT[lang()][key] : undefined;
+    if (template === undefined) return english;
+    const values = localParams(params);
+    const names = (template.match(/\{[a-z_A-Z]+\}/g) || []).map((n) => n.slice(1, -1));
+    if (!names.every((n) => values[n] !== undefined && values[n] !== null)) return english;
+    return t(key, values);
+  }
+  // The values of a message, with the cause of an unreachable process (`cause_code` and the
+  // transport's own `cause_detail`) worded in the page's language.
+  function localParams(params) {
+    const values = Object.assign({}, params || {});
+    if (values.cause_code && DICT[lang()]['cause.' + values.cause_code] !== undefined) {
+      const detail = values.cause_detail || '';
+      const template = DICT[lang()]['cause.' + values.cause_code];
+      const cause = t('cause.' + values.cause_code, { detail });
+      values.cause = detail && !template.includes('{detail}') ? t('cause.withDetail', { cause, detail }) : cause;
+    }
+    return values;
+  }
+
   // ---------- API ----------
   class ApiError extends Error {
     constructor(status, body) {
       const err = body && body.error;
-      super((err && err.message) || (typeof body === 'string' && body) || ('HTTP ' + status));
+      const english = (err && err.message) || (typeof body === 'string' && body) || ('HTTP ' + status);
+      super(english);
       this.status = status;
       this.code = err && err.code;
       this.param = err && err.param;
       this.issues = (err && err.issues) || [];
       this.etag = err && err.etag;
-      // A code the page knows reads in the page's language; the English message is the
-      // fallback for codes it does not know.
-      if (this.code && lang() !== 'en' && DICT[lang()]['error.' + this.code]) {
-        this.message = t('error.' + this.code, (err && err.params) || {});
-      }
+      this.params = Object.assign({ message: english }, (err && err.params) || {});
+      if (this.code) this.message = translated('error.' + this.code, this.params, english);
     }
   }
   function apiUrl(path) { return new URL(BASE + 'api/' + path, location.origin); }
@@ -494,8 +519,18 @@
       if (!data.login_enabled) banners.append(h('div', { class: 'banner' }, t('banner.loginDisabled')));
     } catch (err) {
       if (err.code === 'config_missing') showConfigMissing();
+      else if (err.code === 'default_password_remote') showLoginRefused(err);
       else toast(err.message, 'bad');
     }
+  }
+
+  // The default password from a public address: the API refuses everything, so the page says
+  // why instead of showing the pages.
+  function showLoginRefused(err) {
+    S.loginRefused = true;
+    document.body.classList.add('login-refused');
+    $('#login-refused').hidden = false;
+    $('#login-refused-text').textContent = err.message;
   }
 
   // Without config.json nobody can log in: the page says how to create the file instead of
@@ -531,7 +566,7 @@
   function renderOverview(status, stats) {
     const warnings = clear($('#warnings'));
     for (const w of status.warnings) {
-      const text = lang() !== 'en' && DICT[lang()]['warn.' + w.code] ? t('warn.' + w.code, w.params || {}) : w.message;
+      const text = translated('warn.' + w.code, w.params, w.message);
       warnings.append(h('li', { dataset: { code: w.code } }, text, w.detail ? h('span', { class: 'detail' }, w.detail) : null));
     }
     if (!status.warnings.length) warnings.append(h('li', { class: 'ok' }, t('overview.allGood')));
@@ -1353,7 +1388,7 @@
       out.className = 'result ' + (data.ok ? 'ok' : 'bad');
       out.textContent = data.ok
         ? t('auth.verified', { mode: data.mode }) + (data.expires_at_ms ? ' ' + t('auth.expires', { when: when(data.expires_at_ms) }) : '')
-        : t('auth.failed', { mode: data.mode, error: data.error || '' });
+        : t('auth.failed', { mode: data.mode, error: data.error_code === 'timed_out' ? t('auth.timedOut', { s: data.timeout_s }) : data.error || '' });
     } catch (err) {
       out.className = 'result bad';
       out.textContent = err.issues.length ? err.issues.map((i) => i.path + ': ' + i.message).join('; ') : err.message;
@@ -1388,7 +1423,7 @@
       fact(f, t('overview.state'), badge(t('overview.notManaged'), ''));
     } else {
       fact(f, t('tls.adminApi'), h('span', {}, c.reachable ? badge(t('overview.reachable'), 'ok') : badge(t('overview.unreachable'), 'bad'), ' ', h('span', { class: 'mono' }, c.admin_url || '')));
-      if (c.reach_error && !c.reachable) fact(f, t('col.message'), c.reach_error);
+      if (c.reach_error && !c.reachable) fact(f, t('col.message'), translated('caddyError.' + c.reach_error_code, c.reach_error_params, c.reach_error));
       const last = c.loader.last_load;
       fact(f, t('overview.lastLoad'), last
         ? h('span', {}, badge(last.ok ? t('overview.loaded') : t('overview.refused'), last.ok ? 'ok' : 'bad'), ' ', when(last.at_ms))
@@ -1405,7 +1440,7 @@
     if (!c.loader.history.length) loads.append(h('tr', {}, h('td', { colspan: 5, class: 'empty' }, t('tls.noLoads'))));
     for (const l of c.loader.history) {
       loads.append(h('tr', {}, h('td', {}, when(l.at_ms)), h('td', {}, badge(l.ok ? t('overview.loaded') : t('overview.refused'), l.ok ? 'ok' : 'bad')),
-        h('td', {}, t('reason.' + l.reason)), h('td', {}, l.took_ms + ' ms'), h('td', { class: 'wrap mono' }, l.error || '')));
+        h('td', {}, t('reason.' + l.reason)), h('td', {}, duration(l.took_ms)), h('td', { class: 'wrap mono' }, l.error || '')));
     }
     const ups = clear($('#caddy-upstreams tbody'));
     const list = Array.isArray(c.upstreams) ? c.upstreams : [];
@@ -1431,6 +1466,7 @@
   async function showCaddyfile() {
     try {
       const res = await fetch(apiUrl('caddy/caddyfile'), { credentials: 'same-origin' });
+      if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
       const text = await res.text();
       await dialog('Caddyfile', h('pre', {}, text), [{ label: t('common.done'), value: 'ok', kind: 'primary' }]);
     } catch (err) { toast(err.message, 'bad'); }
@@ -1470,11 +1506,11 @@
     : new Intl.NumberFormat(locale(), { style: 'percent', maximumFractionDigits: 1 }).format(v));
   function millis(v) {
     if (v === null || v === undefined) return '—';
-    if (v < 1000) return new Intl.NumberFormat(locale(), { maximumFractionDigits: v < 10 ? 1 : 0 }).format(v) + ' ms';
-    return new Intl.NumberFormat(locale(), { maximumFractionDigits: 2 }).format(v / 1000) + ' s';
+    if (v < 1000) return new Intl.NumberFormat(locale(), { maximumFractionDigits: v < 10 ? 1 : 0 }).format(v) + ' ' + t('unit.ms');
+    return new Intl.NumberFormat(locale(), { maximumFractionDigits: 2 }).format(v / 1000) + ' ' + t('unit.s');
   }
   function axisMillis(v) {
-    return v < 1000 ? compact(v) + ' ms' : compact(v / 1000) + ' s';
+    return v < 1000 ? compact(v) + ' ' + t('unit.ms') : compact(v / 1000) + ' ' + t('unit.s');
   }
   const errorCount = (p) => Object.values((p && p.errors) || {}).reduce((a, b) => a + b, 0);
   const tokenCount = (p) => (p ? (p.prompt_tokens || 0) + (p.completion_tokens || 0) : 0);
@@ -1913,7 +1949,7 @@
         cell('col.latency', {}, duration(r.latency_ms)),
         cell('col.ttfb', {}, r.ttfb_ms === null || r.ttfb_ms === undefined ? '—' : duration(r.ttfb_ms)),
         cell('col.tokens', {}, r.usage ? num(r.usage.total_tokens) : '—'),
-        cell('col.requestId', { class: 'mono breakable request-id', title: r.upstream_request_id ? 'upstream: ' + r.upstream_request_id : null }, r.request_id),
+        cell('col.requestId', { class: 'mono breakable request-id', title: r.upstream_request_id ? t('requests.upstreamRequestId', { id: r.upstream_request_id }) : null }, r.request_id),
         cell('col.message', { class: 'wrap' }, r.error || '')));
       if (retried) body.append(attemptsRow(r));
     }
@@ -2031,7 +2067,7 @@
         }
         showMeta(false);
       }
-      if (!isSse) showAnswer(text, res.status, (u) => { usage = u; });
+      if (!isSse) showAnswer(text, res, (u) => { usage = u; });
       showMeta(true);
     } catch (err) {
       if (err.name === 'AbortError') meta.textContent += ' · ' + t('tester.stopped');
@@ -2042,22 +2078,36 @@
       S.tester = null;
     }
   }
+  // An error answer in the page's language: the proxy's own by its code, with the model asked
+  // for and when to retry; control's own by its code; any other (the upstream's, passed on)
+  // as it came, inside a sentence that says whose it is.
+  function testerErrorText(error, res) {
+    const english = error.message || JSON.stringify(error);
+    if (lang() === 'en') return english;
+    const code = typeof error.code === 'string' ? error.code : '';
+    if (code && DICT[lang()]['proxyError.' + code] !== undefined) {
+      const model = (() => { try { return JSON.parse($('#tester-form').elements.body.value).model; } catch (_) { return ''; } })() || testerBody().model;
+      const retryMs = Number(res.headers.get('retry-after-ms')) || Number(res.headers.get('retry-after')) * 1000 || 0;
+      return translated('proxyError.' + code, {
+        model, message: english, param: error.param || '', request_id: res.headers.get('x-request-id') || '',
+        retry: retryMs ? t('tester.retryIn', { when: duration(retryMs) }) : '',
+      }, english);
+    }
+    if (code && DICT[lang()]['error.' + code] !== undefined) return new ApiError(res.status, { error }).message;
+    return t('tester.upstreamError', { status: res.status, message: english });
+  }
   function streamText(ev) {
     if (ev.choices && ev.choices[0] && ev.choices[0].delta && typeof ev.choices[0].delta.content === 'string') return ev.choices[0].delta.content;
     if (ev.type === 'response.output_text.delta' && typeof ev.delta === 'string') return ev.delta;
     return '';
   }
-  function showAnswer(text, status, setUsage) {
+  function showAnswer(text, res, setUsage) {
     const out = $('#tester-output');
     let body;
-    try { body = JSON.parse(text); } catch (_) { out.textContent = text; if (status >= 400) out.classList.add('error'); return; }
+    try { body = JSON.parse(text); } catch (_) { out.textContent = text; if (res.status >= 400) out.classList.add('error'); return; }
     if (body.usage) setUsage(body.usage);
     if (body.error) {
-      // The proxy's error codes the page knows read in its language, with the model asked for.
-      const code = body.error.code && 'proxyError.' + body.error.code;
-      const known = code && lang() !== 'en' && DICT[lang()][code];
-      const model = (() => { try { return JSON.parse($('#tester-form').elements.body.value).model; } catch (_) { return ''; } })() || testerBody().model;
-      out.textContent = known ? t(code, { model }) : body.error.message || JSON.stringify(body.error);
+      out.textContent = testerErrorText(body.error, res);
       out.classList.add('error');
       return;
     }
@@ -2283,6 +2333,7 @@
       applyI18n();
       if (S.configMissing) return;
       refreshSession();
+      if (S.loginRefused) return;
       if (S.draft) renderDraft();
       showPage(S.page);
     });
@@ -2345,7 +2396,7 @@
     applyI18n();
     wire();
     await refreshSession();
-    if (S.configMissing) {
+    if (S.configMissing || S.loginRefused) {
       document.body.dataset.ready = 'true';
       return;
     }

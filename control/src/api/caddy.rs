@@ -2,6 +2,8 @@
 //! loads, upstream health, certificates from its storage, recent TLS/ACME log lines), the
 //! rendered Caddyfile, and a forced reload.
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::Value;
@@ -22,6 +24,13 @@ struct CaddyStatus {
     /// Probed now.
     reachable: Option<bool>,
     reach_error: Option<String>,
+    /// `reach_error` as a code and its values, for a client that words it in its own
+    /// language (`caddy_unreachable`: `url`, `cause`, `cause_code`, `cause_detail`;
+    /// `caddy_refused`: `status`, `message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reach_error_code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reach_error_params: Option<BTreeMap<&'static str, String>>,
     loader: LoaderStatus,
     pending: bool,
     render: Option<RenderOutcome>,
@@ -50,8 +59,8 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         Some(admin) => match admin.upstreams().await {
             Ok(upstreams) => (Some(true), None, upstreams),
             Err(err) => match admin.probe().await {
-                Ok(()) => (Some(true), Some(err.to_string()), Value::Null),
-                Err(err) => (Some(false), Some(err.to_string()), Value::Null),
+                Ok(()) => (Some(true), Some(err), Value::Null),
+                Err(err) => (Some(false), Some(err), Value::Null),
             },
         },
     };
@@ -85,7 +94,9 @@ pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, AdminErr
         managed: loader.admin().is_some(),
         admin_url: loader_status.admin_url.clone(),
         reachable,
-        reach_error,
+        reach_error: reach_error.as_ref().map(ToString::to_string),
+        reach_error_code: reach_error.as_ref().map(|e| e.code()),
+        reach_error_params: reach_error.as_ref().map(|e| e.params()),
         pending: loader_status.pending(),
         loader: loader_status,
         render: state.caddy.last_render(),

@@ -16,6 +16,8 @@ use std::time::Instant;
 use actix_web::web;
 use url::Url;
 
+pub use usage::PASSED_ON_CODES as USAGE_REFUSAL_CODES;
+
 use crate::caddy::sync::CaddySync;
 use crate::errors::AdminError;
 use crate::proxy_ops::ProxyOps;

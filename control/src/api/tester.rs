@@ -5,11 +5,12 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use proxy::config::{Config, RouteKey};
+use proxy::downstream::bounded::{MAX_ID_CHARS, bounded};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{AppState, Body, parse_json};
-use crate::caddy::admin::describe;
+use crate::cause::Cause;
 use crate::errors::AdminError;
 use crate::settings::loopback_for;
 
@@ -45,8 +46,8 @@ pub async fn send(
         .client_keys
         .iter()
         .find(|k| k.id == request.key_id)
-        .ok_or_else(|| {
-            AdminError::NotFound(format!("no client key with id \"{}\"", request.key_id))
+        .ok_or_else(|| AdminError::KeyNotFound {
+            id: bounded(&request.key_id, MAX_ID_CHARS).into_owned(),
         })?
         .key
         .clone();
@@ -67,7 +68,7 @@ pub async fn send(
             } else {
                 "server.host/server.port in config.json"
             },
-            cause: describe(&e),
+            cause: Cause::of(&e),
         })?;
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);

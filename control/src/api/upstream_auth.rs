@@ -60,6 +60,8 @@ pub async fn verify(
             "ok": false,
             "expires_at_ms": null,
             "error": format!("no credential within {} s", VERIFY_TIMEOUT.as_secs()),
+            "error_code": "timed_out",
+            "timeout_s": VERIFY_TIMEOUT.as_secs(),
         }))),
     }
 }

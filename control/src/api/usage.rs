@@ -18,6 +18,22 @@ const STEP_LIMIT: usize = 16;
 /// The longest model, key or deployment id filtered on.
 const ID_LIMIT: usize = 256;
 
+/// The codes of the proxy's `/usage` refusals (its `400`s and `503 usage_history_off`),
+/// passed on as it answered them (and given alike by `usage/merged`); a client words each
+/// from its code.
+pub const PASSED_ON_CODES: &[&str] = &[
+    "unknown_parameter",
+    "duplicate_parameter",
+    "invalid_group_by",
+    "invalid_format",
+    "invalid_time",
+    "invalid_step",
+    "invalid_range",
+    "step_too_fine",
+    "too_many_points",
+    "usage_history_off",
+];
+
 pub async fn usage(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -138,6 +154,23 @@ mod tests {
 
     fn names<'a>(query: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
         query.iter().map(|(n, v)| (*n, v.as_str())).collect()
+    }
+
+    #[test]
+    fn the_proxys_refusals_of_a_query_are_listed() {
+        for query in [
+            "since=1",
+            "model=a&model=b",
+            "group_by=team",
+            "format=xml",
+            "from=yesterday",
+            "step=7s",
+        ] {
+            let refused = proxy::bookkeeping::history::query::parse(query)
+                .err()
+                .unwrap_or_else(|| panic!("{query} is refused"));
+            assert!(PASSED_ON_CODES.contains(&refused.code), "{}", refused.code);
+        }
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! the API answers, and read the reverse proxy's upstream health. Keeps Caddy's own error
 //! message when it refuses a config.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
 use url::Url;
+
+use crate::cause::Cause;
 
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -16,10 +19,40 @@ pub enum AdminApiError {
     #[error(
         "Caddy's admin API at {url} is not reachable: {cause}. Is Caddy running with the same CADDY_ADMIN as control? (CADDY_ADMIN=off when no Caddy runs)"
     )]
-    Unreachable { url: String, cause: String },
+    Unreachable { url: String, cause: Cause },
     /// Caddy answered and refused; `message` is Caddy's own.
     #[error("Caddy refused the config ({status}): {message}")]
     Refused { status: u16, message: String },
+}
+
+impl AdminApiError {
+    /// Every [`AdminApiError::code`].
+    pub const CODES: [&'static str; 2] = ["caddy_unreachable", "caddy_refused"];
+
+    /// A stable code for the failure, for a client that words it in its own language.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminApiError::Unreachable { .. } => "caddy_unreachable",
+            AdminApiError::Refused { .. } => "caddy_refused",
+        }
+    }
+
+    /// The values in the message, by name; Caddy's own `message` is kept as it came.
+    pub fn params(&self) -> BTreeMap<&'static str, String> {
+        let mut params = BTreeMap::new();
+        match self {
+            AdminApiError::Unreachable { url, cause } => {
+                params.insert("url", url.clone());
+                params.insert("cause", cause.to_string());
+                params.extend(cause.params());
+            }
+            AdminApiError::Refused { status, message } => {
+                params.insert("status", status.to_string());
+                params.insert("message", message.clone());
+            }
+        }
+        params
+    }
 }
 
 #[derive(Clone)]
@@ -44,7 +77,7 @@ impl CaddyAdmin {
     fn unreachable(&self, err: &reqwest::Error) -> AdminApiError {
         AdminApiError::Unreachable {
             url: self.base.to_string(),
-            cause: describe(err),
+            cause: Cause::of(err),
         }
     }
 
@@ -124,27 +157,6 @@ fn caddy_message(body: &str) -> String {
     } else {
         message
     }
-}
-
-/// A transport error in words, without the URL reqwest repeats.
-pub fn describe(err: &reqwest::Error) -> String {
-    let mut text = if err.is_timeout() {
-        "timed out".to_string()
-    } else if err.is_connect() {
-        "connection refused or unreachable".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(err);
-    let mut depth = 0;
-    while let Some(cause) = source {
-        depth += 1;
-        if depth > 1 {
-            text.push_str(&format!(": {cause}"));
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

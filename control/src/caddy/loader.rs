@@ -46,6 +46,11 @@ pub struct LoadRecord {
     pub error: Option<String>,
 }
 
+impl LoadRecord {
+    /// Every `reason` a load is made for.
+    pub const REASONS: [&'static str; 3] = ["changed", "forced", "caddy_restarted"];
+}
+
 /// Retrying while Caddy's admin API does not answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Waiting {
@@ -62,6 +67,9 @@ pub struct LoaderStatus {
     pub reachable: Option<bool>,
     pub checked_at_ms: Option<u64>,
     pub unreachable_reason: Option<String>,
+    /// Why it is unreachable, for a warning worded from its code and values.
+    #[serde(skip)]
+    pub unreachable_error: Option<AdminApiError>,
     /// The Caddyfile control wants Caddy to run.
     pub desired_sha256: Option<String>,
     /// The Caddyfile Caddy last accepted from control.
@@ -143,6 +151,7 @@ impl CaddyLoader {
             s.reachable = Some(true);
             s.checked_at_ms = Some(record.at_ms);
             s.unreachable_reason = None;
+            s.unreachable_error = None;
             s.waiting = None;
             s.last_load = Some(record.clone());
             if s.history.len() == HISTORY {
@@ -153,11 +162,11 @@ impl CaddyLoader {
     }
 
     fn mark_unreachable(&self, error: &AdminApiError) {
-        let text = error.to_string();
         self.update(|s| {
             s.reachable = Some(false);
             s.checked_at_ms = Some(now_ms());
-            s.unreachable_reason = Some(text);
+            s.unreachable_reason = Some(error.to_string());
+            s.unreachable_error = Some(error.clone());
         });
     }
 
@@ -253,6 +262,7 @@ impl CaddyLoader {
                                 s.reachable = Some(true);
                                 s.checked_at_ms = Some(now_ms());
                                 s.unreachable_reason = None;
+                                s.unreachable_error = None;
                             });
                             if was_down {
                                 // A restarted Caddy runs whatever it started with: load ours.

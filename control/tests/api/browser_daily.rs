@@ -1,6 +1,6 @@
 //! The admin UI in daily operation, in headless Chromium at desktop and phone width: a broken
 //! config.json on disk, the recent requests of unknown models, wide tables on a phone, server
-//! messages in Chinese, and the Domain & TLS page.
+//! messages in Chinese (the login refused, Caddy unreachable), and the Domain & TLS page.
 
 use std::time::Duration;
 
@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::browser::{Browser, PHONE};
 use crate::helpers::{
-    KEY, StackOptions, UPSTREAM_API_KEY, chat_body, free_port, spawn_stack, spawn_stack_with,
+    KEY, StackOptions, UPSTREAM_API_KEY, chat_body, eventually, free_port, spawn_stack,
+    spawn_stack_with,
 };
 
 async fn choose_language(browser: &Browser, lang: &str) {
@@ -225,14 +226,193 @@ async fn messages_from_the_gateway_read_in_chinese_on_a_phone() {
     let warning = browser
         .text("#warnings li[data-code='proxy_unreachable']")
         .await;
-    assert!(warning.starts_with("代理的运维监听没有响应："), "{warning}");
     assert!(
-        warning.contains(dead_ops.trim_start_matches("http://")),
+        warning.starts_with(&format!("代理的运维监听 {dead_ops} 没有响应")),
         "{warning}"
     );
+    // The cause is worded in Chinese too; the transport's own words follow it.
+    assert!(warning.contains("：连接被拒绝或无法访问"), "{warning}");
+    assert!(!warning.contains("connection refused"), "{warning}");
     browser
         .screenshot("overview-proxy-unreachable-phone-zh")
         .await;
+    browser.close().await;
+    stack.shutdown().await;
+}
+
+/// A reverse proxy in front of control that says every request comes from a public address
+/// (`X-Forwarded-For`), as Caddy does for a client on the internet. Answers with control's
+/// status, headers and body.
+async fn from_a_public_address(control: &str) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{HttpRequest, HttpResponse, web};
+
+    let control = control.to_string();
+    let http = reqwest::Client::new();
+    let server = actix_web::HttpServer::new(move || {
+        let control = control.clone();
+        let http = http.clone();
+        actix_web::App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
+            let control = control.clone();
+            let http = http.clone();
+            async move {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let method =
+                    reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method");
+                let mut forwarded = http
+                    .request(method, format!("{control}{path}"))
+                    .header("x-forwarded-for", "203.0.113.9")
+                    .body(body.to_vec());
+                for (name, value) in req.headers() {
+                    if !matches!(name.as_str(), "host" | "content-length" | "connection") {
+                        forwarded = forwarded.header(name.as_str(), value.as_bytes());
+                    }
+                }
+                let answer = forwarded.send().await.expect("control answers");
+                let mut response = HttpResponse::build(
+                    actix_web::http::StatusCode::from_u16(answer.status().as_u16())
+                        .expect("status"),
+                );
+                for (name, value) in answer.headers() {
+                    if !matches!(
+                        name.as_str(),
+                        "content-length" | "transfer-encoding" | "connection"
+                    ) {
+                        response.insert_header((name.as_str(), value.as_bytes()));
+                    }
+                }
+                response.body(answer.bytes().await.expect("body"))
+            }
+        }))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("bind");
+    let address = format!("http://{}", server.addrs()[0]);
+    let server = server.run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    (address, handle)
+}
+
+/// Opens the admin UI at `base` with the shipped credentials admin:admin, in Chinese.
+async fn open_in_chinese_with_the_default_password(browser: &Browser, base: &str, page: &str) {
+    let authority = base.trim_start_matches("http://");
+    let url = format!("http://admin:admin@{authority}/admin/#{page}");
+    browser.client.goto(&url).await.expect("navigate");
+    browser
+        .wait_js("return document.body.dataset.ready === 'true'")
+        .await;
+    browser
+        .js("localStorage.setItem('gateway.lang', 'zh'); location.reload();")
+        .await;
+    browser
+        .wait_js("return document.body.dataset.ready === 'true' && document.documentElement.lang === 'zh-CN'")
+        .await;
+}
+
+#[actix_web::test]
+async fn the_login_and_caddy_messages_read_in_chinese_on_a_phone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    // The shipped password, and a Caddy admin API where nothing listens.
+    let dead_caddy = format!("http://127.0.0.1:{}/", free_port());
+    let caddy_url = dead_caddy.clone();
+    let stack = spawn_stack_with(StackOptions {
+        edit_config: Box::new(|config| {
+            config["server"]["adminAuth"]["password"] = Value::from("admin");
+        }),
+        edit_control: Box::new(move |settings| {
+            settings.caddy.admin_url = Some(caddy_url.parse().expect("url"));
+        }),
+        ..StackOptions::default()
+    })
+    .await;
+    browser
+        .client
+        .set_window_size(PHONE.0, PHONE.1)
+        .await
+        .expect("phone");
+
+    // From this machine the default password logs in, but nothing changes before it does.
+    open_in_chinese_with_the_default_password(&browser, &stack.control, "keys").await;
+    browser
+        .type_into("#key-create input[name=id]", "early")
+        .await;
+    browser.click("#key-create button[type=submit]").await;
+    browser
+        .wait_js("return !document.getElementById('toast').hidden && document.getElementById('toast').classList.contains('bad')")
+        .await;
+    let toast = browser.text("#toast").await;
+    assert_eq!(
+        toast,
+        "管理密码仍是默认的“admin”：请先修改（在“服务与管理登录”中，或 config.json 的 server.adminAuth.password）；在此之前不能进行其他更改。"
+    );
+    browser
+        .screenshot("password-change-required-phone-zh")
+        .await;
+
+    // Caddy's admin API does not answer: the warning names it and says why, in Chinese.
+    eventually("the Caddy warning", Duration::from_secs(15), || async {
+        let status: Value = match stack
+            .http
+            .get(stack.admin_url("status"))
+            .basic_auth("admin", Some("admin"))
+            .send()
+            .await
+        {
+            Ok(answer) => answer.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        status["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["code"] == "caddy_unreachable"))
+    })
+    .await;
+    browser.show_settled("overview").await;
+    let text = browser
+        .text("#warnings li[data-code='caddy_unreachable']")
+        .await;
+    assert!(
+        text.starts_with(&format!(
+            "Caddy 的管理 API {dead_caddy} 没有响应：连接被拒绝或无法访问"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("CADDY_ADMIN"), "{text}");
+    assert!(!text.contains("connection refused"), "{text}");
+    assert!(!text.contains("Is Caddy running"), "{text}");
+    browser
+        .screenshot("overview-caddy-unreachable-phone-zh")
+        .await;
+    browser.show_settled("tls").await;
+    let facts = browser.text("#facts-tls").await;
+    assert!(
+        facts.contains(&format!(
+            "无法访问 Caddy 的管理 API {dead_caddy}：连接被拒绝或无法访问"
+        )),
+        "{facts}"
+    );
+    assert!(!facts.contains("is not reachable"), "{facts}");
+
+    // From a public address the default password is refused: the page says why.
+    let (public, server) = from_a_public_address(&stack.control).await;
+    open_in_chinese_with_the_default_password(&browser, &public, "overview").await;
+    browser
+        .wait_js("return !document.getElementById('login-refused').hidden")
+        .await;
+    assert_eq!(browser.text("#login-refused h1").await, "管理登录被拒绝");
+    assert_eq!(
+        browser.text("#login-refused-text").await,
+        "管理密码仍是默认的“admin”，只接受来自本机或私有网络的登录：请先在 config.json 中设置 server.adminAuth.password。"
+    );
+    let pages_hidden = browser
+        .js("return getComputedStyle(document.querySelector('.layout')).display === 'none'")
+        .await;
+    assert_eq!(pages_hidden, Value::Bool(true));
+    browser.screenshot("default-password-remote-phone-zh").await;
+
+    server.stop(true).await;
     browser.close().await;
     stack.shutdown().await;
 }
