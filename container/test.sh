@@ -192,7 +192,7 @@ if command -v azurite-blob >/dev/null 2>&1; then
         azurite-blob --blobHost 127.0.0.1 --blobPort "$blob_port" --location "$work/azurite" \
             --skipApiVersionCheck --loose --silent >>"$work/azurite.log" 2>&1 &
         azurite_pid=$!
-        wait_for 30 sh -c "exec 3<>/dev/tcp/127.0.0.1/$blob_port" || fail "Azurite did not start"
+        wait_for 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$blob_port" || fail "Azurite did not start"
     }
     start_azurite
     # An account SAS signed with the emulator's published key.

@@ -138,7 +138,10 @@ async fn limits_sign_in_to_redis_with_entra_tokens_and_again_on_the_same_connect
     config["apiKeys"][0]["limits"] = json!([{"requests": 1000, "per": "1h"}]);
     config["limits"] = json!({
         "redis": format!("redis://{OBJECT_ID}@127.0.0.1:{}", redis.port),
-        "redisAuth": "entra"
+        "redisAuth": "entra",
+        // Not the default 250 ms: a call held up on a loaded machine would drop the connection
+        // and open another, which this test counts.
+        "redisTimeoutMs": 2000
     });
     let running = start_proxy(dir.path(), &entra, &config);
     let http = reqwest::Client::new();

@@ -555,7 +555,7 @@ async fn the_store_follows_reloads_and_failing_closed_refuses_while_redis_is_dow
 
     let mut config = base_config(&app.fake);
     config["apiKeys"][0]["limits"] = limits;
-    config["limits"] = json!({"redis": server.url(), "failMode": "closed"});
+    config["limits"] = json!({"redis": server.url(), "failMode": "closed", "redisTimeoutMs": 2000});
     write_json(&app.config_path, &config);
     eventually(
         "the reload to count in a reachable Redis",
@@ -699,7 +699,7 @@ async fn limits_count_in_a_redis_over_tls_whose_certificate_is_verified() {
     let config_path = dir.path().join("config.json");
     let mut config = base_config(&fake);
     config["apiKeys"][0]["limits"] = json!([{"requests": 100, "per": "1m"}]);
-    config["limits"] = json!({"redis": server.url()});
+    config["limits"] = json!({"redis": server.url(), "redisTimeoutMs": 2000});
     write_json(&config_path, &config);
     let http = reqwest::Client::new();
 
