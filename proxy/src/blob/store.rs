@@ -159,7 +159,8 @@ impl BlobStore {
     }
 
     /// Writes `bytes` to `name` when `condition` holds; the new ETag. A missing container is
-    /// created once.
+    /// created once. A write answered 404 is taken as a missing container whatever its error
+    /// code says: a blob write cannot find anything else missing.
     pub async fn put(
         &self,
         name: &str,
@@ -167,7 +168,7 @@ impl BlobStore {
         condition: &WriteIf,
     ) -> Result<String, BlobError> {
         match self.put_once(name, bytes, condition).await {
-            Err(Failure::ContainerMissing) => {
+            Err(Failure::ContainerMissing | Failure::Status(StatusCode::NotFound)) => {
                 self.create_container().await?;
                 self.put_once(name, bytes, condition)
                     .await
