@@ -471,6 +471,7 @@ fn object_id(token: &str) -> Option<String> {
 /// Signs the live connection in again (`AUTH`) whenever the token cache holds a token newer
 /// than the one it signed in with, until the store is gone.
 async fn keep_signed_in(store: Weak<RedisStore>) {
+    let mut last_refused: Option<String> = None;
     loop {
         tokio::time::sleep(TOKEN_CHECK_INTERVAL).await;
         let Some(current) = store.upgrade() else {
@@ -496,13 +497,25 @@ async fn keep_signed_in(store: Weak<RedisStore>) {
         let mut conn = (*connection).clone();
         let mut auth = redis::cmd("AUTH");
         auth.arg(&user).arg(&token);
-        if current
-            .call(&connection, auth.query_async::<()>(&mut conn))
-            .await
-            .is_ok()
-        {
-            *lock(&entra.signed_in_with) = Some(token);
-            tracing::debug!("limits: signed in to Redis again with a newer Entra token");
+        let timeout = current.call_timeout();
+        match tokio::time::timeout(timeout, auth.query_async::<()>(&mut conn)).await {
+            Ok(Ok(())) => {
+                *lock(&entra.signed_in_with) = Some(token);
+                tracing::debug!("limits: signed in to Redis again with a newer Entra token");
+            }
+            // Refused (the token not accepted yet, say): the connection stays signed in with
+            // the token it has, and the next check tries again.
+            Ok(Err(err)) if !(err.is_io_error() || err.is_connection_dropped()) => {
+                if last_refused.as_deref() != Some(token.as_str()) {
+                    tracing::warn!(error = %err, "limits: Redis refused a newer Entra token; trying again");
+                    last_refused = Some(token);
+                }
+            }
+            Ok(Err(err)) => current.lost(&connection, &err.to_string()),
+            Err(_) => current.lost(
+                &connection,
+                &format!("no answer within {} ms", timeout.as_millis()),
+            ),
         }
     }
 }
