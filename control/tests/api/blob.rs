@@ -299,19 +299,13 @@ async fn two_control_instances_saving_at_once_get_one_success_and_one_conflict()
     b.stop().await;
 }
 
-#[actix_web::test]
-async fn a_save_while_blob_is_down_is_kept_locally_and_pushed_when_blob_is_back() {
-    let Some(azurite) = Azurite::start() else {
-        return;
-    };
-    let fake = FakeFoundry::start().await;
-    let store = store(&azurite);
-    seed(&store, &fake).await;
+/// A control reaching `azurite` through a relay, started while Blob answers (the config it
+/// then served is returned), then cut off from Blob until it says so.
+async fn control_with_blob_cut(azurite: &Azurite) -> (Control, Relay, Value) {
     let relay = Relay::start(azurite.port);
     let url = format!("http://127.0.0.1:{}/devstoreaccount1", relay.port);
     let control = Control::start(&blob_env(&url, &azurite.sas(), "c"), None).await;
     let (config, _) = control.config().await;
-
     relay.cut();
     eventually("control to see Blob down", LIMIT, || async {
         control
@@ -320,6 +314,18 @@ async fn a_save_while_blob_is_down_is_kept_locally_and_pushed_when_blob_is_back(
             .contains(&"blob_unreachable".to_string())
     })
     .await;
+    (control, relay, config)
+}
+
+#[actix_web::test]
+async fn a_save_while_blob_is_down_is_kept_locally_and_pushed_when_blob_is_back() {
+    let Some(azurite) = Azurite::start() else {
+        return;
+    };
+    let fake = FakeFoundry::start().await;
+    let store = store(&azurite);
+    seed(&store, &fake).await;
+    let (control, relay, config) = control_with_blob_cut(&azurite).await;
     let (config_now, etag) = control.config().await;
     assert_eq!(
         config_now["models"], config["models"],
@@ -371,19 +377,7 @@ async fn a_change_saved_while_down_is_set_aside_when_the_blob_changed_meanwhile(
     let fake = FakeFoundry::start().await;
     let store = store(&azurite);
     seed(&store, &fake).await;
-    let relay = Relay::start(azurite.port);
-    let url = format!("http://127.0.0.1:{}/devstoreaccount1", relay.port);
-    let control = Control::start(&blob_env(&url, &azurite.sas(), "c"), None).await;
-    control.config().await;
-
-    relay.cut();
-    eventually("control to see Blob down", LIMIT, || async {
-        control
-            .warning_codes()
-            .await
-            .contains(&"blob_unreachable".to_string())
-    })
-    .await;
+    let (control, relay, _) = control_with_blob_cut(&azurite).await;
     let (config, etag) = control.config().await;
     assert_eq!(
         control
